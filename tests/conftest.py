@@ -1,0 +1,99 @@
+"""Backends for the test suite.
+
+Every behaviour test takes ``db`` (or ``async_db``) and runs once per backend:
+``embedded`` (the schema-aware mongomock of ``nsn_store.embedded``) always,
+and ``server`` when ``NSN_TEST_MONGODB_URI`` points at a real MongoDB. Without
+that variable the server cases are reported as skipped, never faked.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from nsn_store.clock import ManualClock
+
+SERVER_URI = os.environ.get("NSN_TEST_MONGODB_URI")
+SKIP_SERVER = "NSN_TEST_MONGODB_URI is not set: no real MongoDB server to test against"
+
+
+def _fresh_name() -> str:
+    return f"nsn_test_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock frozen at 2026-01-05 09:00 UTC (a Monday) that tests move by hand."""
+    return ManualClock()
+
+
+@pytest.fixture(params=["embedded", "server"])
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "server" and not SERVER_URI:
+        pytest.skip(SKIP_SERVER)
+    return str(request.param)
+
+
+@pytest.fixture
+def client(backend: str, clock: ManualClock) -> Iterator[Any]:
+    """A sync client: a fresh embedded store sharing ``clock``, or the real server."""
+    if backend == "embedded":
+        from nsn_store.testing import mongomock_client
+
+        yield mongomock_client(clock=clock)
+        return
+    real: MongoClient[dict[str, Any]] = MongoClient(
+        SERVER_URI, tz_aware=True, serverSelectionTimeoutMS=5000
+    )
+    yield real
+    real.close()
+
+
+@pytest.fixture
+def db(client: Any) -> Iterator[Database[dict[str, Any]]]:
+    """A fresh, empty database on the current backend, dropped afterwards."""
+    name = _fresh_name()
+    yield client[name]
+    client.drop_database(name)
+
+
+@pytest.fixture
+def ttl_monitor(backend: str, client: Any) -> Any:
+    """Run one pass of the TTL monitor now (embedded only: a server's runs on its own)."""
+    if backend != "embedded":
+        pytest.skip("a real server's TTL monitor cannot be triggered by a test")
+    return client.run_ttl_monitor
+
+
+@pytest.fixture(params=["embedded-motor", "server-pymongo", "server-motor"])
+async def async_db(request: pytest.FixtureRequest, clock: ManualClock) -> AsyncIterator[Any]:
+    """A fresh async database: mongomock-motor over the embedded store, or a real
+    server through PyMongo's ``AsyncMongoClient`` and through Motor."""
+    kind = str(request.param)
+    name = _fresh_name()
+    if kind == "embedded-motor":
+        from nsn_store.testing import async_client, mongomock_client
+
+        yield async_client(mongomock_client(clock=clock))[name]
+        return
+    if not SERVER_URI:
+        pytest.skip(SKIP_SERVER)
+    if kind == "server-pymongo":
+        from pymongo import AsyncMongoClient
+
+        real: Any = AsyncMongoClient(SERVER_URI, tz_aware=True, serverSelectionTimeoutMS=5000)
+    else:
+        from motor.motor_asyncio import AsyncIOMotorClient
+
+        real = AsyncIOMotorClient(SERVER_URI, tz_aware=True, serverSelectionTimeoutMS=5000)
+    yield real[name]
+    await real.drop_database(name)
+    closing = real.close()
+    if closing is not None:
+        await closing
