@@ -1,0 +1,178 @@
+"""Connect to MongoDB or to the embedded in-memory database from one URI.
+
+``mongodb://`` and ``mongodb+srv://`` reach a real server; ``mongomock://host/db``
+gives the embedded database (:mod:`nsn_store.embedded`). A real server is pinged
+on connect with a short server-selection timeout, so an unreachable one fails
+fast with :class:`~nsn_store.errors.ConnectionFailedError` instead of on the
+first query. Passwords never appear in messages: every URI is passed through
+:func:`mask_uri` first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from pymongo import MongoClient
+from pymongo import errors as pymongo_errors
+from pymongo import uri_parser
+from pymongo.database import Database
+
+from nsn_store.clock import Clock
+from nsn_store.errors import ConfigurationError, ConnectionFailedError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URI = "mongomock://localhost/nsn"
+DEFAULT_DATABASE = "nsn"
+ENV_VAR = "NSN_MONGODB_URI"
+SERVER_SCHEMES = ("mongodb", "mongodb+srv")
+EMBEDDED_SCHEME = "mongomock"
+
+# scheme://user:password@ ; the password runs to the last "@" before the host so
+# an unescaped "@" or "/" in it is still hidden.
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/?#\s]*):(?P<pw>[^\s?#]*)@")
+# Characters MongoDB forbids in database names (plus the empty name).
+_BAD_DB_CHARS = set('/\\. "$\0')
+
+# One client per embedded host, so connect() calls from several threads (or
+# several commands in one process) see the same in-memory data.
+_EMBEDDED: dict[str, Any] = {}
+_EMBEDDED_LOCK = threading.Lock()
+
+
+def resolve_uri(uri: str | None) -> str:
+    """Return ``uri``, else ``$NSN_MONGODB_URI``, else the embedded default."""
+    return uri or os.environ.get(ENV_VAR) or DEFAULT_URI
+
+
+def mask_uri(uri: str) -> str:
+    """Return ``uri`` with any password replaced by ``***`` (user names stay)."""
+    return mask_text(uri)
+
+
+def mask_text(text: str) -> str:
+    """Mask the password of every URI that appears inside ``text``."""
+    return _CREDENTIALS.sub(lambda m: f"{m.group('head')}:***@", text)
+
+
+def scheme_of(uri: str) -> str:
+    """Return the URI's scheme, lower-cased ("" when there is none)."""
+    head, sep, _ = uri.partition("://")
+    return head.lower() if sep else ""
+
+
+def connect(
+    uri: str | None = None, *, timeout_ms: int = 5000, clock: Clock | None = None
+) -> Database[dict[str, Any]]:
+    """Open the database named by ``uri`` (see :func:`resolve_uri`) and return it.
+
+    Raises ConfigurationError for a malformed URI and ConnectionFailedError when
+    a server cannot be reached within ``timeout_ms``.
+    """
+    resolved = resolve_uri(uri)
+    scheme = scheme_of(resolved)
+    if scheme == EMBEDDED_SCHEME:
+        return _connect_embedded(resolved, clock)
+    if scheme in SERVER_SCHEMES:
+        return _connect_server(resolved, timeout_ms)
+    shown = f"scheme {scheme!r}" if scheme else "no scheme"
+    raise ConfigurationError(
+        f"unsupported MongoDB URI {mask_uri(resolved)!r} ({shown}): "
+        "use mongodb://, mongodb+srv:// or mongomock://host/database"
+    )
+
+
+def is_embedded(db: Database[Any]) -> bool:
+    """Tell whether ``db`` lives in the embedded in-memory database."""
+    mongomock = sys.modules.get("mongomock")  # not imported means not embedded
+    return mongomock is not None and isinstance(db, mongomock.database.Database)
+
+
+def describe_host(db: Database[Any]) -> str:
+    """Return where ``db`` lives, safe to record and print ("embedded" or host:port)."""
+    if is_embedded(db):
+        return "embedded"
+    try:
+        address = db.client.address
+    except pymongo_errors.PyMongoError:
+        address = None
+    if address is None:
+        return ",".join(f"{h}:{p}" for h, p in sorted(db.client.nodes)) or "unknown"
+    return f"{address[0]}:{address[1]}"
+
+
+def _connect_embedded(uri: str, clock: Clock | None) -> Database[dict[str, Any]]:
+    parts = urlsplit(uri)
+    if parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"mongomock URI {mask_uri(uri)!r} takes no options: use mongomock://host/database"
+        )
+    host = parts.hostname or "localhost"
+    name = _database_name(unquote(parts.path.lstrip("/")) or DEFAULT_DATABASE, uri)
+    return _embedded_client(host, clock)[name]
+
+
+def _embedded_client(host: str, clock: Clock | None) -> Any:
+    """Return this process's client for ``host``, sharing its store across clocks."""
+    from nsn_store.embedded import EmbeddedClient
+
+    with _EMBEDDED_LOCK:
+        shared = _EMBEDDED.get(host)
+        if shared is None:
+            shared = _EMBEDDED[host] = EmbeddedClient(host, clock=clock)
+            return shared
+    if clock is None or clock is shared.clock:
+        return shared
+    return EmbeddedClient(host, clock=clock, _store=shared._store)
+
+
+def _connect_server(uri: str, timeout_ms: int) -> Database[dict[str, Any]]:
+    shown = mask_uri(uri)
+    try:
+        if scheme_of(uri) == "mongodb":  # strict parse; +srv would need DNS here
+            uri_parser.parse_uri(uri, warn=False)
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            uri,
+            tz_aware=True,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+        )
+    except (pymongo_errors.PyMongoError, ValueError, TypeError) as exc:
+        raise ConfigurationError(f"malformed MongoDB URI {shown!r}: {exc}") from exc
+    try:
+        client.admin.command("ping")
+        db = client.get_default_database(default=DEFAULT_DATABASE)
+    except pymongo_errors.ConfigurationError as exc:
+        client.close()
+        raise ConfigurationError(f"bad MongoDB URI {shown!r}: {exc}") from exc
+    except pymongo_errors.PyMongoError as exc:
+        client.close()
+        raise ConnectionFailedError(
+            f"cannot reach MongoDB at {shown} within {timeout_ms} ms: {_first_line(exc)}",
+            uri=shown,
+        ) from exc
+    _database_name(db.name, uri)
+    log.info("connected to %s (database %s)", shown, db.name)
+    return db
+
+
+def _database_name(name: str, uri: str) -> str:
+    bad = sorted(_BAD_DB_CHARS.intersection(name))
+    if bad or len(name.encode()) > 63:
+        raise ConfigurationError(
+            f"invalid database name {name!r} in {mask_uri(uri)!r}: "
+            "at most 63 bytes, none of / \\ . space \" $"
+        )
+    return name
+
+
+def _first_line(exc: BaseException) -> str:
+    """Keep the driver's long topology dump out of one-line messages."""
+    text = mask_text(str(exc))
+    return text.split(", Timeout:")[0].split("\n")[0]
