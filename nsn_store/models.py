@@ -246,7 +246,7 @@ class Template(Document):
 
 
 class ScheduledMessage(Document):
-    """A message due at ``sendAt``, claimed by one worker at a time under a lease."""
+    """A message due at sendAt, claimed by one worker at a time under a lease."""
 
     collection_name: ClassVar[str] = "scheduledMessages"
 
@@ -284,7 +284,7 @@ class MessageEvent(Document):
 
 
 class AIPreview(Document):
-    """A short-lived AI draft, removed by the TTL monitor after ``expiresAt``."""
+    """A short-lived AI draft, removed by the TTL monitor after expiresAt."""
 
     collection_name: ClassVar[str] = "aiPreviews"
 
