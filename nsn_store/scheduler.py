@@ -1,0 +1,460 @@
+"""Schedule, claim and finish messages: the worker hot path, sync and asyncio.
+
+Each operation is written once, as a generator that yields database operations
+(:class:`Op`) and receives their results; :class:`Scheduler` runs those
+generators against a PyMongo ``Database`` and :class:`AsyncScheduler` against
+an async one (PyMongo's ``AsyncMongoClient``, Motor, mongomock-motor). The two
+classes therefore cannot drift apart: they differ only in how an ``Op`` is
+executed. Filters and updates come from the pure builders in
+:mod:`nsn_store.scheduling`.
+
+Lifecycle: ``scheduled -> processing`` (claimed, with a lease) ``-> sent``; or
+back to ``scheduled`` with a later ``sendAt`` after a transient failure; or
+``failed`` after the last attempt; ``scheduled``/``processing -> cancelled``.
+An expired lease makes a message claimable again.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random
+import threading
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+
+from nsn_store import scheduling as b
+from nsn_store.clock import DEFAULT_CLOCK, Clock, to_bson_time
+from nsn_store.errors import (
+    DuplicateKeyError,
+    InvalidTransitionError,
+    LeaseLostError,
+    NotFoundError,
+    NsnStoreError,
+    TenantIsolationError,
+    translated,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["AsyncScheduler", "Backlog", "Op", "Scheduler"]
+
+Document = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One database call: a collection method and its arguments (``counter`` for counters)."""
+
+    method: str
+    collection: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+Flow = Generator[Op, Any, Any]
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What the queue looks like at ``now``, for one tenant or for all."""
+
+    now: datetime
+    tenant_id: ObjectId | None
+    due_now: int
+    oldest_due_send_at: datetime | None
+    processing_live: int
+    processing_expired: int
+    failed_last_day: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the backlog as JSON-ready values (ISO times, string ids)."""
+        oldest = self.oldest_due_send_at
+        return {
+            "now": self.now.isoformat(),
+            "tenant_id": str(self.tenant_id) if self.tenant_id is not None else None,
+            "due_now": self.due_now,
+            "oldest_due_send_at": oldest.isoformat() if oldest is not None else None,
+            "processing_live": self.processing_live,
+            "processing_expired": self.processing_expired,
+            "failed_last_day": self.failed_last_day,
+        }
+
+
+def _find(query: b.Query, **kwargs: Any) -> Op:
+    if query.sort:
+        kwargs["sort"] = query.sort
+    return Op("find", query.collection, (query.filter,), kwargs)
+
+
+def _find_one(query: b.Query, **kwargs: Any) -> Op:
+    if query.sort:
+        kwargs["sort"] = query.sort
+    return Op("find_one", query.collection, (query.filter,), kwargs)
+
+
+def _count(query: b.Query) -> Op:
+    return Op("count_documents", query.collection, (query.filter,))
+
+
+def _modify(filter_: Mapping[str, Any], update: Mapping[str, Any]) -> Op:
+    return Op("find_one_and_update", b.MESSAGES, (filter_, update),
+              {"return_document": ReturnDocument.AFTER})
+
+
+def _insert(collection: str, document: Document) -> Op:
+    return Op("insert_one", collection, (document,))
+
+
+class _Flows:
+    """The operations, as generators of :class:`Op`; shared by both schedulers."""
+
+    def __init__(
+        self,
+        db: Any,
+        *,
+        clock: Clock | None = None,
+        counter: Any = None,
+        max_attempts: int = 5,
+        base_backoff: timedelta = b.DEFAULT_BASE_BACKOFF,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+        self.db = db
+        self.clock = clock or DEFAULT_CLOCK
+        self.counter = counter
+        self.max_attempts = max_attempts
+        self.base_backoff = base_backoff
+        self.rng = rng or random.Random()
+        self._trips = 0
+        self._trips_lock = threading.Lock()
+
+    @property
+    def round_trips(self) -> int:
+        """Return how many collection calls this scheduler has made (counters excluded)."""
+        return self._trips
+
+    def _count_trip(self) -> None:
+        with self._trips_lock:
+            self._trips += 1
+
+    def _now(self, now: datetime | None) -> datetime:
+        return self.clock.now() if now is None else to_bson_time(now)
+
+    def _bump(self, tenant_id: ObjectId, metric: str) -> Flow:
+        if self.counter is not None:
+            yield Op("counter", "", (tenant_id, metric))
+
+    # -- flows ---------------------------------------------------------------
+
+    def _schedule(self, tenant_id: Any, contact_id: Any, channel: str, send_at: datetime,
+                  **optional: Any) -> Flow:
+        tenant, contact = b.as_object_id(tenant_id), b.as_object_id(contact_id)
+        _check_contact((yield _find_one(b.by_id_query(b.CONTACTS, contact))), tenant, contact)
+        key = optional.get("idempotency_key")
+        lookup = b.idempotency_query(tenant, key) if key is not None else None
+        if lookup is not None and (existing := (yield _find_one(lookup))) is not None:
+            return existing
+        now = self._now(None)
+        message = b.new_message(tenant, contact, channel, send_at, now, **optional)
+        try:
+            yield _insert(b.MESSAGES, message)
+        except DuplicateKeyError:
+            if lookup is None:
+                raise
+            return (yield _find_one(lookup))  # a concurrent schedule with the same key won
+        yield _insert(b.EVENTS, b.new_event(tenant, "queued", now, message_id=message["_id"]))
+        yield from self._bump(tenant, "messages.scheduled")
+        return message
+
+    def _claim_due(self, worker_id: str, now: datetime | None, limit: int,
+                   lease: timedelta) -> Flow:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        now = self._now(now)
+        end = b.lease_end(now, lease)
+        due = yield _find(b.due_query(now), limit=limit, projection=b.CANDIDATE_PROJECTION)
+        stale = yield _find(b.expired_lease_query(now), limit=limit,
+                            projection=b.CANDIDATE_PROJECTION)
+        ids = b.pick_candidates(due, stale, limit)
+        if not ids:
+            return []
+        won = yield Op("update_many", b.MESSAGES,
+                       (b.claim_query(ids, now).filter, b.claim_update(worker_id, now, end)))
+        if won.modified_count == 0:
+            return []  # every candidate went to a faster worker
+        held = yield _find(b.held_query(ids, worker_id, end))
+        log.debug("worker %s claimed %d of %d candidates", worker_id, len(held), len(ids))
+        return b.oldest_first(held)
+
+    def _mark_sent(self, message_id: Any, worker_id: str, provider_message_id: str | None,
+                   provider: str | None) -> Flow:
+        mid, now = b.as_object_id(message_id), self._now(None)
+        doc = yield _modify(b.holder_filter(mid, worker_id, now), b.sent_update(now))
+        if doc is None:
+            raise _lease_lost((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
+        event = b.new_event(doc["tenantId"], b.SENT, now, message_id=mid,
+                            provider=b.sent_provider(doc["channel"], provider, provider_message_id),
+                            provider_message_id=provider_message_id)
+        try:
+            yield _insert(b.EVENTS, event)
+        except DuplicateKeyError:  # the provider's webhook reported "sent" first
+            log.info("sent event for %s already recorded by a webhook", mid)
+        yield from self._bump(doc["tenantId"], "messages.sent")
+        return doc
+
+    def _mark_failed(self, message_id: Any, worker_id: str, error: str | BaseException,
+                     retry: bool) -> Flow:
+        mid, now = b.as_object_id(message_id), self._now(None)
+        held = b.holder_filter(mid, worker_id, now)
+        current = yield _find_one(b.Query(b.MESSAGES, held, "_id_"))
+        if current is None:
+            raise _lease_lost((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
+        attempts, text = current["attempts"], b.clip_error(error)
+        retry_at = None
+        if b.should_retry(attempts, self.max_attempts, retry):
+            retry_at = to_bson_time(now + b.backoff(attempts, self.base_backoff, self.rng))
+        update = b.retry_update(now, retry_at, text) if retry_at else b.failed_update(now, text)
+        # attempts in the filter: the lease cannot have been lost and re-won in between.
+        doc = yield _modify({**held, "attempts": attempts}, update)
+        if doc is None:
+            raise _lease_lost((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
+        raw = b.failure_raw(text, attempts, retry_at)
+        yield _insert(b.EVENTS, b.new_event(doc["tenantId"], b.FAILED, now, message_id=mid, raw=raw))
+        yield from self._bump(doc["tenantId"], "messages.retried" if retry_at else "messages.failed")
+        return doc
+
+    def _extend_lease(self, message_id: Any, worker_id: str, lease: timedelta) -> Flow:
+        mid, now = b.as_object_id(message_id), self._now(None)
+        doc = yield _modify(b.holder_filter(mid, worker_id, now), b.extend_update(now, lease))
+        if doc is None:
+            raise _lease_lost((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
+        return doc
+
+    def _cancel(self, tenant_id: Any, message_id: Any) -> Flow:
+        tenant, mid, now = b.as_object_id(tenant_id), b.as_object_id(message_id), self._now(None)
+        doc = yield _modify(b.cancel_filter(tenant, mid), b.cancel_update(now))
+        if doc is None:
+            raise _not_cancellable((yield _find_one(b.by_id_query(b.MESSAGES, mid))), tenant, mid)
+        yield from self._bump(tenant, "messages.cancelled")
+        return doc
+
+    def _record_provider_event(self, tenant_id: Any, provider: str, provider_message_id: str,
+                               event_type: str, occurred_at: datetime | None,
+                               raw: Mapping[str, Any] | None) -> Flow:
+        tenant = b.as_object_id(tenant_id)
+        sent = yield _find_one(b.sent_event_query(tenant, provider, provider_message_id))
+        event = b.new_event(tenant, event_type, self._now(None),
+                            message_id=(sent or {}).get("scheduledMessageId"), provider=provider,
+                            provider_message_id=provider_message_id, occurred_at=occurred_at,
+                            raw=raw)
+        try:
+            yield _insert(b.EVENTS, event)
+        except DuplicateKeyError:  # by_provider_message_event: this webhook was seen before
+            return False
+        return True
+
+    def _backlog(self, tenant_id: Any, now: datetime | None) -> Flow:
+        tenant = b.as_object_id(tenant_id) if tenant_id is not None else None
+        now = self._now(now)
+        due = b.due_query(now, tenant)
+        oldest = yield _find_one(due, projection={"sendAt": 1})
+        return Backlog(
+            now=now, tenant_id=tenant, due_now=(yield _count(due)),
+            oldest_due_send_at=oldest["sendAt"] if oldest else None,
+            processing_live=(yield _count(b.live_lease_query(now, tenant))),
+            processing_expired=(yield _count(b.expired_leases_count_query(now, tenant))),
+            failed_last_day=(yield _count(b.failed_since_query(now - b.FAILED_WINDOW, tenant))),
+        )
+
+
+def _check_contact(contact: Document | None, tenant_id: ObjectId, contact_id: ObjectId) -> None:
+    if contact is None:
+        raise NotFoundError(f"contact {contact_id} does not exist")
+    if contact["tenantId"] != tenant_id:
+        raise TenantIsolationError(f"contact {contact_id} does not belong to tenant {tenant_id}")
+
+
+def _lease_lost(current: Document | None, message_id: ObjectId, worker_id: str) -> NsnStoreError:
+    if current is None:
+        return NotFoundError(f"scheduled message {message_id} does not exist")
+    holder = current.get("lockedBy") if current["status"] == b.PROCESSING else None
+    state = f"held by {holder!r}" if holder else "held by no worker"
+    return LeaseLostError(
+        f"worker {worker_id!r} does not hold a live lease on message {message_id}: "
+        f"it is {current['status']}, {state}"
+    )
+
+
+def _not_cancellable(current: Document | None, tenant_id: ObjectId,
+                     message_id: ObjectId) -> NsnStoreError:
+    if current is None:
+        return NotFoundError(f"scheduled message {message_id} does not exist")
+    if current["tenantId"] != tenant_id:
+        return TenantIsolationError(f"message {message_id} does not belong to tenant {tenant_id}")
+    return InvalidTransitionError(
+        f"message {message_id} is {current['status']}: only scheduled or processing "
+        "messages can be cancelled"
+    )
+
+
+class Scheduler(_Flows):
+    """Schedule, claim and finish messages through a PyMongo ``Database``.
+
+    ``clock`` supplies "now" (default: the system clock); ``counter`` (a
+    ``ShardedCounter``) is bumped on each transition; a failed attempt is
+    retried with exponential backoff from ``base_backoff`` until the
+    ``max_attempts``-th attempt fails; ``rng`` makes the jitter reproducible.
+    Safe to share between threads.
+    """
+
+    def schedule(self, tenant_id: Any, contact_id: Any, channel: str, send_at: datetime, *,
+                 payload: Mapping[str, Any] | None = None, workflow_step_id: Any = None,
+                 template_id: Any = None, idempotency_key: str | None = None) -> Document:
+        """Schedule a message to a tenant's contact; a repeated idempotency key returns the first."""
+        return self._run(self._schedule(
+            tenant_id, contact_id, channel, send_at, payload=payload,
+            workflow_step_id=workflow_step_id, template_id=template_id,
+            idempotency_key=idempotency_key))
+
+    def claim_due(self, worker_id: str, *, now: datetime | None = None, limit: int = 100,
+                  lease: timedelta = b.DEFAULT_LEASE) -> list[Document]:
+        """Claim up to ``limit`` due messages for ``worker_id``, oldest ``sendAt`` first."""
+        return self._run(self._claim_due(worker_id, now, limit, lease))
+
+    def mark_sent(self, message_id: Any, worker_id: str, *,
+                  provider_message_id: str | None = None, provider: str | None = None) -> Document:
+        """Mark a held message sent; raise LeaseLostError if the lease is gone."""
+        return self._run(self._mark_sent(message_id, worker_id, provider_message_id, provider))
+
+    def mark_failed(self, message_id: Any, worker_id: str, error: str | BaseException, *,
+                    retry: bool = True) -> Document:
+        """Record a failed attempt: retry later with backoff, or fail for good."""
+        return self._run(self._mark_failed(message_id, worker_id, error, retry))
+
+    def extend_lease(self, message_id: Any, worker_id: str, lease: timedelta) -> Document:
+        """Extend a held lease to now + ``lease`` (a heartbeat)."""
+        return self._run(self._extend_lease(message_id, worker_id, lease))
+
+    def cancel(self, tenant_id: Any, message_id: Any) -> Document:
+        """Cancel a tenant's scheduled or processing message."""
+        return self._run(self._cancel(tenant_id, message_id))
+
+    def record_provider_event(self, tenant_id: Any, provider: str, provider_message_id: str,
+                              event_type: str, *, occurred_at: datetime | None = None,
+                              raw: Mapping[str, Any] | None = None) -> bool:
+        """Record a provider webhook once; return False if it was already recorded."""
+        return self._run(self._record_provider_event(
+            tenant_id, provider, provider_message_id, event_type, occurred_at, raw))
+
+    def backlog(self, tenant_id: Any = None, *, now: datetime | None = None) -> Backlog:
+        """Summarise the queue (due, oldest due, leases, recent failures)."""
+        return self._run(self._backlog(tenant_id, now))
+
+    def _run(self, flow: Flow) -> Any:
+        result: Any = None
+        error: NsnStoreError | None = None
+        while True:
+            try:
+                op = flow.send(result) if error is None else flow.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            result, error = None, None
+            try:
+                result = self._execute(op)
+            except NsnStoreError as exc:
+                error = exc
+
+    def _execute(self, op: Op) -> Any:
+        if op.method == "counter":
+            return self.counter.add(*op.args)
+        self._count_trip()
+        collection = self.db[op.collection]
+        with translated(collection=op.collection):
+            result = getattr(collection, op.method)(*op.args, **op.kwargs)
+            return list(result) if op.method == "find" else result
+
+
+class AsyncScheduler(_Flows):
+    """The asyncio twin of :class:`Scheduler` (AsyncMongoClient, Motor, mongomock-motor).
+
+    Same constructor and methods, awaited; ``counter`` may be an
+    ``AsyncShardedCounter`` (its ``add`` is awaited) or a sync one.
+    """
+
+    async def schedule(self, tenant_id: Any, contact_id: Any, channel: str, send_at: datetime,
+                       *, payload: Mapping[str, Any] | None = None, workflow_step_id: Any = None,
+                       template_id: Any = None, idempotency_key: str | None = None) -> Document:
+        """Schedule a message to a tenant's contact; a repeated idempotency key returns the first."""
+        return await self._run(self._schedule(
+            tenant_id, contact_id, channel, send_at, payload=payload,
+            workflow_step_id=workflow_step_id, template_id=template_id,
+            idempotency_key=idempotency_key))
+
+    async def claim_due(self, worker_id: str, *, now: datetime | None = None, limit: int = 100,
+                        lease: timedelta = b.DEFAULT_LEASE) -> list[Document]:
+        """Claim up to ``limit`` due messages for ``worker_id``, oldest ``sendAt`` first."""
+        return await self._run(self._claim_due(worker_id, now, limit, lease))
+
+    async def mark_sent(self, message_id: Any, worker_id: str, *,
+                        provider_message_id: str | None = None,
+                        provider: str | None = None) -> Document:
+        """Mark a held message sent; raise LeaseLostError if the lease is gone."""
+        return await self._run(self._mark_sent(message_id, worker_id, provider_message_id,
+                                               provider))
+
+    async def mark_failed(self, message_id: Any, worker_id: str, error: str | BaseException, *,
+                          retry: bool = True) -> Document:
+        """Record a failed attempt: retry later with backoff, or fail for good."""
+        return await self._run(self._mark_failed(message_id, worker_id, error, retry))
+
+    async def extend_lease(self, message_id: Any, worker_id: str, lease: timedelta) -> Document:
+        """Extend a held lease to now + ``lease`` (a heartbeat)."""
+        return await self._run(self._extend_lease(message_id, worker_id, lease))
+
+    async def cancel(self, tenant_id: Any, message_id: Any) -> Document:
+        """Cancel a tenant's scheduled or processing message."""
+        return await self._run(self._cancel(tenant_id, message_id))
+
+    async def record_provider_event(self, tenant_id: Any, provider: str,
+                                    provider_message_id: str, event_type: str, *,
+                                    occurred_at: datetime | None = None,
+                                    raw: Mapping[str, Any] | None = None) -> bool:
+        """Record a provider webhook once; return False if it was already recorded."""
+        return await self._run(self._record_provider_event(
+            tenant_id, provider, provider_message_id, event_type, occurred_at, raw))
+
+    async def backlog(self, tenant_id: Any = None, *, now: datetime | None = None) -> Backlog:
+        """Summarise the queue (due, oldest due, leases, recent failures)."""
+        return await self._run(self._backlog(tenant_id, now))
+
+    async def _run(self, flow: Flow) -> Any:
+        result: Any = None
+        error: NsnStoreError | None = None
+        while True:
+            try:
+                op = flow.send(result) if error is None else flow.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            result, error = None, None
+            try:
+                result = await self._execute(op)
+            except NsnStoreError as exc:
+                error = exc
+
+    async def _execute(self, op: Op) -> Any:
+        if op.method == "counter":
+            added = self.counter.add(*op.args)
+            return await added if inspect.isawaitable(added) else added
+        self._count_trip()
+        collection = self.db[op.collection]
+        with translated(collection=op.collection):
+            if op.method == "find":
+                return await collection.find(*op.args, **op.kwargs).to_list(None)
+            return await getattr(collection, op.method)(*op.args, **op.kwargs)
