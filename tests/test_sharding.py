@@ -1,0 +1,133 @@
+"""The scale-out plan: every shard key is compatible with every unique index."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from nsn_store.errors import ConfigurationError
+from nsn_store.schema import SCHEMA, IndexSpec
+from nsn_store.sharding import (
+    apply_shard_plan,
+    check_shard_key,
+    shard_commands,
+    shard_plan,
+)
+
+PLAN = shard_plan()
+LARGE = ("contacts", "scheduledMessages", "messageEvents", "ragDocuments", "counters", "aggregates")
+SMALL = ("tenants", "users", "workflows", "workflowSteps", "templates")
+
+
+def _fields(keys: Any) -> list[str]:
+    return [name for name, _ in keys]
+
+
+def _pairs() -> list[Any]:
+    pairs = []
+    for choice in PLAN.sharded:
+        for index in SCHEMA.get(choice.collection).indexes:
+            if index.unique:
+                pairs.append(pytest.param(choice, index, id=f"{choice.collection}-{index.name}"))
+    return pairs
+
+
+def test_plan_has_one_entry_per_collection_in_schema_order() -> None:
+    assert [choice.collection for choice in PLAN.choices] == list(SCHEMA.names)
+    assert all(choice.reason for choice in PLAN.choices)
+
+
+@pytest.mark.parametrize("name", LARGE)
+def test_large_collections_are_sharded_with_tenant_first(name: str) -> None:
+    key = PLAN.get(name).key
+    assert key is not None
+    assert next(iter(key)) == "tenantId"
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_small_collections_stay_unsharded(name: str) -> None:
+    assert PLAN.get(name).key is None
+    assert PLAN.get(name).strategy == "unsharded"
+
+
+@pytest.mark.parametrize(("choice", "index"), _pairs())
+def test_every_unique_index_starts_with_the_planned_shard_key(choice: Any, index: IndexSpec) -> None:
+    key_fields = list(choice.key)
+    assert _fields(index.keys)[: len(key_fields)] == key_fields
+
+
+def test_the_check_covers_at_least_the_four_unique_indexes_of_sharded_collections() -> None:
+    assert len(_pairs()) >= 4
+
+
+@pytest.mark.parametrize(
+    ("collection", "key", "index"),
+    [
+        pytest.param("scheduledMessages", {"tenantId": 1, "_id": 1}, "by_tenant_idempotencyKey",
+                     id="messages-tenant-id"),
+        pytest.param("messageEvents", {"tenantId": 1, "createdAt": 1}, "by_provider_message_event",
+                     id="events-tenant-createdAt"),
+        pytest.param("users", {"tenantId": 1}, "by_clerkUserId", id="users-tenant"),
+        pytest.param("counters", {"metric": 1}, "by_tenant_metric_shard", id="counters-metric"),
+        pytest.param("aggregates", {"tenantId": 1, "metric": 1}, "by_tenant_date_metric",
+                     id="aggregates-tenant-metric"),
+        pytest.param("tenants", {"name": "hashed"}, "by_clerkOrgId", id="tenants-hashed-name"),
+    ],
+)
+def test_a_key_that_a_unique_index_would_violate_is_refused(
+    collection: str, key: dict[str, Any], index: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=index):
+        check_shard_key(SCHEMA.get(collection), key)
+
+
+def test_a_hashed_key_cannot_enforce_uniqueness() -> None:
+    with pytest.raises(ConfigurationError, match="hashed"):
+        check_shard_key(SCHEMA.get("counters"), {"tenantId": "hashed"}, unique=True)
+
+
+def test_hashed_prefix_is_compared_by_field_name_as_the_server_does() -> None:
+    # ShardKeyPattern::isUniqueIndexCompatible: {a: "hashed"} accepts a unique {a: 1, ...}.
+    check_shard_key(SCHEMA.get("counters"), {"tenantId": "hashed"})
+
+
+def test_a_unique_index_starting_with_id_is_always_accepted() -> None:
+    spec = SCHEMA.get("contacts")
+    extra = IndexSpec("by_id_email", (("_id", 1), ("email", 1)), unique=True)
+    check_shard_key(replace(spec, indexes=(*spec.indexes, extra)), {"tenantId": 1, "_id": "hashed"})
+
+
+def test_plan_refuses_a_schema_whose_unique_index_breaks_the_key() -> None:
+    spec = SCHEMA.get("contacts")
+    global_email = IndexSpec("by_email_global", (("email", 1),), unique=True)
+    broken = [replace(spec, indexes=(*spec.indexes, global_email))]
+    with pytest.raises(ConfigurationError, match="by_email_global"):
+        shard_plan(broken)  # type: ignore[arg-type]
+
+
+def test_commands_enable_sharding_then_index_and_shard_each_collection() -> None:
+    commands = shard_commands("nsn", PLAN)
+    assert commands[0] == {"enableSharding": "nsn"}
+    shard = [c for c in commands if "shardCollection" in c]
+    assert [c["shardCollection"] for c in shard] == [f"nsn.{c.collection}" for c in PLAN.sharded]
+    contacts = next(c for c in shard if c["shardCollection"] == "nsn.contacts")
+    assert contacts["key"] == {"tenantId": 1, "_id": "hashed"}
+    first_index = next(i for i, c in enumerate(commands) if c.get("createIndexes") == "contacts")
+    assert commands[first_index + 1]["shardCollection"] == "nsn.contacts"
+
+
+def test_dry_run_returns_commands_without_touching_the_database(db: Any) -> None:
+    result = apply_shard_plan(db, PLAN, dry_run=True)
+    assert result.applied is False
+    assert result.commands[0] == {"enableSharding": db.name}
+    assert db.list_collection_names() == []
+    assert result.to_dict()["collections"][0]["collection"] == "tenants"
+
+
+def test_applying_outside_a_sharded_cluster_is_a_clear_error(db: Any, backend: str) -> None:
+    if backend == "server" and db.client.admin.command("hello").get("msg") == "isdbgrid":
+        pytest.skip("the configured server is a mongos: applying would really shard")
+    with pytest.raises(ConfigurationError, match=r"not a sharded cluster \(mongos\)"):
+        apply_shard_plan(db, PLAN, dry_run=False)
