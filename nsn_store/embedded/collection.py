@@ -1,0 +1,161 @@
+"""The embedded collection: mongomock's, made atomic, validating and server-like on indexes.
+
+Every public operation (and every cursor materialisation) runs under the
+server store's one re-entrant lock, applied in one place (:func:`_operation`)
+to the names in ``LOCKED``. A ``find_one_and_update`` therefore finds and
+modifies as one step, as on a server, and no reader sees a half-applied write.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import mongomock
+from mongomock.command_cursor import CommandCursor
+from mongomock.results import BulkWriteResult
+from pymongo.operations import IndexModel
+
+from nsn_store.embedded import bulk, indexes
+from nsn_store.embedded.enforce import bypassing, duplicate_key_error, index_keys
+from nsn_store.embedded.options import fail
+from nsn_store.embedded.store import EmbeddedCollectionStore
+from nsn_store.embedded.writes import WritePaths, refuse_unsupported
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+INDEX_NOT_FOUND = 27
+
+LOCKED = (
+    "insert_one", "insert_many", "update_one", "update_many", "replace_one",
+    "delete_one", "delete_many", "find_one", "find_one_and_delete",
+    "find_one_and_replace", "find_one_and_update", "count_documents",
+    "estimated_document_count", "distinct", "aggregate", "bulk_write",
+    "create_index", "create_indexes", "drop_index", "drop_indexes", "drop",
+    "list_indexes", "index_information", "options", "rename", "_get_dataset",
+)
+
+
+def _operation(method: F) -> F:
+    """Run ``method`` under the server lock, honouring ``bypass_document_validation``."""
+
+    @functools.wraps(method)
+    def run(self: EmbeddedCollection, *args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("comment", None)  # a server only logs it
+        bypass = bool(kwargs.get("bypass_document_validation"))
+        with self._db_store.lock, bypassing(bypass):
+            return method(self, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
+
+
+class EmbeddedCollection(WritePaths, mongomock.Collection):
+    """A mongomock collection that enforces validators, unique indexes and atomicity."""
+
+    # mongomock-motor patches collections to add keyPattern/keyValue to
+    # duplicate-key errors; ours already carry them, so opt out of the patch.
+    _patched_by_mongomock_motor = True
+
+    @property
+    def _store(self) -> EmbeddedCollectionStore:
+        return self._db_store[self._name]  # type: ignore[no-any-return]
+
+    def _get_dataset(self, spec: Any, sort: Any, fields: Any, as_class: Any) -> list[Any]:
+        # Materialise inside the lock: a lazy generator would read outside it.
+        return list(super()._get_dataset(spec, sort, fields, as_class))
+
+    def with_options(self, codec_options: Any = None, read_preference: Any = None,
+                     write_concern: Any = None, read_concern: Any = None) -> EmbeddedCollection:
+        """Return this collection with other options (still an embedded collection)."""
+        same = super().with_options(codec_options, read_preference, write_concern, read_concern)
+        if same is self:
+            return self
+        return EmbeddedCollection(
+            self.database, self.name, _db_store=self._db_store,
+            write_concern=same.write_concern, read_concern=same.read_concern,
+            read_preference=same.read_preference, codec_options=same.codec_options,
+        )
+
+    def options(self, session: Any = None) -> dict[str, Any]:
+        """Return the collection's options as ``listCollections`` reports them."""
+        refuse_unsupported(session=session)
+        store = self._store
+        return dict(store.options.document) if store.is_created else {}
+
+    def bulk_write(self, requests: Iterable[Any], ordered: bool = True,
+                   bypass_document_validation: bool = False, session: Any = None,
+                   let: Any = None) -> BulkWriteResult:
+        """Run a batch of writes with server semantics (see :mod:`.bulk`)."""
+        refuse_unsupported(session=session, let=let)
+        recorder = bulk.Recorder(self)
+        for request in requests:
+            request._add_to_bulk(recorder)
+        if not recorder.operations:
+            raise mongomock.InvalidOperation("No operations to execute")
+        return BulkWriteResult(bulk.execute(recorder, ordered=ordered), True)
+
+    def create_index(self, key_or_list: Any, cache_for: int = 300, session: Any = None,
+                     **kwargs: Any) -> str:
+        """Create an index, with the server's conflict rules (85/86) and option checks."""
+        refuse_unsupported(session=session)
+        name, spec = indexes.normalise(key_or_list, dict(kwargs))
+        existing = {"_id_": indexes.ID_INDEX, **self._store.indexes}
+        if indexes.check_conflicts(name, spec, existing):
+            if spec.get("unique"):
+                self._check_existing_unique(name, spec)
+            self._store.create_index(name, spec)
+        return name
+
+    def _check_existing_unique(self, name: str, spec: dict[str, Any]) -> None:
+        seen: set[Any] = set()
+        for doc in self._store._documents.values():
+            keys = index_keys(spec, doc)
+            if not seen.isdisjoint(keys):
+                raise duplicate_key_error(self.full_name, name, spec["key"], doc)
+            seen |= keys
+
+    def create_indexes(self, models: Iterable[IndexModel], session: Any = None,
+                       **kwargs: Any) -> list[str]:
+        """Create each index of ``models`` (all their options, unlike mongomock)."""
+        names = []
+        for model in models:
+            if not isinstance(model, IndexModel):
+                raise TypeError(f"{model!r} is not an instance of pymongo.operations.IndexModel")
+            document = dict(model.document)
+            key = list(document.pop("key").items())
+            names.append(self.create_index(key, session=session, **document))
+        return names
+
+    def drop_index(self, index_or_name: Any, session: Any = None, **kwargs: Any) -> None:
+        """Drop one index by name or key; the ``_id`` index cannot be dropped."""
+        refuse_unsupported(session=session)
+        name = index_or_name
+        if not isinstance(index_or_name, str):
+            name = mongomock.helpers.gen_index_name(mongomock.helpers.create_index_list(index_or_name))
+        if name == "_id_":
+            raise fail("cannot drop _id index", indexes.INVALID_OPTIONS, "InvalidOptions")
+        if name not in self._store.indexes:
+            raise fail(f"index not found with name [{name}]", INDEX_NOT_FOUND, "IndexNotFound")
+        self._store.drop_index(name)
+
+    def list_indexes(self, session: Any = None, **kwargs: Any) -> CommandCursor:
+        """Return a cursor over the index documents: v, key (ordered), name, options."""
+        refuse_unsupported(session=session)
+        if not self._store.is_created:
+            return CommandCursor([])
+        everything = {"_id_": indexes.ID_INDEX, **self._store.indexes}
+        return CommandCursor([indexes.describe(name, spec) for name, spec in everything.items()])
+
+    def index_information(self, session: Any = None, **kwargs: Any) -> dict[str, Any]:
+        """Return ``{name: {key: [(field, direction)], v, options...}}`` like pymongo."""
+        info = {}
+        for document in self.list_indexes(session=session):
+            name = document.pop("name")
+            document["key"] = list(document["key"].items())
+            info[name] = document
+        return info
+
+
+for _name in LOCKED:
+    setattr(EmbeddedCollection, _name, _operation(getattr(EmbeddedCollection, _name)))

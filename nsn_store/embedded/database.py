@@ -1,0 +1,154 @@
+"""The embedded database: collection options, ``collMod``, ``listCollections`` and commands.
+
+mongomock refuses any ``create_collection`` option and implements neither
+``collMod`` nor ``list_collections``. This module keeps each collection's
+options in its store (see :mod:`.store`) and reports them as a server does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import mongomock
+from mongomock.command_cursor import CommandCursor
+from mongomock.filtering import filter_applies
+from pymongo.errors import CollectionInvalid
+
+from nsn_store.embedded import options as opts
+from nsn_store.embedded.collection import EmbeddedCollection
+from nsn_store.embedded.indexes import MAX_TTL
+from nsn_store.embedded.writes import refuse_unsupported
+
+NAMESPACE_NOT_FOUND = 26
+NAMESPACE_EXISTS = 48
+INDEX_NOT_FOUND = 27
+COLLMOD_FIELDS = ("validator", "validationLevel", "validationAction", "index")
+
+
+class EmbeddedDatabase(mongomock.Database):
+    """A mongomock database whose collections carry validators and server-like options."""
+
+    def get_collection(self, name: str, codec_options: Any = None, read_preference: Any = None,
+                       write_concern: Any = None, read_concern: Any = None) -> EmbeddedCollection:
+        """Return the collection ``name`` (an :class:`EmbeddedCollection`)."""
+        if name not in self._collection_accesses:
+            self._ensure_valid_collection_name(name)
+            self._collection_accesses[name] = EmbeddedCollection(
+                self, name=name, _db_store=self._store, read_preference=self.read_preference,
+                codec_options=self._codec_options,
+            )
+        return super().get_collection(  # type: ignore[no-any-return]
+            name, codec_options, read_preference, write_concern, read_concern
+        )
+
+    def create_collection(self, name: str, codec_options: Any = None, read_preference: Any = None,
+                          write_concern: Any = None, read_concern: Any = None, session: Any = None,
+                          check_exists: bool = True, **kwargs: Any) -> EmbeddedCollection:
+        """Create ``name`` with validation options, as pymongo + a server do.
+
+        Like pymongo, an existing collection raises CollectionInvalid when
+        ``check_exists`` (the default); otherwise the server's NamespaceExists (48).
+        """
+        refuse_unsupported(session=session)
+        self._ensure_valid_collection_name(name)
+        opts.check_create_fields(kwargs)
+        with self._store.lock:
+            if self._store[name].is_created:
+                if check_exists:
+                    raise CollectionInvalid(f"collection {name} already exists")
+                raise opts.fail(f"Collection {self.name}.{name} already exists.",
+                                NAMESPACE_EXISTS, "NamespaceExists")
+            options = opts.build("create", kwargs)
+            self._store.create_collection(name).options = options
+        return self.get_collection(name, codec_options, read_preference, write_concern, read_concern)
+
+    def drop_collection(self, name_or_collection: Any, session: Any = None, **kwargs: Any) -> None:
+        """Drop a collection with its documents, indexes and options."""
+        with self._store.lock:
+            super().drop_collection(name_or_collection, session=session)
+
+    def list_collections(self, session: Any = None, filter: Mapping[str, Any] | None = None,
+                         nameOnly: bool = False, **kwargs: Any) -> CommandCursor:
+        """Return a cursor over collection infos shaped like ``listCollections``."""
+        refuse_unsupported(session=session)
+        with self._store.lock:
+            infos = [self._info(name, nameOnly) for name in sorted(self._get_created_collections())]
+        return CommandCursor([info for info in infos if filter_applies(filter or {}, info)])
+
+    def list_collection_names(self, session: Any = None, filter: Mapping[str, Any] | None = None,
+                              **kwargs: Any) -> list[str]:
+        """Return the names of the existing collections (optionally filtered)."""
+        return [info["name"] for info in self.list_collections(session=session, filter=filter)]
+
+    def _info(self, name: str, name_only: bool) -> dict[str, Any]:
+        if name_only:
+            return {"name": name, "type": "collection"}
+        return {
+            "name": name, "type": "collection",
+            "options": dict(self._store[name].options.document),
+            "info": {"readOnly": False},
+            "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"},
+        }
+
+    def command(self, command: Any, value: Any = 1, check: bool = True,
+                allowable_errors: Any = None, read_preference: Any = None,
+                codec_options: Any = None, session: Any = None, comment: Any = None,
+                **kwargs: Any) -> dict[str, Any]:
+        """Run a command: ``collMod`` and ``create`` here, the rest through mongomock."""
+        spec = {command: value, **kwargs} if isinstance(command, str) else {**command, **kwargs}
+        name = next(iter(spec), "")
+        if name.lower() == "collmod":
+            return self._coll_mod(spec)
+        if name.lower() == "create":
+            fields = {k: v for k, v in spec.items() if k != name}
+            self.create_collection(spec[name], check_exists=False, **fields)
+            return {"ok": 1.0}
+        return super().command(spec)  # type: ignore[no-any-return]
+
+    def _coll_mod(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        name = next(iter(spec.values()))
+        fields = {k: v for i, (k, v) in enumerate(spec.items()) if i}
+        for field in fields:
+            if field not in COLLMOD_FIELDS:
+                raise NotImplementedError(f"collMod {field!r} is not supported by the embedded database")
+        with self._store.lock:
+            store = self._store[name]
+            if not store.is_created:
+                raise opts.fail(f"ns does not exist: {self.name}.{name}", NAMESPACE_NOT_FOUND,
+                                "NamespaceNotFound")
+            reply: dict[str, Any] = {}
+            if "index" in fields:
+                reply = _coll_mod_index(store, fields["index"], f"{self.name}.{name}")
+            validation = {k: v for k, v in fields.items() if k != "index"}
+            if validation:
+                opts.apply_validation(store.options, "collMod", validation, from_collmod=True)
+        return {**reply, "ok": 1.0}
+
+
+def _coll_mod_index(store: Any, change: Mapping[str, Any], ns: str) -> dict[str, Any]:
+    """Apply ``collMod: {index: {name|keyPattern, expireAfterSeconds}}`` (TTL changes only)."""
+    if change.get("hidden") is not None:
+        raise NotImplementedError("hidden indexes are not supported by the embedded database")
+    name = change.get("name")
+    if name is None:
+        wanted = list(dict(change.get("keyPattern", {})).items())
+        name = next((n for n, spec in store.indexes.items() if list(spec["key"]) == wanted), None)
+    index = store.indexes.get(name)
+    if index is None:
+        raise opts.fail(f"cannot find index {change} for ns {ns}", INDEX_NOT_FOUND, "IndexNotFound")
+    ttl = change.get("expireAfterSeconds")
+    if ttl is None:
+        return {}
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 <= ttl <= MAX_TTL:
+        raise opts.fail("expireAfterSeconds must be a number between 0 and 2147483647",
+                        opts.BAD_VALUE, "BadValue")
+    if len(index["key"]) > 1:
+        raise opts.fail("TTL indexes are single-field indexes, compound indexes do not support TTL",
+                        67, "CannotCreateIndex")
+    old = index.get("expireAfterSeconds")
+    index["expireAfterSeconds"] = ttl
+    reply = {"expireAfterSeconds_new": ttl}
+    if old is not None:
+        reply["expireAfterSeconds_old"] = old
+    return reply

@@ -1,0 +1,109 @@
+"""Query filters: ``$jsonSchema`` support and ``_id`` lookups without a scan.
+
+mongomock's matcher refuses ``$jsonSchema``. Rather than patching it, a filter
+that contains ``$jsonSchema`` (at the top level or inside ``$and``/``$or``/
+``$nor``, where the server allows it) is split: the schema clauses are
+evaluated by the compiled ``$jsonSchema`` engine and the rest by mongomock.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bson.regex import Regex
+from mongomock.filtering import filter_applies
+
+Matcher = Callable[[Mapping[str, Any]], bool]
+LOGICAL = ("$and", "$or", "$nor")
+
+
+def compile_filter(spec: Mapping[str, Any]) -> Matcher:
+    """Return a predicate for ``spec`` (mongomock semantics plus ``$jsonSchema``)."""
+    if not _mentions_schema(spec):
+        return lambda doc: filter_applies(spec, doc)
+    return _compile_clause(spec)
+
+
+def _mentions_schema(spec: Any) -> bool:
+    if not isinstance(spec, Mapping):
+        return False
+    if "$jsonSchema" in spec:
+        return True
+    return any(
+        isinstance(spec.get(op), list) and any(_mentions_schema(c) for c in spec[op])
+        for op in LOGICAL
+    )
+
+
+def _compile_clause(spec: Mapping[str, Any]) -> Matcher:
+    parts: list[Matcher] = []
+    rest: dict[str, Any] = {}
+    for key, value in spec.items():
+        if key == "$jsonSchema":
+            parts.append(_schema_matcher(value))
+        elif key in LOGICAL and _mentions_schema({key: value}):
+            parts.append(_logical(key, [compile_filter(clause) for clause in value]))
+        else:
+            rest[key] = value
+    if rest:
+        parts.append(lambda doc: filter_applies(rest, doc))
+    return lambda doc: all(part(doc) for part in parts)
+
+
+def _logical(operator: str, clauses: list[Matcher]) -> Matcher:
+    if operator == "$and":
+        return lambda doc: all(c(doc) for c in clauses)
+    if operator == "$or":
+        return lambda doc: any(c(doc) for c in clauses)
+    return lambda doc: not any(c(doc) for c in clauses)
+
+
+def _schema_matcher(schema: Any) -> Matcher:
+    from nsn_store.embedded.validator import compile_validator
+
+    compiled = compile_validator({"$jsonSchema": schema}, context="query")
+    return compiled.matches  # type: ignore[no-any-return]
+
+
+def id_candidates(spec: Mapping[str, Any]) -> list[Any] | None:
+    """Return the ``_id`` values ``spec`` is restricted to, or None if it is not.
+
+    Only exact equality or ``$in`` on scalar values qualifies (possibly inside a
+    top-level ``$and``); the rest of the filter is still applied to the
+    candidates, so this never changes a result, only avoids a scan.
+    """
+    if "_id" in spec:
+        found = _id_values(spec["_id"])
+        if found is not None:
+            return found
+    for clause in spec.get("$and", ()) if isinstance(spec.get("$and"), list) else ():
+        if isinstance(clause, Mapping):
+            found = id_candidates(clause)
+            if found is not None:
+                return found
+    return None
+
+
+def _id_values(condition: Any) -> list[Any] | None:
+    if isinstance(condition, Mapping):
+        if len(condition) != 1:
+            return None
+        operator, value = next(iter(condition.items()))
+        if operator == "$eq":
+            return [value] if _hashable_scalar(value) else None
+        if operator == "$in" and isinstance(value, (list, tuple)):
+            return list(value) if all(_hashable_scalar(v) for v in value) else None
+        return None
+    return [condition] if _hashable_scalar(condition) else None
+
+
+def _hashable_scalar(value: Any) -> bool:
+    if isinstance(value, (Mapping, list, tuple, re.Pattern, Regex)):
+        return False
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True

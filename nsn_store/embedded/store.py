@@ -1,0 +1,123 @@
+"""In-memory storage for the embedded database: one lock per server, options per collection.
+
+mongomock keeps documents in per-collection ``OrderedDict``s guarded by a
+reader/writer lock, and expires TTL documents whenever a collection is read.
+Here a single re-entrant lock per server store guards every collection
+operation instead (held by :mod:`nsn_store.embedded.collection`), so the
+per-collection lock and the eager expiry are removed: documents expire only
+when the TTL monitor runs, as on a server.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from mongomock import store as mongomock_store
+
+
+@dataclass
+class CollectionOptions:
+    """What ``create``/``collMod`` stored for a collection, and the compiled validator."""
+
+    document: dict[str, Any] = field(default_factory=dict)  # as listCollections reports it
+    compiled: Any = None  # CompiledValidator, or None when there is no validator
+
+    @property
+    def level(self) -> str:
+        return str(self.document.get("validationLevel", "strict"))
+
+    @property
+    def action(self) -> str:
+        return str(self.document.get("validationAction", "error"))
+
+
+class EmbeddedCollectionStore(mongomock_store.CollectionStore):
+    """A collection's documents, indexes and options, without locking or eager expiry."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.options = CollectionOptions()
+
+    def drop(self) -> None:
+        super().drop()
+        self.options = CollectionOptions()
+
+    def get(self, key: Any) -> Any:
+        """Return the stored document under ``key`` (its ``_id``), or None."""
+        return self._documents.get(key)
+
+    # The server lock is held by every caller, so plain dict access is safe here
+    # and reads never delete anything (the TTL monitor does, when asked).
+    def _remove_expired_documents(self) -> None:
+        return None
+
+    @property
+    def is_empty(self) -> bool:
+        return not self._documents
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self._documents
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._documents[key]
+
+    def __setitem__(self, key: Any, val: Any) -> None:
+        self._documents[key] = val
+
+    def __delitem__(self, key: Any) -> None:
+        del self._documents[key]
+
+    def __len__(self) -> int:
+        return len(self._documents)
+
+    @property
+    def documents(self) -> Iterator[Any]:
+        yield from list(self._documents.values())
+
+
+class EmbeddedDatabaseStore(mongomock_store.DatabaseStore):
+    """A database's collections, sharing the server's lock."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        super().__init__()
+        self.lock = lock
+
+    def __getitem__(self, col_name: str) -> EmbeddedCollectionStore:
+        try:
+            return self._collections[col_name]  # type: ignore[no-any-return]
+        except KeyError:
+            col = self._collections[col_name] = EmbeddedCollectionStore(col_name)
+            return col
+
+    def rename(self, name: str, new_name: str) -> None:
+        col = self._collections.pop(name, None) or EmbeddedCollectionStore(new_name)
+        col.name = new_name
+        self._collections[new_name] = col
+
+    def collection_stores(self) -> list[EmbeddedCollectionStore]:
+        """Return the stores of the collections that exist."""
+        return [col for col in self._collections.values() if col.is_created]
+
+
+class EmbeddedServerStore(mongomock_store.ServerStore):
+    """A whole in-memory server: its databases and the one lock guarding them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.RLock()
+
+    def __getitem__(self, db_name: str) -> EmbeddedDatabaseStore:
+        with self.lock:
+            try:
+                return self._databases[db_name]  # type: ignore[no-any-return]
+            except KeyError:
+                db = self._databases[db_name] = EmbeddedDatabaseStore(self.lock)
+                return db
+
+    def database_stores(self) -> list[EmbeddedDatabaseStore]:
+        """Return every database store (created or not)."""
+        with self.lock:
+            return list(self._databases.values())
