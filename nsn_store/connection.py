@@ -138,10 +138,7 @@ def _connect_server(uri: str, timeout_ms: int) -> Database[dict[str, Any]]:
         if scheme_of(uri) == "mongodb":  # strict parse; +srv would need DNS here
             uri_parser.parse_uri(uri, warn=False)
         client: MongoClient[dict[str, Any]] = MongoClient(
-            uri,
-            tz_aware=True,
-            serverSelectionTimeoutMS=timeout_ms,
-            connectTimeoutMS=timeout_ms,
+            uri, tz_aware=True, **_timeouts(uri, timeout_ms)
         )
     except (pymongo_errors.PyMongoError, ValueError, TypeError) as exc:
         raise ConfigurationError(f"malformed MongoDB URI {shown!r}: {exc}") from exc
@@ -154,12 +151,19 @@ def _connect_server(uri: str, timeout_ms: int) -> Database[dict[str, Any]]:
     except pymongo_errors.PyMongoError as exc:
         client.close()
         raise ConnectionFailedError(
-            f"cannot reach MongoDB at {shown} within {timeout_ms} ms: {_first_line(exc)}",
+            f"cannot reach MongoDB at {shown}: {_first_line(exc)}",
             uri=shown,
         ) from exc
     _database_name(db.name, uri)
     log.info("connected to %s (database %s)", shown, db.name)
     return db
+
+
+def _timeouts(uri: str, timeout_ms: int) -> dict[str, int]:
+    """Return the timeout options, leaving any the URI sets itself (URI options win)."""
+    given = uri.partition("?")[2].lower()
+    names = ("serverSelectionTimeoutMS", "connectTimeoutMS")
+    return {name: timeout_ms for name in names if name.lower() + "=" not in given}
 
 
 def _database_name(name: str, uri: str) -> str:

@@ -1,0 +1,133 @@
+"""Connecting: URI resolution, masking, bad input and unreachable servers."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pymongo import MongoClient
+
+from nsn_store import connection
+from nsn_store.connection import (
+    DEFAULT_URI,
+    connect,
+    describe_host,
+    is_embedded,
+    mask_text,
+    mask_uri,
+    resolve_uri,
+)
+from nsn_store.errors import ConfigurationError, ConnectionFailedError
+
+UNREACHABLE = "mongodb://admin:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=300"
+
+
+@pytest.mark.parametrize(
+    ("uri", "masked"),
+    [
+        ("mongodb://user:pw@host/db", "mongodb://user:***@host/db"),
+        ("mongodb+srv://u:s3cr%40t@cluster.example.net/?retryWrites=true",
+         "mongodb+srv://u:***@cluster.example.net/?retryWrites=true"),
+        ("mongodb://user:p@ss/word@h1:1,h2:2/db", "mongodb://user:***@h1:1,h2:2/db"),
+        ("mongodb://user@host/db", "mongodb://user@host/db"),
+        ("mongodb://host:27017/db", "mongodb://host:27017/db"),
+        ("mongomock://localhost/nsn", "mongomock://localhost/nsn"),
+    ],
+    ids=["password", "srv-escaped", "unescaped-at-and-slash", "user-only", "no-credentials",
+         "embedded"],
+)
+def test_mask_uri_hides_only_the_password(uri: str, masked: str) -> None:
+    assert mask_uri(uri) == masked
+
+
+def test_mask_text_masks_every_uri_in_a_message() -> None:
+    text = "tried mongodb://a:one@h1/db, then mongodb+srv://b:two@h2 and gave up"
+    assert mask_text(text) == "tried mongodb://a:***@h1/db, then mongodb+srv://b:***@h2 and gave up"
+
+
+PASSWORD_CHARS = st.characters(
+    whitelist_categories=("L", "N", "P", "S"), blacklist_characters="@?#/"
+)
+
+
+@given(password=st.text(alphabet=PASSWORD_CHARS, min_size=1))
+def test_mask_uri_never_shows_the_password(password: str) -> None:
+    masked = mask_uri(f"mongodb://user:{password}@db.example.com:27017/nsn")
+    assert masked == "mongodb://user:***@db.example.com:27017/nsn"
+
+
+def test_resolve_uri_prefers_argument_then_environment_then_embedded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(connection.ENV_VAR, raising=False)
+    assert resolve_uri(None) == DEFAULT_URI
+    monkeypatch.setenv(connection.ENV_VAR, "mongodb://env-host/db")
+    assert resolve_uri(None) == "mongodb://env-host/db"
+    assert resolve_uri("mongomock://arg/db") == "mongomock://arg/db"
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("postgres://u:pw@host/db", "scheme 'postgres'"),
+        ("localhost:27017", "no scheme"),
+        ("mongodb://", "hostname"),
+        ("mongodb://host:notaport/db", "Port"),
+        ("mongodb://host:99999/db", "Port must be an integer"),
+        ("mongodb://host/db?noSuchOption=1", "Unknown option"),
+        ("mongomock://localhost/nsn?x=1", "takes no options"),
+        ("mongomock://localhost/bad.name", "invalid database name"),
+    ],
+    ids=["wrong-scheme", "no-scheme", "no-host", "port-not-a-number", "port-out-of-range",
+         "unknown-option", "embedded-with-options", "bad-database-name"],
+)
+def test_malformed_uri_raises_configuration_error_naming_the_problem(uri: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError, match=problem) as caught:
+        connect(uri, timeout_ms=300)
+    assert "pw" not in str(caught.value).replace("pw@", "")  # never the password
+
+
+def test_unreachable_server_raises_connection_failed_with_masked_uri() -> None:
+    with pytest.raises(ConnectionFailedError) as caught:
+        connect(UNREACHABLE, timeout_ms=300)
+    message = str(caught.value)
+    assert "mongodb://admin:***@127.0.0.1:1" in message
+    assert "hunter2" not in message
+    assert caught.value.uri is not None and "hunter2" not in caught.value.uri
+
+
+def _fresh_embedded_uri(database: str = "") -> str:
+    return f"mongomock://conn-{uuid.uuid4().hex[:8]}/{database}"
+
+
+def test_embedded_database_name_comes_from_the_path_default_nsn() -> None:
+    assert connect(_fresh_embedded_uri()).name == "nsn"
+    assert connect(_fresh_embedded_uri("tenant_db")).name == "tenant_db"
+
+
+def test_embedded_connections_in_threads_share_one_store() -> None:
+    uri = _fresh_embedded_uri("shared")
+    connect(uri)["things"].insert_one({"_id": 1})
+    seen: list[object] = []
+    worker = threading.Thread(target=lambda: seen.append(connect(uri)["things"].find_one()))
+    worker.start()
+    worker.join()
+    assert seen == [{"_id": 1}]
+
+
+def test_embedded_hosts_are_separate_stores() -> None:
+    connect(_fresh_embedded_uri("x"))["things"].insert_one({"_id": 1})
+    assert connect(_fresh_embedded_uri("x"))["things"].count_documents({}) == 0
+
+
+def test_is_embedded_and_describe_host() -> None:
+    embedded = connect(_fresh_embedded_uri())
+    assert is_embedded(embedded) and describe_host(embedded) == "embedded"
+    server: MongoClient[dict[str, object]] = MongoClient("mongodb://127.0.0.1:1", connect=False)
+    try:
+        assert not is_embedded(server["nsn"])
+    finally:
+        server.close()
