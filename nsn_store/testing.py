@@ -1,0 +1,36 @@
+"""Test helpers for code that uses nsn-store: a fresh embedded server per test.
+
+The embedded database enforces validators, unique indexes and server error
+codes, so a test that passes here exercises the same rules a server applies.
+Use :func:`mongomock_client` for sync code and :func:`async_client` to drive
+async code (Motor-style awaitables) over the same in-memory store.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nsn_store.clock import Clock
+
+if TYPE_CHECKING:
+    from nsn_store.embedded.client import EmbeddedClient
+
+__all__ = ["async_client", "mongomock_client"]
+
+
+def mongomock_client(clock: Clock | None = None) -> EmbeddedClient:
+    """Return a client on a fresh, isolated in-memory server that reads time from ``clock``."""
+    from nsn_store.embedded.client import EmbeddedClient
+
+    return EmbeddedClient(clock=clock)
+
+
+def async_client(sync_client: EmbeddedClient) -> Any:
+    """Return a mongomock-motor client over ``sync_client``'s store (same data, same lock).
+
+    Collection methods return awaitables and cursors offer
+    ``await cursor.to_list(None)``, as with Motor and PyMongo's async client.
+    """
+    from mongomock_motor import AsyncMongoMockClient
+
+    return AsyncMongoMockClient(mock_mongo_client=sync_client)
