@@ -1,0 +1,405 @@
+"""Sharded counters: pure builders, then behaviour on every backend (sync and async)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+import threading
+import zlib
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nsn_store.counters import (
+    DEFAULT_SHARDS,
+    AsyncShardedCounter,
+    ReconcileResult,
+    ShardedCounter,
+    counter_update,
+    even_targets,
+    pick_sample,
+    pick_shard,
+    rebalance_deltas,
+    shard_for_key,
+)
+from nsn_store.errors import ConfigurationError
+from nsn_store.migration import init_schema
+from nsn_store.schema import SCHEMA
+
+NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+METRIC = "messages.sent"
+
+
+# ---------------------------------------------------------------- pure builders
+
+
+def test_counter_update_is_an_upsert_on_the_unique_shard_key() -> None:
+    tenant = ObjectId()
+    query, update = counter_update(tenant, METRIC, 3, 2, NOW)
+    assert query == {"tenantId": tenant, "metric": METRIC, "shard": 3}
+    assert update == {
+        "$inc": {"value": 2},
+        "$set": {"updatedAt": NOW},
+        "$setOnInsert": {"createdAt": NOW},
+    }
+
+
+def test_sticky_shard_is_a_stable_crc32_not_the_salted_hash() -> None:
+    assert shard_for_key("worker-7", 16) == zlib.crc32(b"worker-7") % 16
+    assert pick_shard(16, random.Random(1), key="worker-7") == shard_for_key(
+        "worker-7", 16
+    )
+
+
+def test_random_shard_comes_from_the_given_rng() -> None:
+    picks = [pick_shard(16, random.Random(42)) for _ in range(3)]
+    assert picks == [random.Random(42).randrange(16)] * 3
+
+
+@given(st.integers(1, 64), st.integers(1, 64), st.integers(0, 2**32))
+def test_sample_is_distinct_sorted_and_bounded(
+    shards: int, sample: int, seed: int
+) -> None:
+    chosen = pick_sample(shards, sample, random.Random(seed))
+    assert chosen == sorted(set(chosen))
+    assert len(chosen) == min(sample, shards)
+    assert all(0 <= s < shards for s in chosen)
+
+
+def test_sample_below_one_is_refused() -> None:
+    with pytest.raises(ConfigurationError):
+        pick_sample(16, 0, random.Random(0))
+
+
+@given(st.integers(-(10**6), 10**9), st.integers(1, 64))
+def test_even_targets_keep_the_total_and_differ_by_at_most_one(
+    total: int, shards: int
+) -> None:
+    targets = even_targets(total, shards)
+    assert sum(targets) == total
+    assert max(targets) - min(targets) <= 1
+
+
+@given(
+    st.dictionaries(st.integers(0, 40), st.integers(-100, 10**6)), st.integers(1, 32)
+)
+def test_rebalance_deltas_reach_even_targets_without_changing_the_total(
+    current: dict[int, int], shards: int
+) -> None:
+    total = sum(current.values())
+    deltas = rebalance_deltas(current, shards, total)
+    assert sum(deltas.values()) == 0
+    after = {
+        s: current.get(s, 0) + deltas.get(s, 0) for s in set(current) | set(deltas)
+    }
+    assert all(after[s] == 0 for s in after if s >= shards)
+    assert sorted(after.get(s, 0) for s in range(shards)) == sorted(
+        even_targets(total, shards)
+    )
+
+
+def test_a_counter_needs_at_least_one_shard() -> None:
+    with pytest.raises(ConfigurationError):
+        ShardedCounter({"counters": None}, shards=0)
+    with pytest.raises(ConfigurationError):
+        ShardedCounter({"counters": None}, shards_for={"x": 0})
+
+
+def test_sync_and_async_surfaces_match() -> None:
+    assert _surface(ShardedCounter) == _surface(AsyncShardedCounter)
+    for name in _surface(AsyncShardedCounter):
+        if name != "shard_count":
+            assert inspect.iscoroutinefunction(getattr(AsyncShardedCounter, name)), name
+
+
+def _surface(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(cls, inspect.isfunction)
+        if not name.startswith("_")
+    }
+
+
+# ---------------------------------------------------------------- behaviour (sync)
+
+
+@pytest.fixture
+def store(db: Any) -> Any:
+    init_schema(db)
+    return db
+
+
+@pytest.fixture
+def counter(store: Any, clock: Any) -> ShardedCounter:
+    return ShardedCounter(store, clock=clock, rng=random.Random(7))
+
+
+def test_count_sums_every_add_and_starts_at_zero(counter: ShardedCounter) -> None:
+    tenant = ObjectId()
+    assert counter.count(tenant, METRIC) == 0
+    for n in (1, 1, 5, 10):
+        counter.add(tenant, METRIC, n)
+    assert counter.count(tenant, METRIC) == 17
+
+
+def test_counters_are_per_tenant_and_per_metric(counter: ShardedCounter) -> None:
+    a, b = ObjectId(), ObjectId()
+    counter.add(a, METRIC, 3)
+    counter.add(b, METRIC, 4)
+    counter.add(a, "messages.failed", 5)
+    assert (counter.count(a, METRIC), counter.count(b, METRIC)) == (3, 4)
+    assert counter.count(a, "messages.failed") == 5
+
+
+def test_shard_documents_are_valid_and_within_the_shard_count(
+    counter: ShardedCounter, store: Any, clock: Any
+) -> None:
+    tenant = ObjectId()
+    for _ in range(100):
+        counter.add(tenant, METRIC)
+    docs = list(store.counters.find({"tenantId": tenant}))
+    assert 1 < len(docs) <= DEFAULT_SHARDS
+    assert {d["shard"] for d in docs} <= set(range(DEFAULT_SHARDS))
+    assert all(
+        d["createdAt"] == clock.now() and d["updatedAt"] == clock.now() for d in docs
+    )
+    fields = {"_id", "tenantId", "metric", "shard", "value", "createdAt", "updatedAt"}
+    assert all(set(d) == fields for d in docs)
+
+
+def test_shards_for_gives_a_metric_its_own_shard_count(store: Any, clock: Any) -> None:
+    tenant = ObjectId()
+    counter = ShardedCounter(
+        store, clock=clock, rng=random.Random(1), shards_for={"hot": 2}
+    )
+    for _ in range(50):
+        counter.add(tenant, "hot")
+    shards = {
+        d["shard"] for d in store.counters.find({"tenantId": tenant, "metric": "hot"})
+    }
+    assert shards == {0, 1}
+    assert counter.count(tenant, "hot") == 50
+
+
+def test_a_key_sticks_to_one_shard(counter: ShardedCounter, store: Any) -> None:
+    tenant = ObjectId()
+    for _ in range(20):
+        counter.add(tenant, METRIC, key="worker-1")
+    docs = list(store.counters.find({"tenantId": tenant}))
+    assert [(d["shard"], d["value"]) for d in docs] == [
+        (shard_for_key("worker-1", 16), 20)
+    ]
+
+
+def test_concurrent_adds_from_eight_threads_sum_exactly(store: Any, clock: Any) -> None:
+    tenant, per_thread = ObjectId(), 150
+    counter = ShardedCounter(store, clock=clock)
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(per_thread):
+            counter.add(tenant, METRIC)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert counter.count(tenant, METRIC) == 8 * per_thread
+
+
+def test_estimate_is_within_five_percent_on_uniform_traffic(
+    store: Any, clock: Any
+) -> None:
+    # 10,000 unit adds over 16 shards, 8 sampled: relative standard error
+    # sqrt((16/8 - 1) / 10000) = 1%, so 5% is five standard errors.
+    tenant, total = ObjectId(), 10_000
+    counter = ShardedCounter(store, clock=clock, rng=random.Random(2026))
+    _bulk_uniform_adds(store, counter, tenant, total)
+    assert counter.count(tenant, METRIC) == total
+    for _ in range(5):
+        assert abs(counter.estimate(tenant, METRIC, sample=8) - total) <= 0.05 * total
+    assert counter.estimate(tenant, METRIC, sample=16) == total
+
+
+def _bulk_uniform_adds(
+    store: Any, counter: ShardedCounter, tenant: Any, total: int
+) -> None:
+    """Apply ``total`` unit adds on rng-chosen shards, batched per shard to stay fast."""
+    per_shard = [0] * counter.shards
+    for _ in range(total):
+        per_shard[pick_shard(counter.shards, counter.rng)] += 1
+    for shard, n in enumerate(per_shard):
+        query, update = counter_update(tenant, METRIC, shard, n, NOW)
+        store.counters.update_one(query, update, upsert=True)
+
+
+def test_estimate_of_a_few_real_adds_scales_the_sampled_shards(
+    counter: ShardedCounter,
+) -> None:
+    tenant = ObjectId()
+    for _ in range(64):
+        counter.add(tenant, METRIC)
+    estimate = counter.estimate(tenant, METRIC, sample=4)
+    assert estimate % 4 == 0  # a sum over 4 of 16 shards, times 4
+    assert 0 <= estimate <= 4 * 64
+
+
+def test_reset_sets_the_counter_to_zero_for_that_metric_only(
+    counter: ShardedCounter,
+) -> None:
+    tenant = ObjectId()
+    counter.add(tenant, METRIC, 9)
+    counter.add(tenant, "other", 2)
+    counter.reset(tenant, METRIC)
+    assert counter.count(tenant, METRIC) == 0
+    assert counter.count(tenant, "other") == 2
+    counter.add(tenant, METRIC)
+    assert counter.count(tenant, METRIC) == 1
+
+
+def test_rebalance_evens_the_shards_and_keeps_the_total(
+    counter: ShardedCounter, store: Any
+) -> None:
+    tenant = ObjectId()
+    for _ in range(100):
+        counter.add(tenant, METRIC, key="one-hot-worker")
+    counter.rebalance(tenant, METRIC)
+    values = sorted(d["value"] for d in store.counters.find({"tenantId": tenant}))
+    assert values == [6] * 12 + [7] * 4
+    assert counter.count(tenant, METRIC) == 100
+
+
+def test_rebalance_keeps_an_add_that_lands_between_its_read_and_write(
+    counter: ShardedCounter,
+) -> None:
+    tenant = ObjectId()
+    counter.add(tenant, METRIC, 40, key="k")
+    current = counter._shards(tenant, METRIC)  # rebalance's read ...
+    counter.add(tenant, METRIC, 5)  # ... a concurrent writer ...
+    counter._apply(
+        tenant, METRIC, current, sum(current.values())
+    )  # ... rebalance's $inc deltas
+    assert counter.count(tenant, METRIC) == 45
+
+
+def test_rebalance_to_fewer_shards_moves_the_counts(store: Any, clock: Any) -> None:
+    tenant = ObjectId()
+    wide = ShardedCounter(store, clock=clock, rng=random.Random(3))
+    for _ in range(200):
+        wide.add(tenant, METRIC)
+    narrow = ShardedCounter(store, clock=clock, shards=4)
+    narrow.rebalance(tenant, METRIC)
+    live = {
+        d["shard"]: d["value"]
+        for d in store.counters.find({"tenantId": tenant})
+        if d["value"]
+    }
+    assert live == {0: 50, 1: 50, 2: 50, 3: 50}
+
+
+def _seed_events(store: Any, tenant: Any, sent: int, failed: int) -> None:
+    events = [{"tenantId": tenant, "eventType": "sent", "createdAt": NOW}] * sent
+    events += [{"tenantId": tenant, "eventType": "failed", "createdAt": NOW}] * failed
+    store.messageEvents.insert_many([dict(e) for e in events])
+
+
+def test_reconcile_leaves_a_correct_counter_alone(
+    counter: ShardedCounter, store: Any
+) -> None:
+    tenant, other = ObjectId(), ObjectId()
+    _seed_events(store, tenant, sent=7, failed=2)
+    _seed_events(store, other, sent=3, failed=0)
+    counter.add(tenant, METRIC, 7)
+    result = counter.reconcile(
+        tenant, METRIC, source="messageEvents", filter={"eventType": "sent"}
+    )
+    assert result == ReconcileResult(before=7, actual=7, repaired=False)
+
+
+def test_reconcile_repairs_a_damaged_counter(
+    counter: ShardedCounter, store: Any
+) -> None:
+    tenant = ObjectId()
+    _seed_events(store, tenant, sent=7, failed=2)
+    for _ in range(7):
+        counter.add(tenant, METRIC)
+    store.counters.delete_one({"tenantId": tenant, "value": {"$gt": 0}})  # a lost shard
+    damaged = counter.count(tenant, METRIC)
+    result = counter.reconcile(
+        tenant, METRIC, source="messageEvents", filter={"eventType": "sent"}
+    )
+    assert result == ReconcileResult(before=damaged, actual=7, repaired=True)
+    assert damaged < 7 and counter.count(tenant, METRIC) == 7
+    assert result.to_dict() == {"before": damaged, "actual": 7, "repaired": True}
+
+
+def test_reconcile_filter_cannot_count_another_tenant(
+    counter: ShardedCounter, store: Any
+) -> None:
+    tenant, other = ObjectId(), ObjectId()
+    _seed_events(store, other, sent=5, failed=0)
+    result = counter.reconcile(
+        tenant, METRIC, source="messageEvents", filter={"tenantId": other}
+    )
+    assert result.actual == 0 and counter.count(tenant, METRIC) == 0
+
+
+# ---------------------------------------------------------------- behaviour (async)
+
+
+async def init_schema_async(adb: Any) -> None:
+    """Create every collection: through the wrapped store on embedded, else by awaiting."""
+    wrapped = vars(adb).get("_AsyncMongoMockDatabase__database")
+    if wrapped is not None:
+        init_schema(wrapped)
+        return
+    for spec in SCHEMA:
+        await adb.create_collection(spec.name, **spec.create_options())
+        await adb[spec.name].create_indexes(
+            [index.to_index_model() for index in spec.indexes]
+        )
+
+
+async def test_async_adds_from_eight_tasks_sum_exactly(
+    async_db: Any, clock: Any
+) -> None:
+    await init_schema_async(async_db)
+    tenant, per_task = ObjectId(), 100
+    counter = AsyncShardedCounter(async_db, clock=clock, rng=random.Random(5))
+
+    async def work() -> None:
+        for _ in range(per_task):
+            await counter.add(tenant, METRIC)
+
+    await asyncio.gather(*(work() for _ in range(8)))
+    assert await counter.count(tenant, METRIC) == 8 * per_task
+
+
+async def test_async_twin_behaves_like_the_sync_counter(
+    async_db: Any, clock: Any
+) -> None:
+    await init_schema_async(async_db)
+    tenant = ObjectId()
+    counter = AsyncShardedCounter(async_db, clock=clock, rng=random.Random(5))
+    for _ in range(30):
+        await counter.add(tenant, METRIC, key="sticky")
+    await counter.rebalance(tenant, METRIC)
+    assert await counter.count(tenant, METRIC) == 30
+    assert await counter.estimate(tenant, METRIC, sample=16) == 30
+    await async_db.messageEvents.insert_one(
+        {"tenantId": tenant, "eventType": "sent", "createdAt": NOW}
+    )
+    result = await counter.reconcile(
+        tenant, METRIC, source="messageEvents", filter={"eventType": "sent"}
+    )
+    assert result == ReconcileResult(before=30, actual=1, repaired=True)
+    assert await counter.count(tenant, METRIC) == 1
+    await counter.reset(tenant, METRIC)
+    assert await counter.count(tenant, METRIC) == 0
