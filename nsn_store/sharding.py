@@ -44,45 +44,45 @@ _CHOICES: dict[str, tuple[dict[str, KeyValue] | None, str]] = {
     "users": (None, "small; unique clerkUserId is global, so a tenant prefix would break it"),
     "contacts": (
         TENANT_HASHED_ID,
-        "large and no unique index: tenantId targets every per-tenant lookup, "
-        "the hashed _id spreads a big tenant's contacts (and bulk imports) over chunks",
+        ("large and no unique index: tenantId targets every per-tenant lookup, "
+        "the hashed _id spreads a big tenant's contacts (and bulk imports) over chunks"),
     ),
     "workflows": (None, "a handful per tenant"),
     "workflowSteps": (None, "a handful per workflow"),
     "templates": (None, "a handful per tenant"),
     "scheduledMessages": (
         TENANT_RANGED,
-        "the unique {tenantId, idempotencyKey} index only allows a key that is a "
+        ("the unique {tenantId, idempotencyKey} index only allows a key that is a "
         "prefix of it; ranged tenantId keeps tenants splittable at tenant "
         "boundaries and allows per-tenant zones; the cross-tenant due scan is a "
-        "broadcast that each shard serves from its own by_sendAt index",
+        "broadcast that each shard serves from its own by_sendAt index"),
     ),
     "messageEvents": (
         TENANT_RANGED,
-        "append-only and the largest; the unique {tenantId, provider, "
+        ("append-only and the largest; the unique {tenantId, provider, "
         "providerMessageId, eventType} webhook index only allows a tenantId "
-        "prefix; every read (timeline, rollups) is per tenant",
+        "prefix; every read (timeline, rollups) is per tenant"),
     ),
     "aiPreviews": (
         None,
-        "the TTL index bounds it to the previews alive right now; shard with "
-        "{tenantId: 1, _id: 'hashed'} if streaming writes ever outgrow one shard",
+        ("the TTL index bounds it to the previews alive right now; shard with "
+        "{tenantId: 1, _id: 'hashed'} if streaming writes ever outgrow one shard"),
     ),
     "ragDocuments": (
         TENANT_HASHED_ID,
-        "large (text and embeddings), no unique index, read per tenant: tenant "
-        "targeting plus an even spread inside big knowledge bases",
+        ("large (text and embeddings), no unique index, read per tenant: tenant "
+        "targeting plus an even spread inside big knowledge bases"),
     ),
     "counters": (
         {"tenantId": 1, "metric": 1},
-        "bumped on every message transition, so its writes must spread like the "
+        ("bumped on every message transition, so its writes must spread like the "
         "messages'; a prefix of the unique {tenantId, metric, shard} index, and "
-        "count() reads one contiguous range",
+        "count() reads one contiguous range"),
     ),
     "aggregates": (
         {"tenantId": 1, "date": 1},
-        "grows by date for every tenant; a prefix of the unique {tenantId, date, "
-        "metric, period} index, series reads are one tenant's date range",
+        ("grows by date for every tenant; a prefix of the unique {tenantId, date, "
+        "metric, period} index, series reads are one tenant's date range"),
     ),
 }
 
@@ -281,5 +281,5 @@ def describe(choices: Sequence[ShardKeyChoice]) -> list[str]:
     lines = []
     for choice in choices:
         key = choice.key if choice.key is not None else "-"
-        lines.append(f"{choice.collection:<18} {str(key):<34} {choice.strategy:<16} {choice.reason}")
+        lines.append(f"{choice.collection:<18} {key!s:<34} {choice.strategy:<16} {choice.reason}")
     return lines

@@ -1,0 +1,144 @@
+"""Operations commands: ``simulate``, ``check-data`` and ``shard``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from nsn_store.cli.common import (
+    EXIT_DIFFERENCES,
+    EXIT_OK,
+    emit,
+    handle_errors,
+    json_option,
+    open_database,
+    stdout_is_terminal,
+    uri_option,
+)
+
+
+@click.command()
+@click.option("--tenants", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--messages", "messages_per_tenant", type=click.IntRange(min=1), default=100,
+              show_default=True, help="Scheduled messages per tenant.")
+@click.option("--spread", type=click.FloatRange(min=0), default=600.0, show_default=True,
+              help="Virtual seconds over which sendAt is spread.")
+@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--mode", type=click.Choice(["threads", "asyncio"]), default="threads",
+              show_default=True, help="Worker threads or asyncio tasks.")
+@click.option("--failure-rate", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+              help="Share of first send attempts that fail.")
+@click.option("--retry-success-rate", type=click.FloatRange(0, 1), default=0.8,
+              show_default=True, help="Share of retries that succeed.")
+@click.option("--seed", type=int, default=42, show_default=True,
+              help="Seed: the same seed gives the same counts.")
+@click.option("--batch", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Messages claimed per claim_due call.")
+@click.option("--lease", type=click.FloatRange(min=0, min_open=True), default=120.0,
+              show_default=True, help="Lease in seconds.")
+@click.option("--tick", type=click.FloatRange(min=0, min_open=True), default=60.0,
+              show_default=True, help="Virtual seconds between cron runs.")
+@click.option("--contacts", "contacts_per_tenant", type=click.IntRange(min=1), default=10,
+              show_default=True, help="Contacts per tenant.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--crashes", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Workers that claim a batch and die without finishing it.")
+@uri_option
+@json_option
+@handle_errors
+def simulate(uri: str | None, as_json: bool, **options: Any) -> None:
+    """Seed tenants and messages, drive workers through them, report the run.
+
+    Exits 1 when a message was sent twice or lost.
+    """
+    from nsn_store.simulate import SimulationConfig, run_simulation
+
+    config = SimulationConfig(**options)
+    db = open_database(uri)
+    with _progress(config.total, enabled=stdout_is_terminal() and not as_json) as progress:
+        report = run_simulation(db, config, progress=progress)
+    emit(report, as_json, lambda r: r.to_text())
+    if not report.ok:
+        raise click.exceptions.Exit(EXIT_DIFFERENCES)
+
+
+@contextmanager
+def _progress(total: int, *, enabled: bool) -> Iterator[Any]:
+    """Yield a ``progress(done, total)`` callback drawing a bar, or None."""
+    if not enabled:
+        yield None
+        return
+    with click.progressbar(length=total, label="sending") as bar:
+        state = {"shown": 0}
+
+        def progress(done: int, _total: int) -> None:
+            bar.update(done - state["shown"])
+            state["shown"] = done
+
+        yield progress
+
+
+@click.command("check-data")
+@click.option("--collection", "collections", multiple=True, metavar="NAME",
+              help="Check only this collection (repeatable). Default: all.")
+@click.option("--sample", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Failing documents to explain per collection.")
+@uri_option
+@json_option
+@handle_errors
+def check_data(collections: tuple[str, ...], sample: int, uri: str | None,
+               as_json: bool) -> None:
+    """Report existing documents that the schema's validators would reject.
+
+    Exits 0 when every document fits, 1 when some do not, 2 on errors.
+    """
+    from nsn_store.checkdata import check_data as run_check
+
+    db = open_database(uri)
+    report = run_check(db, sample=sample, collections=collections or None)
+    emit(report, as_json, _render_check)
+    raise click.exceptions.Exit(EXIT_OK if report.clean else EXIT_DIFFERENCES)
+
+
+def _render_check(report: Any) -> str:
+    lines = []
+    for result in report.results:
+        if not result.exists:
+            lines.append(f"{result.collection}: not created yet")
+            continue
+        lines.append(f"{result.collection}: {result.count} failing document(s)")
+        for sample in result.samples:
+            lines.append(f"  {sample.id}: {'; '.join(sample.rules) or 'see details'}")
+    verdict = "all documents fit the schema" if report.clean else (
+        f"{report.failing} document(s) would fail validation")
+    return "\n".join([*lines, verdict])
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Print the plan and commands; change nothing.")
+@uri_option
+@json_option
+@handle_errors
+def shard(dry_run: bool, uri: str | None, as_json: bool) -> None:
+    """Print the shard key of each collection with the reason, and apply it on a mongos."""
+    from nsn_store.sharding import apply_shard_plan, shard_plan
+
+    db = open_database(uri)
+    result = apply_shard_plan(db, shard_plan(), dry_run=dry_run)
+    emit(result, as_json, _render_shard)
+
+
+def _render_shard(result: Any) -> str:
+    from nsn_store.sharding import describe
+
+    lines = describe(result.plan.choices)
+    verb = "applied" if result.applied else "would run (dry run)"
+    lines.append(f"{verb} on database {result.database!r}:")
+    lines.extend(f"  {command}" for command in result.commands)
+    return "\n".join(lines)
+
+
+OPS_COMMANDS = [simulate, check_data, shard]
