@@ -157,13 +157,13 @@ class Tenant(Document):
 
     name: Name = Field(description="display name")
     clerkOrgId: Identifier = Field(description="Clerk organisation id")
-    plan: PlanName | None = Field(None, description="billing plan")
-    clerkUserId: Identifier | None = Field(None, description="Clerk id of the creator")
+    plan: PlanName | None = Field(default=None, description="billing plan")
+    clerkUserId: Identifier | None = Field(default=None, description="Clerk id of the creator")
     providerConfigs: (
         Annotated[list[ProviderConfig], Field(max_length=20)] | None
-    ) = Field(None, description="per-channel provider settings")
+    ) = Field(default=None, description="per-channel provider settings")
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
-    updatedAt: UtcDatetime | None = Field(None, description="last change (UTC)")
+    updatedAt: UtcDatetime | None = Field(default=None, description="last change (UTC)")
 
 
 class User(Document):
@@ -172,9 +172,9 @@ class User(Document):
     collection_name: ClassVar[str] = "users"
 
     clerkUserId: Identifier = Field(description="Clerk user id")
-    tenantId: ObjectIdType | None = Field(None, description="tenant the user belongs to")
-    role: Role = Field("user", description="permission level")
-    email: Email | None = Field(None, description="email address")
+    tenantId: ObjectIdType | None = Field(default=None, description="tenant the user belongs to")
+    role: Role = Field(default="user", description="permission level")
+    email: Email | None = Field(default=None, description="email address")
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
 
 
@@ -184,14 +184,14 @@ class Contact(Document):
     collection_name: ClassVar[str] = "contacts"
 
     tenantId: ObjectIdType = Field(description="owning tenant")
-    firstName: PersonName | None = Field(None, description="given name")
-    lastName: PersonName | None = Field(None, description="family name")
-    phone: Phone | None = Field(None, description="phone number in E.164 form")
-    email: Email | None = Field(None, description="email address")
-    optedOut: Bool | None = Field(None, description="true once the contact opted out")
-    metadata: dict[str, Any] | None = Field(None, description="free-form attributes")
+    firstName: PersonName | None = Field(default=None, description="given name")
+    lastName: PersonName | None = Field(default=None, description="family name")
+    phone: Phone | None = Field(default=None, description="phone number in E.164 form")
+    email: Email | None = Field(default=None, description="email address")
+    optedOut: Bool | None = Field(default=None, description="true once the contact opted out")
+    metadata: dict[str, Any] | None = Field(default=None, description="free-form attributes")
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
-    updatedAt: UtcDatetime | None = Field(None, description="last change (UTC)")
+    updatedAt: UtcDatetime | None = Field(default=None, description="last change (UTC)")
 
 
 class Workflow(Document):
@@ -201,9 +201,9 @@ class Workflow(Document):
 
     tenantId: ObjectIdType = Field(description="owning tenant")
     name: Name = Field(description="display name")
-    description: Description | None = Field(None, description="what the workflow does")
+    description: Description | None = Field(default=None, description="what the workflow does")
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
-    updatedAt: UtcDatetime | None = Field(None, description="last change (UTC)")
+    updatedAt: UtcDatetime | None = Field(default=None, description="last change (UTC)")
 
 
 class WorkflowStep(Document):
@@ -215,9 +215,9 @@ class WorkflowStep(Document):
     tenantId: ObjectIdType = Field(description="owning tenant")
     order: NonNegativeInt = Field(description="position in the workflow, from 0")
     channel: Channel = Field(description="channel to send on")
-    delaySeconds: NonNegativeInt = Field(0, description="delay before sending, seconds")
-    templateId: ObjectIdType | None = Field(None, description="template to render")
-    useAi: Bool = Field(False, description="personalise the message with AI")
+    delaySeconds: NonNegativeInt = Field(default=0, description="delay before sending, seconds")
+    templateId: ObjectIdType | None = Field(default=None, description="template to render")
+    useAi: Bool = Field(default=False, description="personalise the message with AI")
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
 
 
@@ -233,10 +233,10 @@ class Template(Document):
     tenantId: ObjectIdType = Field(description="owning tenant")
     name: Name = Field(description="display name")
     channel: Channel = Field(description="channel the template is for")
-    subject: Subject | None = Field(None, description="email subject (email only)")
+    subject: Subject | None = Field(default=None, description="email subject (email only)")
     body: Body = Field(description="message body")
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
-    updatedAt: UtcDatetime | None = Field(None, description="last change (UTC)")
+    updatedAt: UtcDatetime | None = Field(default=None, description="last change (UTC)")
 
     @model_validator(mode="after")
     def _subject_for_email_only(self) -> Template:
@@ -256,16 +256,16 @@ class ScheduledMessage(Document):
     sendAt: UtcDatetime = Field(description="when the message is due (UTC)")
     status: MessageStatus = Field(description="lifecycle state")
     attempts: NonNegativeInt = Field(description="delivery attempts so far")
-    workflowStepId: ObjectIdType | None = Field(None, description="step that scheduled it")
-    templateId: ObjectIdType | None = Field(None, description="template to render")
-    payload: dict[str, Any] | None = Field(None, description="rendering variables")
-    lockedBy: Identifier | None = Field(None, description="worker holding the lease")
-    lockedUntil: UtcDatetime | None = Field(None, description="lease expiry (UTC)")
-    lastError: ErrorText | None = Field(None, description="last delivery error")
-    sentAt: UtcDatetime | None = Field(None, description="when the provider accepted it")
-    idempotencyKey: Identifier | None = Field(None, description="caller's dedup key")
+    workflowStepId: ObjectIdType | None = Field(default=None, description="step that scheduled it")
+    templateId: ObjectIdType | None = Field(default=None, description="template to render")
+    payload: dict[str, Any] | None = Field(default=None, description="rendering variables")
+    lockedBy: Identifier | None = Field(default=None, description="worker holding the lease")
+    lockedUntil: UtcDatetime | None = Field(default=None, description="lease expiry (UTC)")
+    lastError: ErrorText | None = Field(default=None, description="last delivery error")
+    sentAt: UtcDatetime | None = Field(default=None, description="when the provider accepted it")
+    idempotencyKey: Identifier | None = Field(default=None, description="caller's dedup key")
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
-    updatedAt: UtcDatetime | None = Field(None, description="last change (UTC)")
+    updatedAt: UtcDatetime | None = Field(default=None, description="last change (UTC)")
 
 
 class MessageEvent(Document):
@@ -275,11 +275,11 @@ class MessageEvent(Document):
 
     tenantId: ObjectIdType = Field(description="owning tenant")
     eventType: EventType = Field(description="what happened")
-    scheduledMessageId: ObjectIdType | None = Field(None, description="message concerned")
-    provider: Provider | None = Field(None, description="provider that reported it")
-    providerMessageId: Identifier | None = Field(None, description="provider's message id")
-    occurredAt: UtcDatetime | None = Field(None, description="when it happened (UTC)")
-    raw: dict[str, Any] | None = Field(None, description="provider payload as received")
+    scheduledMessageId: ObjectIdType | None = Field(default=None, description="message concerned")
+    provider: Provider | None = Field(default=None, description="provider that reported it")
+    providerMessageId: Identifier | None = Field(default=None, description="provider's message id")
+    occurredAt: UtcDatetime | None = Field(default=None, description="when it happened (UTC)")
+    raw: dict[str, Any] | None = Field(default=None, description="provider payload as received")
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
 
 
@@ -292,12 +292,12 @@ class AIPreview(Document):
     prompt: Prompt = Field(description="prompt sent to the model")
     status: PreviewStatus = Field(description="generation state")
     expiresAt: UtcDatetime = Field(description="TTL expiry (UTC)")
-    userId: ObjectIdType | None = Field(None, description="user who asked")
-    tokens: Tokens | None = Field(None, description="text streamed so far")
+    userId: ObjectIdType | None = Field(default=None, description="user who asked")
+    tokens: Tokens | None = Field(default=None, description="text streamed so far")
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
     # Addition to data-model.md: previews change while streaming, and the
     # convention is that documents that change carry updatedAt.
-    updatedAt: UtcDatetime | None = Field(None, description="last change (UTC)")
+    updatedAt: UtcDatetime | None = Field(default=None, description="last change (UTC)")
 
 
 class RagDocument(Document):
@@ -307,11 +307,11 @@ class RagDocument(Document):
 
     tenantId: ObjectIdType = Field(description="owning tenant")
     text: Text = Field(description="passage text")
-    title: Title | None = Field(None, description="passage title")
-    metadata: dict[str, Any] | None = Field(None, description="free-form attributes")
+    title: Title | None = Field(default=None, description="passage title")
+    metadata: dict[str, Any] | None = Field(default=None, description="free-form attributes")
     embedding: (
         Annotated[list[Double], Field(min_length=1, max_length=8192)] | None
-    ) = Field(None, description="embedding vector (doubles)")
+    ) = Field(default=None, description="embedding vector (doubles)")
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
 
 
