@@ -23,16 +23,22 @@ from mongomock.collection import (
 )
 from mongomock.filtering import BsonComparable
 from pymongo import ReturnDocument
-from pymongo.errors import BulkWriteError, WriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, WriteError
 
 from nsn_store.clock import to_bson_time
 from nsn_store.embedded import bulk
-from nsn_store.embedded.enforce import check_unique, check_validation, duplicate_key_error
+from nsn_store.embedded.enforce import (
+    DUPLICATE_KEY,
+    check_unique,
+    check_validation,
+    duplicate_key_error,
+)
 from nsn_store.embedded.query import compile_filter, id_candidates
 
 IMMUTABLE_FIELD = 66
 UNSUPPORTED_ARGUMENTS = ("collation", "array_filters", "let", "session")
 SERVER_TIME_VARIABLES = ("$$NOW", "$$CLUSTER_TIME")
+CODE_NAMES = {121: "DocumentValidationFailure", 11000: "DuplicateKey", 66: "ImmutableField"}
 
 
 def storage_key(doc_id: Any) -> Any:
@@ -212,7 +218,10 @@ class WritePaths:
             self._delete({"_id": target["_id"]})
             return self._present(target, projection)
         spec = {"_id": target["_id"]} if target is not None else query
-        outcome = self._update(spec, update, upsert=upsert)
+        try:
+            outcome = self._update(spec, update, upsert=upsert)
+        except WriteError as error:
+            raise command_error(error) from None
         if return_document is ReturnDocument.AFTER or kwargs.get("new"):
             doc_id = target["_id"] if target is not None else outcome["upserted"]
             return self._present(self._store.get(storage_key(doc_id)), projection)
@@ -226,6 +235,19 @@ class WritePaths:
         if self.codec_options.tz_aware:  # type: ignore[attr-defined]
             shown = helpers.make_datetime_timezone_aware_in_document(shown)
         return shown
+
+
+def command_error(error: WriteError) -> OperationFailure:
+    """Return ``error`` as findAndModify reports it: a command error, not a write error.
+
+    pymongo raises OperationFailure (DuplicateKeyError for 11000) whose details
+    are the whole server reply, errInfo or keyPattern/keyValue included.
+    """
+    reply = {k: v for k, v in (error.details or {}).items() if k != "index"}
+    reply = {"ok": 0.0, "errmsg": str(reply.get("errmsg", error)), "code": error.code,
+             "codeName": CODE_NAMES.get(error.code or 0, "UnknownError"), **reply}
+    kind = DuplicateKeyError if error.code == DUPLICATE_KEY else OperationFailure
+    return kind(reply["errmsg"], error.code, reply)
 
 
 def _refuse_server_time(pipeline: Any) -> None:
