@@ -1,0 +1,213 @@
+"""Indexes: conflict codes, duplicate keys, partial uniqueness and TTL expiry by the clock."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from pymongo import ASCENDING, DESCENDING, IndexModel, InsertOne, ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+
+from nsn_store.clock import ManualClock
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "code"),
+    [
+        ({"keys": "a", "name": "a_1"}, {"keys": "a", "name": "a_1", "unique": True}, 86),
+        ({"keys": "a", "name": "idx"}, {"keys": "b", "name": "idx"}, 86),
+        ({"keys": [("a", 1), ("b", 1)], "name": "ab"}, {"keys": [("b", 1), ("a", 1)], "name": "ab"}, 86),
+        ({"keys": "t", "name": "ttl", "expireAfterSeconds": 60},
+         {"keys": "t", "name": "ttl", "expireAfterSeconds": 120}, 85),
+        ({"keys": "a", "name": "one"}, {"keys": "a", "name": "two"}, 85),
+    ],
+    ids=["same-name-unique-differs", "same-name-other-key", "same-name-reordered-key",
+         "same-name-ttl-differs", "same-key-other-name"],
+)
+def test_conflicting_index_specs_fail_with_the_server_code(
+    db: Any, first: dict[str, Any], second: dict[str, Any], code: int
+) -> None:
+    coll = db["things"]
+    coll.create_index(first.pop("keys"), **first)
+    with pytest.raises(OperationFailure) as caught:
+        coll.create_index(second.pop("keys"), **second)
+    assert caught.value.code == code
+
+
+def test_identical_index_is_a_no_op(db: Any) -> None:
+    coll = db["things"]
+    assert coll.create_index("a", unique=True, name="by_a") == "by_a"
+    assert coll.create_index("a", unique=True, name="by_a") == "by_a"
+    assert [i["name"] for i in coll.list_indexes()] == ["_id_", "by_a"]
+
+
+def test_same_key_with_another_identity_may_coexist_under_another_name(db: Any) -> None:
+    coll = db["things"]
+    coll.create_index("a", name="plain")
+    coll.create_index("a", name="unique", unique=True)
+    assert {i["name"] for i in coll.list_indexes()} == {"_id_", "plain", "unique"}
+
+
+def test_list_indexes_reports_ordered_keys_and_options(db: Any) -> None:
+    coll = db["things"]
+    partial = {"k": {"$exists": True}}
+    coll.create_indexes([
+        IndexModel([("t", ASCENDING), ("k", DESCENDING)], name="tk", unique=True,
+                   partialFilterExpression=partial),
+        IndexModel([("at", ASCENDING)], name="ttl", expireAfterSeconds=0),
+    ])
+    found = {i["name"]: i for i in coll.list_indexes()}
+    assert list(found["tk"]["key"].items()) == [("t", 1), ("k", -1)]
+    assert (found["tk"]["unique"], found["tk"]["partialFilterExpression"]) == (True, partial)
+    assert found["ttl"]["expireAfterSeconds"] == 0
+    assert "unique" not in found["ttl"]
+    assert found["_id_"]["key"] == {"_id": 1}
+
+
+def test_duplicate_key_reports_key_pattern_and_value(db: Any) -> None:
+    coll = db["users"]
+    coll.create_index([("tenantId", 1), ("email", 1)], unique=True, name="by_email")
+    coll.insert_one({"tenantId": "t1", "email": "a@x"})
+    with pytest.raises(DuplicateKeyError) as caught:
+        coll.insert_one({"tenantId": "t1", "email": "a@x"})
+    assert caught.value.code == 11000
+    assert caught.value.details["keyPattern"] == {"tenantId": 1, "email": 1}
+    assert caught.value.details["keyValue"] == {"tenantId": "t1", "email": "a@x"}
+    coll.insert_one({"tenantId": "t2", "email": "a@x"})  # another tenant is fine
+    assert coll.count_documents({}) == 2
+
+
+def test_duplicate_id_is_a_duplicate_key(db: Any) -> None:
+    db["users"].insert_one({"_id": 1})
+    with pytest.raises(DuplicateKeyError) as caught:
+        db["users"].insert_one({"_id": 1})
+    assert caught.value.details["keyValue"] == {"_id": 1}
+
+
+def test_update_into_a_duplicate_is_rejected_and_changes_nothing(db: Any) -> None:
+    coll = db["users"]
+    coll.create_index("email", unique=True)
+    coll.insert_many([{"_id": 1, "email": "a"}, {"_id": 2, "email": "b"}])
+    with pytest.raises(DuplicateKeyError):
+        coll.update_one({"_id": 2}, {"$set": {"email": "a"}})
+    with pytest.raises(DuplicateKeyError):
+        coll.find_one_and_update({"_id": 2}, {"$set": {"email": "a"}})
+    assert coll.find_one({"_id": 2}) == {"_id": 2, "email": "b"}
+
+
+def test_duplicate_keys_in_bulk_are_inside_bulk_write_error(db: Any) -> None:
+    coll = db["users"]
+    coll.create_index("email", unique=True)
+    with pytest.raises(BulkWriteError) as caught:
+        coll.bulk_write([InsertOne({"email": "a"}), InsertOne({"email": "a"}),
+                         InsertOne({"email": "b"})], ordered=False)
+    [error] = caught.value.details["writeErrors"]
+    assert (error["index"], error["code"], error["keyValue"]) == (1, 11000, {"email": "a"})
+    assert coll.count_documents({}) == 2
+
+
+def test_missing_field_counts_as_null_in_a_unique_index(db: Any) -> None:
+    coll = db["users"]
+    coll.create_index("email", unique=True)
+    coll.insert_one({"_id": 1})
+    with pytest.raises(DuplicateKeyError):
+        coll.insert_one({"_id": 2, "email": None})
+
+
+def test_unique_partial_index_only_constrains_matching_documents(db: Any) -> None:
+    coll = db["messages"]
+    coll.create_index([("tenantId", 1), ("idempotencyKey", 1)], unique=True,
+                      name="by_tenant_idempotencyKey",
+                      partialFilterExpression={"idempotencyKey": {"$exists": True}})
+    coll.insert_many([{"tenantId": "t"}, {"tenantId": "t"}])  # no key: not indexed
+    coll.insert_one({"tenantId": "t", "idempotencyKey": "k1"})
+    with pytest.raises(DuplicateKeyError):
+        coll.insert_one({"tenantId": "t", "idempotencyKey": "k1"})
+    assert coll.count_documents({}) == 3
+
+
+def test_unique_index_build_fails_on_existing_duplicates(db: Any) -> None:
+    coll = db["users"]
+    coll.insert_many([{"email": "a"}, {"email": "a"}])
+    with pytest.raises(DuplicateKeyError):
+        coll.create_index("email", unique=True)
+    assert [i["name"] for i in coll.list_indexes()] == ["_id_"]
+
+
+@pytest.mark.parametrize(
+    ("keys", "options"),
+    [
+        ([("a", 1), ("b", 1)], {"expireAfterSeconds": 60}),
+        ("a", {"partialFilterExpression": {"a": {"$exists": False}}}),
+        ("a", {"partialFilterExpression": {"a": {"$ne": 1}}}),
+    ],
+    ids=["compound-ttl", "partial-exists-false", "partial-ne"],
+)
+def test_unsupported_index_specs_fail_with_cannot_create_index(
+    db: Any, keys: Any, options: dict[str, Any]
+) -> None:
+    with pytest.raises(OperationFailure) as caught:
+        db["things"].create_index(keys, **options)
+    assert caught.value.code == 67
+
+
+def test_hidden_indexes_are_refused_clearly(db: Any, backend: str) -> None:
+    if backend != "embedded":
+        pytest.skip("embedded limitation: a server supports hidden indexes")
+    with pytest.raises(NotImplementedError):
+        db["things"].create_index("a", hidden=True)
+
+
+def test_coll_mod_changes_the_ttl_of_an_index(db: Any) -> None:
+    db["previews"].create_index("expiresAt", name="by_expiresAt", expireAfterSeconds=0)
+    reply = db.command("collMod", "previews", index={"name": "by_expiresAt", "expireAfterSeconds": 60})
+    assert reply["expireAfterSeconds_new"] == 60
+    [ttl] = [i for i in db["previews"].list_indexes() if i["name"] == "by_expiresAt"]
+    assert ttl["expireAfterSeconds"] == 60
+
+
+def test_ttl_expiry_follows_the_clock_and_the_monitor(
+    db: Any, clock: ManualClock, ttl_monitor: Any
+) -> None:
+    previews = db["previews"]
+    previews.create_index("expiresAt", expireAfterSeconds=0)
+    now = clock.now()
+    previews.insert_many([
+        {"_id": "soon", "expiresAt": now + timedelta(minutes=5)},
+        {"_id": "later", "expiresAt": now + timedelta(hours=2)},
+        {"_id": "array", "expiresAt": [now + timedelta(hours=3), now + timedelta(minutes=1)]},
+        {"_id": "not-a-date", "expiresAt": "2020-01-01"},
+        {"_id": "missing"},
+    ])
+    clock.advance(minutes=10)
+    assert previews.count_documents({}) == 5  # reads never expire anything
+    assert ttl_monitor() == 2
+    assert sorted(d["_id"] for d in previews.find()) == ["later", "missing", "not-a-date"]
+    clock.advance(days=365)
+    assert ttl_monitor() == 1
+    assert ttl_monitor() == 0
+
+
+def test_ttl_after_seconds_counts_from_the_stored_date(
+    db: Any, clock: ManualClock, ttl_monitor: Any
+) -> None:
+    sessions = db["sessions"]
+    sessions.create_index("lastSeen", expireAfterSeconds=3600)
+    sessions.insert_one({"_id": 1, "lastSeen": clock.now()})
+    clock.advance(minutes=59)
+    assert ttl_monitor() == 0
+    clock.advance(minutes=1)
+    assert ttl_monitor() == 1
+
+
+def test_dates_come_back_aware_utc_at_millisecond_precision(db: Any) -> None:
+    moment = datetime(2026, 1, 5, 9, 0, 0, 123456, tzinfo=timezone.utc)
+    db["events"].insert_one({"_id": 1, "at": moment})
+    stored = db["events"].find_one({"_id": 1})["at"]
+    assert stored == moment.replace(microsecond=123000)
+    assert stored.utcoffset() == timedelta(0)
+    after = db["events"].find_one_and_update(
+        {"_id": 1}, {"$set": {"n": 1}}, return_document=ReturnDocument.AFTER
+    )
+    assert after["at"].tzinfo is not None
