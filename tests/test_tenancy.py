@@ -1,0 +1,468 @@
+"""Tenant isolation: two tenants with overlapping data, every collection, every operation."""
+
+from __future__ import annotations
+
+import inspect
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import ReturnDocument
+
+from nsn_store.errors import ConfigurationError, TenantIsolationError
+from nsn_store.migration import init_schema
+from nsn_store.schema import SCHEMA
+from nsn_store.tenancy import (
+    AsyncScopedCollection,
+    AsyncTenantScope,
+    ScopedCollection,
+    TenantScope,
+    check_update,
+    reference_check_queries,
+    references_in,
+    scope_filter,
+    scope_pipeline,
+    tenant_collections,
+)
+
+NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+TENANT = ObjectId()
+
+# ---------------------------------------------------------------- pure builders
+
+
+def test_filters_gain_the_tenant_and_keep_the_callers_conditions() -> None:
+    assert scope_filter(TENANT, None) == {"tenantId": TENANT}
+    assert scope_filter(TENANT, {"email": "a@b.co"}) == {
+        "email": "a@b.co",
+        "tenantId": TENANT,
+    }
+
+
+def test_a_callers_own_tenant_condition_can_only_narrow() -> None:
+    other = ObjectId()
+    widened = {"$or": [{"tenantId": other}, {"tenantId": {"$exists": True}}]}
+    assert scope_filter(TENANT, widened) == {**widened, "tenantId": TENANT}
+    assert scope_filter(TENANT, {"tenantId": other}) == {
+        "tenantId": TENANT,
+        "$and": [{"tenantId": other}],
+    }
+
+
+REFUSED_UPDATES = {
+    "set-other-tenant": {"$set": {"tenantId": ObjectId()}},
+    "unset": {"$unset": {"tenantId": ""}},
+    "rename-away": {"$rename": {"tenantId": "owner"}},
+    "rename-onto": {"$rename": {"owner": "tenantId"}},
+    "set-on-insert-other": {"$setOnInsert": {"tenantId": ObjectId()}},
+    "dotted": {"$set": {"tenantId.x": 1}},
+    "replacement-document": {"name": "x"},
+    "pipeline-set": [{"$set": {"tenantId": "$other"}}],
+    "pipeline-unset": [{"$unset": "tenantId"}],
+    "pipeline-replace-root": [{"$replaceWith": {"a": 1}}],
+}
+
+
+@pytest.mark.parametrize("update", REFUSED_UPDATES.values(), ids=REFUSED_UPDATES.keys())
+def test_updates_that_would_change_the_tenant_are_refused(update: Any) -> None:
+    with pytest.raises(TenantIsolationError):
+        check_update(TENANT, update)
+
+
+ALLOWED_UPDATES = {
+    "other-fields": {"$set": {"name": "x"}, "$inc": {"attempts": 1}},
+    "same-tenant": {"$set": {"tenantId": TENANT}},
+    "pipeline": [{"$set": {"tokens": {"$concat": ["$tokens", "x"]}}}],
+}
+
+
+@pytest.mark.parametrize("update", ALLOWED_UPDATES.values(), ids=ALLOWED_UPDATES.keys())
+def test_updates_that_keep_the_tenant_pass(update: Any) -> None:
+    check_update(TENANT, update)
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [
+        {
+            "$lookup": {
+                "from": "contacts",
+                "localField": "contactId",
+                "foreignField": "_id",
+                "as": "c",
+            }
+        },
+        {"$unionWith": "contacts"},
+        {"$out": "elsewhere"},
+        {"$merge": {"into": "elsewhere"}},
+        {"$facet": {"a": [{"$graphLookup": {"from": "workflows"}}]}},
+    ],
+    ids=["lookup", "unionWith", "out", "merge", "nested-in-facet"],
+)
+def test_pipelines_reaching_other_collections_are_refused(
+    stage: dict[str, Any],
+) -> None:
+    with pytest.raises(TenantIsolationError):
+        scope_pipeline(TENANT, [stage])
+
+
+def test_pipelines_start_with_the_tenant_match() -> None:
+    stages = scope_pipeline(TENANT, [{"$group": {"_id": "$status"}}])
+    assert stages == [{"$match": {"tenantId": TENANT}}, {"$group": {"_id": "$status"}}]
+
+
+def test_references_are_checked_with_one_query_per_collection() -> None:
+    c1, c2, t1 = ObjectId(), ObjectId(), ObjectId()
+    docs = [
+        {"contactId": c1, "templateId": t1},
+        {"contactId": c2},
+        {"contactId": {"$in": []}},
+    ]
+    queries = reference_check_queries(TENANT, references_in(docs))
+    assert [(name, count) for name, _, count in queries] == [
+        ("contacts", 2),
+        ("templates", 1),
+    ]
+    assert queries[0][1]["tenantId"] == TENANT
+
+
+def test_every_schema_collection_but_tenants_is_tenant_owned() -> None:
+    assert set(tenant_collections()) == set(SCHEMA.names) - {"tenants"}
+
+
+@pytest.mark.parametrize("name", ["tenants", "nope"])
+def test_other_names_are_refused(name: str) -> None:
+    with pytest.raises(ConfigurationError):
+        TenantScope(object(), TENANT)[name]
+
+
+def test_sync_and_async_surfaces_match() -> None:
+    def surface(cls: type) -> dict[str, inspect.Signature]:
+        return {
+            n: inspect.signature(m)
+            for n, m in inspect.getmembers(cls, inspect.isfunction)
+            if not n.startswith("_")
+        }
+
+    assert surface(ScopedCollection) == surface(AsyncScopedCollection)
+    assert set(surface(ScopedCollection)) == {
+        "find", "find_one", "count_documents", "insert_one", "insert_many", "update_one",
+        "update_many", "replace_one", "find_one_and_update", "delete_one", "delete_many",
+        "aggregate",
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------- two tenants, overlapping data
+
+
+def seed(scope: TenantScope, tag: str) -> dict[str, ObjectId]:
+    """Insert one document per tenant-owned collection through the scope; return the ids."""
+    ids: dict[str, ObjectId] = {}
+
+    def put(name: str, doc: dict[str, Any]) -> None:
+        ids[name] = scope[name].insert_one({**doc, "createdAt": NOW}).inserted_id
+
+    # Same names, emails and phone numbers in both tenants: only tenantId tells them apart.
+    put(
+        "users",
+        {"clerkUserId": f"user_{tag}", "role": "user", "email": "ada@example.com"},
+    )
+    put(
+        "contacts",
+        {"firstName": "Ada", "email": "ada@example.com", "phone": "+15550001111"},
+    )
+    put("workflows", {"name": "Onboarding"})
+    put("templates", {"name": "Welcome", "channel": "sms", "body": "Hi"})
+    put(
+        "workflowSteps",
+        {"workflowId": ids["workflows"], "templateId": ids["templates"], "order": 0,
+         "channel": "sms", "delaySeconds": 0, "useAi": False},
+    )  # fmt: skip
+    put(
+        "scheduledMessages",
+        {"contactId": ids["contacts"], "workflowStepId": ids["workflowSteps"],
+         "templateId": ids["templates"], "channel": "sms", "sendAt": NOW,
+         "status": "scheduled", "attempts": 0},
+    )  # fmt: skip
+    put(
+        "messageEvents",
+        {"eventType": "sent", "scheduledMessageId": ids["scheduledMessages"]},
+    )
+    put(
+        "aiPreviews",
+        {"prompt": "Draft", "status": "pending", "expiresAt": NOW + timedelta(hours=1)},
+    )
+    put("ragDocuments", {"text": "Opening hours", "title": "FAQ"})
+    put(
+        "counters",
+        {"metric": "messages.sent", "shard": 0, "value": 1, "updatedAt": NOW},
+    )
+    put(
+        "aggregates",
+        {
+            "period": "day",
+            "date": "2026-01-05",
+            "metric": "sent",
+            "value": 1,
+            "updatedAt": NOW,
+        },
+    )
+    return ids
+
+
+#: A harmless valid change per collection, to prove writes stay inside the tenant.
+CHANGE = {
+    "users": {"email": "zed@example.com"},
+    "contacts": {"firstName": "Zed"},
+    "workflows": {"name": "Zed"},
+    "workflowSteps": {"order": 5},
+    "templates": {"name": "Zed"},
+    "scheduledMessages": {"attempts": 3},
+    "messageEvents": {"occurredAt": NOW},
+    "aiPreviews": {"prompt": "Zed"},
+    "ragDocuments": {"text": "Zed"},
+    "counters": {"value": 9},
+    "aggregates": {"value": 9},
+}
+COLLECTIONS = sorted(CHANGE)
+
+
+def test_the_suite_covers_every_tenant_owned_collection() -> None:
+    assert set(COLLECTIONS) == set(tenant_collections())
+
+
+class World:
+    def __init__(self, db: Any) -> None:
+        init_schema(db)
+        self.db = db
+        self.a_id, self.b_id = ObjectId(), ObjectId()
+        self.a, self.b = TenantScope(db, self.a_id), TenantScope(db, self.b_id)
+        self.a_ids, self.b_ids = seed(self.a, "a"), seed(self.b, "b")
+
+    def raw_b(self, name: str) -> list[dict[str, Any]]:
+        return list(self.db[name].find({"tenantId": self.b_id}))
+
+
+@pytest.fixture
+def world(db: Any) -> World:
+    return World(db)
+
+
+@pytest.mark.parametrize("name", COLLECTIONS)
+def test_reads_see_only_the_tenants_documents(world: World, name: str) -> None:
+    scoped, theirs = world.a[name], world.b_ids[name]
+    assert [d["_id"] for d in scoped.find()] == [world.a_ids[name]]
+    assert list(scoped.find({"_id": theirs})) == []
+    assert list(scoped.find({"tenantId": world.b_id})) == []
+    assert list(scoped.find({"$or": [{"tenantId": world.b_id}, {"_id": theirs}]})) == []
+    assert scoped.find_one({"_id": theirs}) is None
+    assert scoped.find_one()["tenantId"] == world.a_id
+    assert scoped.count_documents({}) == 1
+    assert scoped.count_documents({"_id": theirs}) == 0
+    assert list(
+        scoped.aggregate([{"$group": {"_id": "$tenantId", "n": {"$sum": 1}}}])
+    ) == [{"_id": world.a_id, "n": 1}]
+
+
+@pytest.mark.parametrize("name", COLLECTIONS)
+def test_writes_never_touch_the_other_tenant(world: World, name: str) -> None:
+    scoped, theirs, before = world.a[name], world.b_ids[name], world.raw_b(name)
+    change = {"$set": CHANGE[name]}
+    assert scoped.update_one({"_id": theirs}, change).matched_count == 0
+    assert scoped.update_many({}, change).matched_count == 1
+    assert scoped.find_one_and_update({"_id": theirs}, change) is None
+    mine = scoped.find_one_and_update({}, change, return_document=ReturnDocument.AFTER)
+    assert mine["_id"] == world.a_ids[name]
+    assert scoped.replace_one({"_id": theirs}, _without_id(mine)).matched_count == 0
+    assert scoped.delete_one({"_id": theirs}).deleted_count == 0
+    assert world.raw_b(name) == before
+    assert scoped.delete_many({}).deleted_count == 1
+    assert world.raw_b(name) == before
+
+
+def _without_id(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in ("_id", "tenantId")}
+
+
+@pytest.mark.parametrize("name", COLLECTIONS)
+def test_replacement_keeps_the_tenant(world: World, name: str) -> None:
+    scoped = world.a[name]
+    replacement = _without_id(scoped.find_one())
+    assert scoped.replace_one({}, replacement).modified_count in (0, 1)
+    assert scoped.find_one()["tenantId"] == world.a_id
+    with pytest.raises(TenantIsolationError):
+        scoped.replace_one({}, {**replacement, "tenantId": world.b_id})
+
+
+@pytest.mark.parametrize("name", COLLECTIONS)
+def test_inserts_carry_the_tenant_and_refuse_another(world: World, name: str) -> None:
+    scoped = world.a[name]
+    template = _without_id(scoped.find_one())
+    if name == "users":
+        template["clerkUserId"] = "user_new"
+    if name in ("counters", "aggregates"):
+        scoped.delete_many({})  # their unique keys would collide with the seeded row
+    scoped.insert_many([dict(template)])
+    assert scoped.count_documents({}) >= 1
+    assert all(
+        d["tenantId"] == world.a_id
+        for d in world.db[name].find({"_id": {"$nin": list(world.b_ids.values())}})
+    )
+    with pytest.raises(TenantIsolationError):
+        scoped.insert_one({**template, "tenantId": world.b_id})
+
+
+@pytest.mark.parametrize("name", COLLECTIONS)
+@pytest.mark.parametrize(
+    "update",
+    [
+        {"$set": {"tenantId": "B"}},
+        {"$unset": {"tenantId": ""}},
+        {"$rename": {"tenantId": "t"}},
+    ],
+    ids=["set", "unset", "rename"],
+)
+def test_updates_of_tenant_id_are_refused(
+    world: World, name: str, update: dict[str, Any]
+) -> None:
+    scoped = world.a[name]
+    operator, spec = next(iter(update.items()))
+    if spec.get("tenantId") == "B":
+        update = {operator: {"tenantId": world.b_id}}
+    for call in (scoped.update_one, scoped.update_many, scoped.find_one_and_update):
+        with pytest.raises(TenantIsolationError):
+            call({}, update)
+    assert scoped.count_documents({}) == 1
+
+
+def test_an_upsert_inserts_into_the_tenant(world: World) -> None:
+    contacts = world.a["contacts"]
+    contacts.update_one(
+        {"email": "new@example.com"},
+        {"$set": {"firstName": "New"}, "$setOnInsert": {"createdAt": NOW}},
+        upsert=True,
+    )
+    created = world.db.contacts.find_one({"email": "new@example.com"})
+    assert created["tenantId"] == world.a_id
+    assert world.b["contacts"].count_documents({"email": "new@example.com"}) == 0
+
+
+def _message(world: World, **refs: Any) -> dict[str, Any]:
+    doc = {"contactId": world.a_ids["contacts"], "channel": "sms", "sendAt": NOW,
+           "status": "scheduled", "attempts": 0, "createdAt": NOW}  # fmt: skip
+    return {**doc, **refs}
+
+
+CROSS_REFERENCES = [
+    ("scheduledMessages", "contactId", "contacts"),
+    ("scheduledMessages", "workflowStepId", "workflowSteps"),
+    ("scheduledMessages", "templateId", "templates"),
+    ("workflowSteps", "workflowId", "workflows"),
+    ("workflowSteps", "templateId", "templates"),
+    ("messageEvents", "scheduledMessageId", "scheduledMessages"),
+]
+
+
+def _valid(world: World, name: str) -> dict[str, Any]:
+    return _without_id(world.a[name].find_one())
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "target"),
+    CROSS_REFERENCES,
+    ids=[f"{n}.{f}" for n, f, _ in CROSS_REFERENCES],
+)
+def test_cross_tenant_references_are_refused(
+    world: World, name: str, field: str, target: str
+) -> None:
+    scoped, theirs, missing = world.a[name], world.b_ids[target], ObjectId()
+    doc = _valid(world, name)
+    for bad in (theirs, missing):
+        with pytest.raises(TenantIsolationError):
+            scoped.insert_one({**doc, field: bad})
+        with pytest.raises(TenantIsolationError):
+            scoped.insert_many([dict(doc), {**doc, field: bad}])
+        with pytest.raises(TenantIsolationError):
+            scoped.update_one({}, {"$set": {field: bad}})
+        with pytest.raises(TenantIsolationError):
+            scoped.find_one_and_update({}, {"$set": {field: bad}})
+        with pytest.raises(TenantIsolationError):
+            scoped.replace_one({}, {**doc, field: bad})
+        with pytest.raises(TenantIsolationError):
+            scoped.update_many({field: bad}, {"$set": {"createdAt": NOW}}, upsert=True)
+    assert scoped.count_documents({}) == 1  # nothing was written
+    scoped.insert_one({**doc, field: world.a_ids[target]})  # its own reference is fine
+    assert scoped.count_documents({}) == 2
+
+
+def test_a_scheduled_message_for_another_tenants_contact_is_refused(
+    world: World,
+) -> None:
+    messages = world.a["scheduledMessages"]
+    with pytest.raises(TenantIsolationError, match="contacts"):
+        messages.insert_one(_message(world, contactId=world.b_ids["contacts"]))
+    messages.insert_one(_message(world))
+    assert messages.count_documents({}) == 2
+
+
+def test_foreign_stages_are_refused_on_the_scoped_collection(world: World) -> None:
+    lookup = {
+        "$lookup": {
+            "from": "contacts",
+            "localField": "contactId",
+            "foreignField": "_id",
+            "as": "c",
+        }
+    }
+    with pytest.raises(TenantIsolationError):
+        world.a["scheduledMessages"].aggregate([lookup])
+
+
+# ---------------------------------------------------------------- async twin
+
+
+async def _init_async(adb: Any) -> None:
+    wrapped = vars(adb).get("_AsyncMongoMockDatabase__database")
+    if wrapped is not None:
+        init_schema(wrapped)
+        return
+    for spec in SCHEMA:
+        await adb.create_collection(spec.name, **spec.create_options())
+        await adb[spec.name].create_indexes(
+            [index.to_index_model() for index in spec.indexes]
+        )
+
+
+async def test_async_scope_isolates_tenants(async_db: Any) -> None:
+    await _init_async(async_db)
+    a_id, b_id = ObjectId(), ObjectId()
+    a, b = AsyncTenantScope(async_db, a_id), AsyncTenantScope(async_db, b_id)
+    for scope in (a, b):
+        await scope["contacts"].insert_many(
+            [{"email": "ada@example.com", "createdAt": NOW}]
+        )
+    theirs = (await b["contacts"].find_one())["_id"]
+    assert [d["tenantId"] for d in await a["contacts"].find().to_list(None)] == [a_id]
+    assert await a["contacts"].find_one({"_id": theirs}) is None
+    assert await a["contacts"].count_documents({}) == 1
+    assert (
+        await a["contacts"].update_many({}, {"$set": {"firstName": "A"}})
+    ).matched_count == 1
+    assert (await a["contacts"].delete_one({"_id": theirs})).deleted_count == 0
+    assert await a["contacts"].aggregate([{"$count": "n"}]) == [{"n": 1}]
+    with pytest.raises(TenantIsolationError):
+        await a["scheduledMessages"].insert_one(
+            {
+                "contactId": theirs,
+                "channel": "sms",
+                "sendAt": NOW,
+                "status": "scheduled",
+                "attempts": 0,
+                "createdAt": NOW,
+            }
+        )
+    with pytest.raises(TenantIsolationError):
+        await a["contacts"].update_one({}, {"$set": {"tenantId": b_id}})
+    assert (await a["contacts"].delete_many({})).deleted_count == 1
+    assert await b["contacts"].count_documents({}) == 1
