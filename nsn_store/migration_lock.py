@@ -101,7 +101,7 @@ class MigrationLock:
     def _try_take(self) -> bool:
         now = self.clock.now()
         try:
-            self.collection.find_one_and_update(
+            self.collection.update_one(
                 free_lock_filter(now), take_lock_update(self.holder, now, self.lease), upsert=True
             )
         except pymongo_errors.DuplicateKeyError:
