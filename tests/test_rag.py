@@ -1,0 +1,164 @@
+"""RAG documents: tenant-scoped add, list and literal substring search."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from nsn_store.errors import ConfigurationError, DocumentValidationError
+from nsn_store.migration import init_schema
+from nsn_store.rag import (
+    AsyncRagDocuments,
+    RagDocuments,
+    as_embedding,
+    rag_document,
+    search_filter,
+)
+from nsn_store.schema import SCHEMA
+
+# ---------------------------------------------------------------- pure builders
+
+
+def test_optional_fields_are_absent_not_null(clock: Any) -> None:
+    tenant = ObjectId()
+    assert rag_document(tenant, "text", clock.now()) == {
+        "tenantId": tenant,
+        "text": "text",
+        "createdAt": clock.now(),
+    }
+
+
+def test_embeddings_are_stored_as_doubles() -> None:
+    vector = as_embedding([1, 0.5, -2])
+    assert vector == [1.0, 0.5, -2.0] and all(type(v) is float for v in vector)
+
+
+@pytest.mark.parametrize(
+    "bad", [[], ["0.1"], [True, 0.2]], ids=["empty", "strings", "bools"]
+)
+def test_bad_embeddings_are_refused(bad: list[Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        as_embedding(bad)
+
+
+def test_search_escapes_the_query_and_stays_in_the_tenant() -> None:
+    tenant = ObjectId()
+    query = search_filter(tenant, "50% off (today)?")
+    assert query["tenantId"] == tenant
+    assert query["$or"][0]["text"] == {
+        "$regex": r"50%\ off\ \(today\)\?",
+        "$options": "i",
+    }
+
+
+def test_sync_and_async_surfaces_match() -> None:
+    def surface(cls: type) -> dict[str, inspect.Signature]:
+        return {
+            n: inspect.signature(m)
+            for n, m in inspect.getmembers(cls, inspect.isfunction)
+            if not n.startswith("_")
+        }
+
+    assert surface(RagDocuments) == surface(AsyncRagDocuments)
+    assert all(
+        inspect.iscoroutinefunction(getattr(AsyncRagDocuments, n))
+        for n in surface(RagDocuments)
+    )
+
+
+# ---------------------------------------------------------------- behaviour
+
+
+@pytest.fixture
+def rag(db: Any, clock: Any) -> RagDocuments:
+    init_schema(db)
+    return RagDocuments(db, clock=clock)
+
+
+def test_add_stores_every_given_field(rag: RagDocuments, db: Any) -> None:
+    tenant = ObjectId()
+    added = rag.add(
+        tenant, "Open 9-5", title="Hours", metadata={"lang": "en"}, embedding=[1, 2]
+    )
+    stored = db.ragDocuments.find_one({"_id": added["_id"]})
+    assert stored == added
+    assert stored["embedding"] == [1.0, 2.0]
+
+
+def test_the_validator_still_applies(rag: RagDocuments) -> None:
+    with pytest.raises(DocumentValidationError):
+        rag.add(ObjectId(), "")  # text has minLength 1
+
+
+def test_list_is_scoped_newest_first_and_limited(rag: RagDocuments, clock: Any) -> None:
+    tenant, other = ObjectId(), ObjectId()
+    for text in ("one", "two", "three"):
+        rag.add(tenant, text)
+        rag.add(other, text)
+        clock.advance(seconds=1)
+    assert [d["text"] for d in rag.list(tenant)] == ["three", "two", "one"]
+    assert [d["text"] for d in rag.list(tenant, limit=1)] == ["three"]
+    assert all(d["tenantId"] == tenant for d in rag.list(tenant))
+
+
+SEARCHES = [
+    ("substring-any-case", "OPENING", ["Opening hours"]),
+    ("title", "faq", ["Opening hours"]),
+    ("metacharacters-literal", "50% off (today)?", ["Sale: 50% off (today)?"]),
+    ("dot-is-not-a-wildcard", "o.e", []),
+    ("no-match", "refund", []),
+]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"), [s[1:] for s in SEARCHES], ids=[s[0] for s in SEARCHES]
+)
+def test_search_matches_text_and_title_literally(
+    rag: RagDocuments, query: str, expected: list[str]
+) -> None:
+    tenant, other = ObjectId(), ObjectId()
+    for owner in (tenant, other):  # the same passages in both tenants
+        rag.add(owner, "Opening hours", title="FAQ")
+        rag.add(owner, "Sale: 50% off (today)?")
+        rag.add(owner, "one")
+    found = rag.search(tenant, query)
+    assert [d["text"] for d in found] == expected
+    assert all(d["tenantId"] == tenant for d in found)
+
+
+def test_search_respects_the_limit(rag: RagDocuments) -> None:
+    tenant = ObjectId()
+    for i in range(5):
+        rag.add(tenant, f"note {i}")
+    assert len(rag.search(tenant, "note", limit=3)) == 3
+
+
+# ---------------------------------------------------------------- async twin
+
+
+async def _init_async(adb: Any) -> None:
+    wrapped = vars(adb).get("_AsyncMongoMockDatabase__database")
+    if wrapped is not None:
+        init_schema(wrapped)
+        return
+    for spec in SCHEMA:
+        await adb.create_collection(spec.name, **spec.create_options())
+        await adb[spec.name].create_indexes(
+            [index.to_index_model() for index in spec.indexes]
+        )
+
+
+async def test_async_add_list_and_search(async_db: Any, clock: Any) -> None:
+    await _init_async(async_db)
+    rag = AsyncRagDocuments(async_db, clock=clock)
+    tenant, other = ObjectId(), ObjectId()
+    added = await rag.add(
+        tenant, "Parking is free", title="Visit", embedding=[0.1, 0.2]
+    )
+    await rag.add(other, "Parking is free")
+    assert [d["_id"] for d in await rag.list(tenant)] == [added["_id"]]
+    assert [d["_id"] for d in await rag.search(tenant, "PARKING")] == [added["_id"]]
+    assert await rag.search(tenant, "valet") == []
