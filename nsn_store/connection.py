@@ -18,9 +18,8 @@ import threading
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pymongo import MongoClient
+from pymongo import MongoClient, uri_parser
 from pymongo import errors as pymongo_errors
-from pymongo import uri_parser
 from pymongo.database import Database
 
 from nsn_store.clock import Clock
@@ -159,7 +158,7 @@ def _connect_server(uri: str, timeout_ms: int) -> Database[dict[str, Any]]:
     return db
 
 
-def _timeouts(uri: str, timeout_ms: int) -> dict[str, int]:
+def _timeouts(uri: str, timeout_ms: int) -> dict[str, Any]:
     """Return the timeout options, leaving any the URI sets itself (URI options win)."""
     given = uri.partition("?")[2].lower()
     names = ("serverSelectionTimeoutMS", "connectTimeoutMS")

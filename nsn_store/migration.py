@@ -14,7 +14,7 @@ interrupted run leaves an accurate status and the next run finishes the job.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,7 +23,12 @@ from pymongo.database import Database
 
 from nsn_store.clock import Clock, SystemClock
 from nsn_store.connection import describe_host
-from nsn_store.errors import DriftError, ExistingDataError, IndexConflictError, translated
+from nsn_store.errors import (
+    DriftError,
+    ExistingDataError,
+    IndexConflictError,
+    translated,
+)
 from nsn_store.migration_diff import (
     CREATE_COLLECTION,
     CREATE_INDEX,
@@ -216,17 +221,17 @@ def drop_schema(
 ) -> DropResult:
     """Drop the schema's collections in reverse creation order and clear the record."""
     migrations = db[MIGRATIONS]
-    with MigrationLock(migrations, clock=clock or SystemClock(), timeout=lock_timeout):
-        with translated():
-            present = set(db.list_collection_names())
-            dropped, absent = [], []
-            for spec in reversed(schema):
-                if spec.name in present:
-                    db.drop_collection(spec.name)
-                    dropped.append(spec.name)
-                else:
-                    absent.append(spec.name)
-            cleared = migrations.delete_one({"_id": MIGRATION_ID}).deleted_count == 1
+    lock = MigrationLock(migrations, clock=clock or SystemClock(), timeout=lock_timeout)
+    with lock, translated():
+        present = set(db.list_collection_names())
+        dropped, absent = [], []
+        for spec in reversed(schema):
+            if spec.name in present:
+                db.drop_collection(spec.name)
+                dropped.append(spec.name)
+            else:
+                absent.append(spec.name)
+        cleared = migrations.delete_one({"_id": MIGRATION_ID}).deleted_count == 1
     with translated(collection=MIGRATIONS):
         if migrations.count_documents({}) == 0:  # only the released lock was left
             db.drop_collection(MIGRATIONS)
@@ -276,7 +281,7 @@ def _read_states(
 
 
 def _read_state(
-    db: Database[Any], name: str, info: dict[str, Any] | None, count: bool
+    db: Database[Any], name: str, info: Mapping[str, Any] | None, count: bool
 ) -> CollectionState:
     if info is None:
         return CollectionState(name)
@@ -289,7 +294,9 @@ def _read_state(
 def _recorded(db: Database[Any], digest: str) -> bool:
     with translated(collection=MIGRATIONS):
         record = db[MIGRATIONS].find_one({"_id": MIGRATION_ID}, {"status": 1, "checksum": 1})
-    return bool(record) and record.get("status") == APPLIED and record.get("checksum") == digest
+    if record is None:
+        return False
+    return bool(record.get("status") == APPLIED and record.get("checksum") == digest)
 
 
 def _refuse_conflicts(steps: list[Step]) -> None:

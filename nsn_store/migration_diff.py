@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+
+from nsn_store.schema import CollectionSpec, IndexSpec
 
 #: Index fields that never make two indexes differ.
 IGNORED_INDEX_FIELDS = frozenset(
@@ -30,20 +32,6 @@ CREATE_COLLECTION = "create_collection"
 UPDATE_VALIDATOR = "update_validator"
 CREATE_INDEX = "create_index"
 INDEX_CONFLICT = "index_conflict"
-
-
-class IndexLike(Protocol):
-    name: str
-
-    def document(self) -> dict[str, Any]: ...
-
-
-class CollectionLike(Protocol):
-    name: str
-    indexes: Sequence[Any]
-    validator: dict[str, Any]
-    validation_level: str
-    validation_action: str
 
 
 @dataclass(frozen=True)
@@ -122,7 +110,7 @@ def normalise_index(document: Mapping[str, Any]) -> dict[str, Any]:
     return {"key": index_key(document["key"]), "options": index_options(document)}
 
 
-def declared_index(index: IndexLike) -> dict[str, Any]:
+def declared_index(index: IndexSpec) -> dict[str, Any]:
     return normalise_index(index.document())
 
 
@@ -130,7 +118,7 @@ def _printable(normal: Mapping[str, Any]) -> dict[str, Any]:
     return {"key": [list(pair) for pair in normal["key"]], "options": dict(normal["options"])}
 
 
-def collection_option_changes(spec: CollectionLike, options: Mapping[str, Any]) -> list[str]:
+def collection_option_changes(spec: CollectionSpec, options: Mapping[str, Any]) -> list[str]:
     """Name the collection options (validator, level, action) that differ from ``spec``."""
     changes = []
     if options.get("validator", {}) != spec.validator:
@@ -142,7 +130,7 @@ def collection_option_changes(spec: CollectionLike, options: Mapping[str, Any]) 
     return changes
 
 
-def _index_verdict(index: IndexLike, existing: Sequence[Mapping[str, Any]]) -> Step | None:
+def _index_verdict(index: IndexSpec, existing: Sequence[Mapping[str, Any]]) -> Step | None:
     """Return the step one declared index needs (None when it is already there)."""
     wanted = declared_index(index)
     by_name = {doc["name"]: doc for doc in existing}
@@ -173,7 +161,7 @@ def _conflict(
     return Step(INDEX_CONFLICT, "", name, detail)
 
 
-def plan_collection(spec: CollectionLike, state: CollectionState) -> list[Step]:
+def plan_collection(spec: CollectionSpec, state: CollectionState) -> list[Step]:
     """Return the steps that bring one collection in line with ``spec``, in order."""
     steps: list[Step] = []
     if not state.exists:
@@ -191,7 +179,7 @@ def plan_collection(spec: CollectionLike, state: CollectionState) -> list[Step]:
     return steps
 
 
-def _create_options(spec: CollectionLike) -> dict[str, Any]:
+def _create_options(spec: CollectionSpec) -> dict[str, Any]:
     return {
         "validator": spec.validator,
         "validationLevel": spec.validation_level,
@@ -265,7 +253,7 @@ def _brief(normal: Mapping[str, Any]) -> str:
     return format_key(normal["key"]) + options
 
 
-def collection_status(spec: CollectionLike, state: CollectionState) -> CollectionStatus:
+def collection_status(spec: CollectionSpec, state: CollectionState) -> CollectionStatus:
     """Compare one collection's reported state with its spec."""
     if not state.exists:
         missing = [index.name for index in spec.indexes]

@@ -120,7 +120,7 @@ class MigrationLock:
             holder=holder,
         )
 
-    def __enter__(self) -> MigrationLock:
+    def __enter__(self) -> MigrationLock:  # noqa: PYI034 - Self needs Python 3.11
         self.acquire()
         return self
 

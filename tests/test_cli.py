@@ -266,7 +266,7 @@ def test_export_writes_then_check_detects_a_stale_file(tmp_path: Path) -> None:
     written = run("export", "--dir", str(target))
     assert written.exit_code == 0 and len(list(target.glob("*.json"))) == len(SCHEMA)
     assert run("export", "--dir", str(target), "--check").exit_code == 0
-    first = sorted(target.glob("*.json"))[0]
+    first = min(target.glob("*.json"))
     first.write_text(first.read_text().replace('"unique": true', '"unique": false'))
     stale = run("export", "--dir", str(target), "--check")
     assert stale.exit_code == 1

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from nsn_store.migration import MIGRATIONS, drop_schema, init_schema, plan, verify_schema
+from nsn_store.migration import (
+    MIGRATIONS,
+    drop_schema,
+    init_schema,
+    plan,
+    verify_schema,
+)
 from nsn_store.migration_diff import CREATE_COLLECTION, CREATE_INDEX, UPDATE_VALIDATOR
 from nsn_store.schema import MIGRATION_ID, SCHEMA, Schema, checksum
 

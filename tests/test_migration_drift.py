@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from nsn_store.errors import DriftError, IndexConflictError
-from nsn_store.migration import MIGRATIONS, init_schema, plan, schema_status, verify_schema
+from nsn_store.migration import (
+    MIGRATIONS,
+    init_schema,
+    plan,
+    schema_status,
+    verify_schema,
+)
 from nsn_store.models import Tenant
 from nsn_store.schema import MIGRATION_ID, SCHEMA
 
@@ -54,11 +60,11 @@ DRIFTS: list[tuple[str, Callable[[Any], None], list[str], bool]] = [
     ("changed-level", _change_level, ["users: validationLevel/validationAction differ"], False),
     ("missing-index", _drop_index, ["users: index by_clerkUserId missing"], False),
     ("reordered-compound-key", _reorder_compound_key,
-     ["contacts: index by_phone differs (expected {tenantId: 1, phone: 1}, "
-      "found {phone: 1, tenantId: 1})"], True),
+     ["contacts: index by_phone differs (expected {tenantId: 1, phone: 1}, found "
+      + "{phone: 1, tenantId: 1})"], True),
     ("unique-removed", _remove_unique,
-     ["tenants: index by_clerkOrgId differs (expected {clerkOrgId: 1} unique=True, "
-      "found {clerkOrgId: 1})"], True),
+     ["tenants: index by_clerkOrgId differs (expected {clerkOrgId: 1} unique=True, found "
+      + "{clerkOrgId: 1})"], True),
     ("extra-index", _add_index, ["templates: unexpected index by_updatedAt"], False),
     ("missing-collection", _drop_collection, ["ragDocuments: collection missing"], False),
     ("same-key-other-name", _rename_index,

@@ -9,7 +9,11 @@ from typing import Any
 import pytest
 from pymongo.errors import AutoReconnect
 
-from nsn_store.errors import ConnectionFailedError, ExistingDataError, MigrationLockedError
+from nsn_store.errors import (
+    ConnectionFailedError,
+    ExistingDataError,
+    MigrationLockedError,
+)
 from nsn_store.migration import (
     MIGRATIONS,
     MigrationResult,

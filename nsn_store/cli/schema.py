@@ -33,7 +33,12 @@ from nsn_store.cli.common import (
     uri_option,
 )
 from nsn_store.errors import DriftError
-from nsn_store.migration_diff import CREATE_COLLECTION, UPDATE_VALIDATOR, Step, format_key
+from nsn_store.migration_diff import (
+    CREATE_COLLECTION,
+    UPDATE_VALIDATOR,
+    Step,
+    format_key,
+)
 from nsn_store.schema import MIGRATION_ID, SCHEMA, CollectionSpec, IndexSpec
 
 
@@ -122,10 +127,10 @@ def render_result(result: migration.MigrationResult) -> str:
     updated = sum(1 for s in result.steps if s.action == UPDATE_VALIDATOR)
     indexes = len(result.steps) - made - updated
     lines = [
-        f"Applied {len(result.steps)} steps on {result.host}: {made} collections created, "
-        f"{updated} validators updated, {indexes} indexes created.",
-        f"Recorded {result.migration_id} (checksum {result.checksum[:12]}) in "
-        f"{migration.MIGRATIONS}.",
+        (f"Applied {len(result.steps)} steps on {result.host}: {made} collections created, "
+         f"{updated} validators updated, {indexes} indexes created."),
+        (f"Recorded {result.migration_id} (checksum {result.checksum[:12]}) in "
+         f"{migration.MIGRATIONS}."),
     ]
     if result.moderated:
         lines.append(
@@ -211,7 +216,7 @@ def _progress(total: int, enabled: bool) -> Iterator[migration.OnStep | None]:
         yield None
         return
     with click.progressbar(length=total, label="Applying", file=sys.stderr) as bar:
-        yield lambda step, position, count: bar.update(1, step)
+        yield lambda step, position, count: bar.update(1)
 
 
 def _confirm_apply(db: Database[Any], steps: list[Step]) -> None:
