@@ -72,6 +72,7 @@ class WritePaths:
 
     def _iter_documents(self, filter: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Return the stored documents matching ``filter``; ``_id`` lookups skip the scan."""
+        filter = helpers.patch_datetime_awareness_in_document(filter)  # stored dates are naive
         matches = compile_filter(filter)
         ids = id_candidates(filter)
         if ids is None:
