@@ -177,9 +177,10 @@ def _parse_scalar(schema: Mapping[str, Any], node: Schema) -> None:
             raise SchemaParseError(
                 TYPE_MISMATCH, "$jsonSchema keyword 'pattern' must be a string"
             )
-        node.pattern = compile_pattern(
-            schema["pattern"], code=51091, message="Regular expression is invalid"
-        )
+        if not node.root:  # the server never compiles a root pattern: it is a no-op
+            node.pattern = compile_pattern(
+                schema["pattern"], code=51091, message="Regular expression is invalid"
+            )
     if "maxLength" in schema:
         node.max_length = non_negative_integer("maxLength", schema["maxLength"])
     if "minLength" in schema:
