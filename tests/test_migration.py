@@ -143,3 +143,37 @@ def test_results_serialise_to_stable_json(db: Any) -> None:
     assert list(data) == ["migration", "checksum", "host", "status", "steps", "moderated"]
     assert list(data["steps"][0]) == ["action", "collection", "index", "detail"]
     assert list(drop_schema(db).to_dict()) == ["dropped", "absent", "record_cleared"]
+
+
+WRITE_METHODS = frozenset({
+    "bulk_write", "command", "create_collection", "create_index", "create_indexes",
+    "delete_many", "delete_one", "drop", "drop_collection", "drop_index", "find_one_and_delete",
+    "find_one_and_replace", "find_one_and_update", "insert_many", "insert_one", "replace_one",
+    "update_many", "update_one",
+})
+
+
+class _WriteSpy:
+    """Proxy a database or collection, recording every write method called through it."""
+
+    def __init__(self, target: Any, calls: list[str]) -> None:
+        self._target = target
+        self._calls = calls
+
+    def __getitem__(self, name: str) -> _WriteSpy:
+        return _WriteSpy(self._target[name], self._calls)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in WRITE_METHODS:
+            self._calls.append(name)
+        return getattr(self._target, name)
+
+
+def test_reinit_status_verify_and_plan_call_no_write_method(db: Any) -> None:
+    init_schema(db)
+    calls: list[str] = []
+    spy = _WriteSpy(db, calls)
+    init_schema(spy)  # type: ignore[arg-type]
+    plan(spy)  # type: ignore[arg-type]
+    verify_schema(spy)  # type: ignore[arg-type]
+    assert calls == []

@@ -69,6 +69,30 @@ def test_init_gives_up_on_a_held_lock_naming_the_holder(db: Any, clock: Any) -> 
     assert db[MIGRATIONS].find_one({"_id": "lock"})["holder"] == "other-host:42:abcd"
 
 
+def test_a_run_in_progress_makes_a_second_run_time_out_naming_it(db: Any) -> None:
+    first_is_running, let_first_finish = threading.Event(), threading.Event()
+    holders: list[str] = []
+
+    def pause_after_first_step(step: Any, position: int, total: int) -> None:
+        if position == 1:
+            holders.append(db[MIGRATIONS].find_one({"_id": "lock"})["holder"])
+            first_is_running.set()
+            let_first_finish.wait(timeout=30)
+
+    first = threading.Thread(target=lambda: init_schema(db, on_step=pause_after_first_step))
+    first.start()
+    try:
+        assert first_is_running.wait(timeout=30)
+        with pytest.raises(MigrationLockedError) as caught:
+            init_schema(db, lock_timeout=0.2)
+        assert caught.value.holder == holders[0]
+        assert holders[0] in str(caught.value)
+    finally:
+        let_first_finish.set()
+        first.join()
+    verify_schema(db)
+
+
 def test_init_takes_over_a_stale_lock(db: Any, clock: Any) -> None:
     _hold_lock(db, clock, timedelta(hours=1))
     clock.advance(hours=2)
