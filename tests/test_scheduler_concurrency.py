@@ -63,7 +63,7 @@ def test_eight_threads_drain_2000_messages_exactly_once(db: Any, clock: ManualCl
     prepare(db)
     ids = seed_due(db, 2000, clock.now())
     sched = Scheduler(db, clock=clock)
-    sent = run_workers(sched, WORKERS)
+    sent = run_workers(sched, WORKERS, limit=100)
     assert sum(sent) == 2000
     assert_sent_exactly_once(db, ids)
 
@@ -137,7 +137,7 @@ async def test_eight_tasks_drain_2000_messages_exactly_once(
     await prepare_async(async_db)
     ids = await aseed_due(async_db, 2000, clock.now())
     sched = AsyncScheduler(async_db, clock=clock)
-    sent = await asyncio.gather(*(adrain(sched, f"t{i}") for i in range(WORKERS)))
+    sent = await asyncio.gather(*(adrain(sched, f"t{i}", limit=100) for i in range(WORKERS)))
     assert sum(sent) == 2000
     events = await async_db[b.EVENTS].find({"eventType": "sent"}).to_list(None)
     per_message = Counter(event["scheduledMessageId"] for event in events)
