@@ -30,15 +30,7 @@ from pymongo import ReturnDocument
 
 from nsn_store import scheduling as b
 from nsn_store.clock import DEFAULT_CLOCK, Clock, to_bson_time
-from nsn_store.errors import (
-    DuplicateKeyError,
-    InvalidTransitionError,
-    LeaseLostError,
-    NotFoundError,
-    NsnStoreError,
-    TenantIsolationError,
-    translated,
-)
+from nsn_store.errors import DuplicateKeyError, NsnStoreError, translated
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +148,7 @@ class _Flows:
     def _schedule(self, tenant_id: Any, contact_id: Any, channel: str, send_at: datetime,
                   **optional: Any) -> Flow:
         tenant, contact = b.as_object_id(tenant_id), b.as_object_id(contact_id)
-        _check_contact((yield _find_one(b.by_id_query(b.CONTACTS, contact))), tenant, contact)
+        b.check_contact((yield _find_one(b.by_id_query(b.CONTACTS, contact))), tenant, contact)
         key = optional.get("idempotency_key")
         lookup = b.idempotency_query(tenant, key) if key is not None else None
         if lookup is not None and (existing := (yield _find_one(lookup))) is not None:
@@ -198,7 +190,7 @@ class _Flows:
         mid, now = b.as_object_id(message_id), self._now(None)
         doc = yield _modify(b.holder_filter(mid, worker_id, now), b.sent_update(now))
         if doc is None:
-            raise _lease_lost((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
+            raise b.lease_refusal((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
         event = b.new_event(doc["tenantId"], b.SENT, now, message_id=mid,
                             provider=b.sent_provider(doc["channel"], provider, provider_message_id),
                             provider_message_id=provider_message_id)
@@ -215,7 +207,7 @@ class _Flows:
         held = b.holder_filter(mid, worker_id, now)
         current = yield _find_one(b.Query(b.MESSAGES, held, "_id_"))
         if current is None:
-            raise _lease_lost((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
+            raise b.lease_refusal((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
         attempts, text = current["attempts"], b.clip_error(error)
         retry_at = None
         if b.should_retry(attempts, self.max_attempts, retry):
@@ -224,7 +216,7 @@ class _Flows:
         # attempts in the filter: the lease cannot have been lost and re-won in between.
         doc = yield _modify({**held, "attempts": attempts}, update)
         if doc is None:
-            raise _lease_lost((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
+            raise b.lease_refusal((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
         raw = b.failure_raw(text, attempts, retry_at)
         yield _insert(b.EVENTS, b.new_event(doc["tenantId"], b.FAILED, now, message_id=mid, raw=raw))
         yield from self._bump(doc["tenantId"], "messages.retried" if retry_at else "messages.failed")
@@ -234,14 +226,14 @@ class _Flows:
         mid, now = b.as_object_id(message_id), self._now(None)
         doc = yield _modify(b.holder_filter(mid, worker_id, now), b.extend_update(now, lease))
         if doc is None:
-            raise _lease_lost((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
+            raise b.lease_refusal((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
         return doc
 
     def _cancel(self, tenant_id: Any, message_id: Any) -> Flow:
         tenant, mid, now = b.as_object_id(tenant_id), b.as_object_id(message_id), self._now(None)
         doc = yield _modify(b.cancel_filter(tenant, mid), b.cancel_update(now))
         if doc is None:
-            raise _not_cancellable((yield _find_one(b.by_id_query(b.MESSAGES, mid))), tenant, mid)
+            raise b.cancel_refusal((yield _find_one(b.by_id_query(b.MESSAGES, mid))), tenant, mid)
         yield from self._bump(tenant, "messages.cancelled")
         return doc
 
@@ -272,36 +264,6 @@ class _Flows:
             processing_expired=(yield _count(b.expired_leases_count_query(now, tenant))),
             failed_last_day=(yield _count(b.failed_since_query(now - b.FAILED_WINDOW, tenant))),
         )
-
-
-def _check_contact(contact: Document | None, tenant_id: ObjectId, contact_id: ObjectId) -> None:
-    if contact is None:
-        raise NotFoundError(f"contact {contact_id} does not exist")
-    if contact["tenantId"] != tenant_id:
-        raise TenantIsolationError(f"contact {contact_id} does not belong to tenant {tenant_id}")
-
-
-def _lease_lost(current: Document | None, message_id: ObjectId, worker_id: str) -> NsnStoreError:
-    if current is None:
-        return NotFoundError(f"scheduled message {message_id} does not exist")
-    holder = current.get("lockedBy") if current["status"] == b.PROCESSING else None
-    state = f"held by {holder!r}" if holder else "held by no worker"
-    return LeaseLostError(
-        f"worker {worker_id!r} does not hold a live lease on message {message_id}: "
-        f"it is {current['status']}, {state}"
-    )
-
-
-def _not_cancellable(current: Document | None, tenant_id: ObjectId,
-                     message_id: ObjectId) -> NsnStoreError:
-    if current is None:
-        return NotFoundError(f"scheduled message {message_id} does not exist")
-    if current["tenantId"] != tenant_id:
-        return TenantIsolationError(f"message {message_id} does not belong to tenant {tenant_id}")
-    return InvalidTransitionError(
-        f"message {message_id} is {current['status']}: only scheduled or processing "
-        "messages can be cancelled"
-    )
 
 
 class Scheduler(_Flows):

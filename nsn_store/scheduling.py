@@ -20,6 +20,13 @@ from typing import Any
 from bson import ObjectId
 
 from nsn_store.clock import to_bson_time
+from nsn_store.errors import (
+    InvalidTransitionError,
+    LeaseLostError,
+    NotFoundError,
+    NsnStoreError,
+    TenantIsolationError,
+)
 
 MESSAGES = "scheduledMessages"
 EVENTS = "messageEvents"
@@ -38,6 +45,7 @@ DEFAULT_BASE_BACKOFF = timedelta(seconds=30)
 MAX_BACKOFF = timedelta(hours=6)
 FAILED_WINDOW = timedelta(days=1)
 
+Document = Mapping[str, Any]
 Filter = dict[str, Any]
 Update = dict[str, Any]
 Sort = list[tuple[str, int]]
@@ -329,6 +337,42 @@ def failure_raw(error: str, attempts: int, retry_at: datetime | None) -> dict[st
     if retry_at is not None:
         raw["retryAt"] = retry_at
     return raw
+
+
+# --- refusals: which error explains a write that matched nothing -------------
+
+
+def check_contact(contact: Document | None, tenant_id: ObjectId, contact_id: ObjectId) -> None:
+    """Raise unless ``contact`` exists and belongs to ``tenant_id``."""
+    if contact is None:
+        raise NotFoundError(f"contact {contact_id} does not exist")
+    if contact["tenantId"] != tenant_id:
+        raise TenantIsolationError(f"contact {contact_id} does not belong to tenant {tenant_id}")
+
+
+def lease_refusal(current: Document | None, message_id: ObjectId, worker_id: str) -> NsnStoreError:
+    """Explain why ``worker_id`` may not finish the message (naming the current holder)."""
+    if current is None:
+        return NotFoundError(f"scheduled message {message_id} does not exist")
+    holder = current.get("lockedBy") if current["status"] == PROCESSING else None
+    state = f"held by {holder!r}" if holder else "held by no worker"
+    return LeaseLostError(
+        f"worker {worker_id!r} does not hold a live lease on message {message_id}: "
+        f"it is {current['status']}, {state}"
+    )
+
+
+def cancel_refusal(current: Document | None, tenant_id: ObjectId,
+                     message_id: ObjectId) -> NsnStoreError:
+    """Explain why the message could not be cancelled."""
+    if current is None:
+        return NotFoundError(f"scheduled message {message_id} does not exist")
+    if current["tenantId"] != tenant_id:
+        return TenantIsolationError(f"message {message_id} does not belong to tenant {tenant_id}")
+    return InvalidTransitionError(
+        f"message {message_id} is {current['status']}: only scheduled or processing "
+        "messages can be cancelled"
+    )
 
 
 def all_queries(now: datetime) -> list[Query]:

@@ -462,3 +462,21 @@ def test_due_scan_is_an_index_scan_without_a_sort_on_a_server(
     assert "SORT" not in names
     scans = [stage for stage in stages if stage["stage"] == "IXSCAN"]
     assert [scan["indexName"] for scan in scans] == ["by_sendAt"]
+
+
+def test_transitions_bump_the_tenants_sharded_counters(
+    store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock
+) -> None:
+    from nsn_store.counters import ShardedCounter
+
+    counters = ShardedCounter(store, shards=4, clock=clock, rng=random.Random(1))
+    sched = Scheduler(store, clock=clock, counter=counters, max_attempts=2)
+    first, second, third = (sched.schedule(tenant, contact, "sms", clock.now())["_id"]
+                            for _ in range(3))
+    sched.claim_due("w1")
+    sched.mark_sent(first, "w1")
+    sched.mark_failed(second, "w1", "busy")
+    sched.cancel(tenant, third)
+    expected = {"messages.scheduled": 3, "messages.sent": 1, "messages.retried": 1,
+                "messages.failed": 0, "messages.cancelled": 1}
+    assert {metric: counters.count(tenant, metric) for metric in expected} == expected

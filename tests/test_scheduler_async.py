@@ -126,3 +126,17 @@ async def test_async_counter_adds_are_awaited(
     await sched.claim_due("w1")
     await sched.mark_sent(message_id, "w1")
     assert counter.metrics == ["messages.scheduled", "messages.sent"]
+
+
+async def test_async_scheduler_bumps_an_async_sharded_counter(
+    setup: tuple[AsyncScheduler, ObjectId, ObjectId], async_db: Any, clock: ManualClock
+) -> None:
+    from nsn_store.counters import AsyncShardedCounter
+
+    _, tenant, contact = setup
+    counters = AsyncShardedCounter(async_db, shards=2, clock=clock)
+    sched = AsyncScheduler(async_db, clock=clock, counter=counters)
+    message_id = (await sched.schedule(tenant, contact, "sms", clock.now()))["_id"]
+    await sched.claim_due("w1")
+    await sched.mark_sent(message_id, "w1")
+    assert await counters.count(tenant, "messages.sent") == 1
