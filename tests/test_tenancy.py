@@ -298,41 +298,43 @@ def test_replacement_keeps_the_tenant(world: World, name: str) -> None:
 @pytest.mark.parametrize("name", COLLECTIONS)
 def test_inserts_carry_the_tenant_and_refuse_another(world: World, name: str) -> None:
     scoped = world.a[name]
-    template = _without_id(scoped.find_one())
-    if name == "users":
-        template["clerkUserId"] = "user_new"
-    if name in ("counters", "aggregates"):
-        scoped.delete_many({})  # their unique keys would collide with the seeded row
-    scoped.insert_many([dict(template)])
-    assert scoped.count_documents({}) >= 1
-    assert all(
-        d["tenantId"] == world.a_id
-        for d in world.db[name].find({"_id": {"$nin": list(world.b_ids.values())}})
-    )
+    template = {**_without_id(scoped.find_one()), **UNIQUE_FIELDS.get(name, {})}
+    (new_id,) = scoped.insert_many([dict(template)]).inserted_ids
+    assert world.db[name].find_one({"_id": new_id})["tenantId"] == world.a_id
     with pytest.raises(TenantIsolationError):
         scoped.insert_one({**template, "tenantId": world.b_id})
+    with pytest.raises(TenantIsolationError):
+        scoped.insert_many([{}, {**template, "tenantId": world.b_id}])
+    assert scoped.count_documents({}) == 2
+
+
+#: Fields that a second document needs to differ in, for unique indexes.
+UNIQUE_FIELDS = {
+    "users": {"clerkUserId": "user_new"},
+    "counters": {"shard": 1},
+    "aggregates": {"date": "2026-01-06"},
+}
+
+
+TENANT_CHANGES = {
+    "set-to-other-tenant": lambda other: {"$set": {"tenantId": other}},
+    "unset": lambda other: {"$unset": {"tenantId": ""}},
+    "rename": lambda other: {"$rename": {"tenantId": "owner"}},
+}
 
 
 @pytest.mark.parametrize("name", COLLECTIONS)
 @pytest.mark.parametrize(
-    "update",
-    [
-        {"$set": {"tenantId": "B"}},
-        {"$unset": {"tenantId": ""}},
-        {"$rename": {"tenantId": "t"}},
-    ],
-    ids=["set", "unset", "rename"],
+    "make_update", TENANT_CHANGES.values(), ids=TENANT_CHANGES.keys()
 )
 def test_updates_of_tenant_id_are_refused(
-    world: World, name: str, update: dict[str, Any]
+    world: World, name: str, make_update: Any
 ) -> None:
-    scoped = world.a[name]
-    operator, spec = next(iter(update.items()))
-    if spec.get("tenantId") == "B":
-        update = {operator: {"tenantId": world.b_id}}
+    scoped, update = world.a[name], make_update(world.b_id)
     for call in (scoped.update_one, scoped.update_many, scoped.find_one_and_update):
         with pytest.raises(TenantIsolationError):
             call({}, update)
+    assert scoped.find_one()["tenantId"] == world.a_id
     assert scoped.count_documents({}) == 1
 
 
