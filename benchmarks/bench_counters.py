@@ -75,7 +75,9 @@ def compare(db: Any, label: str, writers: int, adds: int, shards: int) -> None:
     """Measure both variants on ``db`` (emptied between runs); print ops/s and the ratio."""
     single = hammer(ShardedCounter(db, shards=1, rng=random.Random(1)), writers, adds)
     db.counters.delete_many({})
-    sharded = hammer(ShardedCounter(db, shards=shards, rng=random.Random(1)), writers, adds)
+    sharded = hammer(
+        ShardedCounter(db, shards=shards, rng=random.Random(1)), writers, adds
+    )
     print(f"\n{label}: {writers} writer threads x {adds:,} adds on one metric")
     print(f"  single document   {single:10,.0f} adds/s")
     print(f"  {shards:>2} shards         {sharded:10,.0f} adds/s")
@@ -86,7 +88,9 @@ def compare(db: Any, label: str, writers: int, adds: int, shards: int) -> None:
 def server_database(uri: str) -> Iterator[Any]:
     from pymongo import MongoClient
 
-    client: MongoClient[dict[str, Any]] = MongoClient(uri, tz_aware=True, maxPoolSize=64)
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        uri, tz_aware=True, maxPoolSize=64
+    )
     name = f"nsn_bench_{uuid.uuid4().hex[:8]}"
     try:
         yield client[name]
