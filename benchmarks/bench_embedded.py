@@ -20,9 +20,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import mongomock  # noqa: E402
+import mongomock
 
-from nsn_store.embedded import EmbeddedClient  # noqa: E402
+from nsn_store.embedded import EmbeddedClient
 
 VALIDATOR = {
     "$jsonSchema": {

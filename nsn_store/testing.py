@@ -29,8 +29,9 @@ def async_client(sync_client: EmbeddedClient) -> Any:
     """Return a mongomock-motor client over ``sync_client``'s store (same data, same lock).
 
     Collection methods return awaitables and cursors offer
-    ``await cursor.to_list(None)``, as with Motor and PyMongo's async client.
+    ``await cursor.to_list(None)``, as with Motor and PyMongo's async client;
+    ``await db.create_collection(...)`` returns an async collection.
     """
-    from mongomock_motor import AsyncMongoMockClient
+    from nsn_store.embedded.aio import AsyncEmbeddedClient
 
-    return AsyncMongoMockClient(mock_mongo_client=sync_client)
+    return AsyncEmbeddedClient(mock_mongo_client=sync_client)

@@ -97,9 +97,10 @@ def test_now_in_pipeline_updates_is_refused_clearly(db: Any, backend: str) -> No
 
 async def test_async_wrapper_runs_on_the_same_rules(async_db: Any) -> None:
     validator = {"$jsonSchema": {"bsonType": "object", "required": ["status"]}}
-    await async_db.create_collection("jobs", validator=validator)
-    jobs = async_db["jobs"]
+    jobs = await async_db.create_collection("jobs", validator=validator)
     await jobs.insert_many([{"_id": i, "status": "new"} for i in range(3)])
+    listed = await (await async_db.list_collections()).to_list(None)
+    assert [info["options"]["validator"] for info in listed] == [validator]
     claimed = await jobs.find_one_and_update(
         {"status": "new"}, {"$set": {"status": "claimed"}}, sort=[("_id", 1)],
         return_document=ReturnDocument.AFTER,
@@ -126,14 +127,14 @@ def test_mongomock_client_gives_isolated_servers() -> None:
     assert first["db"]["c"].find_one({"_id": 1}) == {"_id": 1}
 
 
-def test_plugin_fixtures(nsn_db: Any, nsn_client: Any, nsn_clock: ManualClock) -> None:
+def test_plugin_fixtures(nsn_db: Any, nsn_client: Any, nsn_clock: ManualClock) -> None:  # noqa: F811
     nsn_db["previews"].create_index("expiresAt", expireAfterSeconds=0)
     nsn_db["previews"].insert_one({"expiresAt": nsn_clock.now()})
     nsn_clock.advance(seconds=1)
     assert nsn_client.run_ttl_monitor() == 1
 
 
-async def test_plugin_async_fixture(nsn_async_db: Any, nsn_db: Any) -> None:
+async def test_plugin_async_fixture(nsn_async_db: Any, nsn_db: Any) -> None:  # noqa: F811
     await nsn_async_db["c"].insert_one({"_id": 1})
     assert nsn_db["c"].find_one({"_id": 1}) == {"_id": 1}
 

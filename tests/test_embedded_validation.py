@@ -10,7 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pymongo import DeleteOne, InsertOne, ReplaceOne, ReturnDocument, UpdateMany, UpdateOne
+from pymongo import (
+    DeleteOne,
+    InsertOne,
+    ReplaceOne,
+    ReturnDocument,
+    UpdateMany,
+    UpdateOne,
+)
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, OperationFailure, WriteError
 

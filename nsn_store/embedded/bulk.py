@@ -31,20 +31,20 @@ class Recorder:
     def add_update(self, selector: Any, update: Any, multi: bool = False, upsert: bool = False,
                    **options: Any) -> None:
         _refuse(options)
-        run = lambda: self.collection._update(selector, update, upsert=upsert, multi=multi)  # noqa: E731
+        run = lambda: self.collection._update(selector, update, upsert=upsert, multi=multi)
         self.operations.append(("update", run, {"q": selector, "u": update, "multi": multi,
                                                 "upsert": upsert}))
 
     def add_replace(self, selector: Any, replacement: Any, upsert: bool = False,
                     **options: Any) -> None:
         _refuse(options)
-        run = lambda: self.collection._update(selector, replacement, upsert=upsert)  # noqa: E731
+        run = lambda: self.collection._update(selector, replacement, upsert=upsert)
         self.operations.append(("update", run, {"q": selector, "u": replacement,
                                                 "multi": False, "upsert": upsert}))
 
     def add_delete(self, selector: Any, limit: int, **options: Any) -> None:
         _refuse(options)
-        run = lambda: self.collection._delete(selector, multi=not limit)  # noqa: E731
+        run = lambda: self.collection._delete(selector, multi=not limit)
         self.operations.append(("delete", run, {"q": selector, "limit": limit}))
 
     def _insert(self, document: Any) -> dict[str, Any]:

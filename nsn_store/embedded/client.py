@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mongomock
 from mongomock import helpers
@@ -23,8 +23,10 @@ from nsn_store.embedded.store import EmbeddedCollectionStore, EmbeddedServerStor
 
 logger = logging.getLogger(__name__)
 
+_MongoClient: Any = Any if TYPE_CHECKING else mongomock.MongoClient  # see collection.py
 
-class EmbeddedClient(mongomock.MongoClient):
+
+class EmbeddedClient(_MongoClient):
     """An in-memory MongoDB stand-in that behaves like a server where tests need it to."""
 
     def __init__(self, host: Any = "localhost", port: Any = None, *, clock: Clock | None = None,

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import mongomock
 from mongomock.command_cursor import CommandCursor
 from mongomock.results import BulkWriteResult
+from pymongo.errors import InvalidOperation
 from pymongo.operations import IndexModel
 
 from nsn_store.embedded import bulk, indexes
@@ -24,6 +25,10 @@ from nsn_store.embedded.store import EmbeddedCollectionStore
 from nsn_store.embedded.writes import WritePaths, refuse_unsupported
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# mongomock's stubs present its classes as pymongo's; to the type checker our
+# subclasses are subclasses of Any, which is what mongomock is at run time.
+_Collection: Any = Any if TYPE_CHECKING else mongomock.Collection
 
 INDEX_NOT_FOUND = 27
 
@@ -50,7 +55,7 @@ def _operation(method: F) -> F:
     return run  # type: ignore[return-value]
 
 
-class EmbeddedCollection(WritePaths, mongomock.Collection):
+class EmbeddedCollection(WritePaths, _Collection):
     """A mongomock collection that enforces validators, unique indexes and atomicity."""
 
     # mongomock-motor patches collections to add keyPattern/keyValue to
@@ -92,7 +97,7 @@ class EmbeddedCollection(WritePaths, mongomock.Collection):
         for request in requests:
             request._add_to_bulk(recorder)
         if not recorder.operations:
-            raise mongomock.InvalidOperation("No operations to execute")
+            raise InvalidOperation("No operations to execute")
         return BulkWriteResult(bulk.execute(recorder, ordered=ordered), True)
 
     def create_index(self, key_or_list: Any, cache_for: int = 300, session: Any = None,

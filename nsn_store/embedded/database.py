@@ -8,7 +8,7 @@ options in its store (see :mod:`.store`) and reports them as a server does.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mongomock
 from mongomock.command_cursor import CommandCursor
@@ -25,8 +25,10 @@ NAMESPACE_EXISTS = 48
 INDEX_NOT_FOUND = 27
 COLLMOD_FIELDS = ("validator", "validationLevel", "validationAction", "index")
 
+_Database: Any = Any if TYPE_CHECKING else mongomock.Database  # see collection.py
 
-class EmbeddedDatabase(mongomock.Database):
+
+class EmbeddedDatabase(_Database):
     """A mongomock database whose collections carry validators and server-like options."""
 
     def get_collection(self, name: str, codec_options: Any = None, read_preference: Any = None,
@@ -40,6 +42,17 @@ class EmbeddedDatabase(mongomock.Database):
             )
         return super().get_collection(  # type: ignore[no-any-return]
             name, codec_options, read_preference, write_concern, read_concern
+        )
+
+    def with_options(self, codec_options: Any = None, read_preference: Any = None,
+                     write_concern: Any = None, read_concern: Any = None) -> EmbeddedDatabase:
+        """Return this database with other options (still an embedded database)."""
+        same = super().with_options(codec_options, read_preference, write_concern, read_concern)
+        if same is self:
+            return self
+        return EmbeddedDatabase(
+            self._client, self.name, self._store, read_preference=same.read_preference,
+            codec_options=same.codec_options, read_concern=same.read_concern,
         )
 
     def create_collection(self, name: str, codec_options: Any = None, read_preference: Any = None,

@@ -44,7 +44,7 @@ def normalise(key_or_list: Any, kwargs: dict[str, Any]) -> tuple[str, dict[str, 
         if value is not None and value is not False:
             spec[option] = value
     if kwargs:
-        raise fail(f"Unrecognized index option: {sorted(kwargs)[0]}", INVALID_OPTIONS, "InvalidOptions")
+        raise fail(f"Unrecognized index option: {min(kwargs)}", INVALID_OPTIONS, "InvalidOptions")
     _check_ttl(spec)
     _check_partial(spec)
     return name, spec

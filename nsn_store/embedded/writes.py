@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from bson import BSON
 from mongomock import ObjectId, helpers
@@ -23,7 +23,12 @@ from mongomock.collection import (
 )
 from mongomock.filtering import BsonComparable
 from pymongo import ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, WriteError
+from pymongo.errors import (
+    BulkWriteError,
+    DuplicateKeyError,
+    OperationFailure,
+    WriteError,
+)
 
 from nsn_store.clock import to_bson_time
 from nsn_store.embedded import bulk
@@ -56,9 +61,17 @@ def refuse_unsupported(**arguments: Any) -> None:
 class WritePaths:
     """Insert, update, delete and find-and-modify for :class:`EmbeddedCollection`."""
 
+    # Provided by mongomock's Collection, which comes after this class in the MRO.
     _store: Any
     database: Any
     full_name: str
+    codec_options: Any
+    _get_dataset: Any
+    _copy_only_fields: Any
+    _expand_dots: Any
+    _discard_operators: Any
+    _apply_update_pipeline: Any
+    _apply_update_document: Any
 
     def _write(self, document: dict[str, Any], old: Mapping[str, Any] | None) -> None:
         """Store ``document`` (replacing ``old``) after the server's checks; the one choke point."""
@@ -95,7 +108,7 @@ class WritePaths:
         _validate_data_fields(data)
         BSON.encode(data)
         if "_id" not in data:
-            data["_id"] = ObjectId()  # pymongo sets it on the caller's dict too
+            cast("dict[str, Any]", data)["_id"] = ObjectId()  # pymongo sets it on the caller's dict too
         self._write(helpers.patch_datetime_awareness_in_document(data), None)
         return data["_id"]
 
@@ -212,10 +225,10 @@ class WritePaths:
         kwargs.pop("bypass_document_validation", None)
         kwargs.pop("hint", None)  # no effect on the result
         refuse_unsupported(session=session, **kwargs)
-        target = next(iter(self._get_dataset(query, sort, None, dict)), None)  # type: ignore[attr-defined]
+        target = next(iter(self._get_dataset(query, sort, None, dict)), None)
         if target is None and not upsert:
             return None
-        if remove:
+        if remove and target is not None:
             self._delete({"_id": target["_id"]})
             return self._present(target, projection)
         spec = {"_id": target["_id"]} if target is not None else query
@@ -232,8 +245,8 @@ class WritePaths:
         """Return ``document`` as a read returns it: projected copy, aware datetimes."""
         if document is None:
             return None
-        shown = self._copy_only_fields(document, projection, dict)  # type: ignore[attr-defined]
-        if self.codec_options.tz_aware:  # type: ignore[attr-defined]
+        shown = self._copy_only_fields(document, projection, dict)
+        if self.codec_options.tz_aware:
             shown = helpers.make_datetime_timezone_aware_in_document(shown)
         return shown
 
