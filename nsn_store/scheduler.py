@@ -174,6 +174,9 @@ class _Flows:
         due = yield _find(b.due_query(now), limit=limit, projection=b.CANDIDATE_PROJECTION)
         stale = yield _find(b.expired_lease_query(now), limit=limit,
                             projection=b.CANDIDATE_PROJECTION)
+        stale, abandoned = b.split_abandoned(stale, self.max_attempts)
+        for doc in abandoned:  # rare: costs round trips only when a worker died last time
+            yield from self._give_up(doc["_id"], doc["attempts"], now)
         ids = b.pick_candidates(due, stale, limit)
         if not ids:
             return []
@@ -184,6 +187,16 @@ class _Flows:
         held = yield _find(b.held_query(ids, worker_id, end))
         log.debug("worker %s claimed %d of %d candidates", worker_id, len(held), len(ids))
         return b.oldest_first(held)
+
+    def _give_up(self, message_id: ObjectId, attempts: int, now: datetime) -> Flow:
+        error = b.abandoned_error(attempts)
+        doc = yield _modify(b.abandoned_filter(message_id, now, attempts), b.failed_update(now, error))
+        if doc is None:
+            return  # another worker gave it up first
+        raw = b.failure_raw(error, attempts, None)
+        yield _insert(b.EVENTS, b.new_event(doc["tenantId"], b.FAILED, now, message_id=message_id,
+                                            raw=raw))
+        yield from self._bump(doc["tenantId"], "messages.failed")
 
     def _mark_sent(self, message_id: Any, worker_id: str, provider_message_id: str | None,
                    provider: str | None) -> Flow:

@@ -209,7 +209,32 @@ def oldest_first(documents: Iterable[Mapping[str, Any]]) -> list[Any]:
     return sorted(documents, key=lambda doc: (doc["sendAt"], doc["_id"]))
 
 
-CANDIDATE_PROJECTION = {"_id": 1, "sendAt": 1}
+CANDIDATE_PROJECTION = {"_id": 1, "sendAt": 1, "attempts": 1}
+
+
+def split_abandoned(
+    stale: Iterable[Mapping[str, Any]], max_attempts: int
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """Split expired leases into re-claimable ones and ones whose last attempt died.
+
+    A message that keeps killing its worker would otherwise be re-claimed forever.
+    """
+    retry: list[Mapping[str, Any]] = []
+    abandoned: list[Mapping[str, Any]] = []
+    for doc in stale:
+        (abandoned if doc["attempts"] >= max_attempts else retry).append(doc)
+    return retry, abandoned
+
+
+def abandoned_filter(message_id: ObjectId, now: datetime, attempts: int) -> Filter:
+    """Match a message whose lease expired on its last attempt, if nobody took it since."""
+    return {"_id": message_id, "status": PROCESSING, "lockedUntil": {"$lte": now},
+            "attempts": attempts}
+
+
+def abandoned_error(attempts: int) -> str:
+    """Describe a message given up after its worker's lease expired on the last attempt."""
+    return f"lease expired on attempt {attempts} of {attempts}: the worker never finished"
 
 
 # --- finishing ---------------------------------------------------------------
@@ -391,4 +416,6 @@ def all_queries(now: datetime) -> list[Query]:
         Query(MESSAGES, holder_filter(other, "w", now), "_id_",
               residual=("status", "lockedBy", "lockedUntil")),
         Query(MESSAGES, cancel_filter(tenant, other), "_id_", residual=("tenantId", "status")),
+        Query(MESSAGES, abandoned_filter(other, now, 5), "_id_",
+              residual=("status", "lockedUntil", "attempts")),
     ]

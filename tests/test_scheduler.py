@@ -480,3 +480,20 @@ def test_transitions_bump_the_tenants_sharded_counters(
     expected = {"messages.scheduled": 3, "messages.sent": 1, "messages.retried": 1,
                 "messages.failed": 0, "messages.cancelled": 1}
     assert {metric: counters.count(tenant, metric) for metric in expected} == expected
+
+
+def test_a_message_whose_worker_dies_on_every_attempt_fails_instead_of_looping(
+    sched: Scheduler, store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock,
+    counter: RecordingCounter,
+) -> None:
+    message_id = sched.schedule(tenant, contact, "sms", clock.now())["_id"]
+    for attempt in range(1, sched.max_attempts + 1):  # each worker claims it, then dies
+        [claimed] = sched.claim_due(f"w{attempt}", lease=LEASE)
+        assert claimed["attempts"] == attempt
+        clock.advance(LEASE)
+    assert sched.claim_due("survivor") == []
+    given_up = _message(store, message_id)
+    assert given_up["status"] == "failed" and "lease expired" in given_up["lastError"]
+    assert "lockedBy" not in given_up
+    assert _events(store, message_id) == ["queued", "failed"]
+    assert counter.calls[-1] == (tenant, "messages.failed")

@@ -213,3 +213,10 @@ def test_sent_provider_defaults_from_the_channel(channel: str, provider: str | N
 def test_clip_error_bounds_text_and_names_exceptions() -> None:
     assert len(b.clip_error("x" * 5000)) == b.ERROR_LIMIT
     assert b.clip_error(TimeoutError("slow")) == "TimeoutError: slow"
+
+
+def test_split_abandoned_gives_up_only_after_the_last_attempt() -> None:
+    docs = [{"_id": ObjectId(), "attempts": n} for n in (1, 2, 3, 4)]
+    retry, abandoned = b.split_abandoned(docs, 3)
+    assert [d["attempts"] for d in retry] == [1, 2]
+    assert [d["attempts"] for d in abandoned] == [3, 4]
