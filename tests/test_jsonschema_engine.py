@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from bson import Binary, Code, Decimal128, Int64, ObjectId
+from bson import Binary, Code, DBRef, Decimal128, Int64, ObjectId
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pymongo.errors import OperationFailure
@@ -371,3 +371,10 @@ def test_generic_keywords_agree_with_the_jsonschema_library(
     schema = {"properties": {"f": keywords}}
     expected = jsonschema.Draft4Validator(schema).is_valid({"f": value})
     assert compile_validator({"$jsonSchema": schema}).matches({"f": value}) is expected
+
+
+def test_dbref_is_validated_as_its_document() -> None:
+    schema = {"properties": {"r": {"bsonType": "object", "required": ["$ref", "$id"]}}}
+    compiled = compile_validator({"$jsonSchema": schema})
+    assert compiled.matches({"_id": 1, "r": DBRef("contacts", 1)})
+    assert not compiled.matches({"_id": 1, "r": {"$ref": "contacts"}})

@@ -37,6 +37,7 @@ __all__ = [
     "BSON_ALIASES",
     "JSON_TYPE_ALIASES",
     "NUMERIC_ALIASES",
+    "as_mapping",
     "bson_equal",
     "bson_type",
     "classify",
@@ -116,6 +117,11 @@ def classify(value: Any) -> str | None:
     return None
 
 
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    """Return an object value as a mapping (a DBRef is stored as its document)."""
+    return value.as_doc() if isinstance(value, DBRef) else value
+
+
 def bson_type(value: Any) -> str:
     """Return the BSON type alias (``"int"``, ``"long"``, ``"bool"``...) of a Python value.
 
@@ -191,10 +197,7 @@ def _binary_parts(value: bytes) -> tuple[int, bytes]:
 
 
 def _objects_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, DBRef):
-        a = a.as_doc()
-    if isinstance(b, DBRef):
-        b = b.as_doc()
+    a, b = as_mapping(a), as_mapping(b)
     if len(a) != len(b) or set(a) != set(b):
         return False
     return all(bson_equal(a[key], b[key]) for key in a)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nsn_store.embedded.bsontypes import NUMERIC_ALIASES, classify
+from nsn_store.embedded.bsontypes import NUMERIC_ALIASES, as_mapping, classify
 from nsn_store.embedded.schema_eval import (
     MISSING,
     bound_ok,
@@ -71,7 +71,7 @@ def value_entries(schema: Schema, value: Any) -> list[Entry]:
     ):
         entries.append({"operatorName": "encrypt", "reason": "value was not encrypted"})
     if alias == "object" and "object" not in schema.dropped:
-        entries += _object_entries(schema, value)
+        entries += _object_entries(schema, as_mapping(value))
     entries += _logical_entries(schema, value)
     if schema.types is not None and alias not in schema.types:
         entries.append(_type_entry(schema, value, alias))

@@ -15,6 +15,7 @@ from typing import Any
 
 from nsn_store.embedded.bsontypes import (
     NUMERIC_ALIASES,
+    as_mapping,
     bson_equal,
     classify,
     is_nan,
@@ -47,7 +48,7 @@ def matches(schema: Schema, value: Any) -> bool:
     return (
         _scalar_ok(schema, value, alias)
         and _array_ok(schema, value, alias)
-        and (alias != "object" or _object_ok(schema, value))
+        and (alias != "object" or _object_ok(schema, as_mapping(value)))
         and _logical_ok(schema, value, matches)
         and (schema.types is None or alias in schema.types)
         and (not schema.encrypted or _is_encrypted(value))
