@@ -9,6 +9,7 @@ unattended run).
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,7 +65,7 @@ def _index_options(index: IndexSpec) -> str:
         if name == "unique":
             parts.append("unique")
         elif name == "partialFilterExpression":
-            parts.append(f"partial {to_json(value).replace(chr(10), '').replace('  ', '')}")
+            parts.append(f"partial {json.dumps(value)}")
         else:
             parts.append(f"{name}={value}")
     return ", ".join(parts)
