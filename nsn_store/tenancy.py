@@ -18,6 +18,7 @@ document are refused alike, so the error never reveals what other tenants own.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from nsn_store.errors import ConfigurationError, TenantIsolationError, translated
@@ -147,9 +148,9 @@ def references_in(documents: Iterable[Mapping[str, Any]]) -> dict[str, set[Any]]
     """Return ``{collection: ids}`` referenced by the top-level reference fields."""
     found: dict[str, set[Any]] = {}
     for document in documents:
-        for field, collection in REFERENCES.items():
-            if field in document and not isinstance(document[field], Mapping):
-                found.setdefault(collection, set()).add(document[field])
+        for name, collection in REFERENCES.items():
+            if name in document and not isinstance(document[name], Mapping):
+                found.setdefault(collection, set()).add(document[name])
     return found
 
 
@@ -185,13 +186,61 @@ def reference_check_queries(
     ]
 
 
+@dataclass(frozen=True)
+class Call:
+    """One driver call on a scoped collection, and the reference checks that must pass first."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    checks: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
+
+
+def filtered_call(
+    tenant_id: Any, method: str, query: Any, *args: Any, **kwargs: Any
+) -> Call:
+    """Return a read or delete call whose filter is scoped to the tenant."""
+    return Call(method, (scope_filter(tenant_id, query), *args), kwargs)
+
+
+def insert_call(
+    tenant_id: Any, method: str, documents: Any, kwargs: dict[str, Any]
+) -> Call:
+    """Return an insert_one/insert_many call with tenant-owned documents."""
+    single = method == "insert_one"
+    scoped = [
+        scope_document(tenant_id, d) for d in ([documents] if single else documents)
+    ]
+    checks = reference_check_queries(tenant_id, references_in(scoped))
+    return Call(method, (scoped[0] if single else scoped,), kwargs, checks)
+
+
+def update_call(
+    tenant_id: Any, method: str, query: Any, update: Any, kwargs: dict[str, Any]
+) -> Call:
+    """Return an update call that cannot change tenantId or reference another tenant."""
+    check_update(tenant_id, update)
+    written = update_values(update, query, bool(kwargs.get("upsert")))
+    checks = reference_check_queries(tenant_id, references_in(written))
+    return Call(method, (scope_filter(tenant_id, query), update), kwargs, checks)
+
+
+def replace_call(
+    tenant_id: Any, query: Any, replacement: Any, kwargs: dict[str, Any]
+) -> Call:
+    """Return a replace_one call whose replacement keeps tenantId."""
+    scoped = scope_document(tenant_id, replacement)
+    checks = reference_check_queries(tenant_id, references_in([scoped]))
+    return Call("replace_one", (scope_filter(tenant_id, query), scoped), kwargs, checks)
+
+
 def _refusal(collection: str) -> TenantIsolationError:
     return TenantIsolationError(
         f"a referenced {collection} document is not this tenant's"
     )
 
 
-# ---------------------------------------------------------------- sync I/O
+# ---------------------------------------------------------------- I/O twins
 
 
 class _ScopedBase:
@@ -220,100 +269,172 @@ class ScopedCollection(_ScopedBase):
         self, filter: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any
     ) -> Any:
         """Return one of the tenant's documents, or None."""
-        with translated(collection=self.name):
-            return self._raw.find_one(
-                scope_filter(self.tenant_id, filter), *args, **kwargs
-            )
+        return self._run(
+            filtered_call(self.tenant_id, "find_one", filter, *args, **kwargs)
+        )
 
     def count_documents(
         self, filter: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> int:
         """Count the tenant's documents matching ``filter``."""
-        with translated(collection=self.name):
-            return int(
-                self._raw.count_documents(
-                    scope_filter(self.tenant_id, filter), **kwargs
-                )
+        return int(
+            self._run(
+                filtered_call(self.tenant_id, "count_documents", filter, **kwargs)
             )
+        )
 
     def insert_one(self, document: Mapping[str, Any], **kwargs: Any) -> Any:
         """Insert one document owned by the tenant (references checked)."""
-        scoped = scope_document(self.tenant_id, document)
-        self._check_references([scoped])
-        with translated(collection=self.name):
-            result = self._raw.insert_one(scoped, **kwargs)
-        if isinstance(document, dict):
-            document.setdefault("_id", result.inserted_id)  # as pymongo does
-        return result
+        return self._run(insert_call(self.tenant_id, "insert_one", document, kwargs))
 
     def insert_many(self, documents: Iterable[Mapping[str, Any]], **kwargs: Any) -> Any:
-        """Insert documents owned by the tenant (references checked in one query per collection)."""
-        scoped = [scope_document(self.tenant_id, d) for d in documents]
-        self._check_references(scoped)
-        with translated(collection=self.name):
-            return self._raw.insert_many(scoped, **kwargs)
+        """Insert documents owned by the tenant (one reference query per collection)."""
+        return self._run(insert_call(self.tenant_id, "insert_many", documents, kwargs))
 
     def update_one(self, filter: Mapping[str, Any], update: Any, **kwargs: Any) -> Any:
         """Update one of the tenant's documents; tenantId cannot change."""
-        query = self._prepare_update(filter, update, kwargs.get("upsert", False))
-        with translated(collection=self.name):
-            return self._raw.update_one(query, update, **kwargs)
+        return self._run(
+            update_call(self.tenant_id, "update_one", filter, update, kwargs)
+        )
 
     def update_many(self, filter: Mapping[str, Any], update: Any, **kwargs: Any) -> Any:
         """Update the tenant's documents; tenantId cannot change."""
-        query = self._prepare_update(filter, update, kwargs.get("upsert", False))
-        with translated(collection=self.name):
-            return self._raw.update_many(query, update, **kwargs)
+        return self._run(
+            update_call(self.tenant_id, "update_many", filter, update, kwargs)
+        )
 
     def replace_one(
         self, filter: Mapping[str, Any], replacement: Mapping[str, Any], **kwargs: Any
     ) -> Any:
         """Replace one of the tenant's documents; the replacement keeps tenantId."""
-        scoped = scope_document(self.tenant_id, replacement)
-        self._check_references([scoped])
-        with translated(collection=self.name):
-            return self._raw.replace_one(
-                scope_filter(self.tenant_id, filter), scoped, **kwargs
-            )
+        return self._run(replace_call(self.tenant_id, filter, replacement, kwargs))
 
     def find_one_and_update(
         self, filter: Mapping[str, Any], update: Any, **kwargs: Any
     ) -> Any:
         """Atomically update and return one of the tenant's documents."""
-        query = self._prepare_update(filter, update, kwargs.get("upsert", False))
-        with translated(collection=self.name):
-            return self._raw.find_one_and_update(query, update, **kwargs)
+        call = update_call(
+            self.tenant_id, "find_one_and_update", filter, update, kwargs
+        )
+        return self._run(call)
 
     def delete_one(self, filter: Mapping[str, Any], **kwargs: Any) -> Any:
         """Delete one of the tenant's documents."""
-        with translated(collection=self.name):
-            return self._raw.delete_one(scope_filter(self.tenant_id, filter), **kwargs)
+        return self._run(filtered_call(self.tenant_id, "delete_one", filter, **kwargs))
 
     def delete_many(self, filter: Mapping[str, Any], **kwargs: Any) -> Any:
         """Delete the tenant's documents matching ``filter``."""
-        with translated(collection=self.name):
-            return self._raw.delete_many(scope_filter(self.tenant_id, filter), **kwargs)
+        return self._run(filtered_call(self.tenant_id, "delete_many", filter, **kwargs))
 
     def aggregate(self, pipeline: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
         """Run ``pipeline`` over the tenant's documents only (a driver cursor)."""
-        with translated(collection=self.name):
-            return self._raw.aggregate(
-                scope_pipeline(self.tenant_id, pipeline), **kwargs
-            )
+        return self._run(
+            Call("aggregate", (scope_pipeline(self.tenant_id, pipeline),), kwargs)
+        )
 
-    def _prepare_update(
-        self, query: Mapping[str, Any], update: Any, upsert: bool
-    ) -> dict[str, Any]:
-        check_update(self.tenant_id, update)
-        self._check_references(update_values(update, query, upsert))
-        return scope_filter(self.tenant_id, query)
-
-    def _check_references(self, documents: Iterable[Mapping[str, Any]]) -> None:
-        queries = reference_check_queries(self.tenant_id, references_in(documents))
-        for collection, query, expected in queries:
+    def _run(self, call: Call) -> Any:
+        for collection, query, expected in call.checks:
             with translated(collection=collection):
                 if self.db[collection].count_documents(query) != expected:
                     raise _refusal(collection)
+        with translated(collection=self.name):
+            return getattr(self._raw, call.method)(*call.args, **call.kwargs)
+
+
+class AsyncScopedCollection(_ScopedBase):
+    """The asyncio twin of :class:`ScopedCollection`; ``aggregate`` returns the result list."""
+
+    async def find_one(
+        self, filter: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Return one of the tenant's documents, or None."""
+        return await self._run(
+            filtered_call(self.tenant_id, "find_one", filter, *args, **kwargs)
+        )
+
+    async def count_documents(
+        self, filter: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> int:
+        """Count the tenant's documents matching ``filter``."""
+        call = filtered_call(self.tenant_id, "count_documents", filter, **kwargs)
+        return int(await self._run(call))
+
+    async def insert_one(self, document: Mapping[str, Any], **kwargs: Any) -> Any:
+        """Insert one document owned by the tenant (references checked)."""
+        return await self._run(
+            insert_call(self.tenant_id, "insert_one", document, kwargs)
+        )
+
+    async def insert_many(
+        self, documents: Iterable[Mapping[str, Any]], **kwargs: Any
+    ) -> Any:
+        """Insert documents owned by the tenant (one reference query per collection)."""
+        return await self._run(
+            insert_call(self.tenant_id, "insert_many", documents, kwargs)
+        )
+
+    async def update_one(
+        self, filter: Mapping[str, Any], update: Any, **kwargs: Any
+    ) -> Any:
+        """Update one of the tenant's documents; tenantId cannot change."""
+        return await self._run(
+            update_call(self.tenant_id, "update_one", filter, update, kwargs)
+        )
+
+    async def update_many(
+        self, filter: Mapping[str, Any], update: Any, **kwargs: Any
+    ) -> Any:
+        """Update the tenant's documents; tenantId cannot change."""
+        return await self._run(
+            update_call(self.tenant_id, "update_many", filter, update, kwargs)
+        )
+
+    async def replace_one(
+        self, filter: Mapping[str, Any], replacement: Mapping[str, Any], **kwargs: Any
+    ) -> Any:
+        """Replace one of the tenant's documents; the replacement keeps tenantId."""
+        return await self._run(
+            replace_call(self.tenant_id, filter, replacement, kwargs)
+        )
+
+    async def find_one_and_update(
+        self, filter: Mapping[str, Any], update: Any, **kwargs: Any
+    ) -> Any:
+        """Atomically update and return one of the tenant's documents."""
+        call = update_call(
+            self.tenant_id, "find_one_and_update", filter, update, kwargs
+        )
+        return await self._run(call)
+
+    async def delete_one(self, filter: Mapping[str, Any], **kwargs: Any) -> Any:
+        """Delete one of the tenant's documents."""
+        return await self._run(
+            filtered_call(self.tenant_id, "delete_one", filter, **kwargs)
+        )
+
+    async def delete_many(self, filter: Mapping[str, Any], **kwargs: Any) -> Any:
+        """Delete the tenant's documents matching ``filter``."""
+        return await self._run(
+            filtered_call(self.tenant_id, "delete_many", filter, **kwargs)
+        )
+
+    async def aggregate(
+        self, pipeline: Sequence[Mapping[str, Any]], **kwargs: Any
+    ) -> Any:
+        """Run ``pipeline`` over the tenant's documents only; return the result list."""
+        from nsn_store.aggregates import to_list
+
+        call = Call("aggregate", (scope_pipeline(self.tenant_id, pipeline),), kwargs)
+        with translated(collection=self.name):
+            return await to_list(self._raw.aggregate(*call.args, **call.kwargs))
+
+    async def _run(self, call: Call) -> Any:
+        for collection, query, expected in call.checks:
+            with translated(collection=collection):
+                if await self.db[collection].count_documents(query) != expected:
+                    raise _refusal(collection)
+        with translated(collection=self.name):
+            return await getattr(self._raw, call.method)(*call.args, **call.kwargs)
 
 
 class TenantScope:
@@ -334,126 +455,6 @@ class TenantScope:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tenant_id={self.tenant_id!r})"
-
-
-# ---------------------------------------------------------------- async I/O
-
-
-class AsyncScopedCollection(_ScopedBase):
-    """The asyncio twin of :class:`ScopedCollection` (same builders, awaited I/O)."""
-
-    async def find_one(
-        self, filter: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any
-    ) -> Any:
-        """Return one of the tenant's documents, or None."""
-        with translated(collection=self.name):
-            return await self._raw.find_one(
-                scope_filter(self.tenant_id, filter), *args, **kwargs
-            )
-
-    async def count_documents(
-        self, filter: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> int:
-        """Count the tenant's documents matching ``filter``."""
-        with translated(collection=self.name):
-            return int(
-                await self._raw.count_documents(
-                    scope_filter(self.tenant_id, filter), **kwargs
-                )
-            )
-
-    async def insert_one(self, document: Mapping[str, Any], **kwargs: Any) -> Any:
-        """Insert one document owned by the tenant (references checked)."""
-        scoped = scope_document(self.tenant_id, document)
-        await self._check_references([scoped])
-        with translated(collection=self.name):
-            result = await self._raw.insert_one(scoped, **kwargs)
-        if isinstance(document, dict):
-            document.setdefault("_id", result.inserted_id)
-        return result
-
-    async def insert_many(
-        self, documents: Iterable[Mapping[str, Any]], **kwargs: Any
-    ) -> Any:
-        """Insert documents owned by the tenant (references checked in one query per collection)."""
-        scoped = [scope_document(self.tenant_id, d) for d in documents]
-        await self._check_references(scoped)
-        with translated(collection=self.name):
-            return await self._raw.insert_many(scoped, **kwargs)
-
-    async def update_one(
-        self, filter: Mapping[str, Any], update: Any, **kwargs: Any
-    ) -> Any:
-        """Update one of the tenant's documents; tenantId cannot change."""
-        query = await self._prepare_update(filter, update, kwargs.get("upsert", False))
-        with translated(collection=self.name):
-            return await self._raw.update_one(query, update, **kwargs)
-
-    async def update_many(
-        self, filter: Mapping[str, Any], update: Any, **kwargs: Any
-    ) -> Any:
-        """Update the tenant's documents; tenantId cannot change."""
-        query = await self._prepare_update(filter, update, kwargs.get("upsert", False))
-        with translated(collection=self.name):
-            return await self._raw.update_many(query, update, **kwargs)
-
-    async def replace_one(
-        self, filter: Mapping[str, Any], replacement: Mapping[str, Any], **kwargs: Any
-    ) -> Any:
-        """Replace one of the tenant's documents; the replacement keeps tenantId."""
-        scoped = scope_document(self.tenant_id, replacement)
-        await self._check_references([scoped])
-        with translated(collection=self.name):
-            return await self._raw.replace_one(
-                scope_filter(self.tenant_id, filter), scoped, **kwargs
-            )
-
-    async def find_one_and_update(
-        self, filter: Mapping[str, Any], update: Any, **kwargs: Any
-    ) -> Any:
-        """Atomically update and return one of the tenant's documents."""
-        query = await self._prepare_update(filter, update, kwargs.get("upsert", False))
-        with translated(collection=self.name):
-            return await self._raw.find_one_and_update(query, update, **kwargs)
-
-    async def delete_one(self, filter: Mapping[str, Any], **kwargs: Any) -> Any:
-        """Delete one of the tenant's documents."""
-        with translated(collection=self.name):
-            return await self._raw.delete_one(
-                scope_filter(self.tenant_id, filter), **kwargs
-            )
-
-    async def delete_many(self, filter: Mapping[str, Any], **kwargs: Any) -> Any:
-        """Delete the tenant's documents matching ``filter``."""
-        with translated(collection=self.name):
-            return await self._raw.delete_many(
-                scope_filter(self.tenant_id, filter), **kwargs
-            )
-
-    async def aggregate(
-        self, pipeline: Sequence[Mapping[str, Any]], **kwargs: Any
-    ) -> Any:
-        """Run ``pipeline`` over the tenant's documents only; return the result list."""
-        from nsn_store.aggregates import to_list
-
-        with translated(collection=self.name):
-            return await to_list(
-                self._raw.aggregate(scope_pipeline(self.tenant_id, pipeline), **kwargs)
-            )
-
-    async def _prepare_update(
-        self, query: Mapping[str, Any], update: Any, upsert: bool
-    ) -> dict[str, Any]:
-        check_update(self.tenant_id, update)
-        await self._check_references(update_values(update, query, upsert))
-        return scope_filter(self.tenant_id, query)
-
-    async def _check_references(self, documents: Iterable[Mapping[str, Any]]) -> None:
-        queries = reference_check_queries(self.tenant_id, references_in(documents))
-        for collection, query, expected in queries:
-            with translated(collection=collection):
-                if await self.db[collection].count_documents(query) != expected:
-                    raise _refusal(collection)
 
 
 class AsyncTenantScope(TenantScope):

@@ -19,11 +19,13 @@ from nsn_store.tenancy import (
     ScopedCollection,
     TenantScope,
     check_update,
+    insert_call,
     reference_check_queries,
     references_in,
     scope_filter,
     scope_pipeline,
     tenant_collections,
+    update_call,
 )
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -125,6 +127,35 @@ def test_references_are_checked_with_one_query_per_collection() -> None:
         ("templates", 1),
     ]
     assert queries[0][1]["tenantId"] == TENANT
+
+
+def test_an_insert_is_planned_with_the_tenant_and_its_reference_checks() -> None:
+    contact = ObjectId()
+    call = insert_call(
+        TENANT, "insert_one", {"contactId": contact, "tenantId": TENANT}, {}
+    )
+    assert call.method == "insert_one"
+    assert call.args == ({"contactId": contact, "tenantId": TENANT},)
+    assert call.checks == [
+        ("contacts", {"_id": {"$in": [contact]}, "tenantId": TENANT}, 1)
+    ]
+
+
+def test_an_upsert_checks_the_references_its_filter_would_insert() -> None:
+    contact = ObjectId()
+    call = update_call(
+        TENANT,
+        "update_one",
+        {"contactId": contact},
+        {"$set": {"a": 1}},
+        {"upsert": True},
+    )
+    assert [name for name, _, _ in call.checks] == ["contacts"]
+    assert call.args[0] == {"contactId": contact, "tenantId": TENANT}
+    plain = update_call(
+        TENANT, "update_one", {"contactId": contact}, {"$set": {"a": 1}}, {}
+    )
+    assert plain.checks == []  # a plain filter only narrows: nothing is written from it
 
 
 def test_every_schema_collection_but_tenants_is_tenant_owned() -> None:
