@@ -15,6 +15,21 @@ so ``estimate = sum * N / s`` is unbiased with relative standard error
 the estimate is within 5% (five standard errors) with a fixed seed. Sticky
 shards (``key=``) or uneven ``n`` make the shards uneven and the error larger;
 ``rebalance`` evens them out again.
+
+Concurrency: ``rebalance`` reads the shards once, then applies per-shard
+deltas with ``$inc`` in one unordered ``bulk_write``. An add that lands
+between the read and the write is kept (``$inc`` composes with it); two
+rebalances at once keep the total (each set of deltas sums to zero) but may
+leave the shards uneven. The bulk is not a transaction: if the connection
+drops halfway, part of the deltas is applied and the total is off by that
+part; ``reconcile`` against the source documents repairs it. ``reconcile``
+counts the source, then reads the shards, and repairs with the same delta
+write, so it never loses concurrent adds, but an add whose source document
+and counter bump straddle its two reads is counted once too often or too
+rarely: run it when writers are quiet, or accept that in-flight error.
+
+Other operations can bump a counter in their own bulk writes with the pure
+:func:`counter_update` (``(filter, update)`` of the upsert).
 """
 
 from __future__ import annotations
