@@ -131,3 +131,14 @@ def test_is_embedded_and_describe_host() -> None:
         assert not is_embedded(server["nsn"])
     finally:
         server.close()
+
+
+def test_a_connection_with_its_own_clock_still_sees_the_shared_data() -> None:
+    from nsn_store.clock import ManualClock
+
+    uri = _fresh_embedded_uri("clocked")
+    plain = connect(uri)
+    plain.create_collection("things", validator={"$jsonSchema": {"required": ["n"]}})
+    clocked = connect(uri, clock=ManualClock())
+    assert clocked.client.clock is not plain.client.clock
+    assert clocked["things"].options()["validator"] == {"$jsonSchema": {"required": ["n"]}}
