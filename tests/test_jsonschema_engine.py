@@ -80,6 +80,25 @@ def test_schema_accepts_exactly_the_valid_documents(
     assert (details is None) is valid
     if details is not None:
         assert details["operatorName"] == "$jsonSchema"
+        assert_explained(details)
+
+
+def assert_explained(entry: Any) -> None:
+    """Assert that a failure explanation never contains an empty list of reasons."""
+    if isinstance(entry, Mapping):
+        for key in (
+            "schemaRulesNotSatisfied",
+            "propertiesNotSatisfied",
+            "details",
+            "schemasNotSatisfied",
+        ):
+            if key in entry:
+                assert entry[key], f"empty {key} in {entry!r}"
+        for value in entry.values():
+            assert_explained(value)
+    elif isinstance(entry, list):
+        for item in entry:
+            assert_explained(item)
 
 
 @pytest.mark.parametrize(
@@ -370,7 +389,12 @@ def test_generic_keywords_agree_with_the_jsonschema_library(
 ) -> None:
     schema = {"properties": {"f": keywords}}
     expected = jsonschema.Draft4Validator(schema).is_valid({"f": value})
-    assert compile_validator({"$jsonSchema": schema}).matches({"f": value}) is expected
+    compiled = compile_validator({"$jsonSchema": schema})
+    assert compiled.matches({"f": value}) is expected
+    details = compiled.explain({"f": value})
+    assert (details is None) is expected
+    if details is not None:
+        assert_explained(details)
 
 
 def test_dbref_is_validated_as_its_document() -> None:

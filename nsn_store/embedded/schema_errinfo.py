@@ -70,8 +70,15 @@ def value_entries(schema: Schema, value: Any) -> list[Entry]:
         alias == "binData" and getattr(value, "subtype", 0) == 6
     ):
         entries.append({"operatorName": "encrypt", "reason": "value was not encrypted"})
-    if alias == "object" and "object" not in schema.dropped:
-        entries += _object_entries(schema, as_mapping(value))
+    if alias == "object":
+        obj = as_mapping(value)
+        # dependencies is not a restriction keyword: a stated type never disables it
+        restricted = "object" not in schema.dropped
+        entries += (
+            _object_entries(schema, obj)
+            if restricted
+            else _dependency_entries(schema, obj)
+        )
     entries += _logical_entries(schema, value)
     if schema.types is not None and alias not in schema.types:
         entries.append(_type_entry(schema, value, alias))
