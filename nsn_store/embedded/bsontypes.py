@@ -101,8 +101,21 @@ _SIMPLE: tuple[tuple[type | tuple[type, ...], str], ...] = (
 )
 
 
+#: Exact Python types with a fixed alias: a dict lookup before the isinstance walk.
+_EXACT: dict[type, str] = {
+    type(None): "null", bool: "bool", float: "double", str: "string", dict: "object",
+    list: "array", tuple: "array", Int64: "long", Decimal128: "decimal", ObjectId: "objectId",
+    _dt.datetime: "date", bytes: "binData", Binary: "binData", Regex: "regex", Timestamp: "timestamp",
+}  # fmt: skip
+
+
 def classify(value: Any) -> str | None:
     """Return the BSON alias of ``value``, or None when pymongo could not encode it."""
+    alias = _EXACT.get(type(value))
+    if alias is not None:
+        return alias
+    if type(value) is int:
+        return _classify_int(value)
     if value is None:
         return "null"
     if isinstance(value, Code):  # a str subclass: must be tested before str

@@ -143,8 +143,8 @@ def _items_ok(schema: Schema, value: Sequence[Any]) -> bool:
 
 def lookup(document: Mapping[str, Any], path: str) -> Any:
     """Return the value at a (possibly dotted) property path, or MISSING."""
-    if path in document:
-        return document[path]
+    if path in document or "." not in path:
+        return document.get(path, MISSING)
     current: Any = document
     for part in path.split("."):
         if classify(current) != "object" or part not in current:
