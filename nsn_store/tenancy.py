@@ -112,13 +112,10 @@ def check_update_pipeline(
     """Refuse a pipeline update that sets, unsets or replaces ``tenantId``."""
     for stage in pipeline:
         ((name, spec),) = stage.items()
-        if name in ("$replaceRoot", "$replaceWith"):
-            raise TenantIsolationError(
-                f"{name} in an update could drop tenantId; use replace_one"
-            )
-        fields = (
-            [spec] if name in ("$unset", "$project") and isinstance(spec, str) else spec
-        )
+        if name in ("$replaceRoot", "$replaceWith", "$project"):
+            # An inclusion $project drops every field it does not name, tenantId too.
+            raise TenantIsolationError(f"{name} in an update could drop tenantId")
+        fields = [spec] if name == "$unset" and isinstance(spec, str) else spec
         for path in fields:
             if _touches_tenant(str(path)) and not (
                 name in ("$set", "$addFields") and spec[path] == tenant_id

@@ -63,6 +63,7 @@ REFUSED_UPDATES = {
     "pipeline-set": [{"$set": {"tenantId": "$other"}}],
     "pipeline-unset": [{"$unset": "tenantId"}],
     "pipeline-replace-root": [{"$replaceWith": {"a": 1}}],
+    "pipeline-project": [{"$project": {"name": 1}}],
 }
 
 
