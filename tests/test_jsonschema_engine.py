@@ -402,3 +402,14 @@ def test_dbref_is_validated_as_its_document() -> None:
     compiled = compile_validator({"$jsonSchema": schema})
     assert compiled.matches({"_id": 1, "r": DBRef("contacts", 1)})
     assert not compiled.matches({"_id": 1, "r": {"$ref": "contacts"}})
+
+
+def test_query_operator_the_emulator_lacks_is_not_a_silent_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nsn_store.embedded.validator as validator_module
+
+    def unsupported(query: Any, document: Any) -> bool:
+        raise NotImplementedError("$expr operator not supported by mongomock")
+
+    monkeypatch.setattr(validator_module, "filter_applies", unsupported)
+    with pytest.raises(NotImplementedError):
+        compile_validator({"$expr": {"$eq": ["$a", "$b"]}}).matches({"_id": 1})
