@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pymongo import ReturnDocument
 
 from nsn_store.errors import ConfigurationError, TenantIsolationError
@@ -368,6 +370,43 @@ def test_updates_of_tenant_id_are_refused(
             call({}, update)
     assert scoped.find_one()["tenantId"] == world.a_id
     assert scoped.count_documents({}) == 1
+
+
+def _filters(world: World) -> st.SearchStrategy[dict[str, Any]]:
+    """Filters a caller might write, including ones that name the other tenant."""
+    leaves = st.sampled_from(
+        [
+            {},
+            {"email": "ada@example.com"},
+            {"tenantId": world.b_id},
+            {"tenantId": {"$ne": world.a_id}},
+            {"tenantId": {"$in": [world.a_id, world.b_id]}},
+            {"_id": world.b_ids["contacts"]},
+            {"$expr": {"$ne": ["$tenantId", world.a_id]}},
+        ]
+    )
+    return st.recursive(
+        leaves,
+        lambda inner: st.builds(
+            lambda op, parts: {op: parts},
+            st.sampled_from(["$or", "$and", "$nor"]),
+            st.lists(inner, min_size=1, max_size=3),
+        ),
+        max_leaves=6,
+    )
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_no_filter_reaches_the_other_tenant(world: World, data: st.DataObject) -> None:
+    query = data.draw(_filters(world))  # the world is only read, so sharing it is sound
+    contacts = world.a["contacts"]
+    assert all(d["tenantId"] == world.a_id for d in contacts.find(query))
+    assert contacts.count_documents(query) <= 1
 
 
 def test_an_upsert_inserts_into_the_tenant(world: World) -> None:
