@@ -160,7 +160,10 @@ class _Flows:
         except DuplicateKeyError:
             if lookup is None:
                 raise
-            return (yield _find_one(lookup))  # a concurrent schedule with the same key won
+            winner = yield _find_one(lookup)  # a concurrent schedule with the same key won
+            if winner is None:
+                raise
+            return winner
         yield _insert(b.EVENTS, b.new_event(tenant, "queued", now, message_id=message["_id"]))
         yield from self._bump(tenant, "messages.scheduled")
         return message
@@ -200,6 +203,7 @@ class _Flows:
 
     def _mark_sent(self, message_id: Any, worker_id: str, provider_message_id: str | None,
                    provider: str | None) -> Flow:
+        b.check_provider(provider)
         mid, now = b.as_object_id(message_id), self._now(None)
         doc = yield _modify(b.holder_filter(mid, worker_id, now), b.sent_update(now))
         if doc is None:

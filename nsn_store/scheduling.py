@@ -21,12 +21,14 @@ from bson import ObjectId
 
 from nsn_store.clock import to_bson_time
 from nsn_store.errors import (
+    ConfigurationError,
     InvalidTransitionError,
     LeaseLostError,
     NotFoundError,
     NsnStoreError,
     TenantIsolationError,
 )
+from nsn_store.models import PROVIDERS
 
 MESSAGES = "scheduledMessages"
 EVENTS = "messageEvents"
@@ -353,6 +355,12 @@ def sent_provider(channel: str, provider: str | None, provider_message_id: str |
     if provider is not None or provider_message_id is None:
         return provider
     return DEFAULT_PROVIDER.get(channel)
+
+
+def check_provider(provider: str | None) -> None:
+    """Refuse an unknown provider before a message is marked sent, not after."""
+    if provider is not None and provider not in PROVIDERS:
+        raise ConfigurationError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
 
 
 def failure_raw(error: str, attempts: int, retry_at: datetime | None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from bson import ObjectId
 from nsn_store import scheduling as b
 from nsn_store.clock import ManualClock
 from nsn_store.errors import (
+    ConfigurationError,
     DocumentValidationError,
     InvalidTransitionError,
     LeaseLostError,
@@ -497,3 +498,13 @@ def test_a_message_whose_worker_dies_on_every_attempt_fails_instead_of_looping(
     assert "lockedBy" not in given_up
     assert _events(store, message_id) == ["queued", "failed"]
     assert counter.calls[-1] == (tenant, "messages.failed")
+
+
+def test_mark_sent_with_an_unknown_provider_changes_nothing(
+    sched: Scheduler, store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock
+) -> None:
+    message_id = sched.schedule(tenant, contact, "sms", clock.now())["_id"]
+    sched.claim_due("w1")
+    with pytest.raises(ConfigurationError, match="provider"):
+        sched.mark_sent(message_id, "w1", provider="carrier-pigeon", provider_message_id="p1")
+    assert _message(store, message_id)["status"] == "processing"
