@@ -3,8 +3,8 @@
 Usage: ``python benchmarks/bench_embedded.py [--quick]``
 
 For 1k, 10k and 50k stored documents it times ``find_one`` by ``_id``,
-``update_one`` by ``_id`` and inserts of valid documents without and with a
-``$jsonSchema`` validator, on raw ``mongomock.MongoClient`` and on
+``update_one`` by ``_id``, inserts into a collection with a unique index, and
+inserts of valid documents without and with a ``$jsonSchema`` validator, on raw ``mongomock.MongoClient`` and on
 ``EmbeddedClient``, and prints a table with ratios. Timings on a shared
 machine are noisy: read the ratios, not the absolute figures.
 """
@@ -34,13 +34,14 @@ VALIDATOR = {
             "tenantId": {"bsonType": "string", "minLength": 1},
             "status": {"enum": ["scheduled", "processing", "sent"]},
             "n": {"bsonType": "int", "minimum": 0},
+            "u": {"bsonType": "int"},
         },
     }
 }
 
 
 def _document(i: int) -> dict[str, Any]:
-    return {"_id": i, "tenantId": f"t{i % 7}", "status": "scheduled", "n": i}
+    return {"_id": i, "tenantId": f"t{i % 7}", "status": "scheduled", "n": i, "u": i}
 
 
 def _collection(kind: str, size: int, validated: bool) -> Any:
@@ -71,6 +72,9 @@ def measure(kind: str, size: int, budget: float) -> dict[str, float]:
             lambda i: coll.update_one({"_id": (i * 7919) % size}, {"$inc": {"n": 1}}), budget, 5000),
         "insert (no validator)": _rate(lambda i: coll.insert_one(_document(size + i)), budget, 5000),
     }
+    coll.create_index("u", unique=True)
+    rates["insert (unique index)"] = _rate(
+        lambda i: coll.insert_one(_document(10_000_000 + i)), budget, 5000)
     if kind == "embedded":
         validated = _collection(kind, size, validated=True)
         rates["insert (validator)"] = _rate(

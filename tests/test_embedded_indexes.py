@@ -6,6 +6,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pymongo import ASCENDING, DESCENDING, IndexModel, InsertOne, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
@@ -211,3 +213,60 @@ def test_dates_come_back_aware_utc_at_millisecond_precision(db: Any) -> None:
         {"_id": 1}, {"$set": {"n": 1}}, return_document=ReturnDocument.AFTER
     )
     assert after["at"].tzinfo is not None
+
+
+def test_unique_keys_are_released_by_deletes_updates_and_index_drops(db: Any) -> None:
+    coll = db["users"]
+    coll.create_index("email", unique=True, name="by_email")
+    coll.insert_one({"_id": 1, "email": "a"})
+    coll.delete_one({"_id": 1})
+    coll.insert_one({"_id": 2, "email": "a"})  # the deleted key is free again
+    coll.update_one({"_id": 2}, {"$set": {"email": "b"}})
+    coll.insert_one({"_id": 3, "email": "a"})  # so is the updated-away key
+    coll.drop_index("by_email")
+    coll.insert_one({"_id": 4, "email": "a"})  # no index, no constraint
+    with pytest.raises(DuplicateKeyError):
+        coll.create_index("email", unique=True)
+    coll.drop_indexes()
+    assert [i["name"] for i in coll.list_indexes()] == ["_id_"]
+
+
+OPS = st.lists(
+    st.tuples(st.sampled_from(["insert", "update", "delete"]), st.integers(0, 4), st.integers(0, 3)),
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=OPS)
+def test_unique_index_agrees_with_a_model_of_it(ops: list[tuple[str, int, int]]) -> None:
+    """Embedded mechanics: the incremental unique-key map never drifts from the documents."""
+    from nsn_store.testing import mongomock_client
+
+    coll = mongomock_client()["p"]["c"]
+    coll.create_index("k", unique=True)
+    model: dict[int, int] = {}
+    for op, doc_id, k in ops:
+        exists = doc_id in model
+        taken = k in [v for i, v in model.items() if i != doc_id]
+        refused = (op == "insert" and (exists or taken)) or (op == "update" and exists and taken)
+        try:
+            _apply(coll, op, doc_id, k)
+        except DuplicateKeyError:
+            assert refused
+            continue
+        assert not refused
+        if op == "delete":
+            model.pop(doc_id, None)
+        elif op == "insert" or exists:
+            model[doc_id] = k
+    assert {d["_id"]: d["k"] for d in coll.find()} == model
+
+
+def _apply(coll: Any, op: str, doc_id: int, k: int) -> None:
+    if op == "insert":
+        coll.insert_one({"_id": doc_id, "k": k})
+    elif op == "update":
+        coll.update_one({"_id": doc_id}, {"$set": {"k": k}})
+    else:
+        coll.delete_one({"_id": doc_id})

@@ -19,7 +19,8 @@ from pymongo.errors import InvalidOperation
 from pymongo.operations import IndexModel
 
 from nsn_store.embedded import bulk, indexes
-from nsn_store.embedded.enforce import bypassing, duplicate_key_error, index_keys
+from nsn_store.embedded.enforce import bypassing, duplicate_key_error
+from nsn_store.embedded.keys import index_keys
 from nsn_store.embedded.options import fail
 from nsn_store.embedded.store import EmbeddedCollectionStore
 from nsn_store.embedded.writes import WritePaths, refuse_unsupported
@@ -131,6 +132,11 @@ class EmbeddedCollection(WritePaths, _Collection):
             key = list(document.pop("key").items())
             names.append(self.create_index(key, session=session, **document))
         return names
+
+    def drop_indexes(self, session: Any = None, **kwargs: Any) -> None:
+        """Drop every index except ``_id``'s."""
+        refuse_unsupported(session=session)
+        self._store.drop_all_indexes()
 
     def drop_index(self, index_or_name: Any, session: Any = None, **kwargs: Any) -> None:
         """Drop one index by name or key; the ``_id`` index cannot be dropped."""

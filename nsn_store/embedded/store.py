@@ -17,6 +17,8 @@ from typing import Any
 
 from mongomock import store as mongomock_store
 
+from nsn_store.embedded.keys import index_keys
+
 
 @dataclass
 class CollectionOptions:
@@ -35,15 +37,57 @@ class CollectionOptions:
 
 
 class EmbeddedCollectionStore(mongomock_store.CollectionStore):
-    """A collection's documents, indexes and options, without locking or eager expiry."""
+    """A collection's documents, indexes and options, without locking or eager expiry.
+
+    Unique indexes keep a map from key to the documents holding it, updated on
+    every store and delete, so a write checks uniqueness without a scan.
+    """
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.options = CollectionOptions()
+        self._unique: dict[str, dict[Any, set[Any]]] = {}
 
     def drop(self) -> None:
         super().drop()
         self.options = CollectionOptions()
+        self._unique = {}
+
+    def create_index(self, index_name: str, index_dict: dict[str, Any]) -> None:
+        super().create_index(index_name, index_dict)
+        self._unique.pop(index_name, None)
+        if index_dict.get("unique"):
+            entries: dict[Any, set[Any]] = {}
+            for key, doc in self._documents.items():
+                for value in index_keys(index_dict, doc):
+                    entries.setdefault(value, set()).add(key)
+            self._unique[index_name] = entries
+
+    def drop_index(self, index_name: str) -> None:
+        super().drop_index(index_name)
+        self._unique.pop(index_name, None)
+
+    def drop_all_indexes(self) -> None:
+        """Drop every index but ``_id``'s."""
+        self.indexes = {}
+        self._ttl_indexes = {}
+        self._unique = {}
+
+    def unique_conflict(self, index_name: str, keys: frozenset[Any], own: Any) -> bool:
+        """Tell whether another document than ``own`` holds one of ``keys`` in the index."""
+        entries = self._unique.get(index_name, {})
+        return any(entries.get(value, set()) - {own} for value in keys)
+
+    def _track(self, key: Any, doc: Any, add: bool) -> None:
+        for name, entries in self._unique.items():
+            for value in index_keys(self.indexes[name], doc):
+                holders = entries.setdefault(value, set())
+                if add:
+                    holders.add(key)
+                else:
+                    holders.discard(key)
+                if not holders:
+                    del entries[value]
 
     def get(self, key: Any) -> Any:
         """Return the stored document under ``key`` (its ``_id``), or None."""
@@ -65,9 +109,14 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
         return self._documents[key]
 
     def __setitem__(self, key: Any, val: Any) -> None:
+        old = self._documents.get(key)
+        if old is not None:
+            self._track(key, old, add=False)
         self._documents[key] = val
+        self._track(key, val, add=True)
 
     def __delitem__(self, key: Any) -> None:
+        self._track(key, self._documents[key], add=False)
         del self._documents[key]
 
     def __len__(self) -> int:
