@@ -22,6 +22,9 @@ from nsn_store.previews import (
 from nsn_store.schema import SCHEMA
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+# A real server's TTL monitor runs on wall-clock time; previews that expire in
+# 2100 are never removed by it during a test, only by our own clock moving.
+FUTURE = datetime(2100, 1, 4, 9, 0, tzinfo=timezone.utc)
 
 
 # ---------------------------------------------------------------- pure builders
@@ -82,6 +85,7 @@ def test_sync_and_async_surfaces_match() -> None:
 @pytest.fixture
 def previews(db: Any, clock: Any) -> AIPreviews:
     init_schema(db)
+    clock.set(FUTURE)
     return AIPreviews(db, clock=clock)
 
 
@@ -216,6 +220,7 @@ async def test_async_previews_stream_expire_and_scope(
     async_db: Any, clock: Any
 ) -> None:
     await _init_async(async_db)
+    clock.set(FUTURE)
     previews = AsyncAIPreviews(async_db, clock=clock)
     tenant = ObjectId()
     preview_id = (await previews.create(tenant, "p", ttl=60))["_id"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -32,6 +32,9 @@ from nsn_store.tenancy import (
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 TENANT = ObjectId()
+FAR_FUTURE = datetime(
+    2100, 1, 1, tzinfo=timezone.utc
+)  # beyond a real server's TTL monitor
 
 # ---------------------------------------------------------------- pure builders
 
@@ -225,7 +228,7 @@ def seed(scope: TenantScope, tag: str) -> dict[str, ObjectId]:
     )
     put(
         "aiPreviews",
-        {"prompt": "Draft", "status": "pending", "expiresAt": NOW + timedelta(hours=1)},
+        {"prompt": "Draft", "status": "pending", "expiresAt": FAR_FUTURE},
     )
     put("ragDocuments", {"text": "Opening hours", "title": "FAQ"})
     put(
