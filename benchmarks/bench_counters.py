@@ -14,9 +14,10 @@ What to expect:
   contention for sharding to remove. Worse, a filter other than ``_id`` is
   answered by scanning the collection in Python, so an add costs time in
   proportion to the documents in ``counters``: 16 shard documents make each
-  add slower than one document does. Measured here: about 0.45-0.6x (single
-  thread 10,400 adds/s with 1 document in the collection, 4,300 with 16,
-  900 with 151). This is an artefact of the emulator, not of sharding.
+  add slower than one document does. Measured here (2 noisy cores): 0.4-0.75x
+  across runs; a single writer's adds/s fall from ~4,500-10,000 with one
+  document in ``counters`` to ~900-1,500 with 151. This is an artefact of the
+  emulator, not of sharding.
 - Real server: every ``$inc`` on the single document takes that document's
   write lock; eight writers queue on it (and retry on write conflicts under
   WiredTiger), while sixteen shards let them proceed in parallel. The ratio
