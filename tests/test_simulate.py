@@ -1,0 +1,196 @@
+"""The load simulation: real workers, no duplicates, nothing lost, reproducible."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nsn_store.errors import ConfigurationError
+from nsn_store.simulate import (
+    SimulationConfig,
+    SimulationReport,
+    percentile,
+    run_simulation,
+    send_fails,
+)
+
+SMALL = SimulationConfig(tenants=3, messages_per_tenant=20, workers=4, failure_rate=0.2, seed=7)
+
+
+def _counts(report: SimulationReport) -> tuple[int, ...]:
+    return (report.sent, report.failed, report.retries, report.claims, report.ticks)
+
+
+@pytest.fixture
+def other_db(client: Any) -> Iterator[Any]:
+    """A second fresh database on the same backend."""
+    name = f"nsn_test_{uuid.uuid4().hex[:12]}"
+    yield client[name]
+    client.drop_database(name)
+
+
+# --- pure parts ----------------------------------------------------------------
+
+
+@given(key=st.text(max_size=20), attempt=st.integers(1, 10), seed=st.integers(0, 2**32))
+def test_send_outcome_depends_only_on_seed_key_and_attempt(key: str, attempt: int, seed: int) -> None:
+    assert send_fails(seed, key, attempt, SMALL) == send_fails(seed, key, attempt, SMALL)
+
+
+@pytest.mark.parametrize(
+    ("failure", "retry_success", "attempt", "fails"),
+    [
+        pytest.param(0.0, 0.0, 1, False, id="never-fails-first"),
+        pytest.param(1.0, 0.0, 1, True, id="always-fails-first"),
+        pytest.param(1.0, 1.0, 2, False, id="retry-always-succeeds"),
+        pytest.param(0.0, 0.0, 3, True, id="retry-never-succeeds"),
+    ],
+)
+def test_send_failure_follows_the_configured_rates(
+    failure: float, retry_success: float, attempt: int, fails: bool
+) -> None:
+    config = SimulationConfig(failure_rate=failure, retry_success_rate=retry_success)
+    assert all(send_fails(1, f"m{i}", attempt, config) is fails for i in range(50))
+
+
+def test_failure_rate_is_roughly_honoured() -> None:
+    config = SimulationConfig(failure_rate=0.05)
+    failures = sum(send_fails(3, f"m{i}", 1, config) for i in range(20_000))
+    assert 800 < failures < 1200
+
+
+@pytest.mark.parametrize(
+    ("values", "q", "expected"),
+    [
+        pytest.param([], 50, 0.0, id="empty"),
+        pytest.param([5.0], 95, 5.0, id="single"),
+        pytest.param([float(i) for i in range(1, 101)], 50, 50.0, id="p50"),
+        pytest.param([float(i) for i in range(1, 101)], 95, 95.0, id="p95"),
+    ],
+)
+def test_percentile_is_nearest_rank(values: list[float], q: float, expected: float) -> None:
+    assert percentile(values, q) == expected
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({"tenants": 0}, id="no-tenants"),
+        pytest.param({"failure_rate": 1.5}, id="rate-above-1"),
+        pytest.param({"mode": "processes"}, id="unknown-mode"),
+        pytest.param({"lease": 0}, id="zero-lease"),
+    ],
+)
+def test_invalid_configuration_is_refused(changes: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="invalid simulation"):
+        SimulationConfig(**changes)
+
+
+# --- runs ----------------------------------------------------------------------
+
+
+def test_small_run_sends_everything_exactly_once(db: Any) -> None:
+    report = run_simulation(db, SMALL)
+    assert (report.duplicates, report.lost) == (0, 0)
+    assert report.sent + report.failed == report.total == 60
+    assert report.retries > 0  # 20% failures: some retries happened
+    assert report.claims == report.total + report.retries
+    assert report.ok
+
+
+def test_counters_and_events_agree_with_the_outcome(db: Any) -> None:
+    report = run_simulation(db, SMALL)
+    assert report.counters == {
+        "messages.scheduled": 60, "messages.sent": report.sent,
+        "messages.retried": report.retries, "messages.failed": report.failed,
+    }
+    assert db["messageEvents"].count_documents({"eventType": "sent"}) == report.sent
+    assert report.aggregate_rows > 0
+
+
+def test_same_seed_gives_the_same_counts(db: Any, other_db: Any) -> None:
+    assert _counts(run_simulation(db, SMALL)) == _counts(run_simulation(other_db, SMALL))
+
+
+def test_asyncio_mode_gives_the_same_counts_as_threads(db: Any, other_db: Any) -> None:
+    threads = run_simulation(db, SMALL)
+    tasks = run_simulation(other_db, SimulationConfig(**{**vars(SMALL), "mode": "asyncio"}))
+    assert (tasks.duplicates, tasks.lost) == (0, 0)
+    assert _counts(tasks) == _counts(threads)
+
+
+def test_messages_failing_every_attempt_end_failed_not_lost(db: Any) -> None:
+    config = SimulationConfig(tenants=2, messages_per_tenant=10, failure_rate=1.0,
+                              retry_success_rate=0.0, max_attempts=2, seed=1)
+    report = run_simulation(db, config)
+    assert (report.sent, report.failed, report.lost) == (0, 20, 0)
+    assert report.retries == 20  # one retry each, then failed for good
+
+
+def test_lag_never_exceeds_one_cron_interval_without_crashes(db: Any) -> None:
+    report = run_simulation(db, SMALL)
+    assert 0 <= report.lag_p50 <= report.lag_p95 <= report.lag_max <= SMALL.tick
+
+
+def test_progress_reports_each_step_up_to_the_total(db: Any) -> None:
+    seen: list[tuple[int, int]] = []
+    run_simulation(db, SMALL, progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (60, 60)
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+
+
+def test_report_to_dict_is_json_ready(db: Any) -> None:
+    data = json.loads(json.dumps(run_simulation(db, SMALL).to_dict()))
+    assert data["config"]["tenants"] == 3 and data["ok"] is True
+
+
+# --- CLI -----------------------------------------------------------------------
+
+
+def _cli() -> click.Group:
+    from nsn_store.cli.ops import OPS_COMMANDS
+
+    group = click.Group()
+    for command in OPS_COMMANDS:
+        group.add_command(command)
+    return group
+
+
+def test_simulate_json_has_the_report_keys() -> None:
+    uri = f"mongomock://simulate-{uuid.uuid4().hex[:8]}/nsn"
+    args = ["simulate", "--uri", uri, "--json", "--tenants", "2", "--messages", "10",
+            "--workers", "2", "--seed", "5"]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    for key in ("total", "sent", "failed", "retries", "duplicates", "lost", "lag_p50",
+                "lag_p95", "lag_max", "throughput", "wall_seconds", "config"):
+        assert key in data
+    assert data["total"] == 20 and data["duplicates"] == 0 and data["lost"] == 0
+
+
+def test_simulate_option_defaults_match_the_library_defaults() -> None:
+    from nsn_store.cli.ops import simulate
+
+    defaults = {p.name: p.default for p in simulate.params}
+    config = SimulationConfig()
+    for name, value in vars(config).items():
+        assert defaults[name] == value, name
+
+
+def test_simulate_text_output_and_bad_option() -> None:
+    uri = f"mongomock://simulate-{uuid.uuid4().hex[:8]}/nsn"
+    ok = CliRunner().invoke(_cli(), ["simulate", "--uri", uri, "--tenants", "1",
+                                     "--messages", "5", "--workers", "1"])
+    assert ok.exit_code == 0, ok.output
+    assert "duplicates 0, lost 0" in ok.stdout
+    bad = CliRunner().invoke(_cli(), ["simulate", "--uri", uri, "--failure-rate", "2"])
+    assert bad.exit_code == 2
