@@ -12,7 +12,12 @@ import pytest
 from bson import ObjectId
 from click.testing import CliRunner
 
-from nsn_store.checkdata import check_data, failing_rules, find_violations, violation_filter
+from nsn_store.checkdata import (
+    check_data,
+    failing_rules,
+    find_violations,
+    violation_filter,
+)
 from nsn_store.errors import ConfigurationError
 from nsn_store.schema import SCHEMA
 
