@@ -22,6 +22,7 @@ semantics) and upserts rows with one ``bulk_write``.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from pymongo import UpdateOne
 
 from nsn_store.clock import DEFAULT_CLOCK, Clock, to_bson_time
 from nsn_store.errors import ConfigurationError, translated
+
+log = logging.getLogger(__name__)
 
 COLLECTION = "aggregates"
 SOURCE = "messageEvents"
@@ -314,6 +317,9 @@ class Aggregates(_AggregatesBase):
             )
         if first is None or last is None:
             return []
+        log.info(
+            "rebuilding aggregates of tenant %s from %s", tenant_id, first["createdAt"]
+        )
         end = last["createdAt"] + _MS
         return [
             self.rollup(tenant_id, p, start=first["createdAt"], end=end)
@@ -381,6 +387,9 @@ class AsyncAggregates(_AggregatesBase):
             )
         if first is None or last is None:
             return []
+        log.info(
+            "rebuilding aggregates of tenant %s from %s", tenant_id, first["createdAt"]
+        )
         end = last["createdAt"] + _MS
         return [
             await self.rollup(tenant_id, p, start=first["createdAt"], end=end)

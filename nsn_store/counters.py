@@ -34,6 +34,7 @@ Other operations can bump a counter in their own bulk writes with the pure
 
 from __future__ import annotations
 
+import logging
 import random
 import zlib
 from collections.abc import Iterable, Mapping
@@ -46,6 +47,8 @@ from pymongo.errors import DuplicateKeyError as PyMongoDuplicateKeyError
 
 from nsn_store.clock import DEFAULT_CLOCK, Clock
 from nsn_store.errors import ConfigurationError, translated
+
+log = logging.getLogger(__name__)
 
 COLLECTION = "counters"
 DEFAULT_SHARDS = 16
@@ -254,6 +257,13 @@ class ShardedCounter(_CounterBase):
         current = self._shards(tenant_id, metric)
         before = sum(current.values())
         if before != actual:
+            log.warning(
+                "counter %s of tenant %s was %d, source has %d: repairing",
+                metric,
+                tenant_id,
+                before,
+                actual,
+            )
             self._apply(tenant_id, metric, current, actual)
         return ReconcileResult(before=before, actual=actual, repaired=before != actual)
 
@@ -323,6 +333,13 @@ class AsyncShardedCounter(_CounterBase):
         current = await self._shards(tenant_id, metric)
         before = sum(current.values())
         if before != actual:
+            log.warning(
+                "counter %s of tenant %s was %d, source has %d: repairing",
+                metric,
+                tenant_id,
+                before,
+                actual,
+            )
             await self._apply(tenant_id, metric, current, actual)
         return ReconcileResult(before=before, actual=actual, repaired=before != actual)
 
