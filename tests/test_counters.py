@@ -313,7 +313,7 @@ def test_reconcile_leaves_a_correct_counter_alone(
 
 
 def test_reconcile_repairs_a_damaged_counter(
-    counter: ShardedCounter, store: Any
+    counter: ShardedCounter, store: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     tenant = ObjectId()
     _seed_events(store, tenant, sent=7, failed=2)
@@ -327,6 +327,7 @@ def test_reconcile_repairs_a_damaged_counter(
     assert result == ReconcileResult(before=damaged, actual=7, repaired=True)
     assert damaged < 7 and counter.count(tenant, METRIC) == 7
     assert result.to_dict() == {"before": damaged, "actual": 7, "repaired": True}
+    assert "repairing" in caplog.text  # logged, never printed
 
 
 def test_reconcile_filter_cannot_count_another_tenant(
