@@ -131,3 +131,47 @@ def test_applying_outside_a_sharded_cluster_is_a_clear_error(db: Any, backend: s
         pytest.skip("the configured server is a mongos: applying would really shard")
     with pytest.raises(ConfigurationError, match=r"not a sharded cluster \(mongos\)"):
         apply_shard_plan(db, PLAN, dry_run=False)
+
+
+# --- CLI -----------------------------------------------------------------------
+
+
+def _cli() -> Any:
+    import click
+
+    from nsn_store.cli.ops import OPS_COMMANDS
+
+    group = click.Group()
+    for command in OPS_COMMANDS:
+        group.add_command(command)
+    return group
+
+
+def test_shard_dry_run_prints_every_key_with_its_reason() -> None:
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(_cli(), ["shard", "--dry-run", "--uri", "mongomock://shard/nsn"])
+    assert result.exit_code == 0, result.output
+    for choice in PLAN.choices:
+        assert choice.collection in result.stdout and choice.reason in result.stdout
+    assert "would run (dry run)" in result.stdout
+
+
+def test_shard_dry_run_json_lists_commands_and_plan() -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(
+        _cli(), ["shard", "--dry-run", "--json", "--uri", "mongomock://shard/nsn"])
+    data = json.loads(result.stdout)
+    assert data["applied"] is False and data["commands"][0] == {"enableSharding": "nsn"}
+    assert [c["collection"] for c in data["collections"]] == list(SCHEMA.names)
+
+
+def test_shard_without_dry_run_on_the_embedded_database_exits_2() -> None:
+    from click.testing import CliRunner
+
+    result = CliRunner().invoke(_cli(), ["shard", "--uri", "mongomock://shard/nsn"])
+    assert result.exit_code == 2
+    assert "not a sharded cluster (mongos)" in result.stderr
