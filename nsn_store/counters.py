@@ -257,7 +257,7 @@ class ShardedCounter(_CounterBase):
         current = self._shards(tenant_id, metric)
         before = sum(current.values())
         if before != actual:
-            log.warning(
+            log.info(
                 "counter %s of tenant %s was %d, source has %d: repairing",
                 metric,
                 tenant_id,
@@ -333,7 +333,7 @@ class AsyncShardedCounter(_CounterBase):
         current = await self._shards(tenant_id, metric)
         before = sum(current.values())
         if before != actual:
-            log.warning(
+            log.info(
                 "counter %s of tenant %s was %d, source has %d: repairing",
                 metric,
                 tenant_id,

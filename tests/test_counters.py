@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import random
 import threading
 import zlib
@@ -315,6 +316,7 @@ def test_reconcile_leaves_a_correct_counter_alone(
 def test_reconcile_repairs_a_damaged_counter(
     counter: ShardedCounter, store: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="nsn_store.counters")
     tenant = ObjectId()
     _seed_events(store, tenant, sent=7, failed=2)
     for _ in range(7):
