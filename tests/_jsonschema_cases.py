@@ -745,4 +745,133 @@ ERRINFO_CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] 
         {"c": 1},
         {"schemaRulesNotSatisfied": [{"operatorName": "allOf", "schemasNotSatisfied": [{"index": 1}]}]},
     ),
+    # The following mirror the server's unit tests (doc_validation_error_json_schema_test.cpp).
+    (
+        "server-MinLengthNonString",
+        {"properties": {"a": {"type": "string", "minLength": 4}}},
+        {"a": 1},
+        {"schemaRulesNotSatisfied": [{"operatorName": "properties", "propertiesNotSatisfied": [{"propertyName": "a", "details": [
+            {"operatorName": "minLength", "specifiedAs": {"minLength": 4}, "reason": "type did not match",
+             "consideredType": "int", "expectedType": "string", "consideredValue": 1},
+            {"operatorName": "type", "specifiedAs": {"type": "string"}, "reason": "type did not match",
+             "consideredValue": 1, "consideredType": "int"}]}]}]},
+    ),
+    (
+        "server-PatternNonString",
+        {"properties": {"a": {"type": "string", "pattern": "^S"}}},
+        {"a": 1},
+        {"schemaRulesNotSatisfied": [{"operatorName": "properties", "propertiesNotSatisfied": [{"propertyName": "a", "details": [
+            {"operatorName": "pattern", "reason": "type did not match", "consideredType": "int",
+             "expectedTypes": ["regex", "string", "symbol"]},
+            {"operatorName": "type", "consideredType": "int"}]}]}]},
+    ),
+    (
+        "server-MultipleOfNonNumeric",
+        {"properties": {"a": {"type": "number", "multipleOf": 2.1}}},
+        {"a": "foo"},
+        {"schemaRulesNotSatisfied": [{"operatorName": "properties", "propertiesNotSatisfied": [{"propertyName": "a", "details": [
+            {"operatorName": "multipleOf", "reason": "type did not match", "consideredType": "string",
+             "expectedTypes": ["decimal", "double", "int", "long"]},
+            {"operatorName": "type", "consideredType": "string"}]}]}]},
+    ),
+    (
+        "server-BasicMultipleOf",
+        {"properties": {"a": {"type": "number", "multipleOf": 2.1}}},
+        {"a": 1.1},
+        {"schemaRulesNotSatisfied": [{"operatorName": "properties", "propertiesNotSatisfied": [{"propertyName": "a", "details": [
+            {"operatorName": "multipleOf", "specifiedAs": {"multipleOf": 2.1},
+             "reason": "considered value is not a multiple of the specified value", "consideredValue": 1.1}]}]}]},
+    ),
+    (
+        "server-NestedPropertiesMultipleFailingClauses",
+        {"properties": {"a": {"properties": {"b": {"minimum": 10, "maximum": -10}}}}},
+        {"a": {"b": 5}},
+        {"schemaRulesNotSatisfied": [{"operatorName": "properties", "propertiesNotSatisfied": [{"propertyName": "a", "details": [
+            {"operatorName": "properties", "propertiesNotSatisfied": [{"propertyName": "b", "details": [
+                {"operatorName": "maximum", "specifiedAs": {"maximum": -10}, "reason": "comparison failed", "consideredValue": 5},
+                {"operatorName": "minimum", "specifiedAs": {"minimum": 10}, "reason": "comparison failed", "consideredValue": 5},
+            ]}]}]}]}]},
+    ),
+    (
+        "server-ExclusiveMinimum",
+        {"properties": {"a": {"minimum": 1, "exclusiveMinimum": True}}},
+        {"a": 1},
+        {"schemaRulesNotSatisfied": [{"operatorName": "properties", "propertiesNotSatisfied": [{"propertyName": "a", "details": [
+            {"operatorName": "minimum", "specifiedAs": {"minimum": 1, "exclusiveMinimum": True},
+             "reason": "comparison failed", "consideredValue": 1}]}]}]},
+    ),
+    (
+        "server-NoTopLevelObjectTypeRejectsAllDocuments",
+        {"type": "number", "properties": {"a": {"properties": {"b": {"minimum": 1}}}}},
+        {"a": {"b": 1}},
+        {"operatorName": "$jsonSchema", "reason": "expression always evaluates to false",
+         "specifiedAs": {"$jsonSchema": {"type": "number", "properties": {"a": {"properties": {"b": {"minimum": 1}}}}}}},
+    ),
+    (
+        "server-TypeRestrictionContradictsSpecifiedType",
+        {"type": "object", "properties": {"a": {"type": "string", "minimum": 5}}},
+        {"a": 6},
+        {"schemaRulesNotSatisfied": [{"operatorName": "properties", "propertiesNotSatisfied": [{"propertyName": "a", "details": [
+            {"operatorName": "type", "specifiedAs": {"type": "string"}, "reason": "type did not match",
+             "consideredValue": 6, "consideredType": "int"}]}]}]},
+    ),
+    (
+        "server-PropertiesObjectTypeMismatch",
+        {"properties": {"a": {"type": "object", "properties": {"b": {"minimum": 10}}}}},
+        {"a": "eleven"},
+        {"schemaRulesNotSatisfied": [{"operatorName": "properties", "propertiesNotSatisfied": [{"propertyName": "a", "details": [
+            {"operatorName": "type", "consideredType": "string"}]}]}]},
+    ),
+    (
+        "server-TopLevelEnum",
+        {"enum": [{"a": 1, "b": 1}, {"a": 0, "b": {"c": [1, 2, 3]}}]},
+        {"a": 0, "b": 1, "_id": 1},
+        {"schemaRulesNotSatisfied": [{"operatorName": "enum", "reason": "value was not found in enum",
+                                      "consideredValue": {"a": 0, "b": 1, "_id": 1}}]},
+    ),
+    (
+        "server-OneOfAllFailingClauses",
+        {"properties": {"a": {"oneOf": [{"minimum": 4}, {"maximum": 1}, {"bsonType": "int"}]}}},
+        {"a": 2.1},
+        {"schemaRulesNotSatisfied": [{"operatorName": "properties", "propertiesNotSatisfied": [{"propertyName": "a", "details": [
+            {"operatorName": "oneOf", "schemasNotSatisfied": [
+                {"index": 0, "details": [{"operatorName": "minimum", "consideredValue": 2.1}]},
+                {"index": 1, "details": [{"operatorName": "maximum", "consideredValue": 2.1}]},
+                {"index": 2, "details": [{"operatorName": "bsonType", "consideredType": "double"}]},
+            ]}]}]}]},
+    ),
+    (
+        "server-NestedAnyOf",
+        {"properties": {"a": {"anyOf": [{"type": "string"}, {"maximum": 3}]}}},
+        {"a": 4},
+        {"schemaRulesNotSatisfied": [{"operatorName": "properties", "propertiesNotSatisfied": [{"propertyName": "a", "details": [
+            {"operatorName": "anyOf", "schemasNotSatisfied": [
+                {"index": 0, "details": [{"operatorName": "type", "consideredType": "int"}]},
+                {"index": 1, "details": [{"operatorName": "maximum", "consideredValue": 4}]},
+            ]}]}]}]},
+    ),
+    (
+        "server-CombineLogicalKeywords",
+        {"properties": {"a": {"allOf": [{"bsonType": "int"}, {"oneOf": [{"minimum": 1}, {"enum": [6, 7, 8]}]}]}}},
+        {"a": 0},
+        {"schemaRulesNotSatisfied": [{"operatorName": "properties", "propertiesNotSatisfied": [{"propertyName": "a", "details": [
+            {"operatorName": "allOf", "schemasNotSatisfied": [{"index": 1, "details": [
+                {"operatorName": "oneOf", "schemasNotSatisfied": [
+                    {"index": 0, "details": [{"operatorName": "minimum", "specifiedAs": {"minimum": 1}}]},
+                    {"index": 1, "details": [{"operatorName": "enum", "specifiedAs": {"enum": [6, 7, 8]}}]},
+                ]}]}]}]}]}]},
+    ),
+    (
+        "server-NotOverEmptySchema",
+        {"not": {}},
+        {},
+        {"schemaRulesNotSatisfied": [{"operatorName": "not", "reason": "child expression matched"}]},
+    ),
+    (
+        "server-NotUnderProperties",
+        {"properties": {"a": {"not": {}}}},
+        {"a": "foo"},
+        {"schemaRulesNotSatisfied": [{"operatorName": "properties", "propertiesNotSatisfied": [{"propertyName": "a", "details": [
+            {"operatorName": "not", "reason": "child expression matched"}]}]}]},
+    ),
 ]  # fmt: skip

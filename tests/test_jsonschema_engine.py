@@ -404,7 +404,9 @@ def test_dbref_is_validated_as_its_document() -> None:
     assert not compiled.matches({"_id": 1, "r": {"$ref": "contacts"}})
 
 
-def test_query_operator_the_emulator_lacks_is_not_a_silent_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_query_operator_the_emulator_lacks_is_not_a_silent_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import nsn_store.embedded.validator as validator_module
 
     def unsupported(query: Any, document: Any) -> bool:
@@ -413,3 +415,17 @@ def test_query_operator_the_emulator_lacks_is_not_a_silent_verdict(monkeypatch: 
     monkeypatch.setattr(validator_module, "filter_applies", unsupported)
     with pytest.raises(NotImplementedError):
         compile_validator({"$expr": {"$eq": ["$a", "$b"]}}).matches({"_id": 1})
+
+
+def test_nor_explains_the_clauses_that_matched() -> None:
+    compiled = compile_validator({"$nor": [{"$jsonSchema": {"required": ["secret"]}}]})
+    details = compiled.explain({"_id": 1, "secret": 1})
+    assert details == {
+        "operatorName": "$nor",
+        "clausesSatisfied": [
+            {
+                "index": 0,
+                "details": {"operatorName": "$jsonSchema", "reason": "schema matched"},
+            }
+        ],
+    }

@@ -4,8 +4,9 @@ The entries, their keys and reason strings follow mongodb-semantics.md §4.4
 (the server's ``doc_validation_error.cpp``). Sibling entries come in the
 server's keyword order: scalar keywords, array keywords, ``encrypt``, object
 keywords, logical keywords, and the type check last. A missing property is
-reported only by ``required``; a value of the wrong type gets only the type
-entry, because restriction keywords do not apply to it.
+reported only by ``required``; a value of the wrong type gets the type entry
+and no restriction entries, except the unguarded ones described in
+``schema_errinfo_scalar``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nsn_store.embedded.bsontypes import NUMERIC_ALIASES, as_mapping, classify
+from nsn_store.embedded.bsontypes import as_mapping, classify
+from nsn_store.embedded.schema_errinfo_scalar import (
+    Entry,
+    keyword_entry,
+    scalar_entries,
+    type_entry,
+)
 from nsn_store.embedded.schema_eval import (
     MISSING,
-    bound_ok,
     dependency_ok,
     disallowed_fields,
     duplicate_item,
@@ -24,13 +30,10 @@ from nsn_store.embedded.schema_eval import (
     lookup,
     matches,
     matches_root,
-    multiple_ok,
 )
 from nsn_store.embedded.schema_node import Schema
 
 __all__ = ["explain_schema"]
-
-Entry = dict[str, Any]
 
 
 def explain_schema(schema: Schema, document: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,7 +66,7 @@ def root_entries(schema: Schema, document: Mapping[str, Any]) -> list[Entry]:
 def value_entries(schema: Schema, value: Any) -> list[Entry]:
     """List the failed rules of a nested schema for a present value."""
     alias = classify(value)
-    entries = _scalar_entries(schema, value, alias) + _array_entries(
+    entries = scalar_entries(schema, value, alias) + _array_entries(
         schema, value, alias
     )
     if schema.encrypted and not (
@@ -81,7 +84,7 @@ def value_entries(schema: Schema, value: Any) -> list[Entry]:
         )
     entries += _logical_entries(schema, value)
     if schema.types is not None and alias not in schema.types:
-        entries.append(_type_entry(schema, value, alias))
+        entries.append(type_entry(schema, value, alias))
     return entries
 
 
@@ -93,65 +96,6 @@ def _matches(schema: Schema, value: Any) -> bool:
     return matches_root(schema, value) if schema.root else matches(schema, value)
 
 
-def _type_entry(schema: Schema, value: Any, alias: str | None) -> Entry:
-    keyword = schema.type_keyword or "bsonType"
-    return {
-        "operatorName": keyword,
-        "specifiedAs": {keyword: schema.raw[keyword]},
-        "reason": "type did not match",
-        "consideredValue": value,
-        "consideredType": alias,
-    }
-
-
-def _keyword_entry(schema: Schema, keyword: str, reason: str, value: Any) -> Entry:
-    return {
-        "operatorName": keyword,
-        "specifiedAs": {keyword: schema.raw[keyword]},
-        "reason": reason,
-        "consideredValue": value,
-    }
-
-
-def _scalar_entries(schema: Schema, value: Any, alias: str | None) -> list[Entry]:
-    if alias == "string" and "string" not in schema.dropped:
-        return _string_entries(schema, value)
-    if alias in NUMERIC_ALIASES and "number" not in schema.dropped:
-        return _number_entries(schema, value)
-    return []
-
-
-def _string_entries(schema: Schema, value: str) -> list[Entry]:
-    entries = []
-    if schema.pattern is not None and schema.pattern.search(value) is None:
-        entries.append(
-            _keyword_entry(schema, "pattern", "regular expression did not match", value)
-        )
-    length_reason = "specified string length was not satisfied"
-    if schema.max_length is not None and len(value) > schema.max_length:
-        entries.append(_keyword_entry(schema, "maxLength", length_reason, value))
-    if schema.min_length is not None and len(value) < schema.min_length:
-        entries.append(_keyword_entry(schema, "minLength", length_reason, value))
-    return entries
-
-
-def _number_entries(schema: Schema, value: Any) -> list[Entry]:
-    entries = []
-    if schema.multiple_of is not None and not multiple_ok(value, schema.multiple_of):
-        reason = "considered value is not a multiple of the specified value"
-        entries.append(_keyword_entry(schema, "multipleOf", reason, value))
-    for keyword, exclusive in (
-        ("maximum", "exclusiveMaximum"),
-        ("minimum", "exclusiveMinimum"),
-    ):
-        if keyword in schema.raw and not bound_ok(schema, value, keyword):
-            entry = _keyword_entry(schema, keyword, "comparison failed", value)
-            if exclusive in schema.raw:
-                entry["specifiedAs"][exclusive] = schema.raw[exclusive]
-            entries.append(entry)
-    return entries
-
-
 def _array_entries(schema: Schema, value: Any, alias: str | None) -> list[Entry]:
     if alias != "array" or "array" in schema.dropped:
         return []
@@ -159,17 +103,17 @@ def _array_entries(schema: Schema, value: Any, alias: str | None) -> list[Entry]
     length_reason = "array did not match specified length"
     if schema.min_items is not None and len(value) < schema.min_items:
         entries.append(
-            _keyword_entry(schema, "minItems", length_reason, value)
+            keyword_entry(schema, "minItems", length_reason, value)
             | {"numberOfItems": len(value)}
         )
     if schema.max_items is not None and len(value) > schema.max_items:
         entries.append(
-            _keyword_entry(schema, "maxItems", length_reason, value)
+            keyword_entry(schema, "maxItems", length_reason, value)
             | {"numberOfItems": len(value)}
         )
     duplicate = duplicate_item(value) if schema.unique_items else MISSING
     if duplicate is not MISSING:
-        entry = _keyword_entry(schema, "uniqueItems", "found a duplicate item", value)
+        entry = keyword_entry(schema, "uniqueItems", "found a duplicate item", value)
         entries.append(entry | {"duplicatedValue": duplicate})
     return entries + _items_entries(schema, value)
 
@@ -362,7 +306,7 @@ def _logical_entries(schema: Schema, value: Any) -> list[Entry]:
         entries.append({"operatorName": "not", "reason": "child expression matched"})
     if schema.enum is not None and not enum_ok(schema, value):
         entries.append(
-            _keyword_entry(schema, "enum", "value was not found in enum", value)
+            keyword_entry(schema, "enum", "value was not found in enum", value)
         )
     return entries
 

@@ -210,6 +210,10 @@ def _logical_clause(
         return bool(combine(sub.matches(doc) for sub in subs))
 
     def explain(doc: Mapping[str, Any]) -> dict[str, Any]:
+        if key == "$nor":  # the server lists the clauses that matched
+            matched = [i for i, sub in enumerate(subs) if sub.matches(doc)]
+            satisfied = [{"index": i, "details": _matched(subs[i])} for i in matched]
+            return {"operatorName": key, "clausesSatisfied": satisfied}
         failing = [
             {"index": i, "details": sub.explain(doc)}
             for i, sub in enumerate(subs)
@@ -218,6 +222,12 @@ def _logical_clause(
         return {"operatorName": key, "clausesNotSatisfied": failing}
 
     return match, explain
+
+
+def _matched(sub: CompiledValidator) -> dict[str, Any]:
+    if set(sub.validator) == {"$jsonSchema"}:
+        return {"operatorName": "$jsonSchema", "reason": "schema matched"}
+    return {"operatorName": "$and", "reason": "expression matched"}
 
 
 def _check_plain(key: str, value: Any, banned: bool) -> None:
