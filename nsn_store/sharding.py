@@ -95,6 +95,14 @@ class ShardKeyChoice:
     key: dict[str, KeyValue] | None
     reason: str
     unique: bool = False
+    index: str | None = None  # a declared index whose prefix supports the key
+
+    @property
+    def index_name(self) -> str:
+        """Name of the index that supports the key (MongoDB's default name if a new one)."""
+        if self.index is not None:
+            return self.index
+        return "_".join(f"{name}_{kind}" for name, kind in (self.key or {}).items())
 
     @property
     def strategy(self) -> Strategy:
@@ -110,6 +118,7 @@ class ShardKeyChoice:
             "collection": self.collection,
             "key": self.key,
             "strategy": self.strategy,
+            "index": self.index_name if self.key else None,
             "reason": self.reason,
         }
 
@@ -187,26 +196,43 @@ def shard_plan(schema: Schema = SCHEMA) -> ShardPlan:
     choices = []
     for spec in schema:
         key, reason = _CHOICES.get(spec.name, (None, "not in the scale-out plan"))
-        if key is not None:
-            check_shard_key(spec, key)
-        choices.append(ShardKeyChoice(spec.name, dict(key) if key else None, reason))
+        if key is None:
+            choices.append(ShardKeyChoice(spec.name, None, reason))
+            continue
+        check_shard_key(spec, key)
+        choices.append(ShardKeyChoice(spec.name, dict(key), reason,
+                                      index=supporting_index(spec, key)))
     return ShardPlan(tuple(choices))
+
+
+def supporting_index(spec: CollectionSpec, key: Mapping[str, KeyValue]) -> str | None:
+    """Return a declared index that can serve as the shard key index, if any.
+
+    ``shardCollection`` accepts an index whose key starts with the shard key
+    (same fields and directions), unless it is partial; the shortest such
+    index is the cheapest for the balancer's range scans.
+    """
+    wanted = list(key.items())
+    usable = [index for index in spec.indexes
+              if index.partial_filter is None and list(index.keys[: len(wanted)]) == wanted]
+    return min(usable, key=lambda index: len(index.keys)).name if usable else None
 
 
 def shard_commands(database: str, plan: ShardPlan) -> list[dict[str, Any]]:
     """Build the admin commands for ``plan`` (pure): enable, index, shard each collection.
 
-    The supporting index is created first because ``shardCollection`` only
-    creates it by itself on an empty collection.
+    A key that no declared index supports (the hashed ones) gets its index
+    first, because ``shardCollection`` only creates it on an empty collection.
     """
     commands: list[dict[str, Any]] = [{"enableSharding": database}]
     for choice in plan.sharded:
         assert choice.key is not None
-        commands.append({
-            "createIndexes": choice.collection,
-            "indexes": [{"name": "shard_key", "key": dict(choice.key)}],
-            "$db": database,
-        })
+        if choice.index is None:
+            commands.append({
+                "createIndexes": choice.collection,
+                "indexes": [{"name": choice.index_name, "key": dict(choice.key)}],
+                "$db": database,
+            })
         command: dict[str, Any] = {
             "shardCollection": f"{database}.{choice.collection}", "key": dict(choice.key)
         }
@@ -281,5 +307,7 @@ def describe(choices: Sequence[ShardKeyChoice]) -> list[str]:
     lines = []
     for choice in choices:
         key = choice.key if choice.key is not None else "-"
-        lines.append(f"{choice.collection:<18} {key!s:<34} {choice.strategy:<16} {choice.reason}")
+        index = f" [index: {choice.index_name}]" if choice.key else ""
+        lines.append(f"{choice.collection:<18} {key!s:<34} {choice.strategy:<16} "
+                     f"{choice.reason}{index}")
     return lines

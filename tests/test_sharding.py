@@ -116,6 +116,26 @@ def test_commands_enable_sharding_then_index_and_shard_each_collection() -> None
     assert contacts["key"] == {"tenantId": 1, "_id": "hashed"}
     first_index = next(i for i, c in enumerate(commands) if c.get("createIndexes") == "contacts")
     assert commands[first_index + 1]["shardCollection"] == "nsn.contacts"
+    assert commands[first_index]["indexes"] == [
+        {"name": "tenantId_1__id_hashed", "key": {"tenantId": 1, "_id": "hashed"}}]
+
+
+@pytest.mark.parametrize(
+    ("collection", "index"),
+    [
+        pytest.param("scheduledMessages", "by_tenantId", id="messages"),
+        pytest.param("messageEvents", "by_tenantId", id="events"),
+        pytest.param("counters", "by_tenant_metric_shard", id="counters"),
+        pytest.param("aggregates", "by_tenant_date_metric", id="aggregates"),
+        pytest.param("contacts", None, id="contacts-hashed-needs-its-own"),
+    ],
+)
+def test_ranged_keys_reuse_a_declared_index_and_only_hashed_keys_add_one(
+    collection: str, index: str | None
+) -> None:
+    assert PLAN.get(collection).index == index
+    created = [c["createIndexes"] for c in shard_commands("nsn", PLAN) if "createIndexes" in c]
+    assert (collection in created) is (index is None)
 
 
 def test_dry_run_returns_commands_without_touching_the_database(db: Any) -> None:
