@@ -164,9 +164,16 @@ def update_values(
         for name, spec in dict(stage).items()
         if name in ("$set", "$setOnInsert", "$addFields") and isinstance(spec, Mapping)
     ]
-    if upsert and query:
-        written.append({k: v for k, v in query.items() if not k.startswith("$")})
+    if upsert and query:  # an upsert inserts the filter's equalities too
+        written.append(
+            {k: _equality(v) for k, v in query.items() if not k.startswith("$")}
+        )
     return written
+
+
+def _equality(value: Any) -> Any:
+    is_eq = isinstance(value, Mapping) and list(value) == ["$eq"]
+    return value["$eq"] if is_eq else value
 
 
 def reference_check_queries(

@@ -158,6 +158,14 @@ def test_an_upsert_checks_the_references_its_filter_would_insert() -> None:
     )
     assert [name for name, _, _ in call.checks] == ["contacts"]
     assert call.args[0] == {"contactId": contact, "tenantId": TENANT}
+    eq = update_call(
+        TENANT,
+        "update_one",
+        {"contactId": {"$eq": contact}},
+        {"$set": {}},
+        {"upsert": True},
+    )
+    assert [name for name, _, _ in eq.checks] == ["contacts"]
     plain = update_call(
         TENANT, "update_one", {"contactId": contact}, {"$set": {"a": 1}}, {}
     )
