@@ -64,6 +64,7 @@ VALUE_SAMPLES: list[tuple[str, Any, str]] = [
     ("Binary_uuid_subtype", Binary(b"0123456789abcdef", 4), "binData"),
     ("Timestamp", Timestamp(1_700_000_000, 1), "timestamp"),
     ("Code", Code("function () {}"), "javascript"),
+    ("Code_with_scope", Code("function () {}", {"x": 1}), "javascriptWithScope"),
     ("MinKey", MinKey(), "minKey"),
     ("MaxKey", MaxKey(), "maxKey"),
 ]
