@@ -115,39 +115,37 @@ def _parse_types(schema: Mapping[str, Any], node: Schema) -> None:
 
 
 def _type_names(keyword: str, value: Any) -> list[str]:
-    if isinstance(value, str):
-        names = [value]
-    elif is_array(value):
-        names = list(value)
-    else:
+    if not isinstance(value, str) and not is_array(value):
+        message = "must be either a string or an array of strings"
         raise SchemaParseError(
-            TYPE_MISMATCH,
-            f"$jsonSchema keyword '{keyword}' must be either a string or an array of strings",
+            TYPE_MISMATCH, f"$jsonSchema keyword '{keyword}' {message}"
         )
     seen: list[str] = []
-    for name in names:
-        if not isinstance(name, str):
-            raise SchemaParseError(
-                TYPE_MISMATCH,
-                f"$jsonSchema keyword '{keyword}' array elements must be strings",
-            )
-        if name == "integer":
-            raise SchemaParseError(
-                FAILED_TO_PARSE,
-                "$jsonSchema type 'integer' is not currently supported.",
-            )
-        if name in seen:
-            raise SchemaParseError(
-                FAILED_TO_PARSE,
-                f"$jsonSchema keyword '{keyword}' has duplicate value: {name}",
-            )
+    for name in [value] if isinstance(value, str) else value:
+        _check_type_name(keyword, name, seen)
         seen.append(name)
     if not seen:
+        message = "must name at least one type"
         raise SchemaParseError(
-            FAILED_TO_PARSE,
-            f"$jsonSchema keyword '{keyword}' must name at least one type",
+            FAILED_TO_PARSE, f"$jsonSchema keyword '{keyword}' {message}"
         )
     return seen
+
+
+def _check_type_name(keyword: str, name: Any, seen: list[str]) -> None:
+    if not isinstance(name, str):
+        message = "array elements must be strings"
+        raise SchemaParseError(
+            TYPE_MISMATCH, f"$jsonSchema keyword '{keyword}' {message}"
+        )
+    if name == "integer":
+        message = "$jsonSchema type 'integer' is not currently supported."
+        raise SchemaParseError(FAILED_TO_PARSE, message)
+    if name in seen:
+        message = f"has duplicate value: {name}"
+        raise SchemaParseError(
+            FAILED_TO_PARSE, f"$jsonSchema keyword '{keyword}' {message}"
+        )
 
 
 def _resolve_alias(keyword: str, name: str) -> frozenset[str]:

@@ -194,34 +194,40 @@ def _schema_clause(value: Any, allow_encrypt: bool) -> tuple[Matcher, Explainer]
 def _logical_clause(
     key: str, value: Any, banned: bool, allow_encrypt: bool
 ) -> tuple[Matcher, Explainer]:
-    if not isinstance(value, (list, tuple)) or not value:
-        raise SchemaParseError(BAD_VALUE, f"{key} must be a nonempty array")
-    if not all(is_object(entry) for entry in value):
-        raise SchemaParseError(
-            BAD_VALUE, "$or/$and/$nor entries need to be full objects"
-        )
     subs = [
         CompiledValidator(entry, _compile_clauses(entry, banned, allow_encrypt))
-        for entry in value
+        for entry in _logical_entries(key, value)
     ]
     combine = {"$and": all, "$or": any, "$nor": lambda results: not any(results)}[key]
 
     def match(doc: Mapping[str, Any]) -> bool:
         return bool(combine(sub.matches(doc) for sub in subs))
 
-    def explain(doc: Mapping[str, Any]) -> dict[str, Any]:
-        if key == "$nor":  # the server lists the clauses that matched
-            matched = [i for i, sub in enumerate(subs) if sub.matches(doc)]
-            satisfied = [{"index": i, "details": _matched(subs[i])} for i in matched]
-            return {"operatorName": key, "clausesSatisfied": satisfied}
-        failing = [
-            {"index": i, "details": sub.explain(doc)}
-            for i, sub in enumerate(subs)
-            if not sub.matches(doc)
-        ]
-        return {"operatorName": key, "clausesNotSatisfied": failing}
+    return match, lambda doc: _explain_logical(key, subs, doc)
 
-    return match, explain
+
+def _logical_entries(key: str, value: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise SchemaParseError(BAD_VALUE, f"{key} must be a nonempty array")
+    if not all(is_object(entry) for entry in value):
+        message = "$or/$and/$nor entries need to be full objects"
+        raise SchemaParseError(BAD_VALUE, message)
+    return list(value)
+
+
+def _explain_logical(
+    key: str, subs: list[CompiledValidator], doc: Mapping[str, Any]
+) -> dict[str, Any]:
+    if key == "$nor":  # the server lists the clauses that matched
+        matched = [i for i, sub in enumerate(subs) if sub.matches(doc)]
+        satisfied = [{"index": i, "details": _matched(subs[i])} for i in matched]
+        return {"operatorName": key, "clausesSatisfied": satisfied}
+    failing = [
+        {"index": i, "details": sub.explain(doc)}
+        for i, sub in enumerate(subs)
+        if not sub.matches(doc)
+    ]
+    return {"operatorName": key, "clausesNotSatisfied": failing}
 
 
 def _matched(sub: CompiledValidator) -> dict[str, Any]:
