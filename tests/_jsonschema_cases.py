@@ -455,6 +455,11 @@ VALIDATOR_CASES: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("plain-equality", {"status": {"$in": ["a", "b"]}}, {"status": "a"}, True),
     ("plain-equality-fails", {"status": {"$in": ["a", "b"]}}, {"status": "c"}, False),
     ("plain-type-operator", {"n": {"$type": "int"}}, {"n": 1.5}, False),
+    ("alwaysTrue-with-schema", {"$alwaysTrue": 1, "$jsonSchema": {"required": ["a"]}}, {"a": 1}, True),
+    ("alwaysFalse", {"$alwaysFalse": 1}, {"a": 1}, False),
+    ("comment-is-ignored", {"$comment": "why", "$jsonSchema": {"required": ["a"]}}, {"a": 1}, True),
+    ("expr-compares-fields", {"$expr": {"$lt": ["$start", "$end"]}}, {"start": 1, "end": 2}, True),
+    ("expr-compares-fields-fails", {"$expr": {"$lt": ["$start", "$end"]}}, {"start": 3, "end": 2}, False),
 ]  # fmt: skip
 
 CodeSpec = int | tuple[int, ...]

@@ -174,12 +174,25 @@ def _compile_clauses(
             clauses.append(_schema_clause(value, allow_encrypt))
         elif key in _LOGICAL:
             clauses.append(_logical_clause(key, value, banned, allow_encrypt))
+        elif key in ("$alwaysTrue", "$alwaysFalse"):
+            clauses.append(_constant_clause(key))
         else:
             _check_plain(key, value, banned)
             plain[key] = value
     if plain:
         clauses.append(_plain_clause(plain))
     return clauses
+
+
+def _constant_clause(key: str) -> tuple[Matcher, Explainer]:
+    # mongomock does not know these operators; their meaning is fixed.
+    verdict = key == "$alwaysTrue"
+    details = {
+        "operatorName": key,
+        "specifiedAs": {key: 1},
+        "reason": "expression always evaluates to false",
+    }
+    return (lambda doc: verdict), (lambda doc: details)
 
 
 def _schema_clause(value: Any, allow_encrypt: bool) -> tuple[Matcher, Explainer]:
