@@ -1,7 +1,7 @@
 """Compile a collection validator (``$jsonSchema`` plus query operators) the way MongoDB does.
 
 ``compile_validator`` parses a validator once, raising the server's parse
-errors (codes 2, 9, 14, 224, with the "Parsing of collection validator
+errors (codes 2, 9, 14, 224, 51091, with the "Parsing of collection validator
 failed" context for validators), and returns a :class:`CompiledValidator`
 whose ``matches``/``explain``/``error_info`` the embedded database calls on
 every write. ``$jsonSchema`` clauses go to our engine (``schema_*`` modules);
