@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from mongomock.filtering import filter_applies
 
@@ -150,6 +150,7 @@ def test_backoff_schedule_is_reproducible_with_a_seeded_rng() -> None:
     assert first[0] == timedelta(milliseconds=int((15 + 15 * fraction) * 1000))
 
 
+@settings(deadline=None)  # a noisy shared machine must not fail a pure property
 @given(attempts=st.integers(1, 200), seed=st.integers(0, 2**32), base_s=st.integers(1, 600))
 def test_backoff_is_within_half_step_and_step_and_capped(attempts: int, seed: int,
                                                          base_s: int) -> None:
