@@ -33,6 +33,7 @@ from pymongo import UpdateOne
 
 from nsn_store.clock import DEFAULT_CLOCK, Clock, to_bson_time
 from nsn_store.errors import ConfigurationError, translated
+from nsn_store.connection import is_embedded
 
 log = logging.getLogger(__name__)
 
@@ -228,16 +229,6 @@ def embedded_requests(
 
 _EVENT_FIELDS = {"_id": 0, "eventType": 1, "createdAt": 1}
 _ROW_FIELDS = {"_id": 0, "metric": 1, "date": 1, "value": 1}
-
-
-def is_embedded(db: Any) -> bool:
-    """Return True for the embedded backend, sync or wrapped by mongomock-motor."""
-    from nsn_store.connection import is_embedded as sync_is_embedded
-
-    delegate = vars(db).get(
-        "_AsyncMongoMockDatabase__database"
-    )  # mongomock-motor's wrapped db
-    return sync_is_embedded(delegate if delegate is not None else db)
 
 
 async def to_list(cursor: Any) -> list[Any]:

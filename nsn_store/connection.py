@@ -87,10 +87,21 @@ def connect(
     )
 
 
-def is_embedded(db: Database[Any]) -> bool:
-    """Tell whether ``db`` lives in the embedded in-memory database."""
+def is_embedded(db: Any) -> bool:
+    """Tell whether ``db`` lives in the embedded in-memory database.
+
+    Async databases (Motor, mongomock-motor) wrap a sync one as ``delegate``;
+    looking through it lets sync and async code ask the same question.
+    """
     mongomock = sys.modules.get("mongomock")  # not imported means not embedded
-    return mongomock is not None and isinstance(db, mongomock.database.Database)
+    if mongomock is None:
+        return False
+    # A sync Database answers any attribute with a collection, so only look
+    # through ``delegate`` when ``db`` itself is not the embedded database.
+    return any(
+        isinstance(candidate, mongomock.database.Database)
+        for candidate in (db, getattr(db, "delegate", None))
+    )
 
 
 def describe_host(db: Database[Any]) -> str:

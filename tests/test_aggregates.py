@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 import random
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from _support import assert_async_twin, init_schema_async
 from bson import ObjectId
 from hypothesis import given
 from hypothesis import strategies as st
@@ -27,7 +27,6 @@ from nsn_store.aggregates import (
 )
 from nsn_store.errors import ConfigurationError
 from nsn_store.migration import init_schema
-from nsn_store.schema import SCHEMA
 
 
 def utc(*parts: int) -> datetime:
@@ -147,19 +146,7 @@ def test_embedded_fallback_writes_only_changed_rows() -> None:
 
 
 def test_sync_and_async_surfaces_match() -> None:
-    def surface(cls: type) -> dict[str, inspect.Signature]:
-        return {
-            n: inspect.signature(m)
-            for n, m in inspect.getmembers(cls, inspect.isfunction)
-            if not n.startswith("_")
-        }
-
-    assert surface(Aggregates) == surface(AsyncAggregates)
-    assert all(
-        inspect.iscoroutinefunction(m)
-        for m in vars(AsyncAggregates).values()
-        if callable(m)
-    )
+    assert_async_twin(Aggregates, AsyncAggregates)
 
 
 # ---------------------------------------------------------------- behaviour
@@ -351,20 +338,10 @@ def test_date_trunc_on_the_server_agrees_with_period_start(
 # ---------------------------------------------------------------- async twin
 
 
-async def _init_async(adb: Any) -> None:
-    wrapped = vars(adb).get("_AsyncMongoMockDatabase__database")
-    if wrapped is not None:
-        init_schema(wrapped)
-        return
-    for spec in SCHEMA:
-        await adb.create_collection(spec.name, **spec.create_options())
-        await adb[spec.name].create_indexes(
-            [index.to_index_model() for index in spec.indexes]
-        )
 
 
 async def test_async_rollup_series_and_rebuild(async_db: Any, clock: Any) -> None:
-    await _init_async(async_db)
+    await init_schema_async(async_db)
     tenant = ObjectId()
     await async_db.messageEvents.insert_many(
         [event(tenant, t, at) for t, at in BOUNDARY_EVENTS]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import random
 import threading
@@ -12,6 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from _support import assert_async_twin, init_schema_async
 from bson import ObjectId
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,7 +30,6 @@ from nsn_store.counters import (
 )
 from nsn_store.errors import ConfigurationError
 from nsn_store.migration import init_schema
-from nsn_store.schema import SCHEMA
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 METRIC = "messages.sent"
@@ -112,18 +111,7 @@ def test_a_counter_needs_at_least_one_shard() -> None:
 
 
 def test_sync_and_async_surfaces_match() -> None:
-    assert _surface(ShardedCounter) == _surface(AsyncShardedCounter)
-    for name in _surface(AsyncShardedCounter):
-        if name != "shard_count":
-            assert inspect.iscoroutinefunction(getattr(AsyncShardedCounter, name)), name
-
-
-def _surface(cls: type) -> dict[str, inspect.Signature]:
-    return {
-        name: inspect.signature(member)
-        for name, member in inspect.getmembers(cls, inspect.isfunction)
-        if not name.startswith("_")
-    }
+    assert_async_twin(ShardedCounter, AsyncShardedCounter, plain=("shard_count",))
 
 
 # ---------------------------------------------------------------- behaviour (sync)
@@ -346,17 +334,6 @@ def test_reconcile_filter_cannot_count_another_tenant(
 # ---------------------------------------------------------------- behaviour (async)
 
 
-async def init_schema_async(adb: Any) -> None:
-    """Create every collection: through the wrapped store on embedded, else by awaiting."""
-    wrapped = vars(adb).get("_AsyncMongoMockDatabase__database")
-    if wrapped is not None:
-        init_schema(wrapped)
-        return
-    for spec in SCHEMA:
-        await adb.create_collection(spec.name, **spec.create_options())
-        await adb[spec.name].create_indexes(
-            [index.to_index_model() for index in spec.indexes]
-        )
 
 
 async def test_async_adds_from_eight_tasks_sum_exactly(

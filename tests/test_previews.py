@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from _support import assert_async_twin, init_schema_async
 from bson import ObjectId
 
 from nsn_store.errors import ConfigurationError, InvalidTransitionError, NotFoundError
@@ -19,7 +19,6 @@ from nsn_store.previews import (
     live_filter,
     preview_document,
 )
-from nsn_store.schema import SCHEMA
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 # A real server's TTL monitor runs on wall-clock time; previews that expire in
@@ -65,18 +64,7 @@ def test_reads_filter_out_expired_previews() -> None:
 
 
 def test_sync_and_async_surfaces_match() -> None:
-    def surface(cls: type) -> dict[str, inspect.Signature]:
-        return {
-            n: inspect.signature(m)
-            for n, m in inspect.getmembers(cls, inspect.isfunction)
-            if not n.startswith("_")
-        }
-
-    assert surface(AIPreviews) == surface(AsyncAIPreviews)
-    assert all(
-        inspect.iscoroutinefunction(getattr(AsyncAIPreviews, n))
-        for n in surface(AIPreviews)
-    )
+    assert_async_twin(AIPreviews, AsyncAIPreviews)
 
 
 # ---------------------------------------------------------------- behaviour
@@ -204,22 +192,12 @@ def test_an_unknown_preview_is_not_found(previews: AIPreviews) -> None:
 # ---------------------------------------------------------------- async twin
 
 
-async def _init_async(adb: Any) -> None:
-    wrapped = vars(adb).get("_AsyncMongoMockDatabase__database")
-    if wrapped is not None:
-        init_schema(wrapped)
-        return
-    for spec in SCHEMA:
-        await adb.create_collection(spec.name, **spec.create_options())
-        await adb[spec.name].create_indexes(
-            [index.to_index_model() for index in spec.indexes]
-        )
 
 
 async def test_async_previews_stream_expire_and_scope(
     async_db: Any, clock: Any
 ) -> None:
-    await _init_async(async_db)
+    await init_schema_async(async_db)
     clock.set(FUTURE)
     previews = AsyncAIPreviews(async_db, clock=clock)
     tenant = ObjectId()

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import pytest
+from _support import assert_async_twin, init_schema_async
 from bson import ObjectId
 
 from nsn_store.errors import ConfigurationError, DocumentValidationError
@@ -17,7 +17,6 @@ from nsn_store.rag import (
     rag_document,
     search_filter,
 )
-from nsn_store.schema import SCHEMA
 
 # ---------------------------------------------------------------- pure builders
 
@@ -55,18 +54,7 @@ def test_search_escapes_the_query_and_stays_in_the_tenant() -> None:
 
 
 def test_sync_and_async_surfaces_match() -> None:
-    def surface(cls: type) -> dict[str, inspect.Signature]:
-        return {
-            n: inspect.signature(m)
-            for n, m in inspect.getmembers(cls, inspect.isfunction)
-            if not n.startswith("_")
-        }
-
-    assert surface(RagDocuments) == surface(AsyncRagDocuments)
-    assert all(
-        inspect.iscoroutinefunction(getattr(AsyncRagDocuments, n))
-        for n in surface(RagDocuments)
-    )
+    assert_async_twin(RagDocuments, AsyncRagDocuments)
 
 
 # ---------------------------------------------------------------- behaviour
@@ -139,20 +127,10 @@ def test_search_respects_the_limit(rag: RagDocuments) -> None:
 # ---------------------------------------------------------------- async twin
 
 
-async def _init_async(adb: Any) -> None:
-    wrapped = vars(adb).get("_AsyncMongoMockDatabase__database")
-    if wrapped is not None:
-        init_schema(wrapped)
-        return
-    for spec in SCHEMA:
-        await adb.create_collection(spec.name, **spec.create_options())
-        await adb[spec.name].create_indexes(
-            [index.to_index_model() for index in spec.indexes]
-        )
 
 
 async def test_async_add_list_and_search(async_db: Any, clock: Any) -> None:
-    await _init_async(async_db)
+    await init_schema_async(async_db)
     rag = AsyncRagDocuments(async_db, clock=clock)
     tenant, other = ObjectId(), ObjectId()
     added = await rag.add(

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 import random
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from _support import assert_async_twin, init_schema_async, public_surface
 from bson import ObjectId
 
 from nsn_store import scheduling as b
@@ -18,17 +18,13 @@ from nsn_store.errors import (
     TenantIsolationError,
 )
 from nsn_store.scheduler import AsyncScheduler, Scheduler
-from nsn_store.schema import SCHEMA
 
 MINUTE = timedelta(minutes=1)
 
 
 async def prepare_async(db: Any) -> None:
     """Create the scheduler's collections with their validators and indexes."""
-    for name in (b.CONTACTS, b.MESSAGES, b.EVENTS):
-        spec = SCHEMA.get(name)
-        await db.create_collection(name, **spec.create_options())
-        await db[name].create_indexes([index.to_index_model() for index in spec.indexes])
+    await init_schema_async(db, (b.CONTACTS, b.MESSAGES, b.EVENTS))
 
 
 async def add_contact_async(db: Any, tenant_id: ObjectId, now: datetime) -> ObjectId:
@@ -37,19 +33,12 @@ async def add_contact_async(db: Any, tenant_id: ObjectId, now: datetime) -> Obje
     return result.inserted_id
 
 
-def _public(cls: type) -> dict[str, inspect.Signature]:
-    return {name: inspect.signature(member) for name, member in vars(cls).items()
-            if callable(member) and not name.startswith("_")}
-
-
 def test_sync_and_async_surfaces_match() -> None:
-    sync, asynchronous = _public(Scheduler), _public(AsyncScheduler)
-    assert sync == asynchronous
-    assert set(sync) >= {"schedule", "claim_due", "mark_sent", "mark_failed", "extend_lease",
-                         "cancel", "record_provider_event", "backlog"}
-    for name in asynchronous:
-        assert inspect.iscoroutinefunction(getattr(AsyncScheduler, name)), name
-        assert not inspect.iscoroutinefunction(getattr(Scheduler, name)), name
+    assert_async_twin(Scheduler, AsyncScheduler)
+    assert set(public_surface(Scheduler)) >= {
+        "schedule", "claim_due", "mark_sent", "mark_failed", "extend_lease",
+        "cancel", "record_provider_event", "backlog",
+    }
 
 
 @pytest.fixture

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import inspect
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from _support import assert_async_twin, init_schema_async, public_surface
 from bson import ObjectId
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -183,15 +183,8 @@ def test_other_names_are_refused(name: str) -> None:
 
 
 def test_sync_and_async_surfaces_match() -> None:
-    def surface(cls: type) -> dict[str, inspect.Signature]:
-        return {
-            n: inspect.signature(m)
-            for n, m in inspect.getmembers(cls, inspect.isfunction)
-            if not n.startswith("_")
-        }
-
-    assert surface(ScopedCollection) == surface(AsyncScopedCollection)
-    assert set(surface(ScopedCollection)) == {
+    assert_async_twin(ScopedCollection, AsyncScopedCollection, plain=("find",))
+    assert set(public_surface(ScopedCollection)) == {
         "find", "find_one", "count_documents", "insert_one", "insert_many", "update_one",
         "update_many", "replace_one", "find_one_and_update", "delete_one", "delete_many",
         "aggregate",
@@ -506,20 +499,10 @@ def test_foreign_stages_are_refused_on_the_scoped_collection(world: World) -> No
 # ---------------------------------------------------------------- async twin
 
 
-async def _init_async(adb: Any) -> None:
-    wrapped = vars(adb).get("_AsyncMongoMockDatabase__database")
-    if wrapped is not None:
-        init_schema(wrapped)
-        return
-    for spec in SCHEMA:
-        await adb.create_collection(spec.name, **spec.create_options())
-        await adb[spec.name].create_indexes(
-            [index.to_index_model() for index in spec.indexes]
-        )
 
 
 async def test_async_scope_isolates_tenants(async_db: Any) -> None:
-    await _init_async(async_db)
+    await init_schema_async(async_db)
     a_id, b_id = ObjectId(), ObjectId()
     a, b = AsyncTenantScope(async_db, a_id), AsyncTenantScope(async_db, b_id)
     for scope in (a, b):
