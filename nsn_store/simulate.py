@@ -132,25 +132,6 @@ class SimulationReport:
         data["ok"] = self.ok
         return data
 
-    def to_text(self) -> str:
-        """Render the report as the lines ``nsn-store simulate`` prints."""
-        c = self.config
-        return "\n".join([
-            (f"simulation: {c.tenants} tenants x {c.messages_per_tenant} messages = {self.total}, "
-            f"{c.workers} workers ({c.mode}), seed {c.seed}"),
-            f"  sent {self.sent}, failed for good {self.failed}, retries {self.retries}, "
-            f"claims {self.claims}" + (f", abandoned by crashed workers {self.crashed_claims}"
-                                       if self.crashed_claims else ""),
-            f"  duplicates {self.duplicates}, lost {self.lost}  ->  {'OK' if self.ok else 'FAILED'}",
-            (f"  lag sendAt->claim (virtual s): p50 {self.lag_p50:.1f}, p95 {self.lag_p95:.1f}, "
-            f"max {self.lag_max:.1f}  ({self.ticks} ticks of {c.tick:g}s, "
-            f"{self.virtual_seconds:.0f}s virtual)"),
-            (f"  throughput {self.throughput:.1f} messages/s over {self.run_seconds:.1f}s of "
-            f"workers; seeding {self.seed_seconds:.1f}s, rollup {self.rollup_seconds:.1f}s, "
-            f"wall {self.wall_seconds:.1f}s"),
-            f"  counters {self.counters}, aggregate rows {self.aggregate_rows}",
-        ])
-
 
 # --- pure helpers ------------------------------------------------------------
 

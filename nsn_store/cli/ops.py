@@ -60,9 +60,28 @@ def simulate(uri: str | None, as_json: bool, **options: Any) -> None:
     db = open_database(uri)
     with _progress(config.total, enabled=stdout_is_terminal() and not as_json) as progress:
         report = run_simulation(db, config, progress=progress)
-    emit(report, as_json, lambda r: r.to_text())
+    emit(report, as_json, render_simulation)
     if not report.ok:
         raise click.exceptions.Exit(EXIT_DIFFERENCES)
+
+
+def render_simulation(r: Any) -> str:
+    """Render a SimulationReport as the lines ``simulate`` prints."""
+    c = r.config
+    crashed = f", abandoned by crashed workers {r.crashed_claims}" if r.crashed_claims else ""
+    head = (f"simulation: {c.tenants} tenants x {c.messages_per_tenant} messages = {r.total}, "
+            f"{c.workers} workers ({c.mode}), seed {c.seed}")
+    counts = (f"  sent {r.sent}, failed for good {r.failed}, retries {r.retries}, "
+              f"claims {r.claims}{crashed}")
+    verdict = f"  duplicates {r.duplicates}, lost {r.lost}  ->  {'OK' if r.ok else 'FAILED'}"
+    lag = (f"  lag sendAt->claim (virtual s): p50 {r.lag_p50:.1f}, p95 {r.lag_p95:.1f}, "
+           f"max {r.lag_max:.1f} ({r.ticks} ticks of {c.tick:g}s, "
+           f"{r.virtual_seconds:.0f}s virtual)")
+    speed = (f"  throughput {r.throughput:.1f} messages/s over {r.run_seconds:.1f}s of "
+             f"workers; seeding {r.seed_seconds:.1f}s, rollup {r.rollup_seconds:.1f}s, "
+             f"wall {r.wall_seconds:.1f}s")
+    totals = f"  counters {r.counters}, aggregate rows {r.aggregate_rows}"
+    return f"{head}\n{counts}\n{verdict}\n{lag}\n{speed}\n{totals}"
 
 
 @contextmanager
