@@ -424,20 +424,30 @@ def run_simulation(
 
 
 def _drive(db: Any, async_db: Any, workers: _Workers, counter: Any) -> int:
-    from nsn_store.counters import AsyncShardedCounter
-    from nsn_store.scheduler import AsyncScheduler, Scheduler
+    from nsn_store.scheduler import Scheduler
 
     config = workers.config
-    options: dict[str, Any] = {"clock": workers.clock, "max_attempts": config.max_attempts}
-    sync = Scheduler(db, counter=counter, rng=random.Random(config.seed), **options)
+    sync = Scheduler(db, clock=workers.clock, counter=counter, max_attempts=config.max_attempts,
+                     rng=random.Random(config.seed))
     if config.mode == "threads":
         return drive_threads(workers, sync)
-    adb = async_db if async_db is not None else _async_twin(db)
-    async_counter = AsyncShardedCounter(adb, clock=workers.clock,
-                                        rng=random.Random(config.seed + 2))
-    scheduler = AsyncScheduler(adb, counter=async_counter, rng=random.Random(config.seed),
-                               **options)
-    return asyncio.run(drive_asyncio(workers, scheduler, sync))
+    return asyncio.run(_drive_async(db, async_db, workers, sync))
+
+
+async def _drive_async(db: Any, async_db: Any, workers: _Workers, crasher: Any) -> int:
+    from nsn_store.counters import AsyncShardedCounter
+    from nsn_store.scheduler import AsyncScheduler
+
+    config, clock = workers.config, workers.clock
+    adb = async_db if async_db is not None else _async_twin(db)  # opened inside the loop
+    counter = AsyncShardedCounter(adb, clock=clock, rng=random.Random(config.seed + 2))
+    scheduler = AsyncScheduler(adb, clock=clock, counter=counter,
+                               max_attempts=config.max_attempts, rng=random.Random(config.seed))
+    try:
+        return await drive_asyncio(workers, scheduler, crasher)
+    finally:
+        if async_db is None and not _is_mongomock(db.client):
+            await adb.client.close()
 
 
 def _timed(action: Callable[[], Any]) -> float:
@@ -453,7 +463,7 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
 
 def _async_twin(db: Any) -> Any:
     """Open ``db`` through an async driver: mongomock-motor or PyMongo's AsyncMongoClient."""
-    if any(cls.__module__.startswith("mongomock") for cls in type(db.client).__mro__):
+    if _is_mongomock(db.client):
         from nsn_store.testing import async_client
 
         return async_client(db.client)[db.name]
@@ -462,3 +472,7 @@ def _async_twin(db: Any) -> Any:
     kwargs = dict(getattr(db.client, "_init_kwargs", {}))
     kwargs.pop("connect", None)
     return AsyncMongoClient(**kwargs)[db.name]
+
+
+def _is_mongomock(client: Any) -> bool:
+    return any(cls.__module__.startswith("mongomock") for cls in type(client).__mro__)
