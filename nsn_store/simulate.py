@@ -41,6 +41,7 @@ from bson import ObjectId
 
 from nsn_store.clock import ManualClock
 from nsn_store.errors import ConfigurationError
+from nsn_store.scheduling import DEFAULT_BASE_BACKOFF
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,8 @@ def percentile(values: list[float], q: float) -> float:
 
 def max_ticks(config: SimulationConfig) -> int:
     """Bound the run: the spread, every backoff step, a lost lease per crash, plus slack."""
-    backoff = sum(30.0 * 2 ** k for k in range(config.max_attempts))
+    base = DEFAULT_BASE_BACKOFF.total_seconds()
+    backoff = sum(base * 2 ** k for k in range(config.max_attempts))
     horizon = config.spread + backoff + config.lease * (config.crashes + 1)
     return int(horizon / config.tick) + 10
 
