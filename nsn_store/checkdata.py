@@ -91,8 +91,10 @@ def find_violations(
     query = violation_filter(validator)
     with translated(collection=collection.name):
         count = collection.count_documents(query)
-        documents = list(collection.find(query).sort("_id", 1).limit(sample)) if count else []
-    samples = [_explain(validator, document) for document in documents[:sample]]
+        # limit(0) would mean "no limit": fetch nothing when no sample is wanted.
+        wanted = min(count, sample)
+        documents = list(collection.find(query).sort("_id", 1).limit(wanted)) if wanted else []
+    samples = _explain(validator, documents) if documents else []
     if count:
         logger.info("%s: %d document(s) fail the validator", collection.name, count)
     return Violations(collection.name, count, samples)
@@ -131,11 +133,16 @@ def _select(schema: Schema, names: Iterable[str] | None) -> list[Any]:
     return [spec for spec in schema if spec.name in wanted]
 
 
-def _explain(validator: Mapping[str, Any], document: Mapping[str, Any]) -> Sample:
+def _explain(validator: Mapping[str, Any], documents: list[Mapping[str, Any]]) -> list[Sample]:
+    """Explain each document with the pure engine (the server only says "fails")."""
     from nsn_store.embedded.validator import compile_validator
 
-    details = compile_validator(validator).explain(document)
-    return Sample(document.get("_id"), failing_rules(details), details)
+    compiled = compile_validator(validator)
+    samples = []
+    for document in documents:
+        details = compiled.explain(document)
+        samples.append(Sample(document.get("_id"), failing_rules(details), details))
+    return samples
 
 
 def failing_rules(details: Mapping[str, Any] | None) -> list[str]:

@@ -65,6 +65,11 @@ def test_sample_limits_how_many_documents_are_fetched(db: Any, contacts: Any) ->
     assert [s.id for s in result.samples] == ids[:2]
 
 
+def test_sample_zero_counts_without_fetching(db: Any, contacts: Any) -> None:
+    result = find_violations(db["contacts"], SCHEMA.get("contacts").validator, sample=0)
+    assert (result.count, result.samples) == (4, [])
+
+
 def test_documents_failing_several_rules_list_each(db: Any) -> None:
     db["contacts"].insert_one({"phone": 5551234, "createdAt": "yesterday", "extra": 1})
     [sample] = find_violations(db["contacts"], SCHEMA.get("contacts").validator).samples
