@@ -194,3 +194,20 @@ def test_simulate_text_output_and_bad_option() -> None:
     assert "duplicates 0, lost 0" in ok.stdout
     bad = CliRunner().invoke(_cli(), ["simulate", "--uri", uri, "--failure-rate", "2"])
     assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize(("as_json", "bar"), [pytest.param(False, True, id="text-shows-bar"),
+                                              pytest.param(True, False, id="json-never-does")])
+def test_progress_bar_only_on_a_terminal_without_json(
+    monkeypatch: pytest.MonkeyPatch, as_json: bool, bar: bool
+) -> None:
+    from nsn_store.cli import ops
+
+    monkeypatch.setattr(ops, "stdout_is_terminal", lambda: True)
+    uri = f"mongomock://simulate-{uuid.uuid4().hex[:8]}/nsn"
+    args = ["simulate", "--uri", uri, "--tenants", "1", "--messages", "5"]
+    result = CliRunner().invoke(_cli(), args + (["--json"] if as_json else []))
+    assert result.exit_code == 0, result.output
+    assert ("sending" in result.stdout) is bar
+    if as_json:
+        assert json.loads(result.stdout)["total"] == 5
