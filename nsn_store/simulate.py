@@ -31,8 +31,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -266,6 +267,15 @@ class _Tally:
                 self.progress(self.done, self.total)
 
 
+@dataclass(frozen=True)
+class Call:
+    """One scheduler method call of a worker."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
 class _Workers:
     """The sender pool: drains what is due at each tick through one scheduler."""
 
@@ -286,32 +296,37 @@ class _Workers:
             self.crashed += bool(got)
             self.tally.outcomes["crashed_claims"] += len(got)
 
-    def drain(self, scheduler: Any, worker: str) -> None:
-        # An empty claim ends this worker's tick: either nothing is due or a
-        # faster worker took the candidates (and that one keeps draining).
-        while batch := scheduler.claim_due(worker, limit=self.config.batch, lease=self.lease):
+    def work(self, worker: str) -> Generator[Call, Any, None]:
+        """Yield one worker's scheduler calls for a tick; both drivers run it.
+
+        An empty claim ends the worker's tick: either nothing is due or a
+        faster worker took the candidates (and that one keeps draining).
+        """
+        claim = Call("claim_due", (worker,), {"limit": self.config.batch, "lease": self.lease})
+        while batch := (yield claim):
             results = []
             for message in batch:
-                if not self.fails(message):
-                    scheduler.mark_sent(message["_id"], worker)
+                if self.fails(message):
+                    doc = yield Call("mark_failed", (message["_id"], worker, SEND_ERROR))
+                    results.append("failed" if doc["status"] == "failed" else "retried")
+                else:
+                    yield Call("mark_sent", (message["_id"], worker))
                     results.append("sent")
-                    continue
-                doc = scheduler.mark_failed(message["_id"], worker, SEND_ERROR)
-                results.append(_failure(doc))
             self.tally.record(self.clock.now(), batch, results)
 
+    def drain(self, scheduler: Any, worker: str) -> None:
+        flow, result = self.work(worker), None
+        with suppress(StopIteration):
+            while True:
+                call = flow.send(result)
+                result = getattr(scheduler, call.method)(*call.args, **call.kwargs)
+
     async def drain_async(self, scheduler: Any, worker: str) -> None:
-        while batch := await scheduler.claim_due(worker, limit=self.config.batch,
-                                                 lease=self.lease):
-            results = []
-            for message in batch:
-                if not self.fails(message):
-                    await scheduler.mark_sent(message["_id"], worker)
-                    results.append("sent")
-                    continue
-                doc = await scheduler.mark_failed(message["_id"], worker, SEND_ERROR)
-                results.append(_failure(doc))
-            self.tally.record(self.clock.now(), batch, results)
+        flow, result = self.work(worker), None
+        with suppress(StopIteration):
+            while True:
+                call = flow.send(result)
+                result = await getattr(scheduler, call.method)(*call.args, **call.kwargs)
 
     def finished(self, ticks: int) -> bool:
         if self.tally.done >= self.config.total:
@@ -324,10 +339,6 @@ class _Workers:
 
 
 SEND_ERROR = "simulated provider error"
-
-
-def _failure(doc: Mapping[str, Any]) -> str:
-    return "failed" if doc["status"] == "failed" else "retried"
 
 
 def drive_threads(workers: _Workers, scheduler: Any) -> int:
