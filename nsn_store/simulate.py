@@ -55,7 +55,7 @@ class SimulationConfig:
     """The scenario: sizes, timeline, workers, failure model and seed."""
 
     tenants: int = 20
-    messages_per_tenant: int = 250
+    messages_per_tenant: int = 500
     spread: float = 600.0  # seconds over which sendAt is spread
     workers: int = 4
     mode: Literal["threads", "asyncio"] = "threads"

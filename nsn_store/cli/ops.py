@@ -22,7 +22,7 @@ from nsn_store.cli.common import (
 
 @click.command()
 @click.option("--tenants", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--messages", "messages_per_tenant", type=click.IntRange(min=1), default=250,
+@click.option("--messages", "messages_per_tenant", type=click.IntRange(min=1), default=500,
               show_default=True, help="Scheduled messages per tenant.")
 @click.option("--spread", type=click.FloatRange(min=0), default=600.0, show_default=True,
               help="Virtual seconds over which sendAt is spread.")
