@@ -1,23 +1,16 @@
 """Run the NoShowNinja load scenario through the real scheduler code.
 
-The original load script simulated tenants x messages spread over ten
-minutes, a cron every minute and a pool of senders with 5% send failures of
-which 80% succeed on retry; it never touched a database. This one seeds real
-documents and drives real workers through ``claim_due`` / ``mark_sent`` /
-``mark_failed``, with sharded counters and a final aggregate rollup.
+The original load script (tenants x messages spread over ten minutes, a cron
+every minute, a pool of senders, 5% failures of which 80% succeed on retry)
+never touched a database. This one seeds real documents and drives workers
+through ``claim_due`` / ``mark_sent`` / ``mark_failed`` with sharded counters
+and a final rollup.
 
-Time. The run follows a *virtual* timeline on a :class:`ManualClock`, so it
-is reproducible and independent of machine speed: ``sendAt`` values are spread
-over ``spread`` virtual seconds; a cron tick advances the clock by ``tick``
-seconds and then every worker drains what is due; the clock stands still while
-they work. Wall time measures how fast the code pushes messages (throughput);
-virtual time measures the schedule (lag between ``sendAt`` and claim, which the
-cron interval and the retry backoff dominate). The same timeline works against
-a real server: the scheduler writes the virtual times it is given.
-
-Reproducibility. Seeding is drawn from ``random.Random(seed)``; whether a send
-fails is a hash of (seed, the message's simulation key, attempt), so the
-counts (sent, retried, failed) do not depend on which thread got which message.
+Time is *virtual* (a :class:`ManualClock`): each cron tick advances it by
+``tick`` seconds, then the workers drain what is due while it stands still.
+Wall time measures the code (throughput); virtual time measures the schedule
+(lag from ``sendAt`` to claim). Whether a send fails is a hash of (seed,
+message key, attempt), so the counts do not depend on thread interleaving.
 """
 
 from __future__ import annotations
@@ -70,19 +63,15 @@ class SimulationConfig:
     crashes: int = 0  # workers that claim a batch and die without marking it
 
     def __post_init__(self) -> None:
-        problems = [
-            f"{name} must be at least {low}"
-            for name, low in (("tenants", 1), ("messages_per_tenant", 1), ("workers", 1),
-                              ("batch", 1), ("contacts_per_tenant", 1), ("max_attempts", 1),
-                              ("crashes", 0))
-            if getattr(self, name) < low
-        ]
+        ones = ("tenants", "messages_per_tenant", "workers", "batch", "contacts_per_tenant",
+                "max_attempts")
+        problems = [f"{name} must be at least 1" for name in ones if getattr(self, name) < 1]
         problems += [f"{name} must be positive" for name in ("lease", "tick")
                      if getattr(self, name) <= 0]
         problems += [f"{name} must be between 0 and 1" for name in
                      ("failure_rate", "retry_success_rate") if not 0 <= getattr(self, name) <= 1]
-        if self.spread < 0:
-            problems.append("spread must not be negative")
+        problems += [f"{name} must not be negative" for name in ("spread", "crashes")
+                     if getattr(self, name) < 0]
         if self.mode not in ("threads", "asyncio"):
             problems.append(f"mode must be 'threads' or 'asyncio', not {self.mode!r}")
         if problems:
