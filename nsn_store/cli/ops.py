@@ -21,12 +21,14 @@ from nsn_store.cli.common import (
 
 
 @click.command()
-@click.option("--tenants", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--tenants", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Tenants to seed (the original load: 100).")
 @click.option("--messages", "messages_per_tenant", type=click.IntRange(min=1), default=500,
               show_default=True, help="Scheduled messages per tenant.")
 @click.option("--spread", type=click.FloatRange(min=0), default=600.0, show_default=True,
               help="Virtual seconds over which sendAt is spread.")
-@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Concurrent senders.")
 @click.option("--mode", type=click.Choice(["threads", "asyncio"]), default="threads",
               show_default=True, help="Worker threads or asyncio tasks.")
 @click.option("--failure-rate", type=click.FloatRange(0, 1), default=0.05, show_default=True,
@@ -43,7 +45,8 @@ from nsn_store.cli.common import (
               show_default=True, help="Virtual seconds between cron runs.")
 @click.option("--contacts", "contacts_per_tenant", type=click.IntRange(min=1), default=10,
               show_default=True, help="Contacts per tenant.")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Attempts before a message fails for good.")
 @click.option("--crashes", type=click.IntRange(min=0), default=0, show_default=True,
               help="Workers that claim a batch and die without finishing it.")
 @uri_option
