@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nsn_store.schema import CollectionSpec, IndexSpec
+from nsn_store.sharding import SHARD_KEY_INDEX_PREFIX
 
 #: Index fields that never make two indexes differ.
 IGNORED_INDEX_FIELDS = frozenset(
@@ -270,7 +271,10 @@ def collection_status(spec: CollectionSpec, state: CollectionState) -> Collectio
                 IndexDifference(index.name, _printable(wanted), _printable(found[index.name]))
             )
     declared = {index.name for index in spec.indexes}
-    extra = [name for name in found if name not in declared]
+    extra = [
+        name for name in found
+        if name not in declared and not name.startswith(SHARD_KEY_INDEX_PREFIX)
+    ]
     return CollectionStatus(
         spec.name, True, state.count,
         validator_equal="validator" not in changes,

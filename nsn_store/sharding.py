@@ -38,6 +38,11 @@ Strategy = Literal["ranged", "compound-hashed", "hashed", "unsharded"]
 TENANT_RANGED: dict[str, KeyValue] = {"tenantId": 1}
 TENANT_HASHED_ID: dict[str, KeyValue] = {"tenantId": 1, "_id": "hashed"}
 
+#: Indexes that ``shard`` creates for a key no declared index supports carry
+#: this prefix, so ``status``/``verify`` know they back the shard key and are
+#: not drift from the schema.
+SHARD_KEY_INDEX_PREFIX = "shardkey_"
+
 # Why each collection gets its key; the one place the choice is written down.
 _CHOICES: dict[str, tuple[dict[str, KeyValue] | None, str]] = {
     "tenants": (None, "one small document per tenant; unique clerkOrgId is global"),
@@ -99,10 +104,11 @@ class ShardKeyChoice:
 
     @property
     def index_name(self) -> str:
-        """Name of the index that supports the key (MongoDB's default name if a new one)."""
+        """Name of the index that supports the key (``shardkey_<fields>`` if a new one)."""
         if self.index is not None:
             return self.index
-        return "_".join(f"{name}_{kind}" for name, kind in (self.key or {}).items())
+        fields = "_".join(f"{name}_{kind}" for name, kind in (self.key or {}).items())
+        return SHARD_KEY_INDEX_PREFIX + fields
 
     @property
     def strategy(self) -> Strategy:

@@ -17,6 +17,7 @@ from nsn_store.migration import (
 )
 from nsn_store.models import Tenant
 from nsn_store.schema import MIGRATION_ID, SCHEMA
+from nsn_store.sharding import shard_commands, shard_plan
 
 
 def _change_validator(db: Any) -> None:
@@ -151,3 +152,18 @@ def test_verify_reports_a_stale_checksum(db: Any) -> None:
     with pytest.raises(DriftError, match="recorded with checksum 000000000000"):
         verify_schema(db)
 
+
+
+def test_the_index_backing_the_shard_key_is_not_drift(db: Any) -> None:
+    """`nsn-store shard` creates the index for a hashed key; verify must not flag it."""
+    init_schema(db)
+    for command in shard_commands(db.name, shard_plan()):
+        if "createIndexes" in command:
+            for index in command["indexes"]:
+                db[command["createIndexes"]].create_index(list(index["key"].items()),
+                                                          name=index["name"])
+    db.templates.create_index("updatedAt", name="by_updatedAt")  # not the shard plan's
+    report = schema_status(db)
+    extras = {status.name: status.indexes_extra for status in report.collections}
+    assert extras["contacts"] == [] and extras["ragDocuments"] == []
+    assert extras["templates"] == ["by_updatedAt"]

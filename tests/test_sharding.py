@@ -117,7 +117,7 @@ def test_commands_enable_sharding_then_index_and_shard_each_collection() -> None
     first_index = next(i for i, c in enumerate(commands) if c.get("createIndexes") == "contacts")
     assert commands[first_index + 1]["shardCollection"] == "nsn.contacts"
     assert commands[first_index]["indexes"] == [
-        {"name": "tenantId_1__id_hashed", "key": {"tenantId": 1, "_id": "hashed"}}]
+        {"name": "shardkey_tenantId_1__id_hashed", "key": {"tenantId": 1, "_id": "hashed"}}]
 
 
 @pytest.mark.parametrize(
