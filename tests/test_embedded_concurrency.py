@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -108,7 +109,9 @@ async def test_async_wrapper_runs_on_the_same_rules(async_db: Any) -> None:
     assert claimed == {"_id": 0, "status": "claimed"}
     assert (await jobs.update_many({"status": "new"}, {"$set": {"status": "done"}})).modified_count == 2
     assert len(await jobs.find({"status": "done"}).to_list(None)) == 2
-    groups = await jobs.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}]).to_list(None)
+    # PyMongo's async aggregate() is a coroutine; Motor's and mongomock-motor's return a cursor.
+    cursor = jobs.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])
+    groups = await (await cursor if inspect.isawaitable(cursor) else cursor).to_list(None)
     assert {g["_id"]: g["n"] for g in groups} == {"claimed": 1, "done": 2}
     assert (await async_db.command("ping"))["ok"] == 1.0
     await async_db.command("collMod", "jobs", validationAction="error")

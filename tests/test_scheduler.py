@@ -442,8 +442,14 @@ def test_backlog_counts_each_state_per_tenant_and_in_total(
 
 
 def _stages(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Flatten an explain plan: classic (``inputStage``), SBE (``queryPlan``, 6.0+) and
+    sharded (``shards[].winningPlan``) shapes alike."""
+    if "queryPlan" in plan:  # SBE: {queryPlan: <classic-shaped tree>, slotBasedPlan: ...}
+        return _stages(plan["queryPlan"])
     found = [plan]
-    for child in [plan.get("inputStage"), *plan.get("inputStages", [])]:
+    children = [plan.get("inputStage"), *plan.get("inputStages", [])]
+    children += [shard.get("winningPlan") for shard in plan.get("shards", [])]
+    for child in children:
         if child:
             found += _stages(child)
     return found
@@ -457,8 +463,7 @@ def test_due_scan_is_an_index_scan_without_a_sort_on_a_server(
     seed_due(store, 50, clock.now())
     query = b.due_query(clock.now())
     explained = store[b.MESSAGES].find(query.filter).sort(query.sort).limit(10).explain()
-    winning = explained["queryPlanner"]["winningPlan"]
-    stages = _stages(winning.get("queryPlan", winning))
+    stages = _stages(explained["queryPlanner"]["winningPlan"])
     names = [stage["stage"] for stage in stages]
     assert "SORT" not in names
     scans = [stage for stage in stages if stage["stage"] == "IXSCAN"]
