@@ -40,6 +40,19 @@ def validated(db: Db, validator: Mapping[str, Any]) -> Collection[dict[str, Any]
     return db.create_collection("validated", validator=dict(validator))
 
 
+def without_annotations(expected: Any) -> Any:
+    """Drop the ``title``/``description`` echoes that servers before 5.1 do not send."""
+    if isinstance(expected, Mapping):
+        return {
+            key: without_annotations(value)
+            for key, value in expected.items()
+            if key not in ("title", "description")
+        }
+    if isinstance(expected, list):
+        return [without_annotations(item) for item in expected]
+    return expected
+
+
 def check_insert(
     collection: Collection[dict[str, Any]], document: dict[str, Any], valid: bool
 ) -> None:
@@ -139,8 +152,11 @@ def test_find_refuses_an_invalid_json_schema_without_validator_context(
     [pytest.param(*c[1:], id=c[0]) for c in ERRINFO_CASES],
 )
 def test_write_error_carries_server_shaped_errinfo(
-    db: Db, schema: dict[str, Any], document: dict[str, Any], expected: dict[str, Any]
+    db: Db, backend: str, schema: dict[str, Any], document: dict[str, Any],
+    expected: dict[str, Any],
 ) -> None:
+    if backend == "server" and tuple(db.client.server_info()["versionArray"][:2]) < (5, 1):
+        expected = without_annotations(expected)  # title/description are echoed since 5.1
     collection = validated(db, {"$jsonSchema": schema})
     inserted = copy.deepcopy(document)
     with pytest.raises(WriteError) as caught:
