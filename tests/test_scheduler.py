@@ -96,8 +96,13 @@ def _message(db: Any, message_id: ObjectId) -> dict[str, Any]:
     return found
 
 
+#: Events written in the same millisecond tie on createdAt, and a server returns ties in
+#: any order; the driver-made ObjectId ``_id`` grows with every insert of this process.
+WRITE_ORDER = [("createdAt", 1), ("_id", 1)]
+
+
 def _events(db: Any, message_id: ObjectId) -> list[str]:
-    cursor = db[b.EVENTS].find({"scheduledMessageId": message_id}).sort("createdAt", 1)
+    cursor = db[b.EVENTS].find({"scheduledMessageId": message_id}).sort(WRITE_ORDER)
     return [event["eventType"] for event in cursor]
 
 
@@ -294,7 +299,8 @@ def test_failures_back_off_exponentially_then_fail_for_good(
     failed = sched.mark_failed(message_id, "w1", "timeout 3")  # the 3rd of max_attempts=3
     assert failed["status"] == "failed" and failed["lastError"] == "timeout 3"
     assert _events(store, message_id) == ["queued", "failed", "failed", "failed"]
-    finals = [e["raw"]["final"] for e in store[b.EVENTS].find({"eventType": "failed"})]
+    failures = store[b.EVENTS].find({"eventType": "failed"}).sort(WRITE_ORDER)
+    finals = [e["raw"]["final"] for e in failures]
     assert finals == [False, False, True]
     assert [m for _, m in counter.calls] == ["messages.scheduled", "messages.retried",
                                              "messages.retried", "messages.failed"]
