@@ -25,170 +25,63 @@ import inspect
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime
 from typing import Any
 
 from pymongo import UpdateOne
 
-from nsn_store.clock import DEFAULT_CLOCK, Clock, to_bson_time
-from nsn_store.errors import ConfigurationError, translated
+from nsn_store.aggregates_periods import (
+    _MS,
+    COLLECTION,
+    MERGE_KEY,
+    PERIODS,
+    SOURCE,
+    RollupWindow,
+    as_utc,
+    check_period,
+    date_key,
+    event_match,
+    merge_when_matched,
+    next_period_start,
+    period_start,
+    period_window,
+    rollup_pipeline,
+    row_filter,
+    rows_filter,
+    truncate_expression,
+)
+from nsn_store.clock import DEFAULT_CLOCK, Clock
 from nsn_store.connection import is_embedded
+from nsn_store.errors import translated
 
 log = logging.getLogger(__name__)
 
-COLLECTION = "aggregates"
-SOURCE = "messageEvents"
-PERIODS = ("day", "week", "month")
-MERGE_KEY = ("tenantId", "date", "metric", "period")
-_MS = timedelta(milliseconds=1)
-
-
-@dataclass(frozen=True)
-class RollupWindow:
-    """The whole-period window ``[start, end)`` that a rollup recomputed."""
-
-    period: str
-    start: datetime
-    end: datetime
-
-
-# ---------------------------------------------------------------- pure builders
-
-
-def as_utc(value: datetime | date) -> datetime:
-    """Return ``value`` as an aware UTC datetime (a date means its midnight UTC)."""
-    if not isinstance(value, datetime):
-        value = datetime.combine(value, time(), tzinfo=timezone.utc)
-    return to_bson_time(value)
-
-
-def check_period(period: str) -> str:
-    """Return ``period`` if it is one of day, week, month; else raise ConfigurationError."""
-    if period not in PERIODS:
-        raise ConfigurationError(
-            f"unknown period {period!r}; expected one of {PERIODS}"
-        )
-    return period
-
-
-def period_start(moment: datetime | date, period: str) -> datetime:
-    """Return the UTC start of the period holding ``moment``.
-
-    Same as ``$dateTrunc: {unit: period, binSize: 1, timezone: "UTC",
-    startOfWeek: "monday"}``: midnight; the Monday on or before; the 1st.
-    """
-    day = datetime.combine(as_utc(moment).date(), time(), tzinfo=timezone.utc)
-    if check_period(period) == "week":
-        return day - timedelta(days=day.weekday())
-    if period == "month":
-        return day.replace(day=1)
-    return day
-
-
-def next_period_start(start: datetime, period: str) -> datetime:
-    """Return the start of the period after the one starting at ``start``."""
-    if check_period(period) == "day":
-        return start + timedelta(days=1)
-    if period == "week":
-        return start + timedelta(days=7)
-    year, month = (
-        (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
-    )
-    return start.replace(year=year, month=month, day=1)
-
-
-def period_window(
-    period: str, start: datetime | date, end: datetime | date
-) -> RollupWindow:
-    """Widen ``[start, end)`` to whole periods."""
-    first = period_start(start, period)
-    last = period_start(as_utc(end) - _MS, period)
-    return RollupWindow(period, first, max(first, next_period_start(last, period)))
-
-
-def date_key(moment: datetime) -> str:
-    """Return the ``date`` field of a row: "YYYY-MM-DD" of the UTC period start."""
-    return moment.strftime("%Y-%m-%d")
-
-
-def event_match(tenant_id: Any, window: RollupWindow) -> dict[str, Any]:
-    """Return the ``$match`` of a rollup (served by ``by_tenantId``: tenantId, createdAt)."""
-    return {
-        "tenantId": tenant_id,
-        "createdAt": {"$gte": window.start, "$lt": window.end},
-    }
-
-
-def truncate_expression(period: str) -> dict[str, Any]:
-    """Return the ``$dateTrunc`` expression bucketing ``createdAt`` into ``period``."""
-    spec: dict[str, Any] = {
-        "date": "$createdAt",
-        "unit": check_period(period),
-        "timezone": "UTC",
-    }
-    if period == "week":
-        spec["startOfWeek"] = "monday"
-    return {"$dateTrunc": spec}
-
-
-def merge_when_matched() -> list[dict[str, Any]]:
-    """Return the ``$merge`` whenMatched pipeline: new value, createdAt kept,
-    updatedAt moved only when the value changed (a rerun is a no-op)."""
-    same = {"$eq": ["$value", "$$new.value"]}
-    return [
-        {
-            "$set": {
-                "value": "$$new.value",
-                "updatedAt": {"$cond": [same, "$updatedAt", "$$new.updatedAt"]},
-            }
-        }
-    ]
-
-
-def rollup_pipeline(
-    tenant_id: Any, window: RollupWindow, now: datetime
-) -> list[dict[str, Any]]:
-    """Return the server pipeline of one rollup (match, group, shape, merge)."""
-    group_id = {"metric": "$eventType", "date": truncate_expression(window.period)}
-    date_string = {
-        "$dateToString": {"date": "$_id.date", "format": "%Y-%m-%d", "timezone": "UTC"}
-    }
-    return [
-        {"$match": event_match(tenant_id, window)},
-        {"$group": {"_id": group_id, "value": {"$sum": 1}}},
-        {
-            "$project": {
-                "_id": 0,
-                "tenantId": {"$literal": tenant_id},
-                "period": {"$literal": window.period},
-                "metric": "$_id.metric",
-                "date": date_string,
-                "value": 1,
-                "createdAt": {"$literal": now},
-                "updatedAt": {"$literal": now},
-            }
-        },
-        {
-            "$merge": {
-                "into": COLLECTION,
-                "on": list(MERGE_KEY),
-                "whenMatched": merge_when_matched(),
-                "whenNotMatched": "insert",
-            }
-        },
-    ]
-
-
-def row_filter(tenant_id: Any, period: str, metric: str, day: str) -> dict[str, Any]:
-    """Return the unique-key filter of one aggregate row."""
-    return {"tenantId": tenant_id, "date": day, "metric": metric, "period": period}
-
-
-def rows_filter(tenant_id: Any, window: RollupWindow) -> dict[str, Any]:
-    """Return the filter of a tenant's rows in a window (served by ``by_tenant_period``)."""
-    dates = {"$gte": date_key(window.start), "$lt": date_key(window.end)}
-    return {"tenantId": tenant_id, "period": window.period, "date": dates}
+# The period math and pipeline builders live in aggregates_periods; they are
+# re-exported so every name stays importable from nsn_store.aggregates.
+__all__ = [
+    "COLLECTION",
+    "MERGE_KEY",
+    "PERIODS",
+    "SOURCE",
+    "Aggregates",
+    "AsyncAggregates",
+    "RollupWindow",
+    "as_utc",
+    "check_period",
+    "date_key",
+    "embedded_requests",
+    "embedded_rows",
+    "event_match",
+    "merge_when_matched",
+    "next_period_start",
+    "period_start",
+    "period_window",
+    "rollup_pipeline",
+    "row_filter",
+    "rows_filter",
+    "to_list",
+    "truncate_expression",
+]
 
 
 # -------------------------------------------- embedded fallback (no $dateTrunc/$merge)
