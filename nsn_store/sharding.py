@@ -20,6 +20,7 @@ commands and runs them only on a sharded cluster (a ``mongos``).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -312,7 +313,7 @@ def describe(choices: Sequence[ShardKeyChoice]) -> list[str]:
     """Render choices as one line each: collection, key, strategy, reason."""
     lines = []
     for choice in choices:
-        key = choice.key if choice.key is not None else "-"
+        key = json.dumps(choice.key) if choice.key is not None else "-"
         index = f" [index: {choice.index_name}]" if choice.key else ""
         lines.append(f"{choice.collection:<18} {key!s:<34} {choice.strategy:<16} "
                      f"{choice.reason}{index}")

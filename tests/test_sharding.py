@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -175,6 +176,10 @@ def test_shard_dry_run_prints_every_key_with_its_reason() -> None:
     for choice in PLAN.choices:
         assert choice.collection in result.stdout and choice.reason in result.stdout
     assert "would run (dry run)" in result.stdout
+    commands = result.stdout.split("would run (dry run)", 1)[1].splitlines()[1:]
+    # Each command is JSON an operator can paste into mongosh.
+    assert [json.loads(line)["shardCollection"] for line in commands
+            if "shardCollection" in line] == [f"nsn.{c.collection}" for c in PLAN.sharded]
 
 
 def test_shard_dry_run_json_lists_commands_and_plan() -> None:

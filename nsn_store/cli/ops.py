@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -159,7 +160,8 @@ def _render_shard(result: Any) -> str:
     lines = describe(result.plan.choices)
     verb = "applied" if result.applied else "would run (dry run)"
     lines.append(f"{verb} on database {result.database!r}:")
-    lines.extend(f"  {command}" for command in result.commands)
+    # JSON, so each command can be pasted into mongosh as it is.
+    lines.extend(f"  {json.dumps(command)}" for command in result.commands)
     return "\n".join(lines)
 
 
