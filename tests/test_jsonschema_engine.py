@@ -140,12 +140,18 @@ def test_query_context_has_no_validator_prefix() -> None:
 
 
 def test_query_context_allows_where() -> None:
-    compile_validator({"$where": "true"}, context="query")
+    # A query may use $where; a collection validator may not (code 2, BadValue).
+    assert compile_validator({"$where": "true"}, context="query") is not None
+    with pytest.raises(OperationFailure, match=r"\$where is not allowed") as caught:
+        compile_validator({"$where": "true"})
+    assert caught.value.code == 2
 
 
 def test_encryption_keywords_can_be_refused() -> None:
     schema = {"$jsonSchema": {"properties": {"ssn": {"encrypt": {}}}}}
-    compile_validator(schema)
+    allowed = compile_validator(schema)  # accepted by default, and enforced
+    assert allowed.matches({"_id": 1, "ssn": Binary(b"\x01", 6)})
+    assert not allowed.matches({"_id": 1, "ssn": "123-45-6789"})
     with pytest.raises(OperationFailure) as caught:
         compile_validator(schema, allow_encrypt=False)
     assert caught.value.code == 224
@@ -160,7 +166,13 @@ def test_encrypt_accepts_only_binary_subtype_6() -> None:
 
 
 def test_root_pattern_is_never_compiled() -> None:
-    compile_validator({"$jsonSchema": {"pattern": "("}})
+    # The root is always an object, so a root ``pattern`` never applies: no parse error,
+    # and every document passes (the same regex one level down is refused).
+    compiled = compile_validator({"$jsonSchema": {"pattern": "("}})
+    assert compiled.matches({"_id": 1, "s": "anything"})
+    assert compiled.explain({"_id": 1}) is None
+    with pytest.raises(OperationFailure):
+        compile_validator({"$jsonSchema": {"properties": {"s": {"pattern": "("}}}})
 
 
 def test_invalid_pattern_properties_regex_is_bad_value() -> None:
