@@ -91,13 +91,22 @@ def test_a_hashed_key_cannot_enforce_uniqueness() -> None:
 
 def test_hashed_prefix_is_compared_by_field_name_as_the_server_does() -> None:
     # ShardKeyPattern::isUniqueIndexCompatible: {a: "hashed"} accepts a unique {a: 1, ...}.
-    check_shard_key(SCHEMA.get("counters"), {"tenantId": "hashed"})
+    counters = SCHEMA.get("counters")
+    assert check_shard_key(counters, {"tenantId": "hashed"}) is None  # accepted
+    # The field names decide: a hashed key on another field is still refused.
+    with pytest.raises(ConfigurationError, match="by_tenant_metric_shard"):
+        check_shard_key(counters, {"metric": "hashed"})
 
 
 def test_a_unique_index_starting_with_id_is_always_accepted() -> None:
     spec = SCHEMA.get("contacts")
+    key = {"tenantId": 1, "_id": "hashed"}
     extra = IndexSpec("by_id_email", (("_id", 1), ("email", 1)), unique=True)
-    check_shard_key(replace(spec, indexes=(*spec.indexes, extra)), {"tenantId": 1, "_id": "hashed"})
+    assert check_shard_key(replace(spec, indexes=(*spec.indexes, extra)), key) is None
+    # The same index led by another field than _id breaks the key.
+    other = IndexSpec("by_email_id", (("email", 1), ("_id", 1)), unique=True)
+    with pytest.raises(ConfigurationError, match="by_email_id"):
+        check_shard_key(replace(spec, indexes=(*spec.indexes, other)), key)
 
 
 def test_plan_refuses_a_schema_whose_unique_index_breaks_the_key() -> None:
@@ -189,6 +198,7 @@ def test_shard_dry_run_json_lists_commands_and_plan() -> None:
 
     result = CliRunner().invoke(
         _cli(), ["shard", "--dry-run", "--json", "--uri", "mongomock://shard/nsn"])
+    assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["applied"] is False and data["commands"][0] == {"enableSharding": "nsn"}
     assert [c["collection"] for c in data["collections"]] == list(SCHEMA.names)
