@@ -12,6 +12,7 @@ from nsn_store.migration import (
     drop_schema,
     init_schema,
     plan,
+    schema_status,
     verify_schema,
 )
 from nsn_store.migration_diff import CREATE_COLLECTION, CREATE_INDEX, UPDATE_VALIDATOR
@@ -170,10 +171,14 @@ class _WriteSpy:
 
 
 def test_reinit_status_verify_and_plan_call_no_write_method(db: Any) -> None:
-    init_schema(db)
+    # The spy does see writes: a first init through it records them.
+    seen: list[str] = []
+    init_schema(_WriteSpy(db, seen))  # type: ignore[arg-type]
+    assert {"create_collection", "create_index"} <= set(seen)
     calls: list[str] = []
     spy = _WriteSpy(db, calls)
     init_schema(spy)  # type: ignore[arg-type]
     plan(spy)  # type: ignore[arg-type]
+    schema_status(spy)  # type: ignore[arg-type]
     verify_schema(spy)  # type: ignore[arg-type]
     assert calls == []

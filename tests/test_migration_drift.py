@@ -86,10 +86,10 @@ def test_verify_names_every_difference(
 
 
 @pytest.mark.parametrize(
-    ("mutate", "conflict"), [(d[1], d[3]) for d in DRIFTS], ids=[d[0] for d in DRIFTS]
+    ("mutate", "differences", "conflict"), [d[1:] for d in DRIFTS], ids=[d[0] for d in DRIFTS]
 )
 def test_init_repairs_drift_or_refuses_a_conflicting_index(
-    db: Any, mutate: Callable[[Any], None], conflict: bool
+    db: Any, mutate: Callable[[Any], None], differences: list[str], conflict: bool
 ) -> None:
     init_schema(db)
     mutate(db)
@@ -99,11 +99,13 @@ def test_init_repairs_drift_or_refuses_a_conflicting_index(
         with pytest.raises(IndexConflictError):
             init_schema(db)
         assert db[MIGRATIONS].find_one({"_id": MIGRATION_ID}) == record  # nothing written
+        assert schema_status(db).differences() == differences  # and nothing repaired
         return
     init_schema(db)
-    remaining = schema_status(db).differences()
     # init never drops, so an extra index stays: everything else is repaired.
-    assert remaining == [line for line in remaining if "unexpected index" in line]
+    assert schema_status(db).differences() == [
+        line for line in differences if "unexpected index" in line
+    ]
 
 
 def test_a_collmod_is_reported_as_a_step(db: Any) -> None:
@@ -157,11 +159,17 @@ def test_verify_reports_a_stale_checksum(db: Any) -> None:
 def test_the_index_backing_the_shard_key_is_not_drift(db: Any) -> None:
     """`nsn-store shard` creates the index for a hashed key; verify must not flag it."""
     init_schema(db)
+    created = []
     for command in shard_commands(db.name, shard_plan()):
         if "createIndexes" in command:
             for index in command["indexes"]:
                 db[command["createIndexes"]].create_index(list(index["key"].items()),
                                                           name=index["name"])
+                created.append((command["createIndexes"], index["name"]))
+    # The plan's hashed keys really added indexes, so "no drift" below is meaningful.
+    assert {collection for collection, _ in created} == {"contacts", "ragDocuments"}
+    for collection, name in created:
+        assert name in db[collection].index_information()
     db.templates.create_index("updatedAt", name="by_updatedAt")  # not the shard plan's
     report = schema_status(db)
     extras = {status.name: status.indexes_extra for status in report.collections}
