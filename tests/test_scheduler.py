@@ -122,10 +122,13 @@ def test_schedule_stores_a_valid_message_and_a_queued_event(
     assert counter.calls == [(tenant, "messages.scheduled")]
 
 
-def test_schedule_refuses_an_unknown_contact(sched: Scheduler, tenant: ObjectId,
-                                             clock: ManualClock) -> None:
+def test_schedule_refuses_an_unknown_contact(sched: Scheduler, store: Any, tenant: ObjectId,
+                                             clock: ManualClock,
+                                             counter: RecordingCounter) -> None:
     with pytest.raises(NotFoundError, match="contact"):
         sched.schedule(tenant, ObjectId(), "sms", clock.now())
+    assert store[b.MESSAGES].count_documents({}) == 0
+    assert store[b.EVENTS].count_documents({}) == 0 and counter.calls == []
 
 
 def test_schedule_refuses_another_tenants_contact(
@@ -137,10 +140,14 @@ def test_schedule_refuses_another_tenants_contact(
 
 
 def test_schedule_with_an_unknown_channel_is_rejected_by_the_validator(
-    sched: Scheduler, tenant: ObjectId, contact: ObjectId, clock: ManualClock
+    sched: Scheduler, store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock,
+    counter: RecordingCounter,
 ) -> None:
-    with pytest.raises(DocumentValidationError):
+    with pytest.raises(DocumentValidationError) as caught:
         sched.schedule(tenant, contact, "fax", clock.now())
+    assert caught.value.code == 121 and caught.value.collection == b.MESSAGES
+    assert store[b.MESSAGES].count_documents({}) == 0
+    assert store[b.EVENTS].count_documents({}) == 0 and counter.calls == []
 
 
 def test_a_repeated_idempotency_key_returns_the_first_message(
@@ -308,12 +315,18 @@ def test_failures_back_off_exponentially_then_fail_for_good(
 
 
 def test_a_permanent_failure_does_not_retry(
-    sched: Scheduler, tenant: ObjectId, contact: ObjectId, clock: ManualClock
+    sched: Scheduler, store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock,
+    counter: RecordingCounter,
 ) -> None:
     message_id = sched.schedule(tenant, contact, "sms", clock.now())["_id"]
     sched.claim_due("w1")
     failed = sched.mark_failed(message_id, "w1", ValueError("bad number"), retry=False)
     assert failed["status"] == "failed" and failed["lastError"] == "ValueError: bad number"
+    assert failed["attempts"] == 1 and "lockedBy" not in failed
+    assert sched.claim_due("w1", now=clock.now() + timedelta(days=30)) == []  # never again
+    [event] = store[b.EVENTS].find({"eventType": "failed", "scheduledMessageId": message_id})
+    assert event["raw"]["final"] is True
+    assert counter.calls[-1] == (tenant, "messages.failed")
 
 
 def test_mark_failed_by_a_worker_without_the_lease_is_refused(
