@@ -113,8 +113,10 @@ def test_missing_field_counts_as_null_in_a_unique_index(db: Any) -> None:
     coll = db["users"]
     coll.create_index("email", unique=True)
     coll.insert_one({"_id": 1})
-    with pytest.raises(DuplicateKeyError):
+    with pytest.raises(DuplicateKeyError) as caught:
         coll.insert_one({"_id": 2, "email": None})
+    assert caught.value.details["keyValue"] == {"email": None}
+    assert [d["_id"] for d in coll.find()] == [1]
 
 
 def test_unique_partial_index_only_constrains_matching_documents(db: Any) -> None:

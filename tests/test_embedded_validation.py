@@ -175,8 +175,10 @@ def test_bypass_document_validation_accepts_invalid_documents(
     items.insert_many([{"_id": 3}], bypass_document_validation=True)
     items.bulk_write([InsertOne({"_id": 4})], bypass_document_validation=True)
     assert items.count_documents({}) == 4
-    with pytest.raises(WriteError):
+    assert items.find_one({"_id": 1}) == {"_id": 1, "name": "apple", "qty": -5}
+    with pytest.raises(WriteError) as caught:
         items.insert_one({"_id": 5})  # the bypass does not outlive the call
+    assert caught.value.code == 121
 
 
 def test_validation_action_warn_accepts_and_logs(db: Any, backend: str,
@@ -203,8 +205,10 @@ def test_validation_level_moderate_lets_invalid_documents_stay_invalid(db: Any) 
     with pytest.raises(WriteError) as caught:
         coll.update_one({"_id": "good"}, {"$set": {"qty": -1}})  # good to bad is not
     assert caught.value.code == 121
-    with pytest.raises(WriteError):
+    with pytest.raises(WriteError) as refused:
         coll.insert_one({"_id": "new"})  # inserts always take the strict path
+    assert refused.value.code == 121
+    assert coll.find_one({"_id": "good"})["qty"] == 1
     assert coll.find_one({"_id": "legacy"})["note"] == "bad to bad is ok"
 
 
@@ -212,8 +216,10 @@ def test_strict_level_rejects_updates_of_already_invalid_documents(db: Any) -> N
     coll = db.create_collection("strict")
     coll.insert_one({"_id": "legacy", "name": 1})
     db.command({"collMod": "strict", "validator": VALIDATOR})
-    with pytest.raises(WriteError):
+    with pytest.raises(WriteError) as caught:
         coll.update_one({"_id": "legacy"}, {"$set": {"note": "x"}})
+    assert caught.value.code == 121
+    assert coll.find_one({"_id": "legacy"}) == {"_id": "legacy", "name": 1}
 
 
 def test_adding_a_validator_does_not_check_existing_documents(db: Any) -> None:
@@ -227,9 +233,11 @@ def test_adding_a_validator_does_not_check_existing_documents(db: Any) -> None:
 
 def test_empty_validator_removes_validation(db: Any) -> None:
     coll = db.create_collection("relaxed", validator=VALIDATOR)
+    with pytest.raises(WriteError):
+        coll.insert_one({"_id": 0, "anything": True})  # refused while the validator is set
     db.command("collMod", "relaxed", validator={})
     coll.insert_one({"_id": 1, "anything": True})
-    assert coll.count_documents({}) == 1
+    assert [d["_id"] for d in coll.find()] == [1]
 
 
 def test_json_schema_works_in_query_filters(items: Collection[dict[str, Any]]) -> None:

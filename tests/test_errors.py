@@ -31,8 +31,17 @@ def test_validation_failure_names_the_rules_and_collection() -> None:
 
 
 def test_bulk_write_error_uses_its_first_write_error() -> None:
-    exc = pymongo_errors.BulkWriteError({"writeErrors": [VALIDATION_DETAILS], "nInserted": 0})
-    assert isinstance(errors.translate(exc), errors.DocumentValidationError)
+    duplicate = {"index": 1, "code": 11000, "errmsg": "E11000", "keyValue": {"clerkOrgId": "o"}}
+    exc = pymongo_errors.BulkWriteError(
+        {"writeErrors": [VALIDATION_DETAILS, duplicate], "nInserted": 0}
+    )
+    err = errors.translate(exc, collection="tenants")
+    assert type(err) is errors.DocumentValidationError
+    assert err.code == 121 and err.details["errInfo"]["failingDocumentId"] == 1
+    reversed_order = pymongo_errors.BulkWriteError(
+        {"writeErrors": [duplicate, VALIDATION_DETAILS], "nInserted": 0}
+    )
+    assert type(errors.translate(reversed_order)) is errors.DuplicateKeyError
 
 
 def test_duplicate_key_carries_the_key_value() -> None:

@@ -127,7 +127,9 @@ def test_collmod_refuses_an_invalid_validator(
     with pytest.raises(OperationFailure) as caught:
         db.command("collMod", "existing", validator=validator)
     assert caught.value.code in codes(code)
+    assert db["existing"].options() == {}  # the collMod changed nothing
     db["existing"].insert_one({"anything": 1})  # the old (absent) validator still rules
+    assert db["existing"].count_documents({}) == 1
 
 
 JSON_SCHEMA_PARSE_CASES = [c for c in PARSE_ERROR_CASES if set(c[1]) == {"$jsonSchema"}]
