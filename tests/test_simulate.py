@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import random
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -42,7 +47,28 @@ def other_db(client: Any) -> Iterator[Any]:
 
 @given(key=st.text(max_size=20), attempt=st.integers(1, 10), seed=st.integers(0, 2**32))
 def test_send_outcome_depends_only_on_seed_key_and_attempt(key: str, attempt: int, seed: int) -> None:
-    assert send_fails(seed, key, attempt, SMALL) == send_fails(seed, key, attempt, SMALL)
+    first = send_fails(seed, key, attempt, SMALL)
+    random.seed(seed ^ 0x5EED)  # global randomness must not matter
+    random.random()
+    assert send_fails(seed, key, attempt, SimulationConfig(**vars(SMALL))) is first
+
+
+def test_send_outcome_is_the_same_in_another_process() -> None:
+    # A run must be reproducible by a later process: no hash() or process-seeded randomness.
+    script = (
+        "from nsn_store.simulate import SimulationConfig, send_fails; "
+        "c = SimulationConfig(failure_rate=0.5, retry_success_rate=0.5); "
+        "print(''.join('1' if send_fails(7, f'm{i}', 1 + i % 3, c) else '0' for i in range(300)))"
+    )
+    config = SimulationConfig(failure_rate=0.5, retry_success_rate=0.5)
+    here = "".join("1" if send_fails(7, f"m{i}", 1 + i % 3, config) else "0" for i in range(300))
+    assert "0" in here and "1" in here
+    for hash_seed in ("1", "2"):
+        other = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True,
+            cwd=Path(__file__).resolve().parents[1], env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+        assert other.stdout.strip() == here
 
 
 @pytest.mark.parametrize(
