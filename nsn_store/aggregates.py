@@ -43,11 +43,13 @@ from nsn_store.aggregates_periods import (
     event_match,
     merge_when_matched,
     next_period_start,
+    period_dates,
     period_start,
     period_window,
     rollup_pipeline,
     row_filter,
     rows_filter,
+    series_filter,
     truncate_expression,
 )
 from nsn_store.clock import DEFAULT_CLOCK, Clock
@@ -74,11 +76,13 @@ __all__ = [
     "event_match",
     "merge_when_matched",
     "next_period_start",
+    "period_dates",
     "period_start",
     "period_window",
     "rollup_pipeline",
     "row_filter",
     "rows_filter",
+    "series_filter",
     "to_list",
     "truncate_expression",
 ]
@@ -150,9 +154,7 @@ class _AggregatesBase:
     def _series_query(
         self, tenant_id: Any, metric: str, period: str, start: Any, end: Any
     ) -> dict[str, Any]:
-        query = rows_filter(tenant_id, period_window(period, start, end))
-        query["metric"] = metric
-        return query
+        return series_filter(tenant_id, metric, period_window(period, start, end))
 
 
 class Aggregates(_AggregatesBase):

@@ -163,6 +163,33 @@ def row_filter(tenant_id: Any, period: str, metric: str, day: str) -> dict[str, 
     return {"tenantId": tenant_id, "date": day, "metric": metric, "period": period}
 
 
+def period_dates(window: RollupWindow) -> list[str]:
+    """Return the ``date`` key of every period start in ``window``, in order."""
+    dates, start = [], window.start
+    while start < window.end:
+        dates.append(date_key(start))
+        start = next_period_start(start, window.period)
+    return dates
+
+
+def series_filter(tenant_id: Any, metric: str, window: RollupWindow) -> dict[str, Any]:
+    """Return the filter of one metric's rows in a window (served by ``by_tenant_date_metric``).
+
+    Rows exist only at period starts, so the window's dates are listed with
+    ``$in``: every field of the unique key is then an equality, the scan reads
+    exactly the rows returned, and ``$in`` bounds on ``date`` come out in date
+    order (no SORT). A ``date`` range would put a range before ``metric`` and
+    ``period`` in that key, and on ``by_tenant_period`` leave ``metric`` to be
+    filtered after the fetch, so the planner's pick would depend on the data.
+    """
+    return {
+        "tenantId": tenant_id,
+        "date": {"$in": period_dates(window)},
+        "metric": metric,
+        "period": window.period,
+    }
+
+
 def rows_filter(tenant_id: Any, window: RollupWindow) -> dict[str, Any]:
     """Return the filter of a tenant's rows in a window (served by ``by_tenant_period``)."""
     dates = {"$gte": date_key(window.start), "$lt": date_key(window.end)}
