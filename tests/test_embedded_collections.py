@@ -97,6 +97,12 @@ def test_dropping_a_collection_forgets_its_options(db: Any) -> None:
 
 def test_ping_and_other_commands_still_work(db: Any) -> None:
     assert db.command("ping")["ok"] == 1.0
+    # ``create`` as a raw command behaves like create_collection, options included.
+    assert db.command("create", "made", validator=VALIDATOR)["ok"] == 1.0
+    assert _options(db, "made") == {"validator": VALIDATOR}
+    with pytest.raises(OperationFailure) as caught:
+        db.command("create", "made")
+    assert caught.value.code == 48
 
 
 def test_embedded_list_collections_shape(db: Any, backend: str) -> None:
