@@ -237,3 +237,5 @@ def test_progress_bar_only_on_a_terminal_without_json(
     assert ("sending" in result.stdout) is bar
     if as_json:
         assert json.loads(result.stdout)["total"] == 5
+    else:
+        assert "duplicates 0, lost 0" in result.stdout
