@@ -200,7 +200,7 @@ def test_every_query_of_the_data_classes_is_served_in_esr_order(
     action: Callable[[Any, ManualClock], Any], expected: Expected
 ) -> None:
     sent = sent_by(action)
-    assert [s.method for s in sent] and len(sent) == len(expected)
+    assert len(sent) == len(expected), [s.method for s in sent]
     for query, (index, residual) in zip(sent, expected):
         assert esr(query.query(index, residual)) == [], (query, index)
 
