@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft4Validator, ValidationError
 
 from nsn_store import models
+from nsn_store.embedded.validator import compile_validator
 from nsn_store.schema import SCHEMA
 from nsn_store.validators import validator_for
 
@@ -89,8 +90,7 @@ def jsonschema_matcher(validator: Mapping[str, Any]) -> Callable[[Mapping[str, A
 
 
 def embedded_matcher(validator: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool]:
-    engine = pytest.importorskip("nsn_store.embedded.validator")
-    return engine.compile_validator(validator).matches  # type: ignore[no-any-return]
+    return compile_validator(validator).matches
 
 
 MATCHERS = {"jsonschema": jsonschema_matcher, "embedded": embedded_matcher}
