@@ -189,7 +189,8 @@ def _read_state(
         return CollectionState(name)
     collection = db[name]
     indexes = list(collection.list_indexes())
-    documents = collection.count_documents({}) if count else 0
+    # From collection metadata: status must not read every document of a big collection.
+    documents = collection.estimated_document_count() if count else 0
     return CollectionState(name, True, dict(info.get("options") or {}), indexes, documents)
 
 

@@ -35,6 +35,8 @@ from nsn_store.errors import (
 COLLECTION = "aiPreviews"
 OPEN_STATUSES = ("pending", "streaming")
 DEFAULT_LIST_LIMIT = 100
+#: Newest first; ``_id`` breaks ties between previews created in the same millisecond.
+NEWEST_FIRST = [("createdAt", -1), ("_id", -1)]
 
 
 # ---------------------------------------------------------------- pure builders
@@ -179,7 +181,7 @@ class AIPreviews(_PreviewsBase):
         """Return the tenant's unexpired previews, newest first."""
         query = live_filter(tenant_id, self.clock.now())
         with translated(collection=COLLECTION):
-            cursor = self._collection.find(query).sort([("createdAt", -1), ("_id", -1)])
+            cursor = self._collection.find(query).sort(NEWEST_FIRST)
             return builtins.list(cursor.limit(limit))
 
     def _change(
@@ -253,7 +255,7 @@ class AsyncAIPreviews(_PreviewsBase):
         """Return the tenant's unexpired previews, newest first."""
         query = live_filter(tenant_id, self.clock.now())
         with translated(collection=COLLECTION):
-            cursor = self._collection.find(query).sort([("createdAt", -1), ("_id", -1)])
+            cursor = self._collection.find(query).sort(NEWEST_FIRST)
             found: builtins.list[dict[str, Any]] = await cursor.limit(limit).to_list(
                 None
             )
