@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -187,6 +191,14 @@ def test_duplicate_collection_names_are_refused() -> None:
 def test_checksum_is_stable_hex() -> None:
     assert checksum() == checksum(SCHEMA) == checksum(Schema(list(SCHEMA)))
     assert re.fullmatch(r"[0-9a-f]{64}", checksum())
+    # Stable means a later process (another hash seed) computes the recorded value again.
+    script = "from nsn_store.schema import checksum; print(checksum())"
+    for hash_seed in ("1", "2"):
+        other = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True,
+            cwd=Path(__file__).resolve().parents[1], env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+        assert other.stdout.strip() == checksum()
 
 
 def _replace_spec(position: int, **changes: Any) -> Schema:
