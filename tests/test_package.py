@@ -18,7 +18,11 @@ def test_all_is_sorted_and_unique() -> None:
 
 @pytest.mark.parametrize("name", nsn_store.__all__)
 def test_every_public_name_resolves(name: str) -> None:
-    assert getattr(nsn_store, name) is not None
+    value = getattr(nsn_store, name)
+    assert value is not None
+    # It is the package's own object of that name, not a look-alike from elsewhere.
+    assert getattr(value, "__module__", "").startswith("nsn_store."), value
+    assert getattr(value, "__name__", name) == name
 
 
 def test_unknown_attribute_raises_attribute_error() -> None:
