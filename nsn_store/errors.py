@@ -136,7 +136,10 @@ def translate(exc: pymongo_errors.PyMongoError, *, collection: str | None = None
     if isinstance(exc, pymongo_errors.ConfigurationError | pymongo_errors.InvalidURI):
         return ConfigurationError(str(exc))
     if isinstance(exc, pymongo_errors.BulkWriteError):
-        first = (exc.details or {}).get("writeErrors", [{}])[0]
+        # A bulk write fails on its first write error, or else on a write-concern error.
+        reply = exc.details or {}
+        errors = reply.get("writeErrors") or reply.get("writeConcernErrors") or [{}]
+        first = errors[0]
         return _from_code(first.get("code"), first.get("errmsg", str(exc)), collection, first)
     if isinstance(exc, pymongo_errors.OperationFailure):
         return _from_code(exc.code, str(exc), collection, exc.details or {})

@@ -71,3 +71,10 @@ def test_translated_chains_the_driver_error() -> None:
         raise original
     assert info.value.__cause__ is original
     assert info.value.code == 2
+
+
+def test_bulk_write_error_with_only_a_write_concern_error() -> None:
+    reply = {"writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "waiting for replication timed out"}]}
+    err = errors.translate(pymongo_errors.BulkWriteError(reply))
+    assert type(err) is errors.ServerError
+    assert err.code == 64 and "replication" in str(err)

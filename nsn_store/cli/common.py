@@ -56,9 +56,8 @@ def open_database(uri: str | None, *, timeout_ms: int = 5000) -> Database[Any]:
     """Connect to ``uri`` (or the default), announcing the embedded database on stderr."""
     resolved = connection.resolve_uri(uri)
     if connection.scheme_of(resolved) == connection.EMBEDDED_SCHEME:
-        click.echo(
-            f"nsn-store: using the embedded in-memory database {connection.mask_uri(resolved)}; "
-            "nothing persists "
+        echo(
+            f"nsn-store: using the embedded in-memory database {resolved}; nothing persists "
             f"after this command (set --uri or ${connection.ENV_VAR} for a real server)",
             err=True,
         )
@@ -81,14 +80,19 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def echo(message: str = "", *, err: bool = False) -> None:
+    """Print one message with every URI's password masked (the CLI's only way to print)."""
+    click.echo(connection.mask_text(message), err=err)
+
+
 def emit(result: Any, as_json: bool, render: Callable[[Any], str] | None = None) -> None:
     """Print ``result``: its ``to_dict()`` as JSON, else ``render(result)`` or a plain dump."""
     if as_json:
         data = result.to_dict() if hasattr(result, "to_dict") else result
-        click.echo(to_json(data))
+        echo(to_json(data))
         return
     text = render(result) if render is not None else _plain_text(result)
-    click.echo(connection.mask_text(text))
+    echo(text)
 
 
 def _plain_text(result: Any) -> str:
@@ -101,7 +105,7 @@ def _plain_text(result: Any) -> str:
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code``."""
-    click.echo(f"error: {connection.mask_text(message)}", err=True)
+    echo(f"error: {message}", err=True)
     raise click.exceptions.Exit(code)
 
 

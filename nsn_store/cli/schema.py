@@ -22,6 +22,7 @@ from pymongo.database import Database
 from nsn_store import connection, migration
 from nsn_store.cli.common import (
     EXIT_DIFFERENCES,
+    echo,
     emit,
     fail,
     handle_errors,
@@ -229,7 +230,7 @@ def _confirm_apply(db: Database[Any], steps: list[Step]) -> None:
         )
     question = f"Apply these {len(steps)} steps to {target_of(db)}?"
     if not click.confirm(question, default=False, err=True):
-        click.echo("Aborted: nothing was written.", err=True)
+        echo("Aborted: nothing was written.", err=True)
         raise click.exceptions.Exit(EXIT_DIFFERENCES)
 
 
@@ -258,12 +259,12 @@ def init_command(
     steps = migration.plan(db)
     if dry_run:
         if as_json:
-            click.echo(to_json({"dry_run": True, "steps": [s.to_dict() for s in steps]}))
+            echo(to_json({"dry_run": True, "steps": [s.to_dict() for s in steps]}))
         else:
-            click.echo(render_plan(db, steps) + "\nDry run: nothing was written.")
+            echo(render_plan(db, steps) + "\nDry run: nothing was written.")
         return
     if not as_json:
-        click.echo(render_plan(db, steps))
+        echo(render_plan(db, steps))
     conflicted = any(step.is_conflict for step in steps)
     if steps and not conflicted and not yes and not connection.is_embedded(db):
         _confirm_apply(db, steps)
@@ -288,7 +289,7 @@ def drop_command(uri: str | None, as_json: bool, yes: bool) -> None:
 
 
 def _confirm_drop(db: Database[Any]) -> None:
-    click.echo(
+    echo(
         f"This drops {len(SCHEMA)} collections and every document in them from "
         f"{target_of(db)}.",
         err=True,
@@ -298,10 +299,10 @@ def _confirm_drop(db: Database[Any]) -> None:
             "Type the database name to confirm", default="", show_default=False, err=True
         )
     except click.Abort:
-        click.echo(err=True)  # end the unanswered prompt line
+        echo(err=True)  # end the unanswered prompt line
         fail("drop needs --yes or the database name typed at the prompt; nothing was dropped")
     if typed.strip() != db.name:
-        click.echo(f"{typed.strip()!r} is not {db.name!r}: nothing was dropped.", err=True)
+        echo(f"{typed.strip()!r} is not {db.name!r}: nothing was dropped.", err=True)
         raise click.exceptions.Exit(EXIT_DIFFERENCES)
 
 
@@ -315,11 +316,11 @@ def status_command(uri: str | None, as_json: bool) -> None:
     report = migration.schema_status(db)
     backlog = _backlog(db, report)
     if as_json:
-        click.echo(to_json({**report.to_dict(), "backlog": backlog}))
+        echo(to_json({**report.to_dict(), "backlog": backlog}))
         return
     emit(report, False, render_status)
     if backlog is not None:
-        click.echo(render_backlog(backlog))
+        echo(render_backlog(backlog))
 
 
 @click.command("verify")
@@ -333,15 +334,15 @@ def verify_command(uri: str | None, as_json: bool) -> None:
         report = migration.verify_schema(db)
     except DriftError as exc:
         if as_json:
-            click.echo(to_json({"matches": False, "differences": exc.differences}))
+            echo(to_json({"matches": False, "differences": exc.differences}))
         else:
-            click.echo(f"Drift: {len(exc.differences)} difference(s) from {MIGRATION_ID}:")
-            click.echo("\n".join(f"  - {line}" for line in exc.differences))
+            echo(f"Drift: {len(exc.differences)} difference(s) from {MIGRATION_ID}:")
+            echo("\n".join(f"  - {line}" for line in exc.differences))
         raise click.exceptions.Exit(EXIT_DIFFERENCES) from exc
     if as_json:
-        click.echo(to_json(report.to_dict()))
+        echo(to_json(report.to_dict()))
     else:
-        click.echo(f"The database matches {MIGRATION_ID} ({len(report.collections)} collections).")
+        echo(f"The database matches {MIGRATION_ID} ({len(report.collections)} collections).")
 
 
 @click.command("export")
@@ -362,12 +363,12 @@ def export_command(directory: Path, check: bool, as_json: bool) -> None:
         return
     differences = export.check(directory)
     if as_json:
-        click.echo(to_json({"up_to_date": not differences, "differences": differences}))
+        echo(to_json({"up_to_date": not differences, "differences": differences}))
     elif differences:
-        click.echo(f"{directory} differs from the schema (run nsn-store export):")
-        click.echo("\n".join(f"  - {line}" for line in differences))
+        echo(f"{directory} differs from the schema (run nsn-store export):")
+        echo("\n".join(f"  - {line}" for line in differences))
     else:
-        click.echo(f"{directory} is up to date.")
+        echo(f"{directory} is up to date.")
     if differences:
         raise click.exceptions.Exit(EXIT_DIFFERENCES)
 
