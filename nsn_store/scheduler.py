@@ -52,6 +52,10 @@ class Scheduler(_Flows):
     retried with exponential backoff from ``base_backoff`` until the
     ``max_attempts``-th attempt fails; ``rng`` makes the jitter reproducible.
     Safe to share between threads.
+
+    ``mark_sent``, ``mark_failed`` and ``extend_lease`` take the message's id
+    or, better, the document ``claim_due`` returned: its ``tenantId`` (the
+    shard key) lets a sharded cluster route the write to one shard.
     """
 
     def schedule(self, tenant_id: Any, contact_id: Any, channel: str, send_at: datetime, *,

@@ -198,8 +198,8 @@ class _Flows:
     def _mark_sent(self, message_id: Any, worker_id: str, provider_message_id: str | None,
                    provider: str | None) -> Flow:
         b.check_provider(provider)
-        mid, now = b.as_object_id(message_id), self._now(None)
-        doc = yield _modify(b.holder_filter(mid, worker_id, now), b.sent_update(now))
+        (mid, tenant), now = b.message_ref(message_id), self._now(None)
+        doc = yield _modify(b.holder_filter(mid, worker_id, now, tenant), b.sent_update(now))
         if doc is None:
             raise b.lease_refusal((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
         event = b.new_event(doc["tenantId"], b.SENT, now, message_id=mid,
@@ -214,8 +214,8 @@ class _Flows:
 
     def _mark_failed(self, message_id: Any, worker_id: str, error: str | BaseException,
                      retry: bool) -> Flow:
-        mid, now = b.as_object_id(message_id), self._now(None)
-        held = b.holder_filter(mid, worker_id, now)
+        (mid, tenant), now = b.message_ref(message_id), self._now(None)
+        held = b.holder_filter(mid, worker_id, now, tenant)
         current = yield _find_one(b.Query(b.MESSAGES, held, "_id_"))
         if current is None:
             raise b.lease_refusal((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
@@ -234,8 +234,9 @@ class _Flows:
         return doc
 
     def _extend_lease(self, message_id: Any, worker_id: str, lease: timedelta) -> Flow:
-        mid, now = b.as_object_id(message_id), self._now(None)
-        doc = yield _modify(b.holder_filter(mid, worker_id, now), b.extend_update(now, lease))
+        (mid, tenant), now = b.message_ref(message_id), self._now(None)
+        doc = yield _modify(b.holder_filter(mid, worker_id, now, tenant),
+                            b.extend_update(now, lease))
         if doc is None:
             raise b.lease_refusal((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
         return doc

@@ -113,6 +113,7 @@ __all__ = [
     "lease_refusal",
     "live_lease_query",
     "message_events_query",
+    "message_ref",
     "new_event",
     "new_message",
     "oldest_first",
@@ -153,6 +154,17 @@ class Query:
 def as_object_id(value: ObjectId | str) -> ObjectId:
     """Return ``value`` as an ObjectId, accepting its 24-hex string form."""
     return value if isinstance(value, ObjectId) else ObjectId(value)
+
+
+def message_ref(message: ObjectId | str | Mapping[str, Any]) -> tuple[ObjectId, ObjectId | None]:
+    """Return ``(_id, tenantId)`` of a message given as a claimed document or as its id.
+
+    A claimed document also gives the tenant, which finishing writes use to
+    reach a single shard (see ``holder_filter``); a bare id gives no tenant.
+    """
+    if isinstance(message, Mapping):
+        return as_object_id(message["_id"]), message.get("tenantId")
+    return as_object_id(message), None
 
 
 # --- reads -----------------------------------------------------------------
@@ -307,6 +319,8 @@ def all_queries(now: datetime) -> list[Query]:
         held_query(ids, "w", now),
         Query(MESSAGES, holder_filter(other, "w", now), "_id_",
               residual=("status", "lockedBy", "lockedUntil")),
+        Query(MESSAGES, holder_filter(other, "w", now, tenant), "_id_",
+              residual=("tenantId", "status", "lockedBy", "lockedUntil")),
         Query(MESSAGES, cancel_filter(tenant, other), "_id_", residual=("tenantId", "status")),
         Query(MESSAGES, abandoned_filter(other, now, 5), "_id_",
               residual=("status", "lockedUntil", "attempts")),

@@ -78,9 +78,16 @@ def abandoned_error(attempts: int) -> str:
 # --- finishing ---------------------------------------------------------------
 
 
-def holder_filter(message_id: ObjectId, worker_id: str, now: datetime) -> Filter:
-    """Match the message only while ``worker_id`` holds a live lease on it."""
-    return {"_id": message_id, "status": PROCESSING, "lockedBy": worker_id,
+def holder_filter(message_id: ObjectId, worker_id: str, now: datetime,
+                  tenant_id: ObjectId | None = None) -> Filter:
+    """Match the message only while ``worker_id`` holds a live lease on it.
+
+    With ``tenant_id`` (known when the worker passes back the claimed document)
+    the write carries the shard key, so a sharded cluster routes it to one
+    shard instead of refusing it (before 7.0) or broadcasting it (7.0+).
+    """
+    tenant = {} if tenant_id is None else {"tenantId": tenant_id}
+    return {"_id": message_id, **tenant, "status": PROCESSING, "lockedBy": worker_id,
             "lockedUntil": {"$gt": now}}
 
 

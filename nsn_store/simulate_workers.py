@@ -66,10 +66,10 @@ class Workers:
             results = []
             for message in batch:
                 if self.fails(message):
-                    doc = yield Call("mark_failed", (message["_id"], worker, SEND_ERROR))
+                    doc = yield Call("mark_failed", (message, worker, SEND_ERROR))
                     results.append("failed" if doc["status"] == "failed" else "retried")
                 else:
-                    yield Call("mark_sent", (message["_id"], worker))
+                    yield Call("mark_sent", (message, worker))
                     results.append("sent")
             self.tally.record(self.clock.now(), batch, results)
 

@@ -281,6 +281,21 @@ def test_mark_sent_records_the_provider_and_releases_the_lease(
         sched.mark_sent(message_id, "w1")
 
 
+def test_workers_may_finish_with_the_claimed_documents_themselves(
+    sched: Scheduler, store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock
+) -> None:
+    """Passing back what claim_due returned puts tenantId (the shard key) in each write."""
+    for _ in range(3):
+        sched.schedule(tenant, contact, "sms", clock.now())
+    first, second, third = sched.claim_due("w1", lease=LEASE)
+    assert sched.extend_lease(first, "w1", LEASE)["lockedUntil"] == clock.now() + LEASE
+    assert sched.mark_sent(first, "w1")["status"] == "sent"
+    assert sched.mark_failed(second, "w1", "timeout")["status"] == "scheduled"
+    with pytest.raises(LeaseLostError):  # a document of another tenant never matches
+        sched.mark_sent({**third, "tenantId": ObjectId()}, "w1")
+    assert _message(store, third["_id"])["status"] == "processing"
+
+
 def test_mark_sent_of_an_unknown_message_is_not_found(sched: Scheduler) -> None:
     with pytest.raises(NotFoundError):
         sched.mark_sent(ObjectId(), "w1")

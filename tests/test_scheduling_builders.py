@@ -127,6 +127,17 @@ def test_holder_filter_needs_the_worker_and_a_live_lease() -> None:
     assert not filter_applies(b.holder_filter(doc["_id"], "w1", NOW + MINUTE), doc)
 
 
+def test_a_claimed_document_gives_the_shard_key_to_finishing_writes() -> None:
+    tenant, other = ObjectId(), ObjectId()
+    doc = {"_id": ObjectId(), "tenantId": tenant, "status": "processing", "lockedBy": "w1",
+           "lockedUntil": NOW + MINUTE}
+    assert b.message_ref(doc) == (doc["_id"], tenant)
+    assert b.message_ref(str(doc["_id"])) == (doc["_id"], None)
+    targeted = b.holder_filter(doc["_id"], "w1", NOW, tenant)
+    assert targeted["tenantId"] == tenant and filter_applies(targeted, doc)
+    assert not filter_applies(b.holder_filter(doc["_id"], "w1", NOW, other), doc)
+
+
 def test_pick_candidates_merges_both_scans_oldest_first_without_duplicates() -> None:
     old, mid, new = (_message("scheduled", NOW - MINUTE * k) for k in (3, 2, 1))
     picked = b.pick_candidates([mid, new], [old, mid], limit=10)
