@@ -32,6 +32,23 @@ class ConfigurationError(NsnStoreError):
     """A setting is wrong: a malformed URI, an unknown collection, a bad option."""
 
 
+class InvalidArgumentError(ConfigurationError, ValueError):
+    """An argument is out of its documented range or of the wrong type.
+
+    Raised at the library's boundary, before any I/O, so nothing is written.
+    ``argument`` names the parameter; the message never echoes a secret.
+    It is also a :class:`ValueError`, the error Python code expects for a bad value.
+    """
+
+    def __init__(self, message: str, *, argument: str) -> None:
+        super().__init__(message)
+        self.argument = argument
+
+
+class InvalidIdError(InvalidArgumentError):
+    """An id is not an ObjectId nor its 24-hex string (a dict, an operator, None, ...)."""
+
+
 class ConnectionFailedError(NsnStoreError):
     """The database could not be reached within the configured timeout."""
 
