@@ -33,6 +33,9 @@ from nsn_store.clock import to_bson_time
 
 # --- enumerations (closed sets; the validators turn them into `enum`) -------
 
+#: How many keyed counter adds a shard remembers (``counters.applied``).
+APPLIED_WINDOW = 256
+
 Channel = Literal["sms", "email"]
 MessageStatus = Literal["scheduled", "processing", "sent", "failed", "cancelled"]
 EventType = Literal[
@@ -261,6 +264,9 @@ class ScheduledMessage(Document):
     payload: dict[str, Any] | None = Field(default=None, description="rendering variables")
     lockedBy: Identifier | None = Field(default=None, description="worker holding the lease")
     lockedUntil: UtcDatetime | None = Field(default=None, description="lease expiry (UTC)")
+    claimToken: Identifier | None = Field(
+        default=None, description="the claim that holds (or sent) it; checked by finishing writes"
+    )
     lastError: ErrorText | None = Field(default=None, description="last delivery error")
     sentAt: UtcDatetime | None = Field(default=None, description="when the provider accepted it")
     idempotencyKey: Identifier | None = Field(default=None, description="caller's dedup key")
@@ -324,6 +330,9 @@ class Counter(Document):
     metric: Identifier = Field(description="metric name, e.g. messages.sent")
     shard: NonNegativeInt = Field(description="shard number, 0..N-1")
     value: Int = Field(description="this shard's partial count (int or long)")
+    applied: Annotated[list[Identifier], Field(max_length=APPLIED_WINDOW)] | None = Field(
+        default=None, description="keys of the last keyed adds, so a retried add applies once"
+    )
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
     updatedAt: UtcDatetime = Field(description="last increment (UTC)")
 
