@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from nsn_store.errors import ConfigurationError
 from nsn_store.tenancy_collections import (
     AsyncScopedCollection,
     ScopedBase,
@@ -28,8 +27,11 @@ from nsn_store.tenancy_collections import (
 from nsn_store.tenancy_rules import (
     FOREIGN_STAGES,
     REFERENCES,
+    REQUIRED_REFERENCES,
     TENANT_FIELD,
     Call,
+    as_pipeline,
+    as_tenant,
     check_update,
     check_update_pipeline,
     filtered_call,
@@ -42,7 +44,7 @@ from nsn_store.tenancy_rules import (
     scope_pipeline,
     tenant_collections,
     update_call,
-    update_values,
+    update_references,
 )
 
 # The rules and the collection twins live in their own modules; this one is
@@ -50,12 +52,15 @@ from nsn_store.tenancy_rules import (
 __all__ = [
     "FOREIGN_STAGES",
     "REFERENCES",
+    "REQUIRED_REFERENCES",
     "TENANT_FIELD",
     "AsyncScopedCollection",
     "AsyncTenantScope",
     "Call",
     "ScopedCollection",
     "TenantScope",
+    "as_pipeline",
+    "as_tenant",
     "check_update",
     "check_update_pipeline",
     "filtered_call",
@@ -68,7 +73,7 @@ __all__ = [
     "scope_pipeline",
     "tenant_collections",
     "update_call",
-    "update_values",
+    "update_references",
 ]
 
 
@@ -78,14 +83,12 @@ class TenantScope:
     collection_class: type[ScopedBase] = ScopedCollection
 
     def __init__(self, db: Any, tenant_id: Any) -> None:
-        if tenant_id is None:
-            raise ConfigurationError("a tenant scope needs a tenant id")
+        # The id gate comes first: {"$ne": None} here would match every tenant.
+        self.tenant_id = as_tenant(tenant_id)
         self.db = db
-        self.tenant_id = tenant_id
 
     def __getitem__(self, name: str) -> Any:
-        if name not in tenant_collections():
-            raise ConfigurationError(f"{name!r} is not a tenant-owned collection")
+        """Return ``name`` seen through this scope; refuse a collection no tenant owns."""
         return self.collection_class(self.db, self.tenant_id, name)
 
     def __repr__(self) -> str:

@@ -7,18 +7,20 @@ the driver call, awaiting them on the async side.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from nsn_store.errors import translated
+from nsn_store.errors import ConfigurationError, translated
 from nsn_store.tenancy_rules import (
     Call,
+    as_tenant,
     filtered_call,
     insert_call,
     reference_refusal,
     replace_call,
     scope_filter,
     scope_pipeline,
+    tenant_collections,
     update_call,
 )
 
@@ -27,8 +29,10 @@ class ScopedBase:
     """A tenant-owned collection seen through one tenant's scope."""
 
     def __init__(self, db: Any, tenant_id: Any, name: str) -> None:
+        if name not in tenant_collections():
+            raise ConfigurationError(f"{name!r} is not a tenant-owned collection")
+        self.tenant_id = as_tenant(tenant_id)
         self.db = db
-        self.tenant_id = tenant_id
         self.name = name
         self._raw = db[name]
 
@@ -106,8 +110,9 @@ class ScopedCollection(ScopedBase):
         """Delete the tenant's documents matching ``filter``."""
         return self._run(filtered_call(self.tenant_id, "delete_many", filter, **kwargs))
 
-    def aggregate(self, pipeline: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
-        """Run ``pipeline`` over the tenant's documents only (a driver cursor)."""
+    def aggregate(self, pipeline: Iterable[Mapping[str, Any]], **kwargs: Any) -> Any:
+        """Run ``pipeline`` (any iterable of stages, read once) over the tenant's
+        documents only (a driver cursor)."""
         return self._run(
             Call("aggregate", (scope_pipeline(self.tenant_id, pipeline),), kwargs)
         )
@@ -199,9 +204,10 @@ class AsyncScopedCollection(ScopedBase):
         )
 
     async def aggregate(
-        self, pipeline: Sequence[Mapping[str, Any]], **kwargs: Any
+        self, pipeline: Iterable[Mapping[str, Any]], **kwargs: Any
     ) -> Any:
-        """Run ``pipeline`` over the tenant's documents only; return the result list."""
+        """Run ``pipeline`` (any iterable of stages, read once) over the tenant's
+        documents only; return the result list."""
         from nsn_store.aggregates import to_list
 
         call = Call("aggregate", (scope_pipeline(self.tenant_id, pipeline),), kwargs)

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo import ReturnDocument
 
-from nsn_store.errors import ConfigurationError, TenantIsolationError
+from nsn_store.errors import ConfigurationError, InvalidIdError, TenantIsolationError
 from nsn_store.migration import init_schema
 from nsn_store.schema import SCHEMA
 from nsn_store.tenancy import (
@@ -125,7 +125,7 @@ def test_references_are_checked_with_one_query_per_collection() -> None:
     docs = [
         {"contactId": c1, "templateId": t1},
         {"contactId": c2},
-        {"contactId": {"$in": []}},
+        {"contactId": c1},
     ]
     queries = reference_check_queries(TENANT, references_in(docs))
     assert [(name, count) for name, _, count in queries] == [
@@ -133,6 +133,15 @@ def test_references_are_checked_with_one_query_per_collection() -> None:
         ("templates", 1),
     ]
     assert queries[0][1]["tenantId"] == TENANT
+
+
+@pytest.mark.parametrize(
+    "value", [{"$in": []}, str(ObjectId()), None, 7], ids=["operator", "hex", "none", "int"]
+)
+def test_a_reference_that_is_not_an_object_id_is_refused(value: Any) -> None:
+    # Formerly a dict value was skipped unchecked; a reference is an ObjectId or nothing.
+    with pytest.raises(InvalidIdError):
+        references_in([{"contactId": value}])
 
 
 def test_an_insert_is_planned_with_the_tenant_and_its_reference_checks() -> None:
