@@ -30,6 +30,38 @@ rarely: run it when writers are quiet, or accept that in-flight error.
 
 Other operations can bump a counter in their own bulk writes with the pure
 :func:`counter_update` (``(filter, update)`` of the upsert).
+
+Keyed adds (``add(..., once="<key>")``) apply at most once per key, so a caller
+may repeat an add whose reply was lost. The shard is chosen from the key
+(crc32, so a retry from any process hits the same shard); the upsert's filter
+adds ``applied: {$ne: key}`` and its update pushes the key onto the shard's
+``applied`` list, trimmed to the last :data:`~nsn_store.models.APPLIED_WINDOW`
+(256) keys. When the shard already holds the key, the filter matches nothing
+and the upsert's insert hits the unique ``by_tenant_metric_shard`` index: that
+duplicate-key error (after the one retry that also covers two first adds
+racing to insert the shard) means "already applied", and ``add`` returns
+False. The guarantee is bounded: a key is remembered while it is among its
+shard's last 256 keyed adds. With 16 shards a retry is safe for about the last
+4,000 keyed adds of that metric and tenant (the keys spread evenly over the
+shards); a retry that comes later than that counts again.
+
+What keeps and what forgets the keys: ``rebalance`` and ``reconcile`` only
+``$inc`` values (they never set, replace or delete a shard, and never touch
+``applied``), so every key stays on the shard its retry will be checked
+against, and a retry after a rebalance or a repair still counts once.
+``reset`` deletes the shards and with them the keys: a retry of an add made
+before the reset counts again, in the new count. Changing a metric's shard
+count (``shards`` / ``shards_for``) moves a key's shard, so a retry of an add
+made before the change may count twice; change shard counts only while no
+keyed add is being retried.
+
+Bounds, all checked before any I/O (each bad value raises
+:class:`~nsn_store.errors.InvalidArgumentError` naming the argument): ids go
+through :func:`~nsn_store.arguments.as_object_id`; ``metric``, ``key`` and
+``once`` are 1-200 characters (the model's ``Identifier``); ``n`` is an int
+(not a bool or float) within a signed 64-bit integer; a counter has 1 to
+:data:`MAX_SHARDS` shards; ``estimate(sample=...)`` takes 1 to
+:data:`MAX_SHARDS` (more than the metric's shards reads them all).
 """
 
 from __future__ import annotations
@@ -40,18 +72,30 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
+from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError as PyMongoDuplicateKeyError
 
+from nsn_store.arguments import as_object_id, check_limit, check_text
 from nsn_store.clock import DEFAULT_CLOCK, Clock
-from nsn_store.errors import ConfigurationError, translated
+from nsn_store.errors import InvalidArgumentError, translated
+from nsn_store.models import APPLIED_WINDOW
 
 log = logging.getLogger(__name__)
 
 COLLECTION = "counters"
 DEFAULT_SHARDS = 16
+#: The most shards one metric may use (and the largest ``estimate`` sample).
+MAX_SHARDS: Final = 1024
+#: The longest metric name, ``key`` or ``once`` (the model's ``Identifier``).
+MAX_NAME: Final = 200
+#: ``n`` must fit the signed 64-bit integer BSON stores.
+_INT64: Final = 2**63
+#: Index whose duplicate-key error tells a keyed add that its key was applied.
+SHARD_INDEX: Final = "by_tenant_metric_shard"
+SHARD_KEY_FIELDS: Final = ("tenantId", "metric", "shard")
 
 
 @dataclass(frozen=True)
@@ -64,6 +108,40 @@ class ReconcileResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# ---------------------------------------------------------------- argument checks
+
+
+def check_metric(metric: Any) -> str:
+    """Return ``metric`` if it is a name of 1-200 characters; refuse it by name otherwise."""
+    return check_text(metric, "metric", maximum=MAX_NAME)
+
+
+def check_amount(n: Any) -> int:
+    """Return ``n`` if it is an int (not a bool or float) a BSON long can hold."""
+    if type(n) is not int:
+        raise InvalidArgumentError(
+            f"n must be a whole number, not a value of type {type(n).__name__}",
+            argument="n",
+        )
+    if not -_INT64 <= n < _INT64:
+        raise InvalidArgumentError("n must fit a signed 64-bit integer", argument="n")
+    return n
+
+
+def check_shards(count: Any, argument: str = "shards") -> int:
+    """Return a shard count if it is an int from 1 to :data:`MAX_SHARDS`."""
+    return check_limit(count, argument, maximum=MAX_SHARDS)
+
+
+def is_shard_duplicate(exc: PyMongoDuplicateKeyError) -> bool:
+    """Return True if ``exc`` is a duplicate of the shard's unique key (not of ``_id``)."""
+    details = exc.details or {}
+    pattern = details.get("keyPattern")
+    if isinstance(pattern, Mapping):
+        return tuple(pattern) == SHARD_KEY_FIELDS
+    return SHARD_INDEX in str(details.get("errmsg", exc))
 
 
 # ---------------------------------------------------------------- pure builders
@@ -83,8 +161,7 @@ def pick_shard(shards: int, rng: random.Random, key: str | None = None) -> int:
 
 def pick_sample(shards: int, sample: int, rng: random.Random) -> list[int]:
     """Return ``sample`` distinct shards chosen at random (all of them if sample >= shards)."""
-    if sample < 1:
-        raise ConfigurationError(f"estimate needs sample >= 1, got {sample}")
+    check_limit(sample, "sample", maximum=MAX_SHARDS)
     return sorted(rng.sample(range(shards), min(sample, shards)))
 
 
@@ -99,20 +176,34 @@ def counter_filter(
 
 
 def counter_update(
-    tenant_id: Any, metric: str, shard: int, n: int, now: datetime
+    tenant_id: Any,
+    metric: str,
+    shard: int,
+    n: int,
+    now: datetime,
+    *,
+    once: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Return ``(filter, update)`` of an upsert adding ``n`` to one shard.
 
     The filter is equality on the unique key, so a server retries a racing
     upsert's duplicate-key error itself and the inserted shard gets
-    tenantId/metric/shard from the filter.
+    tenantId/metric/shard from the filter. With ``once`` (a keyed add, whose
+    ``shard`` must be ``shard_for_key(once, N)``) the filter also requires the
+    key to be absent from ``applied`` and the update pushes it, keeping the
+    last :data:`APPLIED_WINDOW`; a shard that holds the key then matches
+    nothing, and the upsert's insert fails on the unique key instead.
     """
-    update = {
+    query = counter_filter(tenant_id, metric, shard)
+    update: dict[str, Any] = {
         "$inc": {"value": n},
         "$set": {"updatedAt": now},
         "$setOnInsert": {"createdAt": now},
     }
-    return counter_filter(tenant_id, metric, shard), update
+    if once is not None:
+        query["applied"] = {"$ne": once}
+        update["$push"] = {"applied": {"$each": [once], "$slice": -APPLIED_WINDOW}}
+    return query, update
 
 
 def even_targets(total: int, shards: int) -> list[int]:
@@ -140,7 +231,11 @@ def rebalance_deltas(
 def delta_requests(
     tenant_id: Any, metric: str, deltas: Mapping[int, int], now: datetime
 ) -> list[UpdateOne]:
-    """Return the bulk upserts applying ``deltas``."""
+    """Return the bulk upserts applying ``deltas``.
+
+    They only ``$inc`` ``value`` (no ``once``), so every shard keeps its
+    ``applied`` keys and a keyed add retried afterwards still counts once.
+    """
     return [
         UpdateOne(*counter_update(tenant_id, metric, shard, n, now), upsert=True)
         for shard, n in deltas.items()
@@ -172,11 +267,15 @@ class _CounterBase:
         rng: random.Random | None = None,
         shards_for: Mapping[str, int] | None = None,
     ) -> None:
-        for count in [shards, *(shards_for or {}).values()]:
-            if count < 1:
-                raise ConfigurationError(
-                    f"a counter needs at least one shard, got {count}"
-                )
+        check_shards(shards)
+        if shards_for is not None and not isinstance(shards_for, Mapping):
+            raise InvalidArgumentError(
+                "shards_for must map metric names to shard counts",
+                argument="shards_for",
+            )
+        for metric, count in (shards_for or {}).items():
+            check_metric(metric)
+            check_shards(count, f"shards_for[{metric!r}]")
         self.db = db
         self.shards = shards
         self.shards_for = dict(shards_for or {})
@@ -189,59 +288,118 @@ class _CounterBase:
         return self.shards_for.get(metric, self.shards)
 
     def _add_args(
-        self, tenant_id: Any, metric: str, n: int, key: str | None
+        self, tenant_id: Any, metric: str, n: int, key: Any, once: Any
     ) -> tuple[Any, Any]:
-        shard = pick_shard(self.shard_count(metric), self.rng, key)
-        return counter_update(tenant_id, metric, shard, n, self.clock.now())
+        """Check an add's arguments (before any I/O); return its upsert."""
+        tenant, name = self._checked(tenant_id, metric)
+        check_amount(n)
+        if key is not None and once is not None:
+            raise InvalidArgumentError(
+                "pass key or once, not both (a keyed add's shard comes from once)",
+                argument="key",
+            )
+        if key is not None:
+            check_text(key, "key", maximum=MAX_NAME)
+        if once is not None:
+            check_text(once, "once", maximum=MAX_NAME)
+        shard = pick_shard(self.shard_count(name), self.rng, once or key)
+        return counter_update(tenant, name, shard, n, self.clock.now(), once=once)
+
+    def _checked(self, tenant_id: Any, metric: Any) -> tuple[ObjectId, str]:
+        return as_object_id(tenant_id, "tenant_id"), check_metric(metric)
 
     def _sample_filter(
         self, tenant_id: Any, metric: str, sample: int
     ) -> tuple[dict, float]:
-        shards = self.shard_count(metric)
+        tenant, name = self._checked(tenant_id, metric)
+        shards = self.shard_count(name)
         chosen = pick_sample(shards, sample, self.rng)
-        query = counter_filter(tenant_id, metric)
+        query = counter_filter(tenant, name)
         query["shard"] = {"$in": chosen}
         return query, shards / len(chosen)
 
+    def _source_args(
+        self, tenant_id: Any, metric: Any, source: Any, filter: Any
+    ) -> tuple[ObjectId, str, dict[str, Any]]:
+        """Check reconcile's arguments; return (tenant, metric, source filter)."""
+        tenant, name = self._checked(tenant_id, metric)
+        check_text(source, "source", maximum=MAX_NAME)
+        if filter is not None and not isinstance(filter, Mapping):
+            raise InvalidArgumentError(
+                "filter must be a mapping (a query document) or None", argument="filter"
+            )
+        return tenant, name, source_filter(tenant, filter)
+
 
 _PROJECTION = {"_id": 0, "shard": 1, "value": 1}
+
+
+def _already_applied(exc: PyMongoDuplicateKeyError, once: str | None) -> bool:
+    """Return True if a retried keyed add's duplicate-key error means "key already applied"."""
+    return once is not None and is_shard_duplicate(exc)
 
 
 class ShardedCounter(_CounterBase):
     """A per-tenant counter spread over N shard documents in ``counters``."""
 
     def add(
-        self, tenant_id: Any, metric: str, n: int = 1, *, key: str | None = None
-    ) -> None:
-        """Add ``n`` with one upsert on a random shard (or ``key``'s sticky shard)."""
-        query, update = self._add_args(tenant_id, metric, n, key)
+        self,
+        tenant_id: Any,
+        metric: str,
+        n: int = 1,
+        *,
+        key: str | None = None,
+        once: str | None = None,
+    ) -> bool:
+        """Add ``n`` with one upsert; return whether it applied.
+
+        The shard is random, or ``key``'s sticky shard. With ``once`` the add
+        is keyed: it lands on ``once``'s shard and applies at most once while
+        the key is among that shard's last 256 keyed adds, so a call repeated
+        after a lost reply returns False instead of counting twice. An
+        unkeyed add always returns True.
+        """
+        query, update = self._add_args(tenant_id, metric, n, key, once)
         with translated(collection=COLLECTION):
             try:
                 self._collection.update_one(query, update, upsert=True)
             except PyMongoDuplicateKeyError:
-                # Two first adds raced to insert the shard; the second now matches it.
-                self._collection.update_one(query, update, upsert=True)
+                # Two first adds raced to insert the shard (the second now
+                # matches it), or a keyed add's shard already holds its key.
+                try:
+                    self._collection.update_one(query, update, upsert=True)
+                except PyMongoDuplicateKeyError as exc:
+                    if _already_applied(exc, once):
+                        return False
+                    raise
+        return True
 
     def count(self, tenant_id: Any, metric: str) -> int:
         """Return the exact total: one query summing every shard."""
-        return sum(self._shards(tenant_id, metric).values())
+        tenant, name = self._checked(tenant_id, metric)
+        return sum(self._shards(tenant, name).values())
 
     def estimate(self, tenant_id: Any, metric: str, *, sample: int = 4) -> int:
-        """Return an estimate from ``sample`` random shards, scaled by N/sample."""
+        """Return an estimate from ``sample`` (1-1024) random shards, scaled by N/sample."""
         query, scale = self._sample_filter(tenant_id, metric, sample)
         with translated(collection=COLLECTION):
             docs = self._collection.find(query, _PROJECTION)
             return round(sum(shard_values(docs).values()) * scale)
 
     def reset(self, tenant_id: Any, metric: str) -> None:
-        """Set the counter to zero by deleting its shards."""
+        """Set the counter to zero by deleting its shards (and their keyed-add keys)."""
+        tenant, name = self._checked(tenant_id, metric)
         with translated(collection=COLLECTION):
-            self._collection.delete_many(counter_filter(tenant_id, metric))
+            self._collection.delete_many(counter_filter(tenant, name))
 
     def rebalance(self, tenant_id: Any, metric: str) -> None:
-        """Even the shards out without changing the total (concurrent adds survive)."""
-        current = self._shards(tenant_id, metric)
-        self._apply(tenant_id, metric, current, sum(current.values()))
+        """Even the shards out without changing the total (concurrent adds survive).
+
+        Only values move: each shard keeps its ``applied`` keys.
+        """
+        tenant, name = self._checked(tenant_id, metric)
+        current = self._shards(tenant, name)
+        self._apply(tenant, name, current, sum(current.values()))
 
     def reconcile(
         self,
@@ -252,28 +410,29 @@ class ShardedCounter(_CounterBase):
         filter: Mapping[str, Any] | None = None,
     ) -> ReconcileResult:
         """Compare with the count of ``source`` documents; repair the counter if it differs."""
+        tenant, name, counted = self._source_args(tenant_id, metric, source, filter)
         with translated(collection=source):
-            actual = self.db[source].count_documents(source_filter(tenant_id, filter))
-        current = self._shards(tenant_id, metric)
+            actual = self.db[source].count_documents(counted)
+        current = self._shards(tenant, name)
         before = sum(current.values())
         if before != actual:
             log.info(
                 "counter %s of tenant %s was %d, source has %d: repairing",
-                metric,
-                tenant_id,
+                name,
+                tenant,
                 before,
                 actual,
             )
-            self._apply(tenant_id, metric, current, actual)
+            self._apply(tenant, name, current, actual)
         return ReconcileResult(before=before, actual=actual, repaired=before != actual)
 
-    def _shards(self, tenant_id: Any, metric: str) -> dict[int, int]:
+    def _shards(self, tenant_id: ObjectId, metric: str) -> dict[int, int]:
         with translated(collection=COLLECTION):
             docs = self._collection.find(counter_filter(tenant_id, metric), _PROJECTION)
             return shard_values(docs)
 
     def _apply(
-        self, tenant_id: Any, metric: str, current: dict[int, int], total: int
+        self, tenant_id: ObjectId, metric: str, current: dict[int, int], total: int
     ) -> None:
         deltas = rebalance_deltas(current, self.shard_count(metric), total)
         if deltas:
@@ -286,36 +445,54 @@ class AsyncShardedCounter(_CounterBase):
     """The asyncio twin of :class:`ShardedCounter` (PyMongo async, Motor, mongomock-motor)."""
 
     async def add(
-        self, tenant_id: Any, metric: str, n: int = 1, *, key: str | None = None
-    ) -> None:
-        """Add ``n`` with one upsert on a random shard (or ``key``'s sticky shard)."""
-        query, update = self._add_args(tenant_id, metric, n, key)
+        self,
+        tenant_id: Any,
+        metric: str,
+        n: int = 1,
+        *,
+        key: str | None = None,
+        once: str | None = None,
+    ) -> bool:
+        """Add ``n`` with one upsert; return whether it applied (see :meth:`ShardedCounter.add`)."""
+        query, update = self._add_args(tenant_id, metric, n, key, once)
         with translated(collection=COLLECTION):
             try:
                 await self._collection.update_one(query, update, upsert=True)
             except PyMongoDuplicateKeyError:
-                await self._collection.update_one(query, update, upsert=True)
+                try:
+                    await self._collection.update_one(query, update, upsert=True)
+                except PyMongoDuplicateKeyError as exc:
+                    if _already_applied(exc, once):
+                        return False
+                    raise
+        return True
 
     async def count(self, tenant_id: Any, metric: str) -> int:
         """Return the exact total: one query summing every shard."""
-        return sum((await self._shards(tenant_id, metric)).values())
+        tenant, name = self._checked(tenant_id, metric)
+        return sum((await self._shards(tenant, name)).values())
 
     async def estimate(self, tenant_id: Any, metric: str, *, sample: int = 4) -> int:
-        """Return an estimate from ``sample`` random shards, scaled by N/sample."""
+        """Return an estimate from ``sample`` (1-1024) random shards, scaled by N/sample."""
         query, scale = self._sample_filter(tenant_id, metric, sample)
         with translated(collection=COLLECTION):
             docs = await self._collection.find(query, _PROJECTION).to_list(None)
             return round(sum(shard_values(docs).values()) * scale)
 
     async def reset(self, tenant_id: Any, metric: str) -> None:
-        """Set the counter to zero by deleting its shards."""
+        """Set the counter to zero by deleting its shards (and their keyed-add keys)."""
+        tenant, name = self._checked(tenant_id, metric)
         with translated(collection=COLLECTION):
-            await self._collection.delete_many(counter_filter(tenant_id, metric))
+            await self._collection.delete_many(counter_filter(tenant, name))
 
     async def rebalance(self, tenant_id: Any, metric: str) -> None:
-        """Even the shards out without changing the total (concurrent adds survive)."""
-        current = await self._shards(tenant_id, metric)
-        await self._apply(tenant_id, metric, current, sum(current.values()))
+        """Even the shards out without changing the total (concurrent adds survive).
+
+        Only values move: each shard keeps its ``applied`` keys.
+        """
+        tenant, name = self._checked(tenant_id, metric)
+        current = await self._shards(tenant, name)
+        await self._apply(tenant, name, current, sum(current.values()))
 
     async def reconcile(
         self,
@@ -326,24 +503,23 @@ class AsyncShardedCounter(_CounterBase):
         filter: Mapping[str, Any] | None = None,
     ) -> ReconcileResult:
         """Compare with the count of ``source`` documents; repair the counter if it differs."""
+        tenant, name, counted = self._source_args(tenant_id, metric, source, filter)
         with translated(collection=source):
-            actual = await self.db[source].count_documents(
-                source_filter(tenant_id, filter)
-            )
-        current = await self._shards(tenant_id, metric)
+            actual = await self.db[source].count_documents(counted)
+        current = await self._shards(tenant, name)
         before = sum(current.values())
         if before != actual:
             log.info(
                 "counter %s of tenant %s was %d, source has %d: repairing",
-                metric,
-                tenant_id,
+                name,
+                tenant,
                 before,
                 actual,
             )
-            await self._apply(tenant_id, metric, current, actual)
+            await self._apply(tenant, name, current, actual)
         return ReconcileResult(before=before, actual=actual, repaired=before != actual)
 
-    async def _shards(self, tenant_id: Any, metric: str) -> dict[int, int]:
+    async def _shards(self, tenant_id: ObjectId, metric: str) -> dict[int, int]:
         with translated(collection=COLLECTION):
             cursor = self._collection.find(
                 counter_filter(tenant_id, metric), _PROJECTION
@@ -351,7 +527,7 @@ class AsyncShardedCounter(_CounterBase):
             return shard_values(await cursor.to_list(None))
 
     async def _apply(
-        self, tenant_id: Any, metric: str, current: dict[int, int], total: int
+        self, tenant_id: ObjectId, metric: str, current: dict[int, int], total: int
     ) -> None:
         deltas = rebalance_deltas(current, self.shard_count(metric), total)
         if deltas:
