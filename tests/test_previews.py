@@ -77,8 +77,12 @@ def previews(db: Any, clock: Any) -> AIPreviews:
     return AIPreviews(db, clock=clock)
 
 
-def test_create_then_get(previews: AIPreviews, clock: Any) -> None:
-    tenant, user = ObjectId(), ObjectId()
+def test_create_then_get(previews: AIPreviews, db: Any, clock: Any) -> None:
+    tenant = ObjectId()
+    # The user must be one of the tenant's (issue 9): a made-up id is refused.
+    user = db.users.insert_one(
+        {"clerkUserId": "user_1", "tenantId": tenant, "role": "user", "createdAt": clock.now()}
+    ).inserted_id
     created = previews.create(
         tenant, "Draft a reminder", ttl=timedelta(minutes=5), user_id=user
     )

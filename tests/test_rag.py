@@ -8,7 +8,10 @@ import pytest
 from _support import assert_async_twin, init_schema_async
 from bson import ObjectId
 
-from nsn_store.errors import ConfigurationError, DocumentValidationError
+from nsn_store.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+)
 from nsn_store.migration import init_schema
 from nsn_store.rag import (
     AsyncRagDocuments,
@@ -76,9 +79,12 @@ def test_add_stores_every_given_field(rag: RagDocuments, db: Any) -> None:
     assert stored["embedding"] == [1.0, 2.0]
 
 
-def test_the_validator_still_applies(rag: RagDocuments) -> None:
-    with pytest.raises(DocumentValidationError):
-        rag.add(ObjectId(), "")  # text has minLength 1
+def test_empty_text_is_refused_before_any_write(rag: RagDocuments, db: Any) -> None:
+    # text has minLength 1; it used to reach the validator, now it is checked first.
+    with pytest.raises(InvalidArgumentError) as caught:
+        rag.add(ObjectId(), "")
+    assert caught.value.argument == "text"
+    assert db.ragDocuments.count_documents({}) == 0
 
 
 def test_list_is_scoped_newest_first_and_limited(rag: RagDocuments, clock: Any) -> None:
