@@ -2,7 +2,8 @@
 
 Fixtures: ``nsn_clock`` (a ManualClock), ``nsn_client`` (a fresh embedded
 server reading time from ``nsn_clock``), ``nsn_db`` (a fresh database on it)
-and ``nsn_async_db`` (the same database through mongomock-motor). Importing
+and ``nsn_async_db`` (the same database through the async embedded client, shaped
+like PyMongo's ``AsyncMongoClient``; no Motor needed). Importing
 this module imports nothing heavy: the embedded database loads on first use.
 """
 
@@ -42,7 +43,7 @@ def nsn_db(nsn_client: Any) -> Any:
 
 @pytest.fixture
 def nsn_async_db(nsn_client: Any) -> Any:
-    """The ``nsn_db`` database through an async (Motor-style) client."""
+    """The ``nsn_db`` database through the async embedded client (``AsyncMongoClient``-shaped)."""
     from nsn_store.testing import async_client
 
     return async_client(nsn_client)[NSN_DB_NAME]

@@ -3,7 +3,7 @@
 The embedded database enforces validators, unique indexes and server error
 codes, so a test that passes here exercises the same rules a server applies.
 Use :func:`mongomock_client` for sync code and :func:`async_client` to drive
-async code (Motor-style awaitables) over the same in-memory store.
+async code (shaped like PyMongo's ``AsyncMongoClient``) over the same store.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from nsn_store.clock import Clock
 
 if TYPE_CHECKING:
+    from nsn_store.embedded._async import AsyncEmbeddedClient
     from nsn_store.embedded.client import EmbeddedClient
 
 __all__ = ["async_client", "mongomock_client"]
@@ -25,13 +26,13 @@ def mongomock_client(clock: Clock | None = None) -> EmbeddedClient:
     return EmbeddedClient(clock=clock)
 
 
-def async_client(sync_client: EmbeddedClient) -> Any:
-    """Return a mongomock-motor client over ``sync_client``'s store (same data, same lock).
+def async_client(sync_client: EmbeddedClient) -> AsyncEmbeddedClient:
+    """Return an async client over ``sync_client``'s store (same data, same lock).
 
-    Collection methods return awaitables and cursors offer
-    ``await cursor.to_list(None)``, as with Motor and PyMongo's async client;
-    ``await db.create_collection(...)`` returns an async collection.
+    Shaped like PyMongo's ``AsyncMongoClient``: collection methods are
+    coroutines, ``find`` returns a cursor with ``await cursor.to_list(None)``
+    and ``async for``; it needs neither Motor nor mongomock-motor.
     """
-    from nsn_store.embedded.aio import AsyncEmbeddedClient
+    from nsn_store.embedded._async import AsyncEmbeddedClient
 
-    return AsyncEmbeddedClient(mock_mongo_client=sync_client)
+    return AsyncEmbeddedClient(sync_client)

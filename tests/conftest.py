@@ -71,13 +71,13 @@ def ttl_monitor(backend: str, client: Any) -> Any:
     return client.run_ttl_monitor
 
 
-@pytest.fixture(params=["embedded-motor", "server-pymongo", "server-motor"])
+@pytest.fixture(params=["embedded", "server-pymongo", "server-motor"])
 async def async_db(request: pytest.FixtureRequest, clock: ManualClock) -> AsyncIterator[Any]:
-    """A fresh async database: mongomock-motor over the embedded store, or a real
+    """A fresh async database: the async embedded client over the embedded store, or a real
     server through PyMongo's ``AsyncMongoClient`` and through Motor."""
     kind = str(request.param)
     name = _fresh_name()
-    if kind == "embedded-motor":
+    if kind == "embedded":
         from nsn_store.testing import async_client, mongomock_client
 
         yield async_client(mongomock_client(clock=clock))[name]
