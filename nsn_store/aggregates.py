@@ -11,6 +11,16 @@ Windows are widened to whole periods before matching, so a rollup always
 writes complete period counts and never replaces a full count with a partial
 one.
 
+Every id passes the id gate (:func:`nsn_store.arguments.as_object_id`) before
+any I/O, so ``{"$ne": None}`` can never change, delete or read another
+tenant's rows. ``metric`` is 1-200 characters. Windows are checked by
+:func:`~nsn_store.aggregates_periods.checked_window` (years 1 to 9999, ``end``
+not before ``start``); ``series`` reads at most
+:data:`~nsn_store.aggregates_periods.MAX_SERIES_PERIODS` (1,000) periods per
+call. ``rollup`` has no period maximum: its cost follows the tenant's events
+in the window, not the window's length (``rebuild`` rolls up a tenant's whole
+history in one call per period).
+
 The embedded database (mongomock) implements neither ``$dateTrunc`` nor
 ``$merge``. :func:`rollup_pipeline` stays the single source of truth for a
 server; the embedded fallback lives in one place (:func:`embedded_rows` and
@@ -28,21 +38,28 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
+from bson import ObjectId
 from pymongo import UpdateOne
 
 from nsn_store.aggregates_periods import (
     _MS,
     COLLECTION,
+    EARLIEST,
+    LATEST,
+    MAX_SERIES_PERIODS,
     MERGE_KEY,
     PERIODS,
     SOURCE,
     RollupWindow,
     as_utc,
+    check_moment,
     check_period,
+    checked_window,
     date_key,
     event_match,
     merge_when_matched,
     next_period_start,
+    period_count,
     period_dates,
     period_start,
     period_window,
@@ -52,6 +69,7 @@ from nsn_store.aggregates_periods import (
     series_filter,
     truncate_expression,
 )
+from nsn_store.arguments import as_object_id, check_text
 from nsn_store.clock import DEFAULT_CLOCK, Clock
 from nsn_store.connection import is_embedded
 from nsn_store.errors import translated
@@ -62,6 +80,9 @@ log = logging.getLogger(__name__)
 # re-exported so every name stays importable from nsn_store.aggregates.
 __all__ = [
     "COLLECTION",
+    "EARLIEST",
+    "LATEST",
+    "MAX_SERIES_PERIODS",
     "MERGE_KEY",
     "PERIODS",
     "SOURCE",
@@ -69,13 +90,16 @@ __all__ = [
     "AsyncAggregates",
     "RollupWindow",
     "as_utc",
+    "check_moment",
     "check_period",
+    "checked_window",
     "date_key",
     "embedded_requests",
     "embedded_rows",
     "event_match",
     "merge_when_matched",
     "next_period_start",
+    "period_count",
     "period_dates",
     "period_start",
     "period_window",
@@ -154,7 +178,17 @@ class _AggregatesBase:
     def _series_query(
         self, tenant_id: Any, metric: str, period: str, start: Any, end: Any
     ) -> dict[str, Any]:
-        return series_filter(tenant_id, metric, period_window(period, start, end))
+        """Check a series' arguments (before any I/O); return its filter."""
+        tenant = as_object_id(tenant_id, "tenant_id")
+        name = check_text(metric, "metric", maximum=200)
+        window = checked_window(period, start, end, maximum=MAX_SERIES_PERIODS)
+        return series_filter(tenant, name, window)
+
+    def _rollup_args(
+        self, tenant_id: Any, period: str, start: Any, end: Any
+    ) -> tuple[ObjectId, RollupWindow]:
+        """Check a rollup's arguments (before any I/O); return the tenant and window."""
+        return as_object_id(tenant_id, "tenant_id"), checked_window(period, start, end)
 
 
 class Aggregates(_AggregatesBase):
@@ -169,13 +203,13 @@ class Aggregates(_AggregatesBase):
         end: datetime | date,
     ) -> RollupWindow:
         """Recompute the rows of every whole period overlapping ``[start, end)``."""
-        window = period_window(period, start, end)
+        tenant, window = self._rollup_args(tenant_id, period, start, end)
         now = self.clock.now()
         with translated(collection=COLLECTION):
             if self.embedded:
-                self._rollup_embedded(tenant_id, window, now)
+                self._rollup_embedded(tenant, window, now)
             else:
-                list(self._events.aggregate(rollup_pipeline(tenant_id, window, now)))
+                list(self._events.aggregate(rollup_pipeline(tenant, window, now)))
         return window
 
     def series(
@@ -186,13 +220,17 @@ class Aggregates(_AggregatesBase):
         start: datetime | date,
         end: datetime | date,
     ) -> list[tuple[str, Any]]:
-        """Return ``[(date, value), ...]`` by date for periods overlapping ``[start, end)``."""
+        """Return ``[(date, value), ...]`` by date for periods overlapping ``[start, end)``.
+
+        At most 1,000 periods per call; a longer window is refused.
+        """
         query = self._series_query(tenant_id, metric, period, start, end)
         with translated(collection=COLLECTION):
             return _series_rows(self._rows.find(query, _ROW_FIELDS).sort("date", 1))
 
     def rebuild(self, tenant_id: Any) -> list[RollupWindow]:
         """Delete the tenant's rows and roll up every period from all its events."""
+        tenant_id = as_object_id(tenant_id, "tenant_id")
         with translated(collection=COLLECTION):
             self._rows.delete_many({"tenantId": tenant_id})
             first = self._events.find_one(
@@ -235,14 +273,14 @@ class AsyncAggregates(_AggregatesBase):
         end: datetime | date,
     ) -> RollupWindow:
         """Recompute the rows of every whole period overlapping ``[start, end)``."""
-        window = period_window(period, start, end)
+        tenant, window = self._rollup_args(tenant_id, period, start, end)
         now = self.clock.now()
         with translated(collection=COLLECTION):
             if self.embedded:
-                await self._rollup_embedded(tenant_id, window, now)
+                await self._rollup_embedded(tenant, window, now)
             else:
                 await to_list(
-                    self._events.aggregate(rollup_pipeline(tenant_id, window, now))
+                    self._events.aggregate(rollup_pipeline(tenant, window, now))
                 )
         return window
 
@@ -254,7 +292,10 @@ class AsyncAggregates(_AggregatesBase):
         start: datetime | date,
         end: datetime | date,
     ) -> list[tuple[str, Any]]:
-        """Return ``[(date, value), ...]`` by date for periods overlapping ``[start, end)``."""
+        """Return ``[(date, value), ...]`` by date for periods overlapping ``[start, end)``.
+
+        At most 1,000 periods per call; a longer window is refused.
+        """
         query = self._series_query(tenant_id, metric, period, start, end)
         with translated(collection=COLLECTION):
             return _series_rows(
@@ -263,6 +304,7 @@ class AsyncAggregates(_AggregatesBase):
 
     async def rebuild(self, tenant_id: Any) -> list[RollupWindow]:
         """Delete the tenant's rows and roll up every period from all its events."""
+        tenant_id = as_object_id(tenant_id, "tenant_id")
         with translated(collection=COLLECTION):
             await self._rows.delete_many({"tenantId": tenant_id})
             first = await self._events.find_one(

@@ -4,22 +4,38 @@ Periods are UTC days, Monday-start weeks and calendar months, computed exactly
 as the server's ``$dateTrunc`` buckets them. :func:`rollup_pipeline` is the
 single source of truth for a server rollup; the I/O twins and the embedded
 fallback live in :mod:`nsn_store.aggregates`, which re-exports every name here.
+
+Windows are checked before any I/O (:func:`checked_window`): ``period`` is one
+of day, week, month; ``start`` and ``end`` are datetimes (naive means UTC) or
+dates between :data:`EARLIEST` and :data:`LATEST` (years 1 to 9999, less the
+last month, so the period after the last one still has a date), with ``end``
+not before ``start``. A series reads at most :data:`MAX_SERIES_PERIODS`
+(1,000) periods per call, counted after widening to whole periods: about 2.7
+years of days, 19 years of weeks or 83 years of months; ask for more in
+several calls. Each bad value raises
+:class:`~nsn_store.errors.InvalidArgumentError` naming the argument.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
+from typing import Any, Final
 
+from nsn_store.arguments import check_datetime
 from nsn_store.clock import to_bson_time
-from nsn_store.errors import ConfigurationError
+from nsn_store.errors import InvalidArgumentError
 
 COLLECTION = "aggregates"
 SOURCE = "messageEvents"
 PERIODS = ("day", "week", "month")
 MERGE_KEY = ("tenantId", "date", "metric", "period")
 _MS = timedelta(milliseconds=1)
+#: The most periods one ``series`` call reads (its ``$in`` lists each period start).
+MAX_SERIES_PERIODS: Final = 1_000
+#: The first and last moments a window may start or end at.
+EARLIEST: Final = datetime(1, 1, 2, tzinfo=timezone.utc)
+LATEST: Final = datetime(9999, 12, 1, tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -42,12 +58,60 @@ def as_utc(value: datetime | date) -> datetime:
 
 
 def check_period(period: str) -> str:
-    """Return ``period`` if it is one of day, week, month; else raise ConfigurationError."""
-    if period not in PERIODS:
-        raise ConfigurationError(
-            f"unknown period {period!r}; expected one of {PERIODS}"
+    """Return ``period`` if it is one of day, week, month; else raise InvalidArgumentError."""
+    if not isinstance(period, str) or period not in PERIODS:
+        raise InvalidArgumentError(
+            f"period must be one of {', '.join(PERIODS)}", argument="period"
         )
     return period
+
+
+def check_moment(value: Any, argument: str) -> datetime:
+    """Return ``value`` (a datetime, naive meaning UTC, or a date) as aware UTC.
+
+    Refuses other types and moments outside :data:`EARLIEST` .. :data:`LATEST`.
+    """
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime.combine(value, time(), tzinfo=timezone.utc)
+    moment = as_utc(check_datetime(value, argument))
+    if not EARLIEST <= moment <= LATEST:
+        raise InvalidArgumentError(
+            f"{argument} must be from {EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d}",
+            argument=argument,
+        )
+    return moment
+
+
+def period_count(window: RollupWindow) -> int:
+    """Return how many periods ``window`` holds (without listing them)."""
+    if window.period == "month":
+        return (window.end.year - window.start.year) * 12 + (
+            window.end.month - window.start.month
+        )
+    days = (window.end - window.start).days
+    return days // 7 if window.period == "week" else days
+
+
+def checked_window(
+    period: Any, start: Any, end: Any, *, maximum: int | None = None
+) -> RollupWindow:
+    """Check a window's arguments (before any I/O) and widen it to whole periods.
+
+    With ``maximum``, a window of more periods than that is refused (``end``).
+    """
+    check_period(period)
+    first = check_moment(start, "start")
+    last = check_moment(end, "end")
+    if last < first:
+        raise InvalidArgumentError("end must not be before start", argument="end")
+    window = period_window(period, first, last)
+    if maximum is not None and period_count(window) > maximum:
+        raise InvalidArgumentError(
+            f"a series reads at most {maximum} {period}s per call, "
+            f"not {period_count(window)}: split the window",
+            argument="end",
+        )
+    return window
 
 
 def period_start(moment: datetime | date, period: str) -> datetime:
@@ -194,4 +258,3 @@ def rows_filter(tenant_id: Any, window: RollupWindow) -> dict[str, Any]:
     """Return the filter of a tenant's rows in a window (served by ``by_tenant_period``)."""
     dates = {"$gte": date_key(window.start), "$lt": date_key(window.end)}
     return {"tenantId": tenant_id, "period": window.period, "date": dates}
-
