@@ -1,18 +1,53 @@
 """Tenant-scoped access: one entry point that cannot read or write across tenants.
 
 ``TenantScope(db, tenant_id)["contacts"]`` is a collection whose every filter
-is ANDed with ``tenantId`` (a caller's own ``tenantId`` condition can narrow
-but never widen it), whose inserts, replacements and upserts carry the tenant's
-id, and whose aggregation pipelines start with ``$match: {tenantId}``. Writes
-that would change, remove or rename ``tenantId``, documents that carry another
-tenant's id, stages that read or write other collections (``$lookup``,
-``$unionWith``, ``$merge``, ...) and references to another tenant's documents
-(a scheduled message for another tenant's contact, a step for another tenant's
-workflow) raise :class:`~nsn_store.errors.TenantIsolationError`.
+is ANDed with ``tenantId`` (a caller's own ``tenantId`` condition, with any
+operator, ``$or``, ``$nor`` or ``$expr``, can narrow but never widen it),
+whose inserts, replacements and upserts carry the tenant's id, and whose
+aggregation pipelines start with ``$match: {tenantId}``. Writes that would
+change, remove or rename ``tenantId``, documents that carry another tenant's
+id, stages that read or write other collections (``$lookup``, ``$unionWith``,
+``$merge``, ...) and references to another tenant's documents raise
+:class:`~nsn_store.errors.TenantIsolationError`, before any I/O.
 
-Reference checks cost one round trip per referenced collection
-(``{_id: {$in: ids}, tenantId}``). A missing document and another tenant's
-document are refused alike, so the error never reveals what other tenants own.
+**Ids.** ``tenant_id`` passes the library's id gate
+(:func:`nsn_store.arguments.as_object_id`) before anything else: an
+``ObjectId`` or its 24-hex string, never an operator such as
+``{"$ne": None}``, which would match every tenant.
+
+**References** (``contactId``, ``templateId``, ``workflowId``,
+``workflowStepId``, ``scheduledMessageId``, ``userId``; see
+:data:`REFERENCES`) obey one rule. A reference is written only with a plain
+``ObjectId``: in an inserted or replacement document, in ``$set`` or
+``$setOnInsert``, in an upsert's filter equality (``ObjectId`` or
+``{$eq: ObjectId}``, wherever it sits in ``$and``/``$or``/``$nor``, since
+MongoDB copies equalities from ``$and`` into the new document), or in a
+pipeline ``$set`` of an ``ObjectId`` or ``{$literal: ObjectId}``. Each such id
+is checked, one round trip per referenced collection
+(``{_id: {$in: ids}, tenantId}``). Every other way of writing a reference
+(``$min``, ``$max``, ``$inc``, ``$rename``, ``$push``, ..., a computed pipeline
+expression such as ``$toObjectId``, a dotted path into the field) is refused,
+because its value is not known before the write. ``$unset`` of an optional
+reference is allowed (it points nowhere); of a required one
+(:data:`REQUIRED_REFERENCES`) it is refused. A reference value that is not an
+``ObjectId`` raises :class:`~nsn_store.errors.InvalidIdError`.
+
+**No existence oracles.** A missing document and another tenant's document
+look alike everywhere: reads find nothing, updates and deletes match nothing,
+and a reference to either is refused with the same message. Because ``_id`` is
+unique across tenants, a write that chose the ``_id`` of a new document would
+fail on another tenant's id and succeed on a free one; so a scoped write never
+chooses ``_id``: inserts may not carry it, an upsert's filter and update may
+not name it (the database assigns the new document's ``_id``), no update
+writes it, and a replacement may carry it only when the filter selects that
+same ``_id`` and the call does not upsert. (Use ``update_one`` without
+``upsert`` and then ``insert_one`` for "create if missing".)
+
+Not hidden: ``users.clerkUserId`` is unique across all users by design (Clerk
+issues it); writing a Clerk user id that another tenant's user holds fails
+with a duplicate key. Clerk ids are not guessable, and users are created by
+the sign-up flow, which needs no tenant scope. A driver cursor's ``explain()``
+reports index statistics, which are not scoped.
 """
 
 from __future__ import annotations
