@@ -130,6 +130,14 @@ class MigrationLockedError(NsnStoreError):
         self.holder = holder
 
 
+class DatabaseLockedError(NsnStoreError):
+    """Another process is writing the file-backed embedded database; ``holder`` names it."""
+
+    def __init__(self, message: str, *, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
 class NotFoundError(NsnStoreError):
     """A referenced document does not exist (or is not visible to this tenant)."""
 

@@ -1,0 +1,231 @@
+"""Keep an embedded database in a file between processes: load, save atomically, one writer.
+
+A development database, not a server: the whole store lives in memory while a
+process runs, is loaded from the file when it starts and written back when a
+command that writes finishes (and at checkpoints of long-running commands).
+
+- **Format**: a stream of BSON documents (``bson.decode_file_iter``): a header
+  ``{format, version}``, then per collection one record of its options and
+  indexes, then one record per document. BSON keeps every type a server keeps.
+- **Atomic saves**: written to a temporary file in the same folder, flushed and
+  ``fsync``-ed, then renamed over the old file (``os.replace``), and the folder
+  is ``fsync``-ed. A process killed mid-save leaves the previous state intact.
+- **One writer at a time**: a writer holds ``<file>.lock`` (created with
+  ``O_EXCL``), which names its host, process id and command; a second writer is
+  refused with :class:`~nsn_store.errors.DatabaseLockedError` naming the holder.
+  A lock left by a process that no longer runs on this host is taken over.
+  Readers take no lock: they load the last saved state, which a rename makes
+  whole, so ``status`` and ``verify`` work while a writer runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import suppress
+from datetime import timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import bson
+from bson.codec_options import CodecOptions
+
+from nsn_store.errors import ConfigurationError, DatabaseLockedError
+
+__all__ = ["FORMAT", "WriterLock", "load_into", "save_from"]
+
+FORMAT = "nsn-store-embedded"
+VERSION = 1
+_CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=timezone.utc)
+_INDEX_FIELDS = ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds",
+                 "collation", "hidden")
+
+
+def save_from(client: Any, path: Path) -> int:
+    """Write every database of ``client`` to ``path`` atomically; return the document count."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                         dir=path.parent)
+    written = 0
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(bson.encode({"format": FORMAT, "version": VERSION}))
+            for record in _records(client):
+                out.write(bson.encode(record, codec_options=_CODEC))
+                written += "document" in record
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(temporary)
+        raise
+    _fsync_folder(path.parent)
+    return written
+
+
+def load_into(client: Any, path: Path) -> int:
+    """Load ``path`` into ``client`` (an empty embedded client); return the document count.
+
+    A missing file is an empty database. A file that is not an nsn-store
+    embedded database raises :class:`~nsn_store.errors.ConfigurationError`.
+    """
+    try:
+        source = path.open("rb")
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the embedded database file {path}: "
+                                 f"{exc.strerror}") from None
+    with source:
+        return _load(client, source, path)
+
+
+def _load(client: Any, source: BinaryIO, path: Path) -> int:
+    records = bson.decode_file_iter(source, codec_options=_CODEC)
+    try:
+        header = next(records, None)
+        if not header or header.get("format") != FORMAT:
+            raise ConfigurationError(f"{path} is not an nsn-store embedded database file")
+        if header.get("version") != VERSION:
+            raise ConfigurationError(
+                f"{path} has format version {header.get('version')}; this nsn-store reads "
+                f"{VERSION}"
+            )
+        return _apply(client, records)
+    except bson.errors.BSONError as exc:
+        raise ConfigurationError(f"{path} is damaged ({exc}); restore it or delete it") from None
+
+
+def _apply(client: Any, records: Iterator[dict[str, Any]]) -> int:
+    loaded, pending, collection = 0, [], None
+    for record in records:
+        if "collection" in record:
+            _flush(collection, pending)
+            collection, pending = _create(client, record["collection"]), []
+        elif collection is not None:
+            pending.append(record["document"])
+            loaded += 1
+            if len(pending) >= 1000:
+                _flush(collection, pending)
+                pending = []
+    _flush(collection, pending)
+    return loaded
+
+
+def _create(client: Any, spec: Mapping[str, Any]) -> Any:
+    database = client[spec["database"]]
+    collection = database.create_collection(spec["name"], **spec.get("options", {}))
+    for index in spec.get("indexes", []):
+        options = {key: index[key] for key in _INDEX_FIELDS if key in index}
+        collection.create_index(list(index["key"].items()), name=index["name"], **options)
+    return collection
+
+
+def _flush(collection: Any, documents: list[dict[str, Any]]) -> None:
+    if collection is not None and documents:
+        collection.insert_many(documents, ordered=True, bypass_document_validation=True)
+
+
+def _records(client: Any) -> Iterator[dict[str, Any]]:
+    for name in sorted(client.list_database_names()):
+        database = client[name]
+        for info in sorted(database.list_collections(), key=lambda i: i["name"]):
+            collection = database[info["name"]]
+            indexes = [dict(i) for i in collection.list_indexes() if i["name"] != "_id_"]
+            for index in indexes:
+                index["key"] = dict(index["key"])
+            yield {"collection": {"database": name, "name": info["name"],
+                                  "options": dict(info.get("options", {})),
+                                  "indexes": indexes}}
+            for document in collection.find({}).sort("_id", 1):
+                yield {"document": document}
+
+
+def _fsync_folder(folder: Path) -> None:
+    if sys.platform == "win32":
+        return  # folders cannot be opened for fsync on Windows; the rename is enough there
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class WriterLock:
+    """``<file>.lock``: held by the one process that may write the file."""
+
+    def __init__(self, path: Path, command: str = "") -> None:
+        self.path = path.with_name(path.name + ".lock")
+        self.command = command
+        self.held = False
+
+    def acquire(self) -> None:
+        """Take the lock, or raise DatabaseLockedError naming the live holder."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):  # a second try after clearing a dead holder's lock
+            try:
+                descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = self.holder()
+                if holder is not None and _alive(holder):
+                    raise DatabaseLockedError(
+                        f"the embedded database {self.path.with_suffix('')} is being written by "
+                        f"{_describe(holder)}; wait for it to finish or stop it",
+                        holder=_describe(holder),
+                    ) from None
+                with suppress(FileNotFoundError):
+                    self.path.unlink()  # its holder is gone
+                continue
+            with os.fdopen(descriptor, "w") as out:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid(),
+                           "command": self.command}, out)
+            self.held = True
+            return
+        raise DatabaseLockedError(f"could not take {self.path}", holder=None)
+
+    def holder(self) -> dict[str, Any] | None:
+        """Return who holds the lock (host, pid, command), or None when nobody does."""
+        try:
+            value = json.loads(self.path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def release(self) -> None:
+        """Give the lock up (only if this object holds it)."""
+        if self.held:
+            with suppress(FileNotFoundError):
+                self.path.unlink()
+            self.held = False
+
+    def __enter__(self) -> WriterLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _alive(holder: Mapping[str, Any]) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return True  # another machine's process cannot be checked: assume it runs
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _describe(holder: Mapping[str, Any]) -> str:
+    command = f" ({holder['command']})" if holder.get("command") else ""
+    return f"process {holder.get('pid')} on {holder.get('host')}{command}"
