@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Final
 
+import bson
 from bson import ObjectId
 
 from nsn_store.errors import InvalidArgumentError, InvalidIdError
@@ -24,6 +26,7 @@ __all__ = [
     "MAX_LIMIT",
     "as_object_id",
     "check_datetime",
+    "check_document",
     "check_duration",
     "check_limit",
     "check_text",
@@ -131,9 +134,7 @@ def check_datetime(value: Any, argument: str) -> datetime:
     return value
 
 
-def check_text(
-    value: Any, argument: str, *, maximum: int, allow_empty: bool = False
-) -> str:
+def check_text(value: Any, argument: str, *, maximum: int, allow_empty: bool = False) -> str:
     """Return ``value`` if it is a string BSON can store, of at most ``maximum`` characters.
 
     Refuses non-strings, empty strings (unless ``allow_empty``) and lone
@@ -170,3 +171,29 @@ def _kind(value: Any) -> str:
 
 def _seconds(value: timedelta) -> str:
     return f"{value.total_seconds():g} s"
+
+
+def check_document(value: Any, argument: str, *, maximum_bytes: int) -> dict[str, Any]:
+    """Return ``value`` (a mapping) as a dict if BSON can encode it in ``maximum_bytes``.
+
+    Refuses non-mappings, non-string keys, values BSON cannot encode (sets,
+    arbitrary objects, lone surrogates, ints over 64 bits) and documents over
+    the bound, before they reach a write that would fail half way.
+    """
+    if not isinstance(value, Mapping):
+        raise InvalidArgumentError(
+            f"{argument} must be a mapping, not {_kind(value)}", argument=argument
+        )
+    document = dict(value)
+    try:
+        size = len(bson.encode(document))
+    except (bson.InvalidDocument, TypeError, ValueError, OverflowError, RecursionError):
+        raise InvalidArgumentError(
+            f"{argument} holds a value BSON cannot encode", argument=argument
+        ) from None
+    if size > maximum_bytes:
+        raise InvalidArgumentError(
+            f"{argument} must encode to at most {maximum_bytes} bytes of BSON, not {size}",
+            argument=argument,
+        )
+    return document

@@ -21,14 +21,35 @@ from nsn_store.clock import ManualClock
 from nsn_store.testing import async_client, mongomock_client
 
 USED_COLLECTION_COROUTINES = [
-    "aggregate", "bulk_write", "count_documents", "create_index", "create_indexes",
-    "delete_many", "delete_one", "distinct", "drop", "drop_index",
-    "estimated_document_count", "find_one", "find_one_and_delete", "find_one_and_replace",
-    "find_one_and_update", "index_information", "insert_many", "insert_one",
-    "list_indexes", "options", "replace_one", "update_many", "update_one",
+    "aggregate",
+    "bulk_write",
+    "count_documents",
+    "create_index",
+    "create_indexes",
+    "delete_many",
+    "delete_one",
+    "distinct",
+    "drop",
+    "drop_index",
+    "estimated_document_count",
+    "find_one",
+    "find_one_and_delete",
+    "find_one_and_replace",
+    "find_one_and_update",
+    "index_information",
+    "insert_many",
+    "insert_one",
+    "list_indexes",
+    "options",
+    "replace_one",
+    "update_many",
+    "update_one",
 ]
 USED_DATABASE_COROUTINES = [
-    "command", "create_collection", "drop_collection", "list_collection_names",
+    "command",
+    "create_collection",
+    "drop_collection",
+    "list_collection_names",
     "list_collections",
 ]
 
@@ -83,8 +104,9 @@ async def test_aggregate_and_list_indexes_are_awaited_for_a_cursor() -> None:
     db = async_client(mongomock_client())["t"]
     await db.items.insert_many([{"g": "a"}, {"g": "a"}, {"g": "b"}])
     await db.items.create_index("g", name="by_g")
-    cursor = await db.items.aggregate([{"$group": {"_id": "$g", "n": {"$sum": 1}}},
-                                       {"$sort": {"_id": 1}}])
+    cursor = await db.items.aggregate(
+        [{"$group": {"_id": "$g", "n": {"$sum": 1}}}, {"$sort": {"_id": 1}}]
+    )
     assert await cursor.to_list(None) == [{"_id": "a", "n": 2}, {"_id": "b", "n": 1}]
     names = [index["name"] async for index in await db.items.list_indexes()]
     assert names == ["_id_", "by_g"]

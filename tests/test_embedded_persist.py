@@ -43,7 +43,7 @@ def test_a_missing_file_is_an_empty_database(tmp_path: Path) -> None:
 def test_a_file_of_another_kind_is_refused_by_name(tmp_path: Path) -> None:
     path = tmp_path / "other.bson"
     path.write_bytes(b"not bson at all")
-    with pytest.raises(ConfigurationError, match="other.bson"):
+    with pytest.raises(ConfigurationError, match=r"other\.bson"):
         load_into(mongomock_client(), path)
 
 
@@ -102,9 +102,8 @@ def test_a_process_killed_mid_save_leaves_the_previous_state_intact(tmp_path: Pa
 
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path: Path) -> None:
     path = tmp_path / "db.bson"
-    with WriterLock(path, "nsn-store init"):
-        with pytest.raises(DatabaseLockedError) as refused:
-            WriterLock(path, "nsn-store worker").acquire()
+    with WriterLock(path, "nsn-store init"), pytest.raises(DatabaseLockedError) as refused:
+        WriterLock(path, "nsn-store worker").acquire()
     assert f"process {os.getpid()}" in str(refused.value)
     assert "nsn-store init" in str(refused.value)
     assert refused.value.holder is not None and "nsn-store init" in refused.value.holder
@@ -114,15 +113,23 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path: Path) -> None:
 
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> None:
     path = tmp_path / "db.bson"
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead = int(child.stdout)
     import json
     import socket
 
     lock = WriterLock(path)
-    lock.path.write_text(json.dumps({"host": socket.gethostname(), "pid": dead,
-                                     "command": "crashed"}))
+    lock.path.write_text(
+        json.dumps({"host": socket.gethostname(), "pid": dead, "command": "crashed"})
+    )
     with WriterLock(path, "next") as taken:
-        assert taken.holder() == {"host": socket.gethostname(), "pid": os.getpid(),
-                                  "command": "next"}
+        assert taken.holder() == {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "command": "next",
+        }

@@ -24,12 +24,29 @@ __all__ = ["AsyncEmbeddedClient", "AsyncEmbeddedCollection", "AsyncEmbeddedDatab
 # PyMongo's AsyncCollection coroutine methods that return a plain result.
 _COLLECTION_COROUTINES = frozenset(
     {
-        "bulk_write", "count_documents", "create_index", "create_indexes",
-        "delete_many", "delete_one", "distinct", "drop", "drop_index", "drop_indexes",
-        "estimated_document_count", "find_one", "find_one_and_delete",
-        "find_one_and_replace", "find_one_and_update", "index_information",
-        "insert_many", "insert_one", "options", "rename", "replace_one",
-        "update_many", "update_one",
+        "bulk_write",
+        "count_documents",
+        "create_index",
+        "create_indexes",
+        "delete_many",
+        "delete_one",
+        "distinct",
+        "drop",
+        "drop_index",
+        "drop_indexes",
+        "estimated_document_count",
+        "find_one",
+        "find_one_and_delete",
+        "find_one_and_replace",
+        "find_one_and_update",
+        "index_information",
+        "insert_many",
+        "insert_one",
+        "options",
+        "rename",
+        "replace_one",
+        "update_many",
+        "update_one",
     }
 )
 # ... and those that return a cursor (awaited for it, as in PyMongo).
@@ -40,8 +57,20 @@ _DATABASE_COROUTINES = frozenset(
 _DATABASE_CURSORS = frozenset({"aggregate", "list_collections"})
 # Cursor methods that narrow the query and return the cursor itself.
 _CHAINING = frozenset(
-    {"sort", "skip", "limit", "batch_size", "hint", "max_time_ms", "comment",
-     "collation", "allow_disk_use", "where", "min", "max"}
+    {
+        "sort",
+        "skip",
+        "limit",
+        "batch_size",
+        "hint",
+        "max_time_ms",
+        "comment",
+        "collation",
+        "allow_disk_use",
+        "where",
+        "min",
+        "max",
+    }
 )
 
 

@@ -41,15 +41,20 @@ __all__ = ["FORMAT", "WriterLock", "load_into", "save_from"]
 FORMAT = "nsn-store-embedded"
 VERSION = 1
 _CODEC: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=timezone.utc)
-_INDEX_FIELDS = ("unique", "sparse", "partialFilterExpression", "expireAfterSeconds",
-                 "collation", "hidden")
+_INDEX_FIELDS = (
+    "unique",
+    "sparse",
+    "partialFilterExpression",
+    "expireAfterSeconds",
+    "collation",
+    "hidden",
+)
 
 
 def save_from(client: Any, path: Path) -> int:
     """Write every database of ``client`` to ``path`` atomically; return the document count."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                         dir=path.parent)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     written = 0
     try:
         with os.fdopen(handle, "wb") as out:
@@ -79,8 +84,9 @@ def load_into(client: Any, path: Path) -> int:
     except FileNotFoundError:
         return 0
     except OSError as exc:
-        raise ConfigurationError(f"cannot read the embedded database file {path}: "
-                                 f"{exc.strerror}") from None
+        raise ConfigurationError(
+            f"cannot read the embedded database file {path}: {exc.strerror}"
+        ) from None
     with source:
         return _load(client, source, path)
 
@@ -93,8 +99,7 @@ def _load(client: Any, source: BinaryIO, path: Path) -> int:
             raise ConfigurationError(f"{path} is not an nsn-store embedded database file")
         if header.get("version") != VERSION:
             raise ConfigurationError(
-                f"{path} has format version {header.get('version')}; this nsn-store reads "
-                f"{VERSION}"
+                f"{path} has format version {header.get('version')}; this nsn-store reads {VERSION}"
             )
         return _apply(client, records)
     except bson.errors.BSONError as exc:
@@ -139,9 +144,14 @@ def _records(client: Any) -> Iterator[dict[str, Any]]:
             indexes = [dict(i) for i in collection.list_indexes() if i["name"] != "_id_"]
             for index in indexes:
                 index["key"] = dict(index["key"])
-            yield {"collection": {"database": name, "name": info["name"],
-                                  "options": dict(info.get("options", {})),
-                                  "indexes": indexes}}
+            yield {
+                "collection": {
+                    "database": name,
+                    "name": info["name"],
+                    "options": dict(info.get("options", {})),
+                    "indexes": indexes,
+                }
+            }
             for document in collection.find({}).sort("_id", 1):
                 yield {"document": document}
 
@@ -182,8 +192,9 @@ class WriterLock:
                     self.path.unlink()  # its holder is gone
                 continue
             with os.fdopen(descriptor, "w") as out:
-                json.dump({"host": socket.gethostname(), "pid": os.getpid(),
-                           "command": self.command}, out)
+                json.dump(
+                    {"host": socket.gethostname(), "pid": os.getpid(), "command": self.command}, out
+                )
             self.held = True
             return
         raise DatabaseLockedError(f"could not take {self.path}", holder=None)
