@@ -5,10 +5,36 @@ idempotent recipe of mongodb-semantics.md §5: list the collections, create the
 absent ones with their options, ``collMod`` the ones whose validator or
 validation options differ, then create the missing indexes. An index that
 exists under a declared name (or key) with other keys or options is a conflict:
-``init`` refuses and never drops anything. Every applied step is appended to the
-migration record in ``nsn_migrations`` as soon as it succeeds, so an
-interrupted run leaves an accurate status and the next run finishes the job.
-``plan``, ``schema_status`` and ``verify_schema`` only read.
+``init`` refuses and never drops anything. ``plan``, ``schema_status`` and
+``verify_schema`` only read.
+
+Runs are serialised by :class:`~nsn_store.migration_lock.MigrationLock`, whose
+lease is renewed in the background for as long as a run holds it, so a step
+longer than the lease does not let a second run in. Each step is written
+ahead, applied, then recorded, every write fenced:
+
+1. the step is written to the record as ``pending`` (the record's update
+   filters on this run's fencing token, so a run that lost the record to a
+   newer run writes nothing);
+2. ``lock.fence()`` renews the lease, failing if another run took it over,
+   immediately before the step's DDL;
+3. the DDL runs;
+4. ``lock.fence()`` again, then one update moves ``pending`` into ``steps``.
+
+If a run is interrupted between 3 and 4 (a lost reply, a crash), the effect
+exists and the record says ``pending``. The next run reconciles first: a
+pending step whose effect is present (it is no longer in the plan) is recorded
+with ``reconciled: true``; one whose effect is absent is simply redone. So the
+record lists each applied step once, and nothing is applied twice.
+
+What is *not* guaranteed, because MongoDB runs DDL outside transactions: the
+fence and the DDL after it are two operations. A run that stalls for a whole
+lease (60 s, renewer included) exactly between them can apply that one step
+after another run took over (see :mod:`nsn_store.migration_lock`). Steps are
+idempotent, so the cost is a failed run or a step the newer run finds already
+done, never a schema other than the declared one. Records written by earlier
+versions of this module (no ``pending`` field) cannot be reconciled: an
+interrupted run of theirs may have left one applied step unrecorded.
 """
 
 from __future__ import annotations
@@ -18,6 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from pymongo import ReturnDocument
 from pymongo.database import Database
 
 from nsn_store.clock import Clock, SystemClock
@@ -26,6 +53,8 @@ from nsn_store.errors import (
     DriftError,
     ExistingDataError,
     IndexConflictError,
+    InvalidArgumentError,
+    MigrationLockedError,
     translated,
 )
 from nsn_store.migration_diff import (
@@ -37,7 +66,7 @@ from nsn_store.migration_diff import (
     collection_status,
     plan_collection,
 )
-from nsn_store.migration_lock import LOCK_ID, MigrationLock
+from nsn_store.migration_lock import LOCK_ID, MigrationLock, check_lock_timeout
 from nsn_store.migration_results import (
     APPLIED,
     APPLYING,
@@ -71,6 +100,7 @@ __all__ = [
 
 def plan(db: Database[Any], *, schema: Schema = SCHEMA) -> list[Step]:
     """Return the steps ``init_schema`` would take, in order, without writing."""
+    schema = _check_schema(schema)
     states = _read_states(db, schema)
     return [step for spec, state in zip(schema, states) for step in plan_collection(spec, state)]
 
@@ -89,29 +119,49 @@ def init_schema(
     Raises IndexConflictError (conflicting index), ExistingDataError (existing
     documents would fail a changed validator and ``allow_moderate`` is false),
     MigrationLockedError (another run holds the lock past ``lock_timeout``
-    seconds) and ConnectionFailedError (the server went away; rerun to finish).
+    seconds, or took it over from this run, which then stops before writing
+    anything more), ConnectionFailedError (the server went away; rerun to
+    finish) and InvalidArgumentError (a bad argument, before any I/O).
     """
-    clock = clock or SystemClock()
+    timeout = check_lock_timeout(lock_timeout, "lock_timeout")
+    schema = _check_schema(schema)
+    clock = _check_clock(clock)
+    if type(allow_moderate) is not bool:
+        raise InvalidArgumentError("allow_moderate must be True or False",
+                                   argument="allow_moderate")
+    if on_step is not None and not callable(on_step):
+        raise InvalidArgumentError("on_step must be callable or None", argument="on_step")
     digest = checksum(schema)
     host = describe_host(db)
-    if not plan(db, schema=schema) and _recorded(db, digest):
+    if not plan(db, schema=schema) and _settled(_read_record(db), digest):
         return MigrationResult(MIGRATION_ID, digest, host)  # the fast path writes nothing
-    with MigrationLock(db[MIGRATIONS], clock=clock, timeout=lock_timeout) as lock:
+    with MigrationLock(db[MIGRATIONS], clock=clock, timeout=timeout) as lock:
         steps = plan(db, schema=schema)  # again: another run may have done the work
-        if not steps and _recorded(db, digest):
+        if not steps and _settled(_read_record(db), digest):
             return MigrationResult(MIGRATION_ID, digest, host)
         _refuse_conflicts(steps)
         moderated = _check_existing_data(db, schema, steps, allow_moderate)
-        _start_record(db, digest, host, clock.now())
+        record = _Record(db, lock)
+        lock.fence()
+        previous = record.start(digest, host, clock.now())
+        reconciled = record.reconcile(previous, steps, clock.now())
         for position, step in enumerate(steps, 1):
+            entry = _entry(step, moderated)
+            record.write_pending(entry, clock.now())
+            lock.fence()  # immediately before the DDL: stop if another run took over
             _apply(db, schema, step, moderated)
-            _record_step(db, step, clock.now(), moderated)
-            lock.refresh()
+            lock.fence()
+            record.record_step(entry, clock.now())
             if on_step is not None:
                 on_step(step, position, len(steps))
-        _finish_record(db, clock.now())
+        lock.fence()
+        record.finish(clock.now())
+    if reconciled:
+        log.info("migration %s: recorded %d step(s) an interrupted run applied: %s",
+                 MIGRATION_ID, len(reconciled), ", ".join(s.describe() for s in reconciled))
     log.info("migration %s applied %d steps on %s", MIGRATION_ID, len(steps), host)
-    return MigrationResult(MIGRATION_ID, digest, host, steps, sorted(moderated))
+    return MigrationResult(MIGRATION_ID, digest, host, steps, sorted(moderated),
+                           reconciled=reconciled)
 
 
 def drop_schema(
@@ -122,17 +172,21 @@ def drop_schema(
     clock: Clock | None = None,
 ) -> DropResult:
     """Drop the schema's collections in reverse creation order and clear the record."""
+    timeout = check_lock_timeout(lock_timeout, "lock_timeout")
+    schema = _check_schema(schema)
     migrations = db[MIGRATIONS]
-    lock = MigrationLock(migrations, clock=clock or SystemClock(), timeout=lock_timeout)
+    lock = MigrationLock(migrations, clock=_check_clock(clock), timeout=timeout)
     with lock, translated():
         present = set(db.list_collection_names())
         dropped, absent = [], []
         for spec in reversed(schema):
             if spec.name in present:
+                lock.fence()
                 db.drop_collection(spec.name)
                 dropped.append(spec.name)
             else:
                 absent.append(spec.name)
+        lock.fence()
         cleared = migrations.delete_one({"_id": MIGRATION_ID}).deleted_count == 1
     with translated(collection=MIGRATIONS):
         if migrations.count_documents({}) == 0:  # only the released lock was left
@@ -142,6 +196,7 @@ def drop_schema(
 
 def schema_status(db: Database[Any], *, schema: Schema = SCHEMA) -> StatusReport:
     """Compare ``db`` with the schema: collections, counts, validators, indexes, record."""
+    schema = _check_schema(schema)
     states = _read_states(db, schema, count=True)
     with translated(collection=MIGRATIONS):
         record = db[MIGRATIONS].find_one({"_id": MIGRATION_ID})
@@ -194,12 +249,38 @@ def _read_state(
     return CollectionState(name, True, dict(info.get("options") or {}), indexes, documents)
 
 
-def _recorded(db: Database[Any], digest: str) -> bool:
+def _check_schema(schema: Any) -> Schema:
+    if not isinstance(schema, Schema):
+        raise InvalidArgumentError(
+            f"schema must be a Schema, not a value of type {type(schema).__name__}",
+            argument="schema",
+        )
+    return schema
+
+
+def _check_clock(clock: Any) -> Clock:
+    if clock is None:
+        return SystemClock()
+    if not isinstance(clock, Clock):
+        raise InvalidArgumentError("clock must have a now() method", argument="clock")
+    return clock
+
+
+def _read_record(db: Database[Any]) -> dict[str, Any] | None:
     with translated(collection=MIGRATIONS):
-        record = db[MIGRATIONS].find_one({"_id": MIGRATION_ID}, {"status": 1, "checksum": 1})
+        record: dict[str, Any] | None = db[MIGRATIONS].find_one({"_id": MIGRATION_ID})
+    return record
+
+
+def _settled(record: Mapping[str, Any] | None, digest: str) -> bool:
+    """True when the record says applied, with this checksum, and no step in flight."""
     if record is None:
         return False
-    return bool(record.get("status") == APPLIED and record.get("checksum") == digest)
+    return bool(
+        record.get("status") == APPLIED
+        and record.get("checksum") == digest
+        and not record.get("pending")
+    )
 
 
 def _refuse_conflicts(steps: list[Step]) -> None:
@@ -268,31 +349,93 @@ def _apply(db: Database[Any], schema: Schema, step: Step, moderated: set[str]) -
             raise AssertionError(f"unexpected step {step.action}")  # conflicts were refused
 
 
-def _start_record(db: Database[Any], digest: str, host: str, now: datetime) -> None:
-    with translated(collection=MIGRATIONS):
-        db[MIGRATIONS].update_one(
-            {"_id": MIGRATION_ID},
-            {
-                "$set": {"checksum": digest, "status": APPLYING, "startedAt": now, "host": host},
-                "$unset": {"appliedAt": ""},
-                "$setOnInsert": {"steps": []},
-            },
-            upsert=True,
-        )
-
-
-def _record_step(db: Database[Any], step: Step, now: datetime, moderated: set[str]) -> None:
-    entry: dict[str, Any] = {"action": step.action, "collection": step.collection, "at": now}
+def _entry(step: Step, moderated: set[str]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"action": step.action, "collection": step.collection}
     if step.index:
         entry["index"] = step.index
     if step.action == UPDATE_VALIDATOR and step.collection in moderated:
         entry["validationLevel"] = "moderate"
-    with translated(collection=MIGRATIONS):
-        db[MIGRATIONS].update_one({"_id": MIGRATION_ID}, {"$push": {"steps": entry}})
+    return entry
 
 
-def _finish_record(db: Database[Any], now: datetime) -> None:
-    with translated(collection=MIGRATIONS):
-        db[MIGRATIONS].update_one(
-            {"_id": MIGRATION_ID}, {"$set": {"status": APPLIED, "appliedAt": now}}
-        )
+def _triple(entry: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    return (entry.get("action"), entry.get("collection"), entry.get("index"))
+
+
+class _Record:
+    """The migration record, written only by the run whose fencing token it carries.
+
+    :meth:`start` stamps the record with this run's lock token; every later
+    update filters on it, so the server refuses, atomically, any write from a
+    run that a newer run has superseded (:class:`MigrationLockedError`).
+    """
+
+    def __init__(self, db: Database[Any], lock: MigrationLock) -> None:
+        self.collection = db[MIGRATIONS]
+        self.lock = lock
+        assert lock.token is not None, "the record is written only with the lock held"
+        self.token: str = lock.token
+
+    def start(self, digest: str, host: str, now: datetime) -> dict[str, Any] | None:
+        """Claim the record for this run (status ``applying``); return it as it was."""
+        with translated(collection=MIGRATIONS):
+            previous: dict[str, Any] | None = self.collection.find_one_and_update(
+                {"_id": MIGRATION_ID},
+                {
+                    "$set": {"checksum": digest, "status": APPLYING, "startedAt": now,
+                             "host": host, "lockToken": self.token,
+                             "holder": self.lock.holder},
+                    "$unset": {"appliedAt": ""},
+                    "$setOnInsert": {"steps": []},
+                },
+                upsert=True,
+                return_document=ReturnDocument.BEFORE,
+            )
+        return previous
+
+    def reconcile(
+        self, previous: Mapping[str, Any] | None, steps: list[Step], now: datetime
+    ) -> list[Step]:
+        """Settle the step an interrupted run left ``pending``; return it if it was applied.
+
+        Its effect is present exactly when it is no longer in the plan: then it
+        is recorded (``reconciled: true``). Otherwise it is redone by this run
+        and recorded then, so only the marker is cleared here.
+        """
+        pending = (previous or {}).get("pending")
+        if not isinstance(pending, Mapping):
+            return []
+        if _triple(pending) in {(s.action, s.collection, s.index) for s in steps}:
+            self._update({"$unset": {"pending": ""}})
+            return []
+        entry = {k: v for k, v in pending.items() if k != "since"}
+        self._update({"$push": {"steps": {**entry, "at": now, "reconciled": True}},
+                      "$unset": {"pending": ""}})
+        action, collection, index = _triple(pending)
+        return [Step(str(action), str(collection), index)]
+
+    def write_pending(self, entry: Mapping[str, Any], now: datetime) -> None:
+        """Write ahead: the step about to be applied, so an interruption is visible."""
+        self._update({"$set": {"pending": {**entry, "since": now}}})
+
+    def record_step(self, entry: Mapping[str, Any], now: datetime) -> None:
+        """Append the applied step and clear ``pending``, in one update."""
+        self._update({"$push": {"steps": {**entry, "at": now}}, "$unset": {"pending": ""}})
+
+    def finish(self, now: datetime) -> None:
+        self._update({"$set": {"status": APPLIED, "appliedAt": now}})
+
+    def _update(self, update: Mapping[str, Any]) -> None:
+        with translated(collection=MIGRATIONS):
+            result = self.collection.update_one(
+                {"_id": MIGRATION_ID, "lockToken": self.token}, dict(update)
+            )
+        if result.matched_count == 0:
+            with translated(collection=MIGRATIONS):
+                lock = self.collection.find_one({"_id": LOCK_ID}) or {}
+            holder = lock.get("holder")
+            raise MigrationLockedError(
+                f"{self.lock.holder} lost the migration record to another run "
+                f"({holder or 'no lock holder now'}); stopped before writing anything more",
+                holder=holder,
+            )

@@ -75,7 +75,8 @@ class Step:
             changes = ", ".join(self.detail.get("changes", ()))
             return f"collMod {self.collection} ({changes})"
         if self.action == CREATE_INDEX:
-            return f"create index {self.collection}.{self.index} {format_key(self.detail['key'])}"
+            key = f" {format_key(self.detail['key'])}" if "key" in self.detail else ""
+            return f"create index {self.collection}.{self.index}{key}"
         return f"index conflict {self.collection}.{self.index}: {self.detail.get('reason')}"
 
 

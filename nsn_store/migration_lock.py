@@ -1,12 +1,43 @@
-"""A lease-based lock in ``nsn_migrations`` so two ``init`` runs cannot interleave.
+"""A fenced, lease-based lock in ``nsn_migrations`` so two ``init`` runs cannot interleave.
 
-The lock is one document, ``{_id: "lock", holder, acquiredAt, expiresAt}``. It is
-taken with a single upsert whose filter matches only an *expired* lock: when a
-live lock exists the upsert tries to insert a second ``_id: "lock"`` and the
-server answers with a duplicate-key error, so exactly one contender wins
-without any read-then-write race. The holder extends the lease after each step,
-so a crashed run blocks others for at most one lease, after which its lock is
-stale and the next run takes it over.
+The lock is one document, ``{_id: "lock", holder, token, acquiredAt,
+renewedAt, expiresAt}``. It is taken with a single upsert whose filter matches
+only an *expired* lock: when a live lock exists the upsert tries to insert a
+second ``_id: "lock"`` and the server answers with a duplicate-key error, so
+exactly one contender wins without any read-then-write race.
+
+Each acquisition writes a fresh random ``token`` (the fencing token); the
+``holder`` names the process for people. While the lock is held a
+:class:`LeaseRenewer` thread extends the lease every third of it, *during* a
+step too, so a step longer than the lease (a large index build, the data
+check) does not let another run in. A run that dies stops renewing, and the
+next run takes the lock over once the lease has ended.
+
+What fencing guarantees, and what it cannot (MongoDB has no transaction that
+spans DDL, so a step's ``createIndexes`` and the lock check are two operations):
+
+* :meth:`MigrationLock.fence` renews the lease with an update filtered on this
+  acquisition's token. The server evaluates the filter and the write as one
+  operation: either the lock is still ours and is extended by a full lease, or
+  it was taken over and nothing is written. A run calls it immediately before
+  each step's DDL, and stops with :class:`MigrationLockedError` naming the new
+  holder when it fails.
+* The window that remains: between a successful fence and the DDL it guards,
+  a takeover needs this run's lease to end first, so the run must have stalled
+  (or lost the server) for a whole lease (60 s by default) in that gap, its
+  renewer included. Then one step of the old run may land inside the new run;
+  each step is idempotent (``createIndexes`` of an existing identical index is
+  a no-op), so this costs a duplicated record entry or a failed run, never a
+  wrong schema.
+* Writes to the migration *record* are fenced atomically: the record carries
+  the token of the run that owns it and each update filters on it (see
+  :mod:`nsn_store.migration`).
+
+The renewer here is a thread, for the synchronous driver. An asyncio runner
+would need the same loop as a task on its own event loop (a Motor or PyMongo
+async collection is bound to the loop that made it, so it cannot be driven from
+a thread); :class:`LeaseRenewer` takes any ``renew`` callable and clock, so the
+scheduling logic is shared and only the waiting differs.
 """
 
 from __future__ import annotations
@@ -14,8 +45,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -23,13 +56,23 @@ from typing import Any
 from pymongo import errors as pymongo_errors
 from pymongo.collection import Collection
 
+from nsn_store.arguments import check_duration, check_text
 from nsn_store.clock import Clock
-from nsn_store.errors import MigrationLockedError, translate
+from nsn_store.errors import InvalidArgumentError, MigrationLockedError, NsnStoreError, translate
 
 log = logging.getLogger(__name__)
 
 LOCK_ID = "lock"
 DEFAULT_LEASE = timedelta(seconds=60)
+#: A lease this short could end between two renewals on a loaded machine.
+MIN_LEASE = timedelta(seconds=1)
+MAX_LEASE = timedelta(days=1)
+#: How long ``acquire`` may wait; longer is a stuck deployment, not patience.
+MAX_TIMEOUT = timedelta(days=1)
+MIN_POLL = timedelta(milliseconds=1)
+MAX_HOLDER = 200
+#: Every thread this module starts is named with this prefix.
+RENEWER_THREAD = "nsn-migration-lease"
 
 
 def new_holder_id() -> str:
@@ -37,9 +80,21 @@ def new_holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def take_lock_update(holder: str, now: datetime, lease: timedelta) -> dict[str, Any]:
+def new_token() -> str:
+    """Return a fresh fencing token, unique per acquisition."""
+    return uuid.uuid4().hex
+
+
+def take_lock_update(
+    holder: str, now: datetime, lease: timedelta, token: str | None = None
+) -> dict[str, Any]:
     """Return the update that records ``holder`` as the lock owner until ``now + lease``."""
-    return {"$set": {"holder": holder, "acquiredAt": now, "expiresAt": now + lease}}
+    fields: dict[str, Any] = {
+        "holder": holder, "acquiredAt": now, "renewedAt": now, "expiresAt": now + lease
+    }
+    if token is not None:
+        fields["token"] = token
+    return {"$set": fields}
 
 
 def free_lock_filter(now: datetime) -> dict[str, Any]:
@@ -47,8 +102,105 @@ def free_lock_filter(now: datetime) -> dict[str, Any]:
     return {"_id": LOCK_ID, "expiresAt": {"$lte": now}}
 
 
+def held_lock_filter(token: str) -> dict[str, Any]:
+    """Match the lock document only while the acquisition with ``token`` holds it."""
+    return {"_id": LOCK_ID, "token": token}
+
+
+class LeaseRenewer:
+    """Call ``renew`` from a daemon thread every ``interval`` of ``clock`` time.
+
+    Due-ness is judged by ``clock`` (the clock the lease is written in), and
+    also by the monotonic clock, so a frozen or stepped test clock and the
+    wall clock both get renewals on time. ``renew`` raising
+    :class:`MigrationLockedError` means the lock is gone: the thread records
+    it in :attr:`error` and ends. Any other :class:`NsnStoreError` (a lost
+    connection) is logged and retried at the next wake-up, since the lease may
+    still be ours. :meth:`stop` ends and joins the thread; it is safe to call
+    twice and from a ``finally``.
+    """
+
+    def __init__(
+        self,
+        renew: Callable[[], None],
+        *,
+        clock: Clock,
+        interval: timedelta,
+        poll: float = 0.05,
+        name: str = RENEWER_THREAD,
+    ) -> None:
+        self._renew = renew
+        self._clock = clock
+        self._interval = interval
+        self._poll = poll
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.error: MigrationLockedError | None = None
+        self.renewals = 0
+
+    def start(self) -> None:
+        self._last_clock = self._clock.now()
+        self._last_monotonic = time.monotonic()
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop renewing and wait (up to ``timeout`` s) for the thread to end."""
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+            if self._thread.is_alive():  # a renewal stuck on the network; it is a daemon
+                log.warning("migration lease renewer still finishing a renewal")
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def _due(self) -> bool:
+        elapsed = self._clock.now() - self._last_clock
+        real = time.monotonic() - self._last_monotonic
+        return elapsed >= self._interval or real >= self._interval.total_seconds()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._poll):
+            if not self._due():
+                continue
+            try:
+                self._renew()
+            except MigrationLockedError as exc:
+                self.error = exc
+                return
+            except NsnStoreError as exc:
+                log.warning("could not renew the migration lease (will retry): %s", exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - never die silently with the lock held
+                log.exception("migration lease renewer failed")
+                self.error = MigrationLockedError(f"the lease renewer failed: {exc!r}")
+                return
+            self._last_clock = self._clock.now()
+            self._last_monotonic = time.monotonic()
+            self.renewals += 1
+
+    def __enter__(self) -> LeaseRenewer:  # noqa: PYI034 - Self needs Python 3.11
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 class MigrationLock:
-    """Hold the migration lock for the duration of a ``with`` block."""
+    """Hold the migration lock for the duration of a ``with`` block, renewing it meanwhile.
+
+    ``timeout`` is how many seconds :meth:`acquire` waits for a held lock;
+    ``lease`` how long the lock stays ours without a renewal (a timedelta or
+    seconds); ``poll`` the seconds between attempts and between the renewer's
+    wake-ups. Bad values raise :class:`InvalidArgumentError` naming them.
+    """
 
     def __init__(
         self,
@@ -56,53 +208,93 @@ class MigrationLock:
         *,
         clock: Clock,
         timeout: float,
-        lease: timedelta = DEFAULT_LEASE,
+        lease: timedelta | float = DEFAULT_LEASE,
         poll: float = 0.05,
         holder: str | None = None,
     ) -> None:
+        if not isinstance(clock, Clock):
+            raise InvalidArgumentError("clock must have a now() method", argument="clock")
+        self.timeout = check_lock_timeout(timeout, "timeout")
+        self.lease = check_duration(lease, "lease", minimum=MIN_LEASE, maximum=MAX_LEASE)
+        self.poll = check_duration(
+            poll, "poll", minimum=MIN_POLL, maximum=self.lease / 3
+        ).total_seconds()
+        self.holder = new_holder_id() if holder is None else check_text(
+            holder, "holder", maximum=MAX_HOLDER
+        )
         self.collection = collection
         self.clock = clock
-        self.timeout = timeout
-        self.lease = lease
-        self.poll = poll
-        self.holder = holder or new_holder_id()
+        self.token: str | None = None
+        self._renewer: LeaseRenewer | None = None
 
     def acquire(self) -> None:
         """Take the lock, waiting up to ``timeout`` seconds; raise MigrationLockedError."""
         deadline = time.monotonic() + self.timeout
-        while not self._try_take():
+        token = new_token()
+        while not self._try_take(token):
             if time.monotonic() >= deadline:
                 raise self._locked_error()
             time.sleep(self.poll)
+        self.token = token
         log.info("migration lock taken by %s", self.holder)
 
-    def refresh(self) -> None:
-        """Extend the lease; raise MigrationLockedError if another run took it over."""
-        expires = self.clock.now() + self.lease
+    def fence(self) -> None:
+        """Renew the lease if this acquisition still holds the lock, atomically; else raise.
+
+        Call it immediately before each write the lock protects. Raises
+        :class:`MigrationLockedError` naming the run that holds the lock now.
+        """
+        if self._renewer is not None and self._renewer.error is not None:
+            raise self._renewer.error
+        self._renew()
+
+    #: The name ``init`` used before the fence existed.
+    refresh = fence
+
+    def release(self) -> None:
+        """Stop renewing and give the lock back; never raise, so the caller's error stays."""
+        self._stop_renewer()
+        if self.token is None:
+            return
+        try:
+            self.collection.delete_one(held_lock_filter(self.token))
+        except pymongo_errors.PyMongoError as exc:
+            log.warning("could not release the migration lock (expires by itself): %s", exc)
+        self.token = None
+
+    def _renew(self) -> None:
+        if self.token is None:
+            raise MigrationLockedError(f"{self.holder} does not hold the migration lock",
+                                       holder=None)
+        now = self.clock.now()
         try:
             result = self.collection.update_one(
-                {"_id": LOCK_ID, "holder": self.holder}, {"$set": {"expiresAt": expires}}
+                held_lock_filter(self.token),
+                {"$set": {"renewedAt": now, "expiresAt": now + self.lease}},
             )
         except pymongo_errors.PyMongoError as exc:
             raise translate(exc, collection=self.collection.name) from exc
         if result.matched_count == 0:
-            raise MigrationLockedError(
-                f"lost the migration lock (held by {self.holder}) after its lease expired",
-                holder=self.holder,
-            )
+            raise self._lost_error()
 
-    def release(self) -> None:
-        """Give the lock back; never raise, so the caller's own error stays visible."""
-        try:
-            self.collection.delete_one({"_id": LOCK_ID, "holder": self.holder})
-        except pymongo_errors.PyMongoError as exc:
-            log.warning("could not release the migration lock (expires by itself): %s", exc)
+    def _start_renewer(self) -> None:
+        self._renewer = LeaseRenewer(
+            self._renew, clock=self.clock, interval=self.lease / 3, poll=self.poll
+        )
+        self._renewer.start()
 
-    def _try_take(self) -> bool:
+    def _stop_renewer(self) -> None:
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.stop()
+
+    def _try_take(self, token: str) -> bool:
         now = self.clock.now()
         try:
             self.collection.update_one(
-                free_lock_filter(now), take_lock_update(self.holder, now, self.lease), upsert=True
+                free_lock_filter(now),
+                take_lock_update(self.holder, now, self.lease, token),
+                upsert=True,
             )
         except pymongo_errors.DuplicateKeyError:
             return False
@@ -110,8 +302,28 @@ class MigrationLock:
             raise translate(exc, collection=self.collection.name) from exc
         return True
 
+    def _current(self) -> dict[str, Any]:
+        try:
+            document = self.collection.find_one({"_id": LOCK_ID})
+        except pymongo_errors.PyMongoError:
+            return {}
+        return dict(document or {})
+
+    def _lost_error(self) -> MigrationLockedError:
+        current = self._current()
+        holder = current.get("holder")
+        now_held = (
+            f"it is now held by {holder} (taken at {current.get('acquiredAt')})"
+            if holder else "it is no longer held"
+        )
+        return MigrationLockedError(
+            f"{self.holder} lost the migration lock: its lease ended and {now_held}; "
+            "stopped before writing anything more (run init again when that run is done)",
+            holder=holder,
+        )
+
     def _locked_error(self) -> MigrationLockedError:
-        current = self.collection.find_one({"_id": LOCK_ID}) or {}
+        current = self._current()
         holder = current.get("holder", "unknown")
         return MigrationLockedError(
             f"another migration run holds the lock: {holder} (taken at "
@@ -122,6 +334,11 @@ class MigrationLock:
 
     def __enter__(self) -> MigrationLock:  # noqa: PYI034 - Self needs Python 3.11
         self.acquire()
+        try:
+            self._start_renewer()
+        except BaseException:
+            self.release()
+            raise
         return self
 
     def __exit__(
@@ -131,3 +348,10 @@ class MigrationLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def check_lock_timeout(value: Any, argument: str = "lock_timeout") -> float:
+    """Return ``value`` as seconds to wait for the lock: 0 (try once) to one day."""
+    return check_duration(
+        value, argument, minimum=timedelta(0), maximum=MAX_TIMEOUT
+    ).total_seconds()

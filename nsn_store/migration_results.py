@@ -28,6 +28,14 @@ def plain(value: Any) -> Any:
     return value
 
 
+def describe_entry(entry: dict[str, Any]) -> str:
+    """Render a record entry as ``create_index contacts.by_phone``."""
+    target = str(entry.get("collection"))
+    if entry.get("index"):
+        target += f".{entry['index']}"
+    return f"{entry.get('action')} {target}"
+
+
 @dataclass(frozen=True)
 class MigrationResult:
     """What ``init_schema`` did: the steps applied, in order (empty when up to date)."""
@@ -37,6 +45,9 @@ class MigrationResult:
     host: str
     steps: list[Step] = field(default_factory=list)
     moderated: list[str] = field(default_factory=list)
+    #: Steps an interrupted run applied without recording them, recorded by this
+    #: run (not applied again). Not in ``to_dict``, whose keys ``--json`` promises.
+    reconciled: list[Step] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -93,6 +104,13 @@ class StatusReport:
         if self.record is None:
             return [f"migration {self.migration_id} is not recorded in {MIGRATIONS}"]
         lines = []
+        pending = self.record.get("pending")
+        if isinstance(pending, dict):
+            lines.append(
+                f"migration {self.migration_id}: step {describe_entry(pending)} is not recorded: "
+                "an interrupted run started it and may have applied it "
+                "(run init again to reconcile the record)"
+            )
         if self.record.get("status") != APPLIED:
             lines.append(
                 f"migration {self.migration_id} is {self.record.get('status')!r} "
