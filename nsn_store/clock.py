@@ -5,6 +5,12 @@ Code never calls ``datetime.now()`` directly; it asks a clock. Production uses
 and the embedded database's TTL monitor reads the same clock, so ``sendAt``,
 leases and ``expiresAt`` behave deterministically.
 
+Workers on several machines must agree on "now", or a worker whose clock runs
+ahead takes over leases that are still live. :class:`ServerClock` corrects a
+local clock by its offset from the database server's clock, measured from the
+server's ``hello`` reply (``localTime``) and refreshed periodically; the
+scheduler judges due-ness and lease expiry by it.
+
 Every clock returns timezone-aware UTC datetimes truncated to milliseconds,
 because BSON dates store milliseconds: a value read back from the database
 then compares equal to the value that was written.
@@ -12,9 +18,14 @@ then compares equal to the value that was written.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
 
 
 def to_bson_time(value: datetime) -> datetime:
@@ -75,3 +86,61 @@ class ManualClock:
 
 
 DEFAULT_CLOCK: Clock = SystemClock()
+
+#: How often (seconds of real, monotonic time) a :class:`ServerClock` re-measures its offset.
+OFFSET_REFRESH = 60.0
+
+
+def server_offset(before: datetime, server_time: datetime, after: datetime) -> timedelta:
+    """Return how far the server's clock is ahead of ours (negative if behind).
+
+    ``before`` and ``after`` are our clock's readings around the round trip
+    that returned ``server_time``; the server read its clock, on average, half
+    way through, so the error is at most half the round trip.
+    """
+    midpoint = before + (after - before) / 2
+    return to_bson_time(server_time) - midpoint
+
+
+class ServerClock:
+    """``base`` corrected by its offset from the database server's clock.
+
+    :meth:`stale` says when the offset should be (re)measured: never measured
+    yet, or measured more than ``refresh`` seconds of monotonic time ago;
+    :meth:`update` records a measurement. With a :class:`ManualClock` shared
+    by the embedded database and the scheduler the offset is exactly zero.
+    Safe to share between threads (a measurement replaces the offset whole).
+    """
+
+    def __init__(self, base: Clock, *, refresh: float = OFFSET_REFRESH,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.base = base
+        self.refresh = refresh
+        self._monotonic = monotonic
+        self._offset = timedelta(0)
+        self._measured: float | None = None
+
+    @property
+    def offset(self) -> timedelta:
+        """Return the last measured offset (zero before the first measurement)."""
+        return self._offset
+
+    def now(self) -> datetime:
+        return to_bson_time(self.base.now() + self._offset)
+
+    def stale(self) -> bool:
+        """Return whether the offset needs measuring."""
+        measured = self._measured
+        return measured is None or self._monotonic() - measured >= self.refresh
+
+    def update(self, before: datetime, server_time: Any, after: datetime) -> timedelta:
+        """Record the offset from one ``hello`` round trip; keep the last if there is no time."""
+        if isinstance(server_time, datetime):
+            self._offset = server_offset(before, server_time, after)
+        else:  # every MongoDB server sends localTime; say so once per refresh if one does not
+            log.warning("the server's hello reply has no localTime: using the local clock")
+        self._measured = self._monotonic()
+        return self._offset
+
+    def __repr__(self) -> str:
+        return f"ServerClock({self.base!r}, offset={self._offset})"

@@ -117,7 +117,10 @@ class Scheduler(_Flows):
 
     def _execute(self, op: Op) -> Any:
         if op.method == "counter":
-            return self.counter.add(*op.args)
+            return self.counter.add(*op.args, **op.kwargs)
+        if op.method == "command":
+            with translated():
+                return self.db.command(*op.args, **op.kwargs)
         self._count_trip()
         collection = self.db[op.collection]
         with translated(collection=op.collection):
@@ -194,8 +197,11 @@ class AsyncScheduler(_Flows):
 
     async def _execute(self, op: Op) -> Any:
         if op.method == "counter":
-            added = self.counter.add(*op.args)
+            added = self.counter.add(*op.args, **op.kwargs)
             return await added if inspect.isawaitable(added) else added
+        if op.method == "command":
+            with translated():
+                return await self.db.command(*op.args, **op.kwargs)
         self._count_trip()
         collection = self.db[op.collection]
         with translated(collection=op.collection):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import threading
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 
 from nsn_store import scheduling as b
-from nsn_store.clock import DEFAULT_CLOCK, Clock, to_bson_time
-from nsn_store.errors import DuplicateKeyError
+from nsn_store.arguments import as_object_id, check_datetime, check_limit, optional_object_id
+from nsn_store.clock import DEFAULT_CLOCK, OFFSET_REFRESH, Clock, ServerClock, to_bson_time
+from nsn_store.errors import DuplicateKeyError, InvalidArgumentError
 
 # Named after the public module: users configure "nsn_store.scheduler" logging.
 log = logging.getLogger("nsn_store.scheduler")
@@ -35,7 +37,12 @@ Document = dict[str, Any]
 
 @dataclass(frozen=True)
 class Op:
-    """One database call: a collection method and its arguments (``counter`` for counters)."""
+    """One database call: a collection method and its arguments.
+
+    Two methods are not collection calls: ``counter`` (``counter.add``) and
+    ``command`` (a database command, such as the ``hello`` that measures the
+    server's clock).
+    """
 
     method: str
     collection: str
@@ -97,8 +104,23 @@ def _insert(collection: str, document: Document) -> Op:
     return Op("insert_one", collection, (document,))
 
 
+def _update_many(collection: str, filter_: Mapping[str, Any], update: Mapping[str, Any]) -> Op:
+    return Op("update_many", collection, (filter_, update))
+
+
+#: The server's clock: every MongoDB server answers ``hello`` with its ``localTime``.
+HELLO = Op("command", "", ("hello",))
+
+
 class _Flows:
-    """The operations, as generators of :class:`Op`; shared by both schedulers."""
+    """The operations, as generators of :class:`Op`; shared by both schedulers.
+
+    Every argument is checked before the first database call. Each transition
+    writes its status first, then its follow-ups (an event whose ``_id`` and a
+    counter add whose ``once`` key derive from the message, the transition and
+    the attempt), so the same call repeated after a lost reply finds the status
+    already changed by its own claim and writes only what is missing.
+    """
 
     def __init__(
         self,
@@ -109,164 +131,269 @@ class _Flows:
         max_attempts: int = 5,
         base_backoff: timedelta = b.DEFAULT_BASE_BACKOFF,
         rng: random.Random | None = None,
+        server_time: bool = True,
+        offset_refresh: float = OFFSET_REFRESH,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, not {max_attempts}")
+        self.max_attempts = b.check_max_attempts(max_attempts)
+        self.base_backoff = b.check_backoff(base_backoff)
         self.db = db
         self.clock = clock or DEFAULT_CLOCK
+        self.server_clock = ServerClock(self.clock, refresh=_refresh(offset_refresh))
+        self.server_time = b.check_flag(server_time, "server_time")
         self.counter = counter
-        self.max_attempts = max_attempts
-        self.base_backoff = base_backoff
         self.rng = rng or random.Random()
         self._trips = 0
         self._trips_lock = threading.Lock()
 
     @property
     def round_trips(self) -> int:
-        """Return how many collection calls this scheduler has made (counters excluded)."""
+        """Return how many collection calls this scheduler has made (counters and commands excluded)."""
         return self._trips
 
     def _count_trip(self) -> None:
         with self._trips_lock:
             self._trips += 1
 
-    def _now(self, now: datetime | None) -> datetime:
-        return self.clock.now() if now is None else to_bson_time(now)
+    def _now(self, now: Any = None) -> Flow:
+        """Return ``now`` if given, else the server's time (re-measuring the offset when due)."""
+        if now is not None:
+            return to_bson_time(check_datetime(now, "now"))
+        if not self.server_time:
+            return self.clock.now()
+        if self.server_clock.stale():
+            before = self.clock.now()
+            reply = yield HELLO
+            self.server_clock.update(before, (reply or {}).get("localTime"), self.clock.now())
+        return self.server_clock.now()
 
-    def _bump(self, tenant_id: ObjectId, metric: str) -> Flow:
+    def _bump(self, tenant_id: ObjectId, metric: str, key: str, n: int = 1) -> Flow:
         if self.counter is not None:
-            yield Op("counter", "", (tenant_id, metric))
+            yield Op("counter", "", (tenant_id, metric, n), {"once": key})
 
-    # -- flows ---------------------------------------------------------------
+    def _event(self, event: Document) -> Flow:
+        """Insert a keyed event; return False if it was written before (by an earlier try)."""
+        try:
+            yield _insert(b.EVENTS, event)
+        except DuplicateKeyError:
+            return False
+        return True
 
-    def _schedule(self, tenant_id: Any, contact_id: Any, channel: str, send_at: datetime,
+    # -- schedule --------------------------------------------------------------
+
+    def _schedule(self, tenant_id: Any, contact_id: Any, channel: Any, send_at: Any,
                   **optional: Any) -> Flow:
-        tenant, contact = b.as_object_id(tenant_id), b.as_object_id(contact_id)
-        b.check_contact((yield _find_one(b.by_id_query(b.CONTACTS, contact))), tenant, contact)
-        key = optional.get("idempotency_key")
-        lookup = b.idempotency_query(tenant, key) if key is not None else None
+        request = b.schedule_request(tenant_id, contact_id, channel, send_at, **optional)
+        for collection, name, ref in request.references():  # at most 3 round trips
+            found = yield _find_one(b.owned_query(collection, ref, request.tenant),
+                                    projection={"_id": 1})
+            b.check_reference(found, name, ref)
+        key = request.idempotency_key
+        lookup = b.idempotency_query(request.tenant, key) if key is not None else None
         if lookup is not None and (existing := (yield _find_one(lookup))) is not None:
-            return existing
-        now = self._now(None)
-        message = b.new_message(tenant, contact, channel, send_at, now, **optional)
+            return (yield from self._queued(existing))
+        message = b.new_message(
+            request.tenant, request.contact, request.channel, request.send_at,
+            (yield from self._now()), payload=request.payload,
+            workflow_step_id=request.workflow_step, template_id=request.template,
+            idempotency_key=key, message_id=ObjectId())
         try:
             yield _insert(b.MESSAGES, message)
         except DuplicateKeyError:
-            if lookup is None:
-                raise
-            winner = yield _find_one(lookup)  # a concurrent schedule with the same key won
+            winner = (yield _find_one(lookup)) if lookup is not None else None
             if winner is None:
                 raise
-            return winner
-        yield _insert(b.EVENTS, b.new_event(tenant, "queued", now, message_id=message["_id"]))
-        yield from self._bump(tenant, "messages.scheduled")
+            message = winner  # a concurrent schedule with the same key won
+        return (yield from self._queued(message))
+
+    def _queued(self, message: Document) -> Flow:
+        """Ensure a scheduled message's ``queued`` event and counter (once each)."""
+        mid, tenant = message["_id"], message["tenantId"]
+        key = b.follow_up_key(mid, "queued")
+        yield from self._event(b.new_event(tenant, "queued", message["createdAt"],
+                                           message_id=mid, key=key))
+        yield from self._bump(tenant, "messages.scheduled", key)
         return message
 
-    def _claim_due(self, worker_id: str, now: datetime | None, limit: int,
-                   lease: timedelta) -> Flow:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, not {limit}")
-        now = self._now(now)
+    # -- claim ---------------------------------------------------------------
+
+    def _claim_due(self, worker_id: Any, now: Any, limit: Any, lease: Any) -> Flow:
+        worker, lease = b.check_worker(worker_id), b.check_lease(lease)
+        limit = check_limit(limit, "limit")
+        now = yield from self._now(now)
         end = b.lease_end(now, lease)
         due = yield _find(b.due_query(now), limit=limit, projection=b.CANDIDATE_PROJECTION)
         stale = yield _find(b.expired_lease_query(now), limit=limit,
                             projection=b.CANDIDATE_PROJECTION)
         stale, abandoned = b.split_abandoned(stale, self.max_attempts)
         for doc in abandoned:  # rare: costs round trips only when a worker died last time
-            yield from self._give_up(doc["_id"], doc["attempts"], now)
+            yield from self._give_up(doc, now)
         ids = b.pick_candidates(due, stale, limit)
         if not ids:
             return []
-        won = yield Op("update_many", b.MESSAGES,
-                       (b.claim_query(ids, now).filter, b.claim_update(worker_id, now, end)))
+        token = secrets.token_hex(16)  # this call's claim: read back only what it won
+        won = yield _update_many(b.MESSAGES, b.claim_query(ids, now).filter,
+                                 b.claim_update(worker, now, end, token))
         if won.modified_count == 0:
             return []  # every candidate went to a faster worker
-        held = yield _find(b.held_query(ids, worker_id, end))
-        log.debug("worker %s claimed %d of %d candidates", worker_id, len(held), len(ids))
+        held = yield _find(b.held_query(ids, token))
+        log.debug("worker %s claimed %d of %d candidates", worker, len(held), len(ids))
         return b.oldest_first(held)
 
-    def _give_up(self, message_id: ObjectId, attempts: int, now: datetime) -> Flow:
-        error = b.abandoned_error(attempts)
-        doc = yield _modify(b.abandoned_filter(message_id, now, attempts), b.failed_update(now, error))
-        if doc is None:
-            return  # another worker gave it up first
-        raw = b.failure_raw(error, attempts, None)
-        yield _insert(b.EVENTS, b.new_event(doc["tenantId"], b.FAILED, now, message_id=message_id,
-                                            raw=raw))
-        yield from self._bump(doc["tenantId"], "messages.failed")
+    def _give_up(self, candidate: Mapping[str, Any], now: datetime) -> Flow:
+        """Fail a message whose lease expired on its last attempt.
 
-    def _mark_sent(self, message_id: Any, worker_id: str, provider_message_id: str | None,
-                   provider: str | None) -> Flow:
-        b.check_provider(provider)
-        (mid, tenant), now = b.message_ref(message_id), self._now(None)
-        doc = yield _modify(b.holder_filter(mid, worker_id, now, tenant), b.sent_update(now))
+        The follow-ups come first here: nobody retries a give-up, but the next
+        claim finds the message again if its status write was lost. If a cancel
+        wins the message in between, the follow-ups are taken back.
+        """
+        message_id, tenant, attempts = (candidate["_id"], candidate["tenantId"],
+                                         candidate["attempts"])
+        error, key = b.abandoned_error(attempts), b.follow_up_key(message_id, b.FAILED, attempts)
+        yield from self._failed_follow_ups(tenant, message_id, now, attempts, error, None)
+        doc = yield _modify(b.abandoned_filter(message_id, now, attempts),
+                            b.failed_update(now, error))
         if doc is None:
-            raise b.lease_refusal((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
-        event = b.new_event(doc["tenantId"], b.SENT, now, message_id=mid,
-                            provider=b.sent_provider(doc["channel"], provider, provider_message_id),
-                            provider_message_id=provider_message_id)
-        try:
-            yield _insert(b.EVENTS, event)
-        except DuplicateKeyError:  # the provider's webhook reported "sent" first
-            log.info("sent event for %s already recorded by a webhook", mid)
-        yield from self._bump(doc["tenantId"], "messages.sent")
+            yield from self._undo_give_up(tenant, message_id, attempts, key)
+
+    def _undo_give_up(self, tenant: ObjectId, message_id: ObjectId, attempts: int,
+                      key: str) -> Flow:
+        current = yield _find_one(b.by_id_query(b.MESSAGES, message_id))
+        if current is None or (current["status"] == b.FAILED and current["attempts"] == attempts):
+            return  # another worker gave it up first: the same key, the same follow-ups
+        yield Op("delete_one", b.EVENTS, ({"_id": b.event_id(key)},))
+        yield from self._bump(tenant, "messages.failed", f"{key}:undone", -1)
+
+    # -- finish ----------------------------------------------------------------
+
+    def _mark_sent(self, message_id: Any, worker_id: Any, provider_message_id: Any,
+                   provider: Any) -> Flow:
+        ref, worker = b.claim_ref(message_id), b.check_worker(worker_id)
+        pmid = (None if provider_message_id is None
+                else b.check_provider_message_id(provider_message_id))
+        provider = b.check_provider(provider)
+        now = yield from self._now()
+        doc = yield _modify(b.holder_filter(ref.id, worker, now, ref.tenant, ref.token),
+                            b.sent_update(now))
+        if doc is None:
+            doc = yield from self._sent_without_lease(ref, worker, now)
+        yield from self._sent_follow_ups(doc, now, b.sent_provider(doc["channel"], provider, pmid),
+                                         pmid)
         return doc
 
-    def _mark_failed(self, message_id: Any, worker_id: str, error: str | BaseException,
-                     retry: bool) -> Flow:
-        (mid, tenant), now = b.message_ref(message_id), self._now(None)
-        held = b.holder_filter(mid, worker_id, now, tenant)
+    def _sent_without_lease(self, ref: b.ClaimRef, worker: str, now: datetime) -> Flow:
+        """Return the message if this claim's send is recorded, or can still be; else refuse."""
+        current = yield _find_one(b.by_id_query(b.MESSAGES, ref.id))
+        if b.own_claim(current, ref) == b.SENT:
+            return current  # a repeated call: the status is written, the follow-ups may not be
+        if current is not None and b.own_claim(current, ref) == b.CANCELLED:
+            # Cancelled while this claim was sending: the message went out, so record it,
+            # taking back the cancel's count first (keyed: a repeat changes nothing).
+            yield from self._uncancel(current)
+            doc = yield _modify(b.cancelled_claim_filter(ref.id, current["claimToken"]),
+                                b.sent_update(now))
+            if doc is not None:
+                return doc
+            current = yield _find_one(b.by_id_query(b.MESSAGES, ref.id))
+            if b.own_claim(current, ref) == b.SENT:
+                return current
+        raise b.lease_refusal(current, ref.id, worker)
+
+    def _uncancel(self, message: Document) -> Flow:
+        key = b.follow_up_key(message["_id"], b.CANCELLED)
+        yield from self._bump(message["tenantId"], "messages.cancelled", key)  # the cancel's own
+        yield from self._bump(message["tenantId"], "messages.cancelled", f"{key}:undone", -1)
+
+    def _sent_follow_ups(self, doc: Document, now: datetime, provider: str | None,
+                         pmid: str | None) -> Flow:
+        mid, tenant = doc["_id"], doc["tenantId"]
+        key = b.follow_up_key(mid, b.SENT)
+        event = b.new_event(tenant, b.SENT, now, message_id=mid, provider=provider,
+                            provider_message_id=pmid, key=key)
+        if not (yield from self._event(event)) and pmid is not None and provider is not None:
+            # Written before, or the provider's "sent" webhook came first: link what it recorded.
+            yield _update_many(b.EVENTS, b.unlinked_events_filter(tenant, provider, pmid),
+                               b.link_update(mid))
+        yield from self._bump(tenant, "messages.sent", key)
+
+    def _mark_failed(self, message_id: Any, worker_id: Any, error: Any, retry: Any) -> Flow:
+        ref, worker = b.claim_ref(message_id), b.check_worker(worker_id)
+        text, retry = b.check_error(error), b.check_flag(retry, "retry")
+        now = yield from self._now()
+        held = b.holder_filter(ref.id, worker, now, ref.tenant, ref.token)
         current = yield _find_one(b.Query(b.MESSAGES, held, "_id_"))
         if current is None:
-            raise b.lease_refusal((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
-        attempts, text = current["attempts"], b.clip_error(error)
-        retry_at = None
+            return (yield from self._failed_without_lease(ref, worker, now))
+        attempts, retry_at = current["attempts"], None
         if b.should_retry(attempts, self.max_attempts, retry):
             retry_at = to_bson_time(now + b.backoff(attempts, self.base_backoff, self.rng))
         update = b.retry_update(now, retry_at, text) if retry_at else b.failed_update(now, text)
         # attempts in the filter: the lease cannot have been lost and re-won in between.
         doc = yield _modify({**held, "attempts": attempts}, update)
         if doc is None:
-            raise b.lease_refusal((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
-        raw = b.failure_raw(text, attempts, retry_at)
-        yield _insert(b.EVENTS, b.new_event(doc["tenantId"], b.FAILED, now, message_id=mid, raw=raw))
-        yield from self._bump(doc["tenantId"], "messages.retried" if retry_at else "messages.failed")
+            return (yield from self._failed_without_lease(ref, worker, now))
+        yield from self._failed_follow_ups(doc["tenantId"], ref.id, now, attempts, text, retry_at)
         return doc
 
-    def _extend_lease(self, message_id: Any, worker_id: str, lease: timedelta) -> Flow:
-        (mid, tenant), now = b.message_ref(message_id), self._now(None)
-        doc = yield _modify(b.holder_filter(mid, worker_id, now, tenant),
+    def _failed_without_lease(self, ref: b.ClaimRef, worker: str, now: datetime) -> Flow:
+        """Complete a failure this claim already recorded (a repeated call), or refuse."""
+        current = yield _find_one(b.by_id_query(b.MESSAGES, ref.id))
+        status = b.own_claim(current, ref)
+        if current is None or status not in (b.SCHEDULED, b.FAILED):
+            raise b.lease_refusal(current, ref.id, worker)
+        retry_at = current["sendAt"] if status == b.SCHEDULED else None
+        yield from self._failed_follow_ups(current["tenantId"], ref.id, now, current["attempts"],
+                                           current.get("lastError", "unknown error"), retry_at)
+        return current
+
+    def _failed_follow_ups(self, tenant: ObjectId, mid: ObjectId, now: datetime, attempts: int,
+                           text: str, retry_at: datetime | None) -> Flow:
+        key = b.follow_up_key(mid, b.FAILED, attempts)
+        raw = b.failure_raw(text, attempts, retry_at)
+        yield from self._event(b.new_event(tenant, b.FAILED, now, message_id=mid, raw=raw,
+                                           key=key))
+        yield from self._bump(tenant, "messages.retried" if retry_at else "messages.failed", key)
+
+    def _extend_lease(self, message_id: Any, worker_id: Any, lease: Any) -> Flow:
+        ref, worker = b.claim_ref(message_id), b.check_worker(worker_id)
+        lease = b.check_lease(lease)
+        now = yield from self._now()
+        doc = yield _modify(b.holder_filter(ref.id, worker, now, ref.tenant, ref.token),
                             b.extend_update(now, lease))
         if doc is None:
-            raise b.lease_refusal((yield _find_one(b.by_id_query(b.MESSAGES, mid))), mid, worker_id)
+            raise b.lease_refusal((yield _find_one(b.by_id_query(b.MESSAGES, ref.id))), ref.id,
+                                  worker)
         return doc
+
+    # -- cancel, webhooks, backlog ----------------------------------------------
 
     def _cancel(self, tenant_id: Any, message_id: Any) -> Flow:
-        tenant, mid, now = b.as_object_id(tenant_id), b.as_object_id(message_id), self._now(None)
+        tenant = as_object_id(tenant_id, "tenant_id")
+        mid = as_object_id(message_id, "message_id")
+        now = yield from self._now()
         doc = yield _modify(b.cancel_filter(tenant, mid), b.cancel_update(now))
         if doc is None:
-            raise b.cancel_refusal((yield _find_one(b.by_id_query(b.MESSAGES, mid))), tenant, mid)
-        yield from self._bump(tenant, "messages.cancelled")
+            doc = yield _find_one(b.owned_query(b.MESSAGES, mid, tenant))
+            if doc is None or doc["status"] != b.CANCELLED:
+                raise b.cancel_refusal(doc, mid)
+            # Already cancelled: a repeated cancel succeeds and completes its count.
+        yield from self._bump(tenant, "messages.cancelled", b.follow_up_key(mid, b.CANCELLED))
         return doc
 
-    def _record_provider_event(self, tenant_id: Any, provider: str, provider_message_id: str,
-                               event_type: str, occurred_at: datetime | None,
-                               raw: Mapping[str, Any] | None) -> Flow:
-        tenant = b.as_object_id(tenant_id)
-        sent = yield _find_one(b.sent_event_query(tenant, provider, provider_message_id))
-        event = b.new_event(tenant, event_type, self._now(None),
-                            message_id=(sent or {}).get("scheduledMessageId"), provider=provider,
-                            provider_message_id=provider_message_id, occurred_at=occurred_at,
-                            raw=raw)
-        try:
-            yield _insert(b.EVENTS, event)
-        except DuplicateKeyError:  # by_provider_message_event: this webhook was seen before
-            return False
-        return True
+    def _record_provider_event(self, tenant_id: Any, provider: Any, provider_message_id: Any,
+                               event_type: Any, occurred_at: Any, raw: Any) -> Flow:
+        checked = b.check_event(tenant_id, provider, provider_message_id, event_type,
+                                occurred_at, raw)
+        tenant = checked.pop("tenant_id")
+        sent = yield _find_one(b.sent_event_query(tenant, checked["provider"],
+                                                  checked["provider_message_id"]))
+        event = b.new_event(tenant, checked.pop("event_type"), (yield from self._now()),
+                            message_id=(sent or {}).get("scheduledMessageId"), **checked)
+        # by_provider_message_event: a DuplicateKey means this webhook was seen before.
+        return (yield from self._event(event))
 
-    def _backlog(self, tenant_id: Any, now: datetime | None) -> Flow:
-        tenant = b.as_object_id(tenant_id) if tenant_id is not None else None
-        now = self._now(now)
+    def _backlog(self, tenant_id: Any, now: Any) -> Flow:
+        tenant = optional_object_id(tenant_id, "tenant_id")
+        now = yield from self._now(now)
         due = b.due_query(now, tenant)
         oldest = yield _find_one(due, projection={"sendAt": 1})
         return Backlog(
@@ -277,3 +404,10 @@ class _Flows:
             failed_last_day=(yield _count(b.failed_since_query(now - b.FAILED_WINDOW, tenant))),
         )
 
+
+def _refresh(value: Any) -> float:
+    """Check ``offset_refresh``: seconds between measurements of the server's clock."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400:
+        raise InvalidArgumentError("offset_refresh must be from 0 to 86400 seconds",
+                                   argument="offset_refresh")
+    return float(value)

@@ -21,21 +21,30 @@ from typing import Any
 
 from bson import ObjectId
 
+from nsn_store.arguments import as_object_id
 from nsn_store.scheduling_updates import (
     CANCELLABLE,
     CANCELLED,
+    CLAIM_FIELDS,
     DEFAULT_BASE_BACKOFF,
     DEFAULT_LEASE,
     DEFAULT_PROVIDER,
     ERROR_LIMIT,
     FAILED,
     LOCK_FIELDS,
+    MAX_ATTEMPTS,
     MAX_BACKOFF,
+    MAX_LEASE,
+    MIN_LEASE,
+    PAYLOAD_LIMIT,
     PROCESSING,
     SCHEDULED,
     SENT,
+    TEXT_LIMIT,
+    ClaimRef,
     Document,
     Filter,
+    ScheduleRequest,
     Update,
     abandoned_error,
     abandoned_filter,
@@ -43,19 +52,35 @@ from nsn_store.scheduling_updates import (
     cancel_filter,
     cancel_refusal,
     cancel_update,
-    check_contact,
+    cancelled_claim_filter,
+    check_backoff,
+    check_choice,
+    check_error,
+    check_event,
+    check_flag,
+    check_lease,
+    check_max_attempts,
     check_provider,
+    check_provider_message_id,
+    check_reference,
+    check_worker,
+    claim_ref,
     claim_update,
     clip_error,
+    event_id,
     extend_update,
     failed_update,
     failure_raw,
+    follow_up_key,
     holder_filter,
     lease_end,
     lease_refusal,
     new_event,
     new_message,
+    not_found,
+    own_claim,
     retry_update,
+    schedule_request,
     sent_provider,
     sent_update,
     should_retry,
@@ -65,6 +90,7 @@ __all__ = [
     "CANCELLABLE",
     "CANCELLED",
     "CANDIDATE_PROJECTION",
+    "CLAIM_FIELDS",
     "CONTACTS",
     "DEFAULT_BASE_BACKOFF",
     "DEFAULT_LEASE",
@@ -74,14 +100,23 @@ __all__ = [
     "FAILED",
     "FAILED_WINDOW",
     "LOCK_FIELDS",
+    "MAX_ATTEMPTS",
     "MAX_BACKOFF",
+    "MAX_LEASE",
     "MESSAGES",
+    "MIN_LEASE",
+    "PAYLOAD_LIMIT",
     "PROCESSING",
     "SCHEDULED",
     "SENT",
+    "STEPS",
+    "TEMPLATES",
+    "TEXT_LIMIT",
+    "ClaimRef",
     "Document",
     "Filter",
     "Query",
+    "ScheduleRequest",
     "Sort",
     "Update",
     "abandoned_error",
@@ -93,42 +128,63 @@ __all__ = [
     "cancel_filter",
     "cancel_refusal",
     "cancel_update",
-    "check_contact",
+    "cancelled_claim_filter",
+    "check_backoff",
+    "check_choice",
+    "check_error",
+    "check_event",
+    "check_flag",
+    "check_lease",
+    "check_max_attempts",
     "check_provider",
+    "check_provider_message_id",
+    "check_reference",
+    "check_worker",
     "claim_query",
+    "claim_ref",
     "claim_update",
     "claimable_condition",
     "clip_error",
     "due_query",
+    "event_id",
     "expired_lease_query",
     "expired_leases_count_query",
     "extend_update",
     "failed_since_query",
     "failed_update",
     "failure_raw",
+    "follow_up_key",
     "held_query",
     "holder_filter",
     "idempotency_query",
     "lease_end",
     "lease_refusal",
+    "link_update",
     "live_lease_query",
     "message_events_query",
     "message_ref",
     "new_event",
     "new_message",
+    "not_found",
     "oldest_first",
+    "own_claim",
+    "owned_query",
     "pick_candidates",
     "retry_update",
+    "schedule_request",
     "sent_event_query",
     "sent_provider",
     "sent_update",
     "should_retry",
     "split_abandoned",
+    "unlinked_events_filter",
 ]
 
 MESSAGES = "scheduledMessages"
 EVENTS = "messageEvents"
 CONTACTS = "contacts"
+TEMPLATES = "templates"
+STEPS = "workflowSteps"
 
 FAILED_WINDOW = timedelta(days=1)
 
@@ -151,11 +207,6 @@ class Query:
     residual: tuple[str, ...] = ()
 
 
-def as_object_id(value: ObjectId | str) -> ObjectId:
-    """Return ``value`` as an ObjectId, accepting its 24-hex string form."""
-    return value if isinstance(value, ObjectId) else ObjectId(value)
-
-
 def message_ref(message: ObjectId | str | Mapping[str, Any]) -> tuple[ObjectId, ObjectId | None]:
     """Return ``(_id, tenantId)`` of a message given as a claimed document or as its id.
 
@@ -163,8 +214,8 @@ def message_ref(message: ObjectId | str | Mapping[str, Any]) -> tuple[ObjectId, 
     reach a single shard (see ``holder_filter``); a bare id gives no tenant.
     """
     if isinstance(message, Mapping):
-        return as_object_id(message["_id"]), message.get("tenantId")
-    return as_object_id(message), None
+        return as_object_id(message.get("_id"), "message['_id']"), message.get("tenantId")
+    return as_object_id(message, "message_id"), None
 
 
 # --- reads -----------------------------------------------------------------
@@ -232,12 +283,31 @@ def by_id_query(collection: str, document_id: ObjectId) -> Query:
     return Query(collection, {"_id": document_id}, "_id_")
 
 
+def owned_query(collection: str, document_id: ObjectId, tenant_id: ObjectId) -> Query:
+    """Find a tenant's document by ``_id``: another tenant's is as absent as a missing one."""
+    return Query(collection, {"_id": document_id, "tenantId": tenant_id}, "_id_",
+                 residual=("tenantId",))
+
+
 def sent_event_query(tenant_id: ObjectId, provider: str, provider_message_id: str) -> Query:
     """Find the ``sent`` event that links a provider's message id to our message."""
     # by_provider_message_event {tenantId, provider, providerMessageId, eventType}.
     condition = {"tenantId": tenant_id, "provider": provider,
                  "providerMessageId": provider_message_id, "eventType": SENT}
     return Query(EVENTS, condition, "by_provider_message_event")
+
+
+def unlinked_events_filter(tenant_id: ObjectId, provider: str,
+                           provider_message_id: str) -> Filter:
+    """Match a provider message's webhook events recorded before we knew our message."""
+    # by_provider_message_event {tenantId, provider, providerMessageId, eventType}: a prefix.
+    return {"tenantId": tenant_id, "provider": provider, "providerMessageId": provider_message_id,
+            "scheduledMessageId": {"$exists": False}}
+
+
+def link_update(message_id: ObjectId) -> Update:
+    """Link webhook events to the message they report on."""
+    return {"$set": {"scheduledMessageId": message_id}}
 
 
 def message_events_query(tenant_id: ObjectId, message_id: ObjectId) -> Query:
@@ -268,10 +338,14 @@ def claim_query(ids: Sequence[ObjectId], now: datetime) -> Query:
                  residual=("$or",))
 
 
-def held_query(ids: Sequence[ObjectId], worker_id: str, lease_end: datetime) -> Query:
-    """Select the candidates this claim actually won (this worker, this exact lease)."""
-    condition = {"_id": {"$in": list(ids)}, "lockedBy": worker_id, "lockedUntil": lease_end}
-    return Query(MESSAGES, condition, "_id_", residual=("lockedBy", "lockedUntil"))
+def held_query(ids: Sequence[ObjectId], token: str) -> Query:
+    """Select the candidates this claim actually won: those carrying its token.
+
+    Not "this worker and this lease end": two claims in the same millisecond
+    by workers that chose the same id would each read back the other's wins.
+    """
+    condition = {"_id": {"$in": list(ids)}, "claimToken": token}
+    return Query(MESSAGES, condition, "_id_", residual=("claimToken",))
 
 
 def pick_candidates(
@@ -287,7 +361,7 @@ def oldest_first(documents: Iterable[Mapping[str, Any]]) -> list[Any]:
     return sorted(documents, key=lambda doc: (doc["sendAt"], doc["_id"]))
 
 
-CANDIDATE_PROJECTION = {"_id": 1, "sendAt": 1, "attempts": 1}
+CANDIDATE_PROJECTION = {"_id": 1, "sendAt": 1, "attempts": 1, "tenantId": 1}
 
 
 def split_abandoned(
@@ -316,11 +390,17 @@ def all_queries(now: datetime) -> list[Query]:
         idempotency_query(tenant, "key"), by_id_query(MESSAGES, other),
         by_id_query(CONTACTS, other), sent_event_query(tenant, "twilio", "SM1"),
         message_events_query(tenant, other), claim_query(ids, now),
-        held_query(ids, "w", now),
+        held_query(ids, "token"),
+        owned_query(CONTACTS, other, tenant), owned_query(TEMPLATES, other, tenant),
+        owned_query(STEPS, other, tenant), owned_query(MESSAGES, other, tenant),
+        Query(EVENTS, unlinked_events_filter(tenant, "twilio", "SM1"),
+              "by_provider_message_event", residual=("scheduledMessageId",)),
         Query(MESSAGES, holder_filter(other, "w", now), "_id_",
               residual=("status", "lockedBy", "lockedUntil")),
-        Query(MESSAGES, holder_filter(other, "w", now, tenant), "_id_",
-              residual=("tenantId", "status", "lockedBy", "lockedUntil")),
+        Query(MESSAGES, holder_filter(other, "w", now, tenant, "token"), "_id_",
+              residual=("tenantId", "status", "lockedBy", "lockedUntil", "claimToken")),
+        Query(MESSAGES, cancelled_claim_filter(other, "token"), "_id_",
+              residual=("status", "claimToken")),
         Query(MESSAGES, cancel_filter(tenant, other), "_id_", residual=("tenantId", "status")),
         Query(MESSAGES, abandoned_filter(other, now, 5), "_id_",
               residual=("status", "lockedUntil", "attempts")),

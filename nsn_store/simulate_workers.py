@@ -131,8 +131,9 @@ def drive(db: Any, async_db: Any, workers: Workers, counter: Any) -> int:
     from nsn_store.scheduler import Scheduler
 
     config = workers.config
+    # Time is virtual here, not the server's: the scheduler must not correct it.
     sync = Scheduler(db, clock=workers.clock, counter=counter, max_attempts=config.max_attempts,
-                     rng=random.Random(config.seed))
+                     rng=random.Random(config.seed), server_time=False)
     if config.mode == "threads":
         return drive_threads(workers, sync)
     return asyncio.run(_drive_async(db, async_db, workers, sync))
@@ -146,7 +147,8 @@ async def _drive_async(db: Any, async_db: Any, workers: Workers, crasher: Any) -
     adb = async_db if async_db is not None else _async_twin(db)  # opened inside the loop
     counter = AsyncShardedCounter(adb, clock=clock, rng=random.Random(config.seed + 2))
     scheduler = AsyncScheduler(adb, clock=clock, counter=counter,
-                               max_attempts=config.max_attempts, rng=random.Random(config.seed))
+                               max_attempts=config.max_attempts, rng=random.Random(config.seed),
+                               server_time=False)
     try:
         return await drive_asyncio(workers, scheduler, crasher)
     finally:

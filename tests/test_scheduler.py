@@ -15,11 +15,10 @@ from nsn_store import scheduling as b
 from nsn_store.clock import ManualClock
 from nsn_store.errors import (
     ConfigurationError,
-    DocumentValidationError,
+    InvalidArgumentError,
     InvalidTransitionError,
     LeaseLostError,
     NotFoundError,
-    TenantIsolationError,
 )
 from nsn_store.migration import init_schema
 from nsn_store.scheduler import Scheduler
@@ -54,13 +53,23 @@ def sent_events_per_message(db: Any) -> Counter[ObjectId]:
 
 
 class RecordingCounter:
-    """A stand-in for ShardedCounter that records every add."""
+    """A stand-in for ShardedCounter that records every add it applies.
+
+    Like ``ShardedCounter.add(once=...)`` it applies a keyed add at most once.
+    """
 
     def __init__(self) -> None:
         self.calls: list[tuple[ObjectId, str]] = []
+        self.keys: set[tuple[ObjectId, str, str]] = set()
 
-    def add(self, tenant_id: ObjectId, metric: str, n: int = 1) -> None:
+    def add(self, tenant_id: ObjectId, metric: str, n: int = 1, *,
+            once: str | None = None) -> bool:
+        if once is not None and (tenant_id, metric, once) in self.keys:
+            return False
+        if once is not None:
+            self.keys.add((tenant_id, metric, once))
         self.calls.append((tenant_id, metric))
+        return True
 
 
 @pytest.fixture
@@ -97,13 +106,22 @@ def _message(db: Any, message_id: ObjectId) -> dict[str, Any]:
 
 
 #: Events written in the same millisecond tie on createdAt, and a server returns ties in
-#: any order; the driver-made ObjectId ``_id`` grows with every insert of this process.
-WRITE_ORDER = [("createdAt", 1), ("_id", 1)]
+#: any order. The scheduler's own events have keyed ``_id`` values (in no time order), so
+#: ties are broken by the lifecycle (queued, then a failure's or the send's event, then
+#: webhooks), then by ``_id`` (a driver-made ObjectId grows with every insert of this process).
+LIFECYCLE = {"queued": 0, "failed": 1, "sent": 1}
+
+
+def write_order(event: dict[str, Any]) -> tuple[Any, ...]:
+    """Sort key: when, then where in the lifecycle, then (for webhooks) insertion order."""
+    rank = LIFECYCLE.get(event["eventType"], 2)
+    return (event["createdAt"], rank, event.get("raw", {}).get("attempts", 0),
+            event["_id"] if rank == 2 else 0)
 
 
 def _events(db: Any, message_id: ObjectId) -> list[str]:
-    cursor = db[b.EVENTS].find({"scheduledMessageId": message_id}).sort(WRITE_ORDER)
-    return [event["eventType"] for event in cursor]
+    found = db[b.EVENTS].find({"scheduledMessageId": message_id})
+    return [event["eventType"] for event in sorted(found, key=write_order)]
 
 
 # --- schedule ------------------------------------------------------------------
@@ -131,21 +149,26 @@ def test_schedule_refuses_an_unknown_contact(sched: Scheduler, store: Any, tenan
     assert store[b.EVENTS].count_documents({}) == 0 and counter.calls == []
 
 
-def test_schedule_refuses_another_tenants_contact(
+def test_schedule_refuses_another_tenants_contact_as_if_it_did_not_exist(
     sched: Scheduler, store: Any, contact: ObjectId, clock: ManualClock
 ) -> None:
-    with pytest.raises(TenantIsolationError):
+    """Adapted (issue 9): a foreign contact was a TenantIsolationError, an existence oracle."""
+    with pytest.raises(NotFoundError) as foreign:
         sched.schedule(ObjectId(), contact, "sms", clock.now())
     assert store[b.MESSAGES].count_documents({}) == 0
+    with pytest.raises(NotFoundError) as missing:
+        sched.schedule(ObjectId(), ObjectId(), "sms", clock.now())
+    assert type(foreign.value) is type(missing.value)
 
 
-def test_schedule_with_an_unknown_channel_is_rejected_by_the_validator(
+def test_schedule_with_an_unknown_channel_is_refused_before_any_write(
     sched: Scheduler, store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock,
     counter: RecordingCounter,
 ) -> None:
-    with pytest.raises(DocumentValidationError) as caught:
+    """Adapted (issue 9): the channel is checked up front, not left to the validator."""
+    with pytest.raises(InvalidArgumentError) as caught:
         sched.schedule(tenant, contact, "fax", clock.now())
-    assert caught.value.code == 121 and caught.value.collection == b.MESSAGES
+    assert caught.value.argument == "channel"
     assert store[b.MESSAGES].count_documents({}) == 0
     assert store[b.EVENTS].count_documents({}) == 0 and counter.calls == []
 
@@ -321,7 +344,7 @@ def test_failures_back_off_exponentially_then_fail_for_good(
     failed = sched.mark_failed(message_id, "w1", "timeout 3")  # the 3rd of max_attempts=3
     assert failed["status"] == "failed" and failed["lastError"] == "timeout 3"
     assert _events(store, message_id) == ["queued", "failed", "failed", "failed"]
-    failures = store[b.EVENTS].find({"eventType": "failed"}).sort(WRITE_ORDER)
+    failures = sorted(store[b.EVENTS].find({"eventType": "failed"}), key=write_order)
     finals = [e["raw"]["final"] for e in failures]
     assert finals == [False, False, True]
     assert [m for _, m in counter.calls] == ["messages.scheduled", "messages.retried",
@@ -387,7 +410,7 @@ def test_cancel_a_scheduled_or_processing_message(
         sched.mark_sent(message_id, "w1")
 
 
-@pytest.mark.parametrize("final", ["sent", "cancelled", "failed"])
+@pytest.mark.parametrize("final", ["sent", "failed"])
 def test_cancel_refuses_finished_messages(
     sched: Scheduler, tenant: ObjectId, contact: ObjectId, clock: ManualClock, final: str
 ) -> None:
@@ -395,22 +418,34 @@ def test_cancel_refuses_finished_messages(
     sched.claim_due("w1")
     if final == "sent":
         sched.mark_sent(message_id, "w1")
-    elif final == "failed":
-        sched.mark_failed(message_id, "w1", "x", retry=False)
     else:
-        sched.cancel(tenant, message_id)
+        sched.mark_failed(message_id, "w1", "x", retry=False)
     with pytest.raises(InvalidTransitionError, match=final):
         sched.cancel(tenant, message_id)
+
+
+def test_cancelling_twice_succeeds_and_counts_once(
+    sched: Scheduler, tenant: ObjectId, contact: ObjectId, clock: ManualClock,
+    counter: RecordingCounter,
+) -> None:
+    """Adapted (issue 9): a second cancel was refused, so a retried cancel lost its count."""
+    message_id = sched.schedule(tenant, contact, "sms", clock.now())["_id"]
+    sched.cancel(tenant, message_id)
+    assert sched.cancel(tenant, message_id)["status"] == "cancelled"
+    assert counter.calls.count((tenant, "messages.cancelled")) == 1
 
 
 def test_cancel_is_tenant_checked(
     sched: Scheduler, store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock
 ) -> None:
+    """Adapted (issue 9): another tenant's message is "not found", exactly like a missing one."""
     message_id = sched.schedule(tenant, contact, "sms", clock.now())["_id"]
-    with pytest.raises(TenantIsolationError):
+    with pytest.raises(NotFoundError) as foreign:
         sched.cancel(ObjectId(), message_id)
-    with pytest.raises(NotFoundError):
-        sched.cancel(tenant, ObjectId())
+    unknown = ObjectId()
+    with pytest.raises(NotFoundError) as missing:
+        sched.cancel(tenant, unknown)
+    assert str(foreign.value) == str(missing.value).replace(str(unknown), str(message_id))
     assert _message(store, message_id)["status"] == "scheduled"
 
 

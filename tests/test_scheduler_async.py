@@ -15,7 +15,7 @@ from nsn_store.clock import ManualClock
 from nsn_store.errors import (
     InvalidTransitionError,
     LeaseLostError,
-    TenantIsolationError,
+    NotFoundError,
 )
 from nsn_store.scheduler import AsyncScheduler, Scheduler
 
@@ -90,7 +90,7 @@ async def test_async_failures_retry_then_fail_and_cancel_rules(
     with pytest.raises(InvalidTransitionError):
         await sched.cancel(tenant, message_id)
     other = (await sched.schedule(tenant, contact, "sms", clock.now()))["_id"]
-    with pytest.raises(TenantIsolationError):
+    with pytest.raises(NotFoundError):  # another tenant's: as if it did not exist (issue 9)
         await sched.cancel(ObjectId(), other)
     assert (await sched.cancel(tenant, other))["status"] == "cancelled"
 
@@ -101,8 +101,10 @@ class AsyncRecordingCounter:
     def __init__(self) -> None:
         self.metrics: list[str] = []
 
-    async def add(self, tenant_id: ObjectId, metric: str, n: int = 1) -> None:
+    async def add(self, tenant_id: ObjectId, metric: str, n: int = 1, *,
+                  once: str | None = None) -> bool:
         self.metrics.append(metric)
+        return True
 
 
 async def test_async_counter_adds_are_awaited(

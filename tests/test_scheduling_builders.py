@@ -112,10 +112,11 @@ def test_claim_filter_matches_only_claimable_messages(doc: dict, claimable: bool
 def test_a_claimed_message_no_longer_matches_the_claim_filter() -> None:
     doc = _message("scheduled", NOW - MINUTE)
     end = b.lease_end(NOW, timedelta(minutes=5))
-    doc.update(b.claim_update("w1", NOW, end)["$set"])
+    doc.update(b.claim_update("w1", NOW, end, "token-1")["$set"])
     assert not filter_applies(b.claim_query([doc["_id"]], NOW).filter, doc)
-    assert filter_applies(b.held_query([doc["_id"]], "w1", end).filter, doc)
-    assert not filter_applies(b.held_query([doc["_id"]], "w2", end).filter, doc)
+    assert filter_applies(b.held_query([doc["_id"]], "token-1").filter, doc)
+    # Another claim by the same worker id in the same millisecond does not read it back.
+    assert not filter_applies(b.held_query([doc["_id"]], "token-2").filter, doc)
     assert filter_applies(b.claim_query([doc["_id"]], end).filter, doc)  # claimable once expired
 
 
@@ -207,7 +208,16 @@ def test_new_event_leaves_optional_fields_out_and_fits_the_model() -> None:
 def test_finishing_updates_release_the_lease() -> None:
     for update in (b.sent_update(NOW), b.retry_update(NOW, NOW, "x"), b.failed_update(NOW, "x"),
                    b.cancel_update(NOW)):
-        assert update["$unset"] == {"lockedBy": "", "lockedUntil": ""}
+        assert {"lockedBy": "", "lockedUntil": ""}.items() <= update["$unset"].items()
+
+
+def test_a_failure_drops_the_claim_and_a_send_or_cancel_keeps_it() -> None:
+    """A sent or cancelled message keeps its claim's token (a repeated mark_sent finds it);
+    a failure drops it, so a later cancel cannot pass for a cancel during that claim."""
+    assert "claimToken" in b.retry_update(NOW, NOW, "x")["$unset"]
+    assert "claimToken" in b.failed_update(NOW, "x")["$unset"]
+    assert "claimToken" not in b.sent_update(NOW)["$unset"]
+    assert "claimToken" not in b.cancel_update(NOW)["$unset"]
 
 
 @pytest.mark.parametrize(
