@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nsn_store.schema import CollectionSpec, IndexSpec
-from nsn_store.sharding import SHARD_KEY_INDEX_PREFIX
+from nsn_store.sharding import shard_key_index
 
 #: Index fields that never make two indexes differ.
 IGNORED_INDEX_FIELDS = frozenset(
@@ -272,10 +272,19 @@ def collection_status(spec: CollectionSpec, state: CollectionState) -> Collectio
                 IndexDifference(index.name, _printable(wanted), _printable(found[index.name]))
             )
     declared = {index.name for index in spec.indexes}
-    extra = [
-        name for name in found
-        if name not in declared and not name.startswith(SHARD_KEY_INDEX_PREFIX)
-    ]
+    extra = []
+    # The one index beyond the schema that is not drift: the shard plan's own, exactly.
+    # Any other (a unique ``shardkey_email`` would block other tenants' inserts) is.
+    shard_index = shard_key_index(spec)
+    for name, normal in found.items():
+        if name in declared:
+            continue
+        if shard_index is not None and name == shard_index["name"]:
+            wanted = {"key": index_key(shard_index["key"]), "options": {}}
+            if normal != wanted:
+                different.append(IndexDifference(name, _printable(wanted), _printable(normal)))
+            continue
+        extra.append(name)
     return CollectionStatus(
         spec.name, True, state.count,
         validator_equal="validator" not in changes,

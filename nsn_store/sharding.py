@@ -40,8 +40,9 @@ TENANT_RANGED: dict[str, KeyValue] = {"tenantId": 1}
 TENANT_HASHED_ID: dict[str, KeyValue] = {"tenantId": 1, "_id": "hashed"}
 
 #: Indexes that ``shard`` creates for a key no declared index supports carry
-#: this prefix, so ``status``/``verify`` know they back the shard key and are
-#: not drift from the schema.
+#: this prefix. The prefix alone proves nothing (anyone can name an index
+#: ``shardkey_email``): ``status``/``verify`` accept only the exact index of
+#: :func:`shard_key_index`.
 SHARD_KEY_INDEX_PREFIX = "shardkey_"
 
 # Why each collection gets its key; the one place the choice is written down.
@@ -210,6 +211,28 @@ def shard_plan(schema: Schema = SCHEMA) -> ShardPlan:
         choices.append(ShardKeyChoice(spec.name, dict(key), reason,
                                       index=supporting_index(spec, key)))
     return ShardPlan(tuple(choices))
+
+
+def shard_key_index(spec: CollectionSpec) -> dict[str, Any] | None:
+    """Return ``{"name", "key"}`` of the index ``shard`` creates for ``spec``, or None.
+
+    None when the plan leaves the collection unsharded, when a declared index
+    already supports its key (then ``shard`` creates nothing), or when the key
+    does not suit ``spec`` (then ``shard`` refuses the plan). ``status`` and
+    ``verify`` accept an index beyond the schema's only when it is exactly this
+    one: same name, same key, no options, since ``shard`` creates it with none.
+    """
+    key = _CHOICES.get(spec.name, (None, ""))[0]
+    if key is None:
+        return None
+    try:
+        check_shard_key(spec, key)
+    except ConfigurationError:
+        return None
+    if supporting_index(spec, key) is not None:
+        return None
+    choice = ShardKeyChoice(spec.name, dict(key), "")
+    return {"name": choice.index_name, "key": dict(key)}
 
 
 def supporting_index(spec: CollectionSpec, key: Mapping[str, KeyValue]) -> str | None:
