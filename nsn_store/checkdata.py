@@ -17,10 +17,14 @@ from typing import Any
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from nsn_store.errors import ConfigurationError, translated
+from nsn_store.arguments import check_limit
+from nsn_store.errors import InvalidArgumentError, translated
 from nsn_store.schema import SCHEMA, Schema
 
 logger = logging.getLogger(__name__)
+
+#: The most failing documents explained per collection (each is fetched and explained).
+MAX_SAMPLE = 1_000
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,17 @@ def violation_filter(validator: Mapping[str, Any]) -> dict[str, Any]:
 def find_violations(
     collection: Collection[Any], validator: Mapping[str, Any], *, sample: int = 5
 ) -> Violations:
-    """Count the documents of ``collection`` failing ``validator`` and explain a sample."""
+    """Count the documents of ``collection`` failing ``validator`` and explain a sample.
+
+    ``sample`` (0 to :data:`MAX_SAMPLE`) is how many failing documents to fetch and
+    explain; 0 only counts.
+    """
+    sample = check_sample(sample)
+    if not isinstance(validator, Mapping):
+        raise InvalidArgumentError(
+            f"validator must be a mapping, not a value of type {type(validator).__name__}",
+            argument="validator",
+        )
     query = violation_filter(validator)
     with translated(collection=collection.name):
         count = collection.count_documents(query)
@@ -107,7 +121,18 @@ def check_data(
     sample: int = 5,
     collections: Iterable[str] | None = None,
 ) -> CheckReport:
-    """Report, per collection of ``schema``, the existing documents its validator rejects."""
+    """Report, per collection of ``schema``, the existing documents its validator rejects.
+
+    ``collections`` limits the check to those names (an iterable of strings, not
+    one string); ``sample`` is as for :func:`find_violations`. Bad arguments raise
+    :class:`~nsn_store.errors.InvalidArgumentError` naming them, before any I/O.
+    """
+    sample = check_sample(sample)
+    if not isinstance(schema, Schema):
+        raise InvalidArgumentError(
+            f"schema must be a Schema, not a value of type {type(schema).__name__}",
+            argument="schema",
+        )
     specs = _select(schema, collections)
     with translated():
         existing = set(db.list_collection_names())
@@ -120,15 +145,33 @@ def check_data(
     return CheckReport(results)
 
 
+def check_sample(value: Any) -> int:
+    """Return ``value`` if it is a whole number from 0 to :data:`MAX_SAMPLE`."""
+    if type(value) is int and value == 0:
+        return 0
+    return check_limit(value, "sample", maximum=MAX_SAMPLE)
+
+
 def _select(schema: Schema, names: Iterable[str] | None) -> list[Any]:
     if names is None:
         return list(schema)
-    wanted = list(dict.fromkeys(names))
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise InvalidArgumentError(
+            "collections must be a list of collection names (or None for all), "
+            f"not a value of type {type(names).__name__}",
+            argument="collections",
+        )
+    wanted = list(names)
+    if not all(isinstance(name, str) for name in wanted):
+        raise InvalidArgumentError("collections must hold collection names (strings)",
+                                   argument="collections")
+    wanted = list(dict.fromkeys(wanted))
     unknown = [name for name in wanted if name not in schema.names]
     if unknown:
-        raise ConfigurationError(
+        raise InvalidArgumentError(
             f"unknown collection(s): {', '.join(unknown)}; "
-            f"valid names are: {', '.join(schema.names)}"
+            f"valid names are: {', '.join(schema.names)}",
+            argument="collections",
         )
     return [spec for spec in schema if spec.name in wanted]
 

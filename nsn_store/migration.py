@@ -102,7 +102,8 @@ def plan(db: Database[Any], *, schema: Schema = SCHEMA) -> list[Step]:
     """Return the steps ``init_schema`` would take, in order, without writing."""
     schema = _check_schema(schema)
     states = _read_states(db, schema)
-    return [step for spec, state in zip(schema, states) for step in plan_collection(spec, state)]
+    pairs = zip(schema, states, strict=True)
+    return [step for spec, state in pairs for step in plan_collection(spec, state)]
 
 
 def init_schema(
@@ -209,7 +210,7 @@ def schema_status(db: Database[Any], *, schema: Schema = SCHEMA) -> StatusReport
     return StatusReport(
         MIGRATION_ID,
         checksum(schema),
-        [collection_status(spec, state) for spec, state in zip(schema, states)],
+        [collection_status(spec, state) for spec, state in zip(schema, states, strict=True)],
         record=record,
         lock=lock,
         extra_collections=extra,
@@ -217,7 +218,7 @@ def schema_status(db: Database[Any], *, schema: Schema = SCHEMA) -> StatusReport
 
 
 def verify_schema(db: Database[Any], *, schema: Schema = SCHEMA) -> StatusReport:
-    """Return the status when ``db`` matches the schema; raise DriftError listing every difference."""
+    """Return the status when ``db`` matches the schema; else raise DriftError listing all."""
     report = schema_status(db, schema=schema)
     differences = report.differences()
     if differences:

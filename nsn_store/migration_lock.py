@@ -172,7 +172,7 @@ class LeaseRenewer:
             except NsnStoreError as exc:
                 log.warning("could not renew the migration lease (will retry): %s", exc)
                 continue
-            except Exception as exc:  # noqa: BLE001 - never die silently with the lock held
+            except Exception as exc:  # never die silently with the lock held
                 log.exception("migration lease renewer failed")
                 self.error = MigrationLockedError(f"the lease renewer failed: {exc!r}")
                 return
@@ -180,7 +180,7 @@ class LeaseRenewer:
             self._last_monotonic = time.monotonic()
             self.renewals += 1
 
-    def __enter__(self) -> LeaseRenewer:  # noqa: PYI034 - Self needs Python 3.11
+    def __enter__(self) -> LeaseRenewer:  # Self needs Python 3.11
         self.start()
         return self
 
@@ -332,7 +332,7 @@ class MigrationLock:
             holder=holder,
         )
 
-    def __enter__(self) -> MigrationLock:  # noqa: PYI034 - Self needs Python 3.11
+    def __enter__(self) -> MigrationLock:  # Self needs Python 3.11
         self.acquire()
         try:
             self._start_renewer()

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pymongo.errors import PyMongoError
 
-from nsn_store.errors import ConfigurationError, translate
+from nsn_store.errors import ConfigurationError, InvalidArgumentError, translate
 from nsn_store.schema import SCHEMA, CollectionSpec, Schema
 
 logger = logging.getLogger(__name__)
@@ -179,6 +179,8 @@ def check_shard_key(
     and ``hashed`` do not matter to that comparison, but a hashed key cannot
     itself be unique (``shardCollection`` with ``unique: true``).
     """
+    _check_spec(spec)
+    _check_key(key)
     if not key:
         raise ConfigurationError(f"{spec.name}: a shard key needs at least one field")
     fields = list(key)
@@ -201,8 +203,16 @@ def check_shard_key(
 
 def shard_plan(schema: Schema = SCHEMA) -> ShardPlan:
     """Choose a shard key (or none) for every collection, each checked against its indexes."""
+    if isinstance(schema, str | bytes | Mapping) or not isinstance(schema, Iterable):
+        raise InvalidArgumentError(
+            f"schema must be a Schema, not a value of type {type(schema).__name__}",
+            argument="schema",
+        )
+    specs = list(schema)
+    for spec in specs:
+        _check_spec(spec, "schema")
     choices = []
-    for spec in schema:
+    for spec in specs:
         key, reason = _CHOICES.get(spec.name, (None, "not in the scale-out plan"))
         if key is None:
             choices.append(ShardKeyChoice(spec.name, None, reason))
@@ -254,6 +264,8 @@ def shard_commands(database: str, plan: ShardPlan) -> list[dict[str, Any]]:
     A key that no declared index supports (the hashed ones) gets its index
     first, because ``shardCollection`` only creates it on an empty collection.
     """
+    check_database_name(database)
+    _check_plan(plan)
     commands: list[dict[str, Any]] = [{"enableSharding": database}]
     for choice in plan.sharded:
         assert choice.key is not None
@@ -277,7 +289,11 @@ def apply_shard_plan(
     database: str | None = None,
 ) -> ShardResult:
     """Return the plan's admin commands and, unless ``dry_run``, run them on a mongos."""
-    plan = plan or shard_plan()
+    if type(dry_run) is not bool:
+        raise InvalidArgumentError("dry_run must be True or False", argument="dry_run")
+    if database is not None:
+        check_database_name(database)
+    plan = shard_plan() if plan is None else _check_plan(plan)
     client, name = _client_and_name(client_or_db, database)
     commands = shard_commands(name, plan)
     if dry_run:
@@ -286,6 +302,67 @@ def apply_shard_plan(
     for command in commands:
         _run(client, command)
     return ShardResult(name, commands, applied=True, plan=plan)
+
+
+#: Characters MongoDB refuses in a database name (any platform), and its length limit.
+_DATABASE_FORBIDDEN = frozenset('/\\. "$\0')
+_DATABASE_MAX_BYTES = 63
+
+
+def check_database_name(value: Any, argument: str = "database") -> str:
+    """Return ``value`` if MongoDB accepts it as a database name; else InvalidArgumentError."""
+    if not isinstance(value, str) or not value:
+        raise InvalidArgumentError(f"{argument} must be a non-empty database name",
+                                   argument=argument)
+    if _DATABASE_FORBIDDEN & set(value):
+        raise InvalidArgumentError(
+            f"{argument} must not contain any of / \\ . space \" $ or NUL", argument=argument
+        )
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"{argument} is not valid text", argument=argument) from None
+    if size > _DATABASE_MAX_BYTES:
+        raise InvalidArgumentError(
+            f"{argument} must be at most {_DATABASE_MAX_BYTES} bytes, not {size}",
+            argument=argument,
+        )
+    return value
+
+
+def _check_spec(spec: Any, argument: str = "spec") -> CollectionSpec:
+    if not isinstance(spec, CollectionSpec):
+        raise InvalidArgumentError(
+            f"{argument} must hold collection specs, not a value of type {type(spec).__name__}",
+            argument=argument,
+        )
+    return spec
+
+
+def _check_key(key: Any) -> None:
+    """A shard key is a mapping of field names to 1, -1 or "hashed"."""
+    if not isinstance(key, Mapping):
+        raise InvalidArgumentError(
+            f"key must be a mapping of field names to 1, -1 or 'hashed', not a value of "
+            f"type {type(key).__name__}",
+            argument="key",
+        )
+    for name, kind in key.items():
+        if not isinstance(name, str) or not name or (
+            kind not in (1, -1, "hashed") or isinstance(kind, bool)
+        ):
+            raise InvalidArgumentError(
+                "key must map field names to 1, -1 or 'hashed'", argument="key"
+            )
+
+
+def _check_plan(plan: Any) -> ShardPlan:
+    if not isinstance(plan, ShardPlan):
+        raise InvalidArgumentError(
+            f"plan must be a ShardPlan, not a value of type {type(plan).__name__}",
+            argument="plan",
+        )
+    return plan
 
 
 def _run(client: Any, command: Mapping[str, Any]) -> None:

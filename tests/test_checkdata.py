@@ -32,9 +32,11 @@ def _valid(n: int) -> dict[str, Any]:
 def _invalid() -> list[tuple[dict[str, Any], str]]:
     """Invalid contacts, each with a rule its report must name (in _id order)."""
     return [
-        ({"_id": ObjectId(), "phone": "+15550001111", "createdAt": NOW}, "$: required (missing tenantId)"),
+        ({"_id": ObjectId(), "phone": "+15550001111", "createdAt": NOW},
+         "$: required (missing tenantId)"),
         ({**_valid(1), "_id": ObjectId(), "phone": "555-1234"}, "phone: pattern"),
-        ({**_valid(2), "_id": ObjectId(), "nickname": "Bob"}, "$: additionalProperties (unexpected nickname)"),
+        ({**_valid(2), "_id": ObjectId(), "nickname": "Bob"},
+         "$: additionalProperties (unexpected nickname)"),
         ({**_valid(3), "_id": ObjectId(), "optedOut": "yes"}, "optedOut: bsonType"),
     ]
 
@@ -53,7 +55,7 @@ def test_counts_every_failing_document_and_explains_a_sample(db: Any, contacts: 
     [result] = report.results
     assert result.count == 4
     assert [s.id for s in result.samples] == ids
-    for sample, rule in zip(result.samples, rules):
+    for sample, rule in zip(result.samples, rules, strict=True):
         assert rule in sample.rules
     assert report.failing == 4 and not report.clean
 
@@ -169,7 +171,8 @@ def _seed(uri: str, documents: list[dict[str, Any]]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("invalid", "code"), [pytest.param(False, 0, id="clean"), pytest.param(True, 1, id="violations")]
+    ("invalid", "code"),
+    [pytest.param(False, 0, id="clean"), pytest.param(True, 1, id="violations")],
 )
 def test_check_data_exit_code_tells_clean_from_violations(
     embedded_uri: str, invalid: bool, code: int
@@ -194,3 +197,36 @@ def test_check_data_unknown_collection_exits_2(embedded_uri: str) -> None:
         _cli(), ["check-data", "--uri", embedded_uri, "--collection", "patients"])
     assert result.exit_code == 2
     assert "patients" in result.stderr and "contacts" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"sample": -1}, "sample"),
+        ({"sample": 1.5}, "sample"),
+        ({"sample": True}, "sample"),
+        ({"sample": None}, "sample"),
+        ({"sample": 10**20}, "sample"),
+        ({"collections": "contacts"}, "collections"),  # one string is not a list of names
+        ({"collections": 5}, "collections"),
+        ({"collections": [1]}, "collections"),
+        ({"collections": [{"$ne": None}]}, "collections"),
+        ({"schema": ["contacts"]}, "schema"),
+    ],
+)
+def test_check_data_refuses_bad_arguments_by_name(
+    db: Any, kwargs: dict[str, Any], argument: str
+) -> None:
+    from nsn_store.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        check_data(db, **kwargs)
+    assert caught.value.argument == argument
+
+
+def test_find_violations_refuses_a_validator_that_is_not_a_mapping(db: Any) -> None:
+    from nsn_store.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        find_violations(db["contacts"], None)  # type: ignore[arg-type]
+    assert caught.value.argument == "validator"

@@ -73,7 +73,9 @@ DRIFTS: list[tuple[str, Callable[[Any], None], list[str], bool]] = [
 ]
 
 
-@pytest.mark.parametrize(("mutate", "expected"), [d[1:3] for d in DRIFTS], ids=[d[0] for d in DRIFTS])
+@pytest.mark.parametrize(
+    ("mutate", "expected"), [d[1:3] for d in DRIFTS], ids=[d[0] for d in DRIFTS]
+)
 def test_verify_names_every_difference(
     db: Any, mutate: Callable[[Any], None], expected: list[str]
 ) -> None:

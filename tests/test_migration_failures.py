@@ -37,7 +37,7 @@ def test_two_concurrent_inits_apply_once(db: Any) -> None:
         start.wait()
         try:
             results.append(init_schema(db, lock_timeout=60))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(2)]

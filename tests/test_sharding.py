@@ -54,7 +54,9 @@ def test_small_collections_stay_unsharded(name: str) -> None:
 
 
 @pytest.mark.parametrize(("choice", "index"), _pairs())
-def test_every_unique_index_starts_with_the_planned_shard_key(choice: Any, index: IndexSpec) -> None:
+def test_every_unique_index_starts_with_the_planned_shard_key(
+    choice: Any, index: IndexSpec
+) -> None:
     key_fields = list(choice.key)
     assert _fields(index.keys)[: len(key_fields)] == key_fields
 
@@ -210,3 +212,34 @@ def test_shard_without_dry_run_on_the_embedded_database_exits_2() -> None:
     result = CliRunner().invoke(_cli(), ["shard", "--uri", "mongomock://shard/nsn"])
     assert result.exit_code == 2
     assert "not a sharded cluster (mongos)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("call", "argument"),
+    [
+        (lambda db: shard_plan(5), "schema"),  # type: ignore[arg-type]
+        (lambda db: shard_plan([1]), "schema"),  # type: ignore[list-item]
+        (lambda db: apply_shard_plan(db, "plan"), "plan"),  # type: ignore[arg-type]
+        (lambda db: apply_shard_plan(db, PLAN, dry_run="no"), "dry_run"),  # type: ignore[arg-type]
+        (lambda db: apply_shard_plan(db, PLAN, database=5), "database"),  # type: ignore[arg-type]
+        (lambda db: apply_shard_plan(db, PLAN, database="a.b"), "database"),
+        (lambda db: apply_shard_plan(db, PLAN, database="x\0"), "database"),
+        (lambda db: apply_shard_plan(db, PLAN, database="d" * 64), "database"),
+        (lambda db: shard_commands("", PLAN), "database"),
+        (lambda db: shard_commands("nsn", None), "plan"),  # type: ignore[arg-type]
+        (lambda db: check_shard_key(None, {"tenantId": 1}), "spec"),  # type: ignore[arg-type]
+        (lambda db: check_shard_key(SCHEMA.get("contacts"), ["tenantId"]), "key"),  # type: ignore[arg-type]
+        (lambda db: check_shard_key(SCHEMA.get("contacts"), {"tenantId": 2.5}), "key"),
+        (lambda db: check_shard_key(SCHEMA.get("contacts"), {"tenantId": True}), "key"),
+    ],
+    ids=["plan-int", "plan-items", "apply-plan", "dry-run", "database-int", "database-dot",
+         "database-nul", "database-long", "commands-empty", "commands-plan", "spec", "key-list",
+         "key-float", "key-bool"],
+)
+def test_bad_arguments_are_refused_by_name(db: Any, call: Any, argument: str) -> None:
+    from nsn_store.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        call(db)
+    assert caught.value.argument == argument
+    assert db.list_collection_names() == []

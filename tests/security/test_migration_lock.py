@@ -192,7 +192,8 @@ def test_a_step_longer_than_the_lease_does_not_let_a_second_init_in(
     # A collection created before any validator, with a valid document: init
     # collMods it, and checks its existing documents first.
     db.create_collection("tenants")
-    db.tenants.insert_one(Tenant(name="Acme", clerkOrgId="org_1", createdAt=clock.now()).to_document())
+    tenant = Tenant(name="Acme", clerkOrgId="org_1", createdAt=clock.now())
+    db.tenants.insert_one(tenant.to_document())
     second: list[Any] = []
 
     def inside_the_step() -> None:
