@@ -4,26 +4,34 @@
 gives the embedded database (:mod:`nsn_store.embedded`). A real server is pinged
 on connect with a short server-selection timeout, so an unreachable one fails
 fast with :class:`~nsn_store.errors.ConnectionFailedError` instead of on the
-first query. Passwords never appear in messages: every URI is passed through
-:func:`mask_uri` first.
+first query. Secrets never appear in messages, exceptions or logs: every URI
+and every driver message is passed through :mod:`nsn_store.masking` first.
+
+Bad input is refused before any I/O with an
+:class:`~nsn_store.errors.InvalidArgumentError` naming what is wrong: a URI that
+is not text (a byte that is not UTF-8 arrives as a lone surrogate), holds a
+control character, or names a TLS file (``tlsCAFile``, ``tlsCertificateKeyFile``,
+``tlsCRLFile``) that cannot be read.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import threading
-from typing import Any
+import warnings
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from pymongo import MongoClient, uri_parser
 from pymongo import errors as pymongo_errors
 from pymongo.database import Database
 
+from nsn_store.arguments import check_limit, check_text
 from nsn_store.clock import Clock
-from nsn_store.errors import ConfigurationError, ConnectionFailedError
+from nsn_store.errors import ConfigurationError, ConnectionFailedError, InvalidArgumentError
+from nsn_store.masking import mask_text, mask_uri
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +41,12 @@ ENV_VAR = "NSN_MONGODB_URI"
 SERVER_SCHEMES = ("mongodb", "mongodb+srv")
 EMBEDDED_SCHEME = "mongomock"
 
-# scheme://user:password@ ; the password runs to the last "@" before the host so
-# an unescaped "@" or "/" in it is still hidden.
-_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:@/?#\s]*):(?P<pw>[^\s?#]*)@")
+#: The longest URI accepted (a long host list fits many times over).
+MAX_URI_LENGTH: Final = 16_384
+#: pymongo refuses timeouts of a billion milliseconds or more.
+MAX_TIMEOUT_MS: Final = 999_999_999
+#: URI options naming files the driver reads when the client is created.
+TLS_FILE_OPTIONS: Final = ("tlsCAFile", "tlsCertificateKeyFile", "tlsCRLFile")
 # Characters MongoDB forbids in database names (plus the empty name).
 _BAD_DB_CHARS = set('/\\. "$\0')
 
@@ -50,14 +61,10 @@ def resolve_uri(uri: str | None) -> str:
     return uri or os.environ.get(ENV_VAR) or DEFAULT_URI
 
 
-def mask_uri(uri: str) -> str:
-    """Return ``uri`` with any password replaced by ``***`` (user names stay)."""
-    return mask_text(uri)
-
-
-def mask_text(text: str) -> str:
-    """Mask the password of every URI that appears inside ``text``."""
-    return _CREDENTIALS.sub(lambda m: f"{m.group('head')}:***@", text)
+__all__ = [
+    "DEFAULT_URI", "ENV_VAR", "connect", "describe_host", "is_embedded", "mask_text",
+    "mask_uri", "resolve_uri", "scheme_of",
+]
 
 
 def scheme_of(uri: str) -> str:
@@ -71,10 +78,13 @@ def connect(
 ) -> Database[dict[str, Any]]:
     """Open the database named by ``uri`` (see :func:`resolve_uri`) and return it.
 
-    Raises ConfigurationError for a malformed URI and ConnectionFailedError when
-    a server cannot be reached within ``timeout_ms``.
+    Raises InvalidArgumentError (naming ``uri``, ``timeout_ms`` or the TLS
+    file option) for input refused before any I/O, ConfigurationError for a
+    malformed URI and ConnectionFailedError when a server cannot be reached
+    within ``timeout_ms``.
     """
-    resolved = resolve_uri(uri)
+    resolved = _check_uri(resolve_uri(uri))
+    check_limit(timeout_ms, "timeout_ms", maximum=MAX_TIMEOUT_MS)
     scheme = scheme_of(resolved)
     if scheme == EMBEDDED_SCHEME:
         return _connect_embedded(resolved, clock)
@@ -117,13 +127,29 @@ def describe_host(db: Database[Any]) -> str:
     return f"{address[0]}:{address[1]}"
 
 
+def _check_uri(uri: str) -> str:
+    """Refuse a URI that is not text or holds a control character, before any I/O."""
+    check_text(uri, "uri", maximum=MAX_URI_LENGTH)
+    for position, char in enumerate(uri):
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            raise InvalidArgumentError(
+                f"uri holds a control character ({char!r} at position {position}): "
+                "percent-encode it",
+                argument="uri",
+            )
+    return uri
+
+
 def _connect_embedded(uri: str, clock: Clock | None) -> Database[dict[str, Any]]:
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname or "localhost"
+    except ValueError as exc:  # "Invalid IPv6 URL" for an unclosed "["
+        raise ConfigurationError(f"malformed mongomock URI {mask_uri(uri)!r}: {exc}") from None
     if parts.query or parts.fragment:
         raise ConfigurationError(
             f"mongomock URI {mask_uri(uri)!r} takes no options: use mongomock://host/database"
         )
-    host = parts.hostname or "localhost"
     name = _database_name(unquote(parts.path.lstrip("/")) or DEFAULT_DATABASE, uri)
     return _embedded_client(host, clock)[name]
 
@@ -144,29 +170,66 @@ def _embedded_client(host: str, clock: Clock | None) -> Any:
 
 def _connect_server(uri: str, timeout_ms: int) -> Database[dict[str, Any]]:
     shown = mask_uri(uri)
-    try:
-        if scheme_of(uri) == "mongodb":  # strict parse; +srv would need DNS here
-            uri_parser.parse_uri(uri, warn=False)
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            uri, tz_aware=True, **_timeouts(uri, timeout_ms)
-        )
-    except (pymongo_errors.PyMongoError, ValueError, TypeError) as exc:
-        raise ConfigurationError(f"malformed MongoDB URI {shown!r}: {exc}") from exc
+    # Python would print a driver warning with its source line: two raw lines
+    # on stderr around the CLI's one-line error. Collect them (masked) instead.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _check_tls_files(uri)
+        try:
+            if scheme_of(uri) == "mongodb":  # strict parse; +srv would need DNS here
+                uri_parser.parse_uri(uri, warn=False)
+            client: MongoClient[dict[str, Any]] = MongoClient(
+                uri, tz_aware=True, **_timeouts(uri, timeout_ms)
+            )
+        except (pymongo_errors.PyMongoError, ValueError, TypeError, OSError) as exc:
+            # OSError: a TLS file that is not PEM, a wrong key password (ssl.SSLError).
+            raise ConfigurationError(
+                f"malformed MongoDB URI {shown!r}: {_first_line(exc, uri)}"
+                f"{_suffix(caught, uri)}"
+            ) from exc
     try:
         client.admin.command("ping")
         db = client.get_default_database(default=DEFAULT_DATABASE)
     except pymongo_errors.ConfigurationError as exc:
         client.close()
-        raise ConfigurationError(f"bad MongoDB URI {shown!r}: {exc}") from exc
+        raise ConfigurationError(f"bad MongoDB URI {shown!r}: {_first_line(exc, uri)}") from exc
     except pymongo_errors.PyMongoError as exc:
         client.close()
         raise ConnectionFailedError(
-            f"cannot reach MongoDB at {shown}: {_first_line(exc)}",
-            uri=shown,
+            f"cannot reach MongoDB at {shown}: {_first_line(exc, uri)}{_suffix(caught, uri)}",
+            uri=uri,
         ) from exc
     _database_name(db.name, uri)
+    for warning in caught:
+        log.warning("MongoDB driver: %s", mask_text(str(warning.message), uri))
     log.info("connected to %s (database %s)", shown, db.name)
     return db
+
+
+def _suffix(caught: list[warnings.WarningMessage], uri: str) -> str:
+    """Return the driver's warnings as a suffix for a one-line error message."""
+    texts = [mask_text(str(warning.message), uri) for warning in caught]
+    return f" (driver warning: {'; '.join(texts)})" if texts else ""
+
+
+def _check_tls_files(uri: str) -> None:
+    """Refuse a TLS file option naming a file that cannot be read, naming the option.
+
+    The driver would raise a bare FileNotFoundError while building the client.
+    """
+    try:
+        options = uri_parser.split_options(
+            uri.partition("?")[2], validate=False, warn=False, normalize=False
+        ) if "?" in uri else {}
+    except (pymongo_errors.PyMongoError, ValueError):
+        return  # the strict parse reports malformed options
+    for name in TLS_FILE_OPTIONS:
+        path = options.get(name)
+        if isinstance(path, str) and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+            problem = "does not exist" if not os.path.lexists(path) else "cannot be read"
+            raise InvalidArgumentError(
+                f"{name} {path!r} {problem} (in {mask_uri(uri)!r})", argument=name
+            )
 
 
 def _timeouts(uri: str, timeout_ms: int) -> dict[str, Any]:
@@ -186,7 +249,7 @@ def _database_name(name: str, uri: str) -> str:
     return name
 
 
-def _first_line(exc: BaseException) -> str:
-    """Keep the driver's long topology dump out of one-line messages."""
-    text = mask_text(str(exc))
+def _first_line(exc: BaseException, uri: str) -> str:
+    """Keep the driver's long topology dump out of one-line messages; mask ``uri``'s secrets."""
+    text = mask_text(str(exc), uri)
     return text.split(", Timeout:")[0].split("\n")[0]

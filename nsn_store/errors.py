@@ -50,11 +50,18 @@ class InvalidIdError(InvalidArgumentError):
 
 
 class ConnectionFailedError(NsnStoreError):
-    """The database could not be reached within the configured timeout."""
+    """The database could not be reached within the configured timeout.
+
+    The message (so ``str()`` and ``repr()``) and ``uri`` are masked here,
+    whatever the caller passes: a password or secret option of ``uri`` never
+    shows, even where the message quotes it outside the URI.
+    """
 
     def __init__(self, message: str, *, uri: str | None = None) -> None:
-        super().__init__(message)
-        self.uri = uri  # always masked
+        from nsn_store.masking import mask_text, mask_uri
+
+        super().__init__(mask_text(message, uri))
+        self.uri = mask_uri(uri) if uri is not None else None
 
 
 class ServerError(NsnStoreError):
@@ -155,11 +162,17 @@ class LeaseLostError(InvalidTransitionError):
 
 
 def translate(exc: pymongo_errors.PyMongoError, *, collection: str | None = None) -> NsnStoreError:
-    """Return the nsn-store error for a driver error (the caller chains it)."""
+    """Return the nsn-store error for a driver error (the caller chains it).
+
+    Messages that may quote a URI (unreachable servers, configuration errors)
+    go through the secret masker.
+    """
+    from nsn_store.masking import mask_text
+
     if isinstance(exc, pymongo_errors.ServerSelectionTimeoutError | pymongo_errors.AutoReconnect):
         return ConnectionFailedError(f"database unreachable: {exc}")
     if isinstance(exc, pymongo_errors.ConfigurationError | pymongo_errors.InvalidURI):
-        return ConfigurationError(str(exc))
+        return ConfigurationError(mask_text(str(exc)))
     if isinstance(exc, pymongo_errors.BulkWriteError):
         # A bulk write fails on its first write error, or else on a write-concern error.
         reply = exc.details or {}

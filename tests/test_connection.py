@@ -31,7 +31,8 @@ UNREACHABLE = "mongodb://admin:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=300
         ("mongodb://user:pw@host/db", "mongodb://user:***@host/db"),
         ("mongodb+srv://u:s3cr%40t@cluster.example.net/?retryWrites=true",
          "mongodb+srv://u:***@cluster.example.net/?retryWrites=true"),
-        ("mongodb://user:p@ss/word@h1:1,h2:2/db", "mongodb://user:***@h1:1,h2:2/db"),
+        # The driver cannot read this one: everything up to the last "@" is hidden.
+        ("mongodb://user:p@ss/word@h1:1,h2:2/db", "mongodb://***@h1:1,h2:2/db"),
         ("mongodb://user@host/db", "mongodb://user@host/db"),
         ("mongodb://host:27017/db", "mongodb://host:27017/db"),
         ("mongomock://localhost/nsn", "mongomock://localhost/nsn"),
@@ -39,7 +40,7 @@ UNREACHABLE = "mongodb://admin:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=300
     ids=["password", "srv-escaped", "unescaped-at-and-slash", "user-only", "no-credentials",
          "embedded"],
 )
-def test_mask_uri_hides_only_the_password(uri: str, masked: str) -> None:
+def test_mask_uri_hides_the_password(uri: str, masked: str) -> None:
     assert mask_uri(uri) == masked
 
 
@@ -48,15 +49,18 @@ def test_mask_text_masks_every_uri_in_a_message() -> None:
     assert mask_text(text) == "tried mongodb://a:***@h1/db, then mongodb+srv://b:***@h2 and gave up"
 
 
-PASSWORD_CHARS = st.characters(
-    whitelist_categories=("L", "N", "P", "S"), blacklist_characters="@?#/"
-)
+PASSWORD_CHARS = st.characters(whitelist_categories=("L", "N", "P", "S", "Zs"))
 
 
 @given(password=st.text(alphabet=PASSWORD_CHARS, min_size=1))
 def test_mask_uri_never_shows_the_password(password: str) -> None:
+    """Any password, escaped or not ("@", "?", "#", "/", ":", spaces): only the host stays.
+
+    The user name stays too when the driver reads the URI unambiguously.
+    """
     masked = mask_uri(f"mongodb://user:{password}@db.example.com:27017/nsn")
-    assert masked == "mongodb://user:***@db.example.com:27017/nsn"
+    assert masked in {"mongodb://user:***@db.example.com:27017/nsn",
+                      "mongodb://***@db.example.com:27017/nsn"}
 
 
 def test_resolve_uri_prefers_argument_then_environment_then_embedded(
