@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from nsn_store import __version__
+from nsn_store.cli.common import Group
 from nsn_store.cli.schema import SCHEMA_COMMANDS
 
 
@@ -19,7 +20,7 @@ def _ops_commands() -> list[click.Command]:
     return list(OPS_COMMANDS)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nsn-store")
 def main() -> None:
     """Create, check and operate the nsn-store MongoDB schema."""

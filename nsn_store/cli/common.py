@@ -1,19 +1,30 @@
 """Helpers every nsn-store command shares: options, connecting, output, errors.
 
 Commands stay thin: parse options, call one library function, render the
-result with :func:`emit`, and let :func:`handle_errors` map failures to exit
-code 2 with a one-line ``error: ...`` on stderr. Everything printed passes
-through :func:`~nsn_store.connection.mask_text`, so no password leaks.
+result with :func:`emit`. Errors are mapped to exit codes in one place,
+:func:`exit_for` (alembic's ``run_cmd`` shape), which :class:`Command` runs
+around every command; :class:`Group` prints click's own usage errors the same
+way. Either way the user sees exactly one line, ``error: ...``, on stderr and
+exit code 2, never a traceback. Everything printed passes through
+:func:`~nsn_store.masking.mask_text` with the secrets of every URI in play, so
+no password or secret option leaks.
+
+Numeric options use :class:`FiniteFloatRange` (click's ``FloatRange`` that also
+refuses NaN and infinities) or ``click.IntRange``, always with a maximum.
 """
 
 from __future__ import annotations
 
-import functools
 import json
+import math
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 from pymongo import errors as pymongo_errors
@@ -21,12 +32,15 @@ from pymongo.database import Database
 
 from nsn_store import connection
 from nsn_store.errors import NsnStoreError, translate
-
-F = TypeVar("F", bound=Callable[..., Any])
+from nsn_store.masking import mask_text, mask_uri
 
 EXIT_OK = 0
 EXIT_DIFFERENCES = 1  # drift, stale export, or the user declined at a prompt
 EXIT_ERROR = 2  # bad input, unreachable server, refused operation
+
+# The URIs of this invocation (arguments, environment, the one connected to):
+# their secrets are masked wherever printed text quotes them.
+_URIS: ContextVar[tuple[str, ...]] = ContextVar("nsn_store_cli_uris", default=())
 
 uri_option = click.option(
     "--uri",
@@ -42,6 +56,33 @@ json_option = click.option(
 )
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's ``FloatRange`` that refuses NaN and infinities (which pass its bounds check)."""
+
+    name = "float range"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class DirectoryPath(click.Path):
+    """A directory path option: not empty, no NUL (the OS cannot take one)."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = os.fsdecode(value) if isinstance(value, bytes) else str(value)
+        if not text:
+            self.fail("the directory must not be empty (use . for this one)", param, ctx)
+        if "\0" in text:
+            self.fail("the path holds a NUL character", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def stdin_is_interactive() -> bool:
     """Tell whether a person can answer a prompt (tests patch this)."""
     return sys.stdin.isatty()
@@ -53,15 +94,21 @@ def stdout_is_terminal() -> bool:
 
 
 def open_database(uri: str | None, *, timeout_ms: int = 5000) -> Database[Any]:
-    """Connect to ``uri`` (or the default), announcing the embedded database on stderr."""
+    """Connect to ``uri`` (or the default), announcing the embedded database on stderr.
+
+    The announcement comes after connecting, so a refused URI prints only its
+    error, and shows the URI masked.
+    """
     resolved = connection.resolve_uri(uri)
+    _URIS.set((*_URIS.get(), resolved))
+    db = connection.connect(resolved, timeout_ms=timeout_ms)
     if connection.scheme_of(resolved) == connection.EMBEDDED_SCHEME:
         echo(
-            f"nsn-store: using the embedded in-memory database {resolved}; nothing persists "
-            f"after this command (set --uri or ${connection.ENV_VAR} for a real server)",
+            f"nsn-store: using the embedded in-memory database {mask_uri(resolved)}; nothing "
+            f"persists after this command (set --uri or ${connection.ENV_VAR} for a real server)",
             err=True,
         )
-    return connection.connect(resolved, timeout_ms=timeout_ms)
+    return db
 
 
 def target_of(db: Database[Any]) -> str:
@@ -71,7 +118,12 @@ def target_of(db: Database[Any]) -> str:
 
 def to_json(data: Any) -> str:
     """Render ``data`` as stable, indented JSON with secrets masked."""
-    return connection.mask_text(json.dumps(data, indent=2, default=_json_default))
+    return mask(json.dumps(data, indent=2, default=_json_default))
+
+
+def mask(text: str) -> str:
+    """Mask ``text`` for printing: every URI in it, and the secrets of this run's URIs."""
+    return mask_text(text, *_URIS.get(), os.environ.get(connection.ENV_VAR))
 
 
 def _json_default(value: Any) -> Any:
@@ -81,8 +133,13 @@ def _json_default(value: Any) -> Any:
 
 
 def echo(message: str = "", *, err: bool = False) -> None:
-    """Print one message with every URI's password masked (the CLI's only way to print)."""
-    click.echo(connection.mask_text(message), err=err)
+    """Print one message with its secrets masked (the CLI's only way to print).
+
+    A lone surrogate (a byte of an argument that is not UTF-8) is printed as
+    its escape, as no terminal encoding can write it.
+    """
+    text = mask(message).encode("utf-8", "backslashreplace").decode("utf-8")
+    click.echo(text, err=err)
 
 
 def emit(result: Any, as_json: bool, render: Callable[[Any], str] | None = None) -> None:
@@ -104,21 +161,93 @@ def _plain_text(result: Any) -> str:
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    """Print ``error: message`` on stderr and exit with ``code``."""
-    echo(f"error: {message}", err=True)
+    """Print ``error: message`` on one line of stderr and exit with ``code``."""
+    echo(f"error: {one_line(message)}", err=True)
     raise click.exceptions.Exit(code)
 
 
-def handle_errors(func: F) -> F:
-    """Turn nsn-store and driver errors raised by a command into exit code 2."""
+def one_line(message: str) -> str:
+    """Fold ``message`` onto one line and escape control characters (a NUL, say)."""
+    folded = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in folded)
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+
+def exit_for(exc: BaseException) -> NoReturn:
+    """Map an error a command raised to its one-line message and exit code: the one place.
+
+    click's own exits, usage errors and aborts pass through untouched.
+    """
+    if isinstance(exc, click.exceptions.Exit | click.ClickException | click.Abort):
+        raise exc
+    if isinstance(exc, NsnStoreError):
+        fail(str(exc))
+    if isinstance(exc, pymongo_errors.PyMongoError):
+        fail(str(translate(exc)))
+    if isinstance(exc, OSError):
+        fail(_os_error(exc))
+    if not isinstance(exc, Exception):
+        raise exc  # KeyboardInterrupt, SystemExit: click handles them
+    fail(f"unexpected {type(exc).__name__}: {exc} (this is a bug in nsn-store)")
+
+
+def _os_error(exc: OSError) -> str:
+    """Describe a file error by its path and reason, without Python's errno prefix."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return reason
+    path = os.fsdecode(exc.filename)
+    shown = path if len(path) <= 200 else f"{path[:100]}...{path[-40:]} ({len(path)} characters)"
+    return f"{shown!r}: {reason}"
+
+
+@contextmanager
+def _errors_mapped(uris: Sequence[str | None]) -> Iterator[None]:
+    """Remember ``uris`` for masking and map every error raised inside to an exit."""
+    token = _URIS.set((*_URIS.get(), *(uri for uri in uris if uri)))
+    try:
+        yield
+    except BaseException as exc:
+        exit_for(exc)
+    finally:
+        _URIS.reset(token)
+
+
+class Command(click.Command):
+    """An nsn-store command: errors mapped by :func:`exit_for`, secrets masked."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _errors_mapped([ctx.params.get("uri")]):
+            return super().invoke(ctx)
+
+
+class Group(click.Group):
+    """The ``nsn-store`` group: every error, click's usage errors too, is one line on stderr."""
+
+    command_class = Command
+
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, prog_name: str | None = None,
+        complete_var: str | None = None, standalone_mode: bool = True, **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        token = _URIS.set(tuple(arg for arg in argv if "://" in arg))
         try:
-            return func(*args, **kwargs)
-        except NsnStoreError as exc:
-            fail(str(exc))
-        except pymongo_errors.PyMongoError as exc:
-            fail(str(translate(exc)))
-
-    return wrapper  # type: ignore[return-value]
+            with _errors_mapped([]):
+                result = super().main(argv, prog_name, complete_var, False, **extra)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            echo(f"error: {one_line(exc.format_message())}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            echo(f"error: {one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            echo("Aborted!", err=True)
+            sys.exit(1)
+        finally:
+            _URIS.reset(token)
+        sys.exit(result if isinstance(result, int) else EXIT_OK)

@@ -9,50 +9,57 @@ from typing import Any
 
 import click
 
+from nsn_store.arguments import MAX_LIMIT
 from nsn_store.cli.common import (
     EXIT_DIFFERENCES,
     EXIT_OK,
+    Command,
+    FiniteFloatRange,
     emit,
-    handle_errors,
     json_option,
     open_database,
     stdout_is_terminal,
     uri_option,
 )
 
+#: Bounds of a simulated run, so a typo cannot start a run that never ends.
+MAX_SIMULATED_MESSAGES = 1_000_000  # tenants x messages, and tenants x contacts
+MAX_TICKS = 1_000_000  # cron runs the run may need (see simulate_report.max_ticks)
+DAY = 86_400.0
+YEAR = 365 * DAY
 
-@click.command()
-@click.option("--tenants", type=click.IntRange(min=1), default=20, show_default=True,
+
+@click.command(cls=Command)
+@click.option("--tenants", type=click.IntRange(1, 10_000), default=20, show_default=True,
               help="Tenants to seed (the original load: 100).")
-@click.option("--messages", "messages_per_tenant", type=click.IntRange(min=1), default=500,
-              show_default=True, help="Scheduled messages per tenant.")
-@click.option("--spread", type=click.FloatRange(min=0), default=600.0, show_default=True,
+@click.option("--messages", "messages_per_tenant", type=click.IntRange(1, MAX_SIMULATED_MESSAGES),
+              default=500, show_default=True, help="Scheduled messages per tenant.")
+@click.option("--spread", type=FiniteFloatRange(0, YEAR), default=600.0, show_default=True,
               help="Virtual seconds over which sendAt is spread.")
-@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--workers", type=click.IntRange(1, 256), default=4, show_default=True,
               help="Concurrent senders.")
 @click.option("--mode", type=click.Choice(["threads", "asyncio"]), default="threads",
               show_default=True, help="Worker threads or asyncio tasks.")
-@click.option("--failure-rate", type=click.FloatRange(0, 1), default=0.05, show_default=True,
+@click.option("--failure-rate", type=FiniteFloatRange(0, 1), default=0.05, show_default=True,
               help="Share of first send attempts that fail.")
-@click.option("--retry-success-rate", type=click.FloatRange(0, 1), default=0.8,
+@click.option("--retry-success-rate", type=FiniteFloatRange(0, 1), default=0.8,
               show_default=True, help="Share of retries that succeed.")
-@click.option("--seed", type=int, default=42, show_default=True,
+@click.option("--seed", type=click.IntRange(-(2**63), 2**63 - 1), default=42, show_default=True,
               help="Seed: the same seed gives the same counts.")
-@click.option("--batch", type=click.IntRange(min=1), default=50, show_default=True,
+@click.option("--batch", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True,
               help="Messages claimed per claim_due call.")
-@click.option("--lease", type=click.FloatRange(min=0, min_open=True), default=120.0,
+@click.option("--lease", type=FiniteFloatRange(0, DAY, min_open=True), default=120.0,
               show_default=True, help="Lease in seconds.")
-@click.option("--tick", type=click.FloatRange(min=0, min_open=True), default=60.0,
+@click.option("--tick", type=FiniteFloatRange(0.001, DAY), default=60.0,
               show_default=True, help="Virtual seconds between cron runs.")
-@click.option("--contacts", "contacts_per_tenant", type=click.IntRange(min=1), default=10,
+@click.option("--contacts", "contacts_per_tenant", type=click.IntRange(1, 10_000), default=10,
               show_default=True, help="Contacts per tenant.")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=5, show_default=True,
+@click.option("--max-attempts", type=click.IntRange(1, 20), default=5, show_default=True,
               help="Attempts before a message fails for good.")
-@click.option("--crashes", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--crashes", type=click.IntRange(0, 256), default=0, show_default=True,
               help="Workers that claim a batch and die without finishing it.")
 @uri_option
 @json_option
-@handle_errors
 def simulate(uri: str | None, as_json: bool, **options: Any) -> None:
     """Seed tenants and messages, drive workers through them, report the run.
 
@@ -61,12 +68,32 @@ def simulate(uri: str | None, as_json: bool, **options: Any) -> None:
     from nsn_store.simulate import SimulationConfig, run_simulation
 
     config = SimulationConfig(**options)
+    _check_run_size(config)
     db = open_database(uri)
     with _progress(config.total, enabled=stdout_is_terminal() and not as_json) as progress:
         report = run_simulation(db, config, progress=progress)
     emit(report, as_json, render_simulation)
     if not report.ok:
         raise click.exceptions.Exit(EXIT_DIFFERENCES)
+
+
+def _check_run_size(config: Any) -> None:
+    """Refuse a run too large to finish: too many documents or cron ticks."""
+    from nsn_store.simulate import max_ticks
+
+    for what, count in (("messages", config.total),
+                        ("contacts", config.tenants * config.contacts_per_tenant)):
+        if count > MAX_SIMULATED_MESSAGES:
+            raise click.UsageError(
+                f"the run would seed {count} {what}, more than {MAX_SIMULATED_MESSAGES}: "
+                "lower --tenants or --messages/--contacts"
+            )
+    ticks = max_ticks(config)
+    if ticks > MAX_TICKS:
+        raise click.UsageError(
+            f"the run may need {ticks} ticks of {config.tick:g} s, more than {MAX_TICKS}: "
+            "raise --tick or lower --spread, --lease or --max-attempts"
+        )
 
 
 def render_simulation(r: Any) -> str:
@@ -104,14 +131,13 @@ def _progress(total: int, *, enabled: bool) -> Iterator[Any]:
         yield progress
 
 
-@click.command("check-data")
+@click.command("check-data", cls=Command)
 @click.option("--collection", "collections", multiple=True, metavar="NAME",
               help="Check only this collection (repeatable). Default: all.")
-@click.option("--sample", type=click.IntRange(min=0), default=5, show_default=True,
+@click.option("--sample", type=click.IntRange(0, MAX_LIMIT), default=5, show_default=True,
               help="Failing documents to explain per collection.")
 @uri_option
 @json_option
-@handle_errors
 def check_data(collections: tuple[str, ...], sample: int, uri: str | None,
                as_json: bool) -> None:
     """Report existing documents that the schema's validators would reject.
@@ -140,11 +166,10 @@ def _render_check(report: Any) -> str:
     return "\n".join([*lines, verdict])
 
 
-@click.command()
+@click.command(cls=Command)
 @click.option("--dry-run", is_flag=True, help="Print the plan and commands; change nothing.")
 @uri_option
 @json_option
-@handle_errors
 def shard(dry_run: bool, uri: str | None, as_json: bool) -> None:
     """Print the shard key of each collection with the reason, and apply it on a mongos."""
     from nsn_store.sharding import apply_shard_plan, shard_plan

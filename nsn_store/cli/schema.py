@@ -22,10 +22,12 @@ from pymongo.database import Database
 from nsn_store import connection, migration
 from nsn_store.cli.common import (
     EXIT_DIFFERENCES,
+    Command,
+    DirectoryPath,
+    FiniteFloatRange,
     echo,
     emit,
     fail,
-    handle_errors,
     json_option,
     open_database,
     stdin_is_interactive,
@@ -234,7 +236,7 @@ def _confirm_apply(db: Database[Any], steps: list[Step]) -> None:
         raise click.exceptions.Exit(EXIT_DIFFERENCES)
 
 
-@click.command("init")
+@click.command("init", cls=Command)
 @uri_option
 @json_option
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking for confirmation.")
@@ -246,10 +248,10 @@ def _confirm_apply(db: Database[Any], steps: list[Step]) -> None:
     "validationLevel 'moderate' instead of stopping.",
 )
 @click.option(
-    "--lock-timeout", type=float, default=migration.DEFAULT_LOCK_TIMEOUT, show_default=True,
+    "--lock-timeout", type=FiniteFloatRange(0, 86_400), default=migration.DEFAULT_LOCK_TIMEOUT,
+    show_default=True,
     help="Seconds to wait for another init run to finish.",
 )
-@handle_errors
 def init_command(
     uri: str | None, as_json: bool, yes: bool, dry_run: bool, allow_moderate: bool,
     lock_timeout: float,
@@ -275,11 +277,10 @@ def init_command(
     emit(result, as_json, render_result)
 
 
-@click.command("drop")
+@click.command("drop", cls=Command)
 @uri_option
 @json_option
 @click.option("--yes", "-y", is_flag=True, help="Drop without asking for the database name.")
-@handle_errors
 def drop_command(uri: str | None, as_json: bool, yes: bool) -> None:
     """Drop the schema's collections (reverse creation order) and the migration record."""
     db = open_database(uri)
@@ -306,10 +307,9 @@ def _confirm_drop(db: Database[Any]) -> None:
         raise click.exceptions.Exit(EXIT_DIFFERENCES)
 
 
-@click.command("status")
+@click.command("status", cls=Command)
 @uri_option
 @json_option
-@handle_errors
 def status_command(uri: str | None, as_json: bool) -> None:
     """Show each collection's state against the schema (never writes)."""
     db = open_database(uri)
@@ -323,10 +323,9 @@ def status_command(uri: str | None, as_json: bool) -> None:
         echo(render_backlog(backlog))
 
 
-@click.command("verify")
+@click.command("verify", cls=Command)
 @uri_option
 @json_option
-@handle_errors
 def verify_command(uri: str | None, as_json: bool) -> None:
     """Exit 0 when the database matches the schema, 1 on drift, 2 on errors."""
     db = open_database(uri)
@@ -345,14 +344,13 @@ def verify_command(uri: str | None, as_json: bool) -> None:
         echo(f"The database matches {MIGRATION_ID} ({len(report.collections)} collections).")
 
 
-@click.command("export")
+@click.command("export", cls=Command)
 @click.option(
-    "--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+    "--dir", "directory", type=DirectoryPath(),
     default=Path("collections"), show_default=True, help="Directory of the JSON files.",
 )
 @click.option("--check", is_flag=True, help="Compare instead of writing; exit 1 on differences.")
 @json_option
-@handle_errors
 def export_command(directory: Path, check: bool, as_json: bool) -> None:
     """Write collections/*.json: the validators and indexes that init applies."""
     from nsn_store import export
