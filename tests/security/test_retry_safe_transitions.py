@@ -1,0 +1,181 @@
+"""Issue 9, mechanism 3: a transition repeated after a lost reply completes what is missing.
+
+A lost reply is injected by letting a call apply and then raising ``AutoReconnect``
+(``kit.plan.arm(Fault.AFTER, ...)``): the caller sees ``ConnectionFailedError`` and calls
+again, as a worker does. Before: a repeated ``mark_sent`` was refused ("LeaseLostError ...
+it is sent") and its event and counter were never written; a repeated ``mark_failed`` was
+refused the same way; ``schedule`` returning an existing idempotent message never wrote its
+``queued`` event; a repeated ``cancel`` was refused and lost its counter bump. Also here, the
+issue's last paragraph: a provider's "sent" webhook that arrives before ``mark_sent``, and a
+cancel while a worker is sending, leave the send recorded and linked. Sync and async.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from _scheduler_kit import Kit, async_kit, do, lose_reply, sync_kit, twins  # noqa: F401
+
+from nsn_store import scheduling as b
+from nsn_store.errors import ConnectionFailedError, InvalidTransitionError, LeaseLostError
+
+LEASE = timedelta(minutes=5)
+SENT_ONCE = {"messages.scheduled": 1, "messages.sent": 1, "messages.retried": 0,
+             "messages.failed": 0, "messages.cancelled": 0}
+
+
+async def assert_sent_once(kit: Kit, mid: object) -> None:
+    message = await kit.message(mid)  # type: ignore[arg-type]
+    assert message["status"] == "sent"
+    [event] = await kit.events(mid, "sent")  # type: ignore[arg-type]
+    assert await kit.counts() == SENT_ONCE
+
+
+@pytest.mark.parametrize(("method", "collection"), [
+    ("find_one_and_update", b.MESSAGES),  # the status write
+    ("insert_one", b.EVENTS),  # the sent event
+    ("update_one", "counters"),  # the counter bump
+], ids=["status", "event", "counter"])
+async def mark_sent_repeated_after_a_lost_reply_completes_once(kit: Kit, method: str, collection: str) -> None:
+    [mid] = await kit.due()
+    [claimed] = await kit.claim("w", lease=LEASE)
+    lose_reply(kit, method, collection)
+    with pytest.raises(ConnectionFailedError):
+        await do(kit.sched.mark_sent(claimed, "w", provider_message_id="SM1"))
+    again = await do(kit.sched.mark_sent(claimed, "w", provider_message_id="SM1"))
+    assert again["status"] == "sent" and again["_id"] == mid
+    await assert_sent_once(kit, mid)
+    [event] = await kit.events(mid, "sent")
+    assert event["providerMessageId"] == "SM1"
+
+
+@pytest.mark.parametrize(("method", "collection"), [
+    ("find_one_and_update", b.MESSAGES), ("insert_one", b.EVENTS), ("update_one", "counters"),
+], ids=["status", "event", "counter"])
+async def mark_failed_repeated_after_a_lost_reply_spends_one_attempt(kit: Kit, method: str, collection: str) -> None:
+    [mid] = await kit.due()
+    [claimed] = await kit.claim("w", lease=LEASE)
+    lose_reply(kit, method, collection)
+    with pytest.raises(ConnectionFailedError):
+        await do(kit.sched.mark_failed(claimed, "w", "provider down"))
+    again = await do(kit.sched.mark_failed(claimed, "w", "provider down"))
+    stored = await kit.message(mid)
+    assert again["status"] == stored["status"] == "scheduled"
+    assert stored["attempts"] == 1 and again["sendAt"] == stored["sendAt"]
+    [event] = await kit.events(mid, "failed")
+    assert event["raw"] == {"error": "provider down", "attempts": 1, "final": False,
+                            "retryAt": stored["sendAt"]}
+    assert (await kit.counts())["messages.retried"] == 1
+
+
+async def a_final_failure_repeated_after_a_lost_reply_counts_once(kit: Kit) -> None:
+    [mid] = await kit.due()
+    [claimed] = await kit.claim("w", lease=LEASE)
+    lose_reply(kit, "insert_one", b.EVENTS)
+    with pytest.raises(ConnectionFailedError):
+        await do(kit.sched.mark_failed(claimed, "w", "bad number", retry=False))
+    assert (await do(kit.sched.mark_failed(claimed, "w", "bad number", retry=False)))[
+        "status"] == "failed"
+    assert len(await kit.events(mid, "failed")) == 1
+    assert (await kit.counts())["messages.failed"] == 1
+
+
+@pytest.mark.parametrize(("method", "collection"), [
+    ("insert_one", b.MESSAGES), ("insert_one", b.EVENTS), ("update_one", "counters"),
+], ids=["message", "event", "counter"])
+async def schedule_repeated_with_its_key_writes_the_queued_event_once(kit: Kit, method: str, collection: str) -> None:
+    lose_reply(kit, method, collection)
+    with pytest.raises(ConnectionFailedError):
+        await kit.due(idempotency_key="appt-1")
+    [mid] = await kit.due(idempotency_key="appt-1")
+    assert await kit.count(b.MESSAGES) == 1
+    assert [e["eventType"] for e in await kit.events(mid)] == ["queued"]
+    assert (await kit.counts())["messages.scheduled"] == 1
+    await kit.due(idempotency_key="appt-1")  # and a third call changes nothing
+    assert len(await kit.events(mid)) == 1 and (await kit.counts())["messages.scheduled"] == 1
+
+
+@pytest.mark.parametrize(("method", "collection"), [
+    ("find_one_and_update", b.MESSAGES), ("update_one", "counters"),
+], ids=["status", "counter"])
+async def cancel_repeated_after_a_lost_reply_succeeds_and_counts_once(kit: Kit, method: str, collection: str) -> None:
+    [mid] = await kit.due()
+    lose_reply(kit, method, collection)
+    with pytest.raises(ConnectionFailedError):
+        await do(kit.sched.cancel(kit.tenant, mid))
+    assert (await do(kit.sched.cancel(kit.tenant, mid)))["status"] == "cancelled"
+    assert (await kit.counts())["messages.cancelled"] == 1
+
+
+# --- the webhook that comes first, the cancel while sending -------------------------
+
+
+async def a_sent_webhook_before_mark_sent_is_linked_to_the_message(kit: Kit) -> None:
+    [mid] = await kit.due()
+    [claimed] = await kit.claim("w", lease=LEASE)
+    assert await do(kit.sched.record_provider_event(kit.tenant, "twilio", "SM7", "sent"))
+    assert await do(kit.sched.record_provider_event(kit.tenant, "twilio", "SM7", "delivered"))
+    await do(kit.sched.mark_sent(claimed, "w", provider_message_id="SM7"))
+    [sent] = await kit.find(b.EVENTS, {"eventType": "sent"})
+    assert sent["scheduledMessageId"] == mid and sent["providerMessageId"] == "SM7"
+    [delivered] = await kit.find(b.EVENTS, {"eventType": "delivered"})
+    assert delivered["scheduledMessageId"] == mid
+    await assert_sent_once(kit, mid)
+
+
+@pytest.mark.parametrize("lost", [None, "status", "counter"])
+async def a_cancel_while_a_worker_sends_still_records_the_send(kit: Kit, lost: str | None) -> None:
+    """The worker called the provider, then the client cancelled, then the worker reports
+    the send: the message is sent, its event written, and the cancel's count taken back
+    (keyed, so neither a repeated mark_sent nor a repeated cancel changes the counts)."""
+    [mid] = await kit.due()
+    [claimed] = await kit.claim("w", lease=LEASE)
+    assert (await do(kit.sched.cancel(kit.tenant, mid)))["status"] == "cancelled"
+    if lost == "status":
+        lose_reply(kit, "find_one_and_update", b.MESSAGES)
+    elif lost == "counter":
+        lose_reply(kit, "update_one", "counters")
+    sent = await kit.retried(lambda: kit.sched.mark_sent(claimed, "w",
+                                                         provider_message_id="SM8"))
+    assert sent["status"] == "sent"
+    await assert_sent_once(kit, mid)
+    with pytest.raises(InvalidTransitionError, match="sent"):  # too late to cancel it now
+        await do(kit.sched.cancel(kit.tenant, mid))
+    await assert_sent_once(kit, mid)
+
+
+async def a_cancel_whose_count_was_lost_is_made_whole_by_the_send(kit: Kit) -> None:
+    [mid] = await kit.due()
+    [claimed] = await kit.claim("w", lease=LEASE)
+    lose_reply(kit, "update_one", "counters")
+    with pytest.raises(ConnectionFailedError):  # cancelled, its count never written
+        await do(kit.sched.cancel(kit.tenant, mid))
+    await do(kit.sched.mark_sent(claimed, "w"))
+    await assert_sent_once(kit, mid)
+
+
+async def a_worker_that_gave_a_message_back_cannot_record_a_send_after_a_cancel(kit: Kit) -> None:
+    """Only a claim that held the message when it was cancelled may record its send."""
+    [mid] = await kit.due()
+    [claimed] = await kit.claim("w", lease=LEASE)
+    await do(kit.sched.mark_failed(claimed, "w", "busy"))  # back to scheduled
+    await do(kit.sched.cancel(kit.tenant, mid))
+    with pytest.raises(LeaseLostError):
+        await do(kit.sched.mark_sent(claimed, "w"))
+    assert (await kit.message(mid))["status"] == "cancelled"
+    assert (await kit.counts())["messages.cancelled"] == 1
+
+
+for _scenario in (
+    mark_sent_repeated_after_a_lost_reply_completes_once,
+    mark_failed_repeated_after_a_lost_reply_spends_one_attempt,
+    a_final_failure_repeated_after_a_lost_reply_counts_once,
+    schedule_repeated_with_its_key_writes_the_queued_event_once,
+    cancel_repeated_after_a_lost_reply_succeeds_and_counts_once,
+    a_sent_webhook_before_mark_sent_is_linked_to_the_message,
+    a_cancel_while_a_worker_sends_still_records_the_send,
+    a_cancel_whose_count_was_lost_is_made_whole_by_the_send,
+    a_worker_that_gave_a_message_back_cannot_record_a_send_after_a_cancel,
+):
+    globals().update(twins(_scenario))
