@@ -9,7 +9,7 @@ modifies as one step, as on a server, and no reader sees a half-applied write.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import mongomock
@@ -18,7 +18,8 @@ from mongomock.results import BulkWriteResult
 from pymongo.errors import InvalidOperation
 from pymongo.operations import IndexModel
 
-from nsn_store.embedded import bulk, indexes
+from nsn_store.embedded import _pipeline, _planner, bulk, indexes
+from nsn_store.embedded._cursor import EmbeddedCursor
 from nsn_store.embedded.enforce import bypassing, duplicate_key_error
 from nsn_store.embedded.keys import index_keys
 from nsn_store.embedded.options import fail
@@ -67,9 +68,27 @@ class EmbeddedCollection(WritePaths, _Collection):
     def _store(self) -> EmbeddedCollectionStore:
         return self._db_store[self._name]  # type: ignore[no-any-return]
 
-    def _get_dataset(self, spec: Any, sort: Any, fields: Any, as_class: Any) -> list[Any]:
+    def _get_dataset(self, spec: Any, sort: Any, fields: Any, as_class: Any,
+                     limit: int = 0, collation: Any = None) -> list[Any]:
         # Materialise inside the lock: a lazy generator would read outside it.
-        return list(super()._get_dataset(spec, sort, fields, as_class))
+        found = _planner.find(self._store, spec, sort=sort, limit=limit, collation=collation)
+        return [self._copy_only_fields(doc, fields, as_class) for doc in found]
+
+    def find(self, *args: Any, **kwargs: Any) -> EmbeddedCursor:
+        """Return a cursor that the indexes serve and that stops at its limit."""
+        return EmbeddedCursor.adopt(super().find(*args, **kwargs))
+
+    def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        """Return the first match or None (read as ``limit(1)``, as pymongo does)."""
+        if filter is None:
+            filter = {}
+        if not isinstance(filter, Mapping):
+            filter = {"_id": filter}
+        return next(iter(self.find(filter, *args, **kwargs).limit(-1)), None)
+
+    def aggregate(self, pipeline: Any, session: Any = None, **kwargs: Any) -> CommandCursor:
+        """Run ``pipeline``; its leading ``$match``/``$sort``/``$skip``/``$limit`` use the indexes."""
+        return _pipeline.aggregate(self, pipeline, session, **kwargs)
 
     def with_options(self, codec_options: Any = None, read_preference: Any = None,
                      write_concern: Any = None, read_concern: Any = None) -> EmbeddedCollection:

@@ -6,6 +6,12 @@ Here a single re-entrant lock per server store guards every collection
 operation instead (held by :mod:`nsn_store.embedded.collection`), so the
 per-collection lock and the eager expiry are removed: documents expire only
 when the TTL monitor runs, as on a server.
+
+This is also the one place documents are stored, so it keeps every declared
+index's ordered entries (:class:`~nsn_store.embedded._sorted_index.SortedIndex`)
+in step with each store, replace and delete (TTL expiry included), and numbers
+each document in insertion order, the natural order a scan returns. The
+planner (:mod:`nsn_store.embedded._planner`) reads both.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 
 from mongomock import store as mongomock_store
 
+from nsn_store.embedded._sorted_index import SortedIndex
 from nsn_store.embedded.keys import index_keys
 
 
@@ -40,18 +47,27 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
     """A collection's documents, indexes and options, without locking or eager expiry.
 
     Unique indexes keep a map from key to the documents holding it, updated on
-    every store and delete, so a write checks uniqueness without a scan.
+    every store and delete, so a write checks uniqueness without a scan. Every
+    index (but ``_id``'s, which is the document map itself) also keeps its
+    ordered entries in ``sorted_indexes``; ``_seq`` numbers the stored keys in
+    insertion order (a replaced document keeps its number, as it keeps its
+    place in the map).
     """
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.options = CollectionOptions()
         self._unique: dict[str, dict[Any, set[Any]]] = {}
+        self.sorted_indexes: dict[str, SortedIndex] = {}
+        self._seq: dict[Any, int] = {}
+        self._next_seq = 0
 
     def drop(self) -> None:
         super().drop()
         self.options = CollectionOptions()
         self._unique = {}
+        self.sorted_indexes = {}
+        self._seq = {}
 
     def create_index(self, index_name: str, index_dict: dict[str, Any]) -> None:
         super().create_index(index_name, index_dict)
@@ -62,16 +78,23 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
                 for value in index_keys(index_dict, doc):
                     entries.setdefault(value, set()).add(key)
             self._unique[index_name] = entries
+        self.sorted_indexes.pop(index_name, None)
+        if _orderable(index_dict):
+            index = SortedIndex(index_name, index_dict)
+            index.build((key, self._seq[key], doc) for key, doc in self._documents.items())
+            self.sorted_indexes[index_name] = index
 
     def drop_index(self, index_name: str) -> None:
         super().drop_index(index_name)
         self._unique.pop(index_name, None)
+        self.sorted_indexes.pop(index_name, None)
 
     def drop_all_indexes(self) -> None:
         """Drop every index but ``_id``'s."""
         self.indexes = {}
         self._ttl_indexes = {}
         self._unique = {}
+        self.sorted_indexes = {}
 
     def unique_conflict(self, index_name: str, keys: frozenset[Any], own: Any) -> bool:
         """Tell whether another document than ``own`` holds one of ``keys`` in the index."""
@@ -114,10 +137,19 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
             self._track(key, old, add=False)
         self._documents[key] = val
         self._track(key, val, add=True)
+        seq = self._seq.get(key)
+        if seq is None:
+            seq = self._seq[key] = self._next_seq
+            self._next_seq += 1
+        for index in self.sorted_indexes.values():
+            index.put(key, seq, val)
 
     def __delitem__(self, key: Any) -> None:
         self._track(key, self._documents[key], add=False)
         del self._documents[key]
+        del self._seq[key]
+        for index in self.sorted_indexes.values():
+            index.remove(key)
 
     def __len__(self) -> int:
         return len(self._documents)
@@ -125,6 +157,12 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
     @property
     def documents(self) -> Iterator[Any]:
         yield from list(self._documents.values())
+
+
+def _orderable(index: dict[str, Any]) -> bool:
+    """Tell whether an index is a plain B-tree the planner may walk (not hashed, 2d, text)."""
+    return all(isinstance(d, (int, float)) and not isinstance(d, bool) and d != 0
+               for _, d in index["key"])
 
 
 class EmbeddedDatabaseStore(mongomock_store.DatabaseStore):

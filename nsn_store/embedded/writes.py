@@ -21,7 +21,6 @@ from mongomock.collection import (
     validate_is_mapping,
     validate_list_or_mapping,
 )
-from mongomock.filtering import BsonComparable
 from pymongo import ReturnDocument
 from pymongo.errors import (
     BulkWriteError,
@@ -31,14 +30,13 @@ from pymongo.errors import (
 )
 
 from nsn_store.clock import to_bson_time
-from nsn_store.embedded import bulk
+from nsn_store.embedded import _planner, bulk
 from nsn_store.embedded.enforce import (
     DUPLICATE_KEY,
     check_unique,
     check_validation,
     duplicate_key_error,
 )
-from nsn_store.embedded.query import compile_filter, id_candidates
 
 IMMUTABLE_FIELD = 66
 UNSUPPORTED_ARGUMENTS = ("collation", "array_filters", "let", "session")
@@ -83,21 +81,9 @@ class WritePaths:
         check_unique(store, document, key, self.full_name)
         store[key] = document
 
-    def _iter_documents(self, filter: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Return the stored documents matching ``filter``; ``_id`` lookups skip the scan."""
-        filter = helpers.patch_datetime_awareness_in_document(filter)  # stored dates are naive
-        matches = compile_filter(filter)
-        ids = id_candidates(filter)
-        if ids is None:
-            candidates = list(self._store._documents.values())
-        else:
-            found = (self._store.get(doc_id) for doc_id in dict.fromkeys(ids))
-            candidates = [doc for doc in found if doc is not None]
-            if len(candidates) > 1:  # the _id index returns them in _id order
-                candidates.sort(key=lambda doc: BsonComparable(doc["_id"]))
-        if not candidates:
-            matches({})  # still reject an invalid filter, as mongomock does
-        return [doc for doc in candidates if matches(doc)]
+    def _iter_documents(self, filter: Mapping[str, Any], limit: int = 0) -> list[dict[str, Any]]:
+        """Return the stored documents matching ``filter`` (at most ``limit``), index-served."""
+        return _planner.find(self._store, filter, limit=limit)
 
     def _insert(self, data: Any, session: Any = None, ordered: bool = True) -> Any:
         refuse_unsupported(session=session)
@@ -142,7 +128,7 @@ class WritePaths:
             _validate_document_stages(document)
             _refuse_server_time(document)
         matched = modified = 0
-        for stored in self._iter_documents(spec):
+        for stored in self._iter_documents(spec, limit=0 if multi else 1):
             matched += 1
             modified += self._update_one_document(stored, spec, document)
             if not multi:
@@ -209,7 +195,7 @@ class WritePaths:
             filter = {}
         if not isinstance(filter, Mapping):
             filter = {"_id": filter}
-        doomed = self._iter_documents(filter)
+        doomed = self._iter_documents(filter, limit=0 if multi else 1)
         if not multi:
             doomed = doomed[:1]
         for doc in doomed:
@@ -225,7 +211,7 @@ class WritePaths:
         kwargs.pop("bypass_document_validation", None)
         kwargs.pop("hint", None)  # no effect on the result
         refuse_unsupported(session=session, **kwargs)
-        target = next(iter(self._get_dataset(query, sort, None, dict)), None)
+        target = next(iter(self._get_dataset(query, sort, None, dict, limit=1)), None)
         if target is None and not upsert:
             return None
         if remove and target is not None:

@@ -1,0 +1,65 @@
+"""Aggregation on the embedded database: the pipeline's leading stages read through the planner.
+
+mongomock feeds every stored document to the first stage. Here a leading run
+of ``$match`` stages, then an optional ``$sort``, ``$skip`` and ``$limit``
+(in that order, as a server's pipeline optimiser moves them into the query),
+becomes one ``find`` the planner serves from an index; mongomock runs the
+remaining stages on what it returns. The documents are the same as mongomock's
+own path gives (``find`` copies, timezone-aware when the codec says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mongomock import aggregate as mongomock_aggregate
+from mongomock.command_cursor import CommandCursor
+
+
+def split(pipeline: Sequence[Any]) -> tuple[dict[str, Any], Any, int, int, list[Any]]:
+    """Return (filter, sort, skip, limit, remaining stages) of ``pipeline``'s front."""
+    stages = list(pipeline)
+    filters: list[Mapping[str, Any]] = []
+    while stages and _stage(stages[0], "$match") and isinstance(stages[0]["$match"], Mapping):
+        filters.append(stages.pop(0)["$match"])
+    sort = None
+    if stages and _stage(stages[0], "$sort") and _plain_sort(stages[0]["$sort"]):
+        sort = list(stages.pop(0)["$sort"].items())
+    skip = limit = 0
+    if stages and _stage(stages[0], "$skip") and _count(stages[0]["$skip"], 0):
+        skip = stages.pop(0)["$skip"]
+    if stages and _stage(stages[0], "$limit") and _count(stages[0]["$limit"], 1):
+        limit = stages.pop(0)["$limit"]
+    spec: dict[str, Any] = {}
+    if len(filters) == 1:
+        spec = dict(filters[0])
+    elif filters:
+        spec = {"$and": [dict(f) for f in filters]}
+    return spec, sort, skip, limit, stages
+
+
+def _stage(stage: Any, name: str) -> bool:
+    return isinstance(stage, Mapping) and list(stage) == [name]
+
+
+def _plain_sort(sort: Any) -> bool:
+    return isinstance(sort, Mapping) and bool(sort) and all(
+        isinstance(k, str) and not k.startswith("$") and type(d) is int and d in (1, -1)
+        for k, d in sort.items()
+    )
+
+
+def _count(value: Any, minimum: int) -> bool:
+    return type(value) is int and value >= minimum
+
+
+def aggregate(collection: Any, pipeline: Any, session: Any = None, **kwargs: Any) -> CommandCursor:
+    """Run ``pipeline`` on ``collection`` with its front served by the planner."""
+    if not isinstance(pipeline, (list, tuple)):
+        return mongomock_aggregate.process_pipeline(
+            list(collection.find()), collection.database, pipeline, session)
+    spec, sort, skip, limit, rest = split(pipeline)
+    cursor = collection.find(spec, sort=sort, skip=skip, limit=limit,
+                             collation=kwargs.get("collation"))
+    return mongomock_aggregate.process_pipeline(list(cursor), collection.database, rest, session)

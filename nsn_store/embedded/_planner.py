@@ -1,0 +1,566 @@
+"""The embedded query planner: which index serves a filter and sort, and running that plan.
+
+Every read of the embedded database (find, count, update, delete,
+findAndModify, the leading ``$match``/``$sort``/``$limit`` of a pipeline) asks
+:func:`find` for the matching stored documents. The plan is chosen as a server
+chooses one for the ESR rule: an ``_id`` lookup when the filter pins ``_id``;
+else, per declared index, the longest prefix of fields with point conditions
+(equality, ``$in`` as a union of points), then a range on the next field, and
+the sort is *served* when the remaining sort fields follow the index (all in
+its direction or all reversed), so the walk stops at ``limit``. The index only
+narrows the candidates: the full filter still decides, so the result is the
+one a collection scan gives, in the same order:
+
+- unsorted results come in natural (insertion) order, as from a scan;
+- sorted results follow mongomock's stable sort: ties keep natural order
+  (entries with equal sort values are regrouped by insertion sequence).
+
+When unsure the planner scans: on ``$or``/``$nor`` alone, unplannable values
+(regexes, documents, arrays, NaN), a range or sort on a field that holds
+arrays or non-scalar values, a sparse or partial index the filter does not
+provably stay inside, a collation (not implemented; scanned as today), or
+``$natural``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from bson import ObjectId
+from mongomock import filtering, helpers
+
+from nsn_store.embedded._sorted_index import (
+    BOOL_RANK,
+    BOTTOM,
+    DATE_RANK,
+    NULL,
+    NUMBER_RANK,
+    OBJECT_ID_RANK,
+    STRING_RANK,
+    TOP,
+    Entry,
+    Pair,
+    SortedIndex,
+    stored,
+)
+from nsn_store.embedded.query import compile_filter, id_candidates
+
+if TYPE_CHECKING:
+    from nsn_store.embedded.store import EmbeddedCollectionStore
+
+Doc = dict[str, Any]
+Sort = list[tuple[str, Any]]
+RANGE_OPERATORS = ("$gt", "$gte", "$lt", "$lte")
+MAX_RANGES = 1000  # a larger $in product is walked as a prefix range instead
+
+
+# ---------------------------------------------------------------- conditions
+
+
+@dataclass
+class Bounds:
+    """What a filter says about one field: points, or a range within one type rank."""
+
+    points: list[Pair] | None = None
+    low: tuple[Pair, bool] | None = None  # (pair, inclusive)
+    high: tuple[Pair, bool] | None = None
+    rank: int | None = None
+
+    @property
+    def excludes_null(self) -> bool:
+        return (self.points is not None and NULL not in self.points) or self.rank is not None
+
+
+def eq_points(value: Any) -> list[Pair] | None:
+    """Return the keys a mongomock equality with ``value`` can match, or None if unplannable.
+
+    mongomock compares with Python ``==``, so ``1`` also matches ``True`` (and
+    ``1.0``), and an ObjectId also matches its hex string inside an array.
+    """
+    if value is None:
+        return [NULL]
+    kind = type(value)
+    if kind is bool:
+        return [(BOOL_RANK, value), (NUMBER_RANK, int(value))]
+    if isinstance(value, int) or (kind is float and not math.isnan(value)):
+        points: list[Pair] = [(NUMBER_RANK, value)]
+        if value in (0, 1):
+            points.append((BOOL_RANK, bool(value)))
+        return points
+    if kind is str:
+        return [(STRING_RANK, value)]
+    if kind is ObjectId:
+        return [(OBJECT_ID_RANK, value), (STRING_RANK, str(value))]
+    if isinstance(value, datetime):
+        return [(DATE_RANK, _naive(value))]
+    return None
+
+
+def _range_pair(value: Any) -> Pair | None:
+    """Return the key of a range bound (its own type bracket), or None if unplannable."""
+    if value is None:
+        return None  # {$gte: null} matches nulls but not missing fields: leave it to a scan
+    points = eq_points(value)
+    return points[0] if points else None
+
+
+def _naive(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def conditions(spec: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Return each field's conditions from the top level and (nested) ``$and`` clauses."""
+    found: dict[str, list[Any]] = {}
+    for key, value in spec.items():
+        if key == "$and" and isinstance(value, list):
+            for clause in value:
+                if isinstance(clause, Mapping):
+                    for name, more in conditions(clause).items():
+                        found.setdefault(name, []).extend(more)
+        elif not key.startswith("$"):
+            found.setdefault(key, []).append(value)
+    return found
+
+
+def _is_operators(condition: Any) -> bool:
+    return isinstance(condition, Mapping) and bool(condition) and all(
+        str(k).startswith("$") for k in condition
+    )
+
+
+def field_bounds(conds: Sequence[Any], multikey: bool) -> Bounds | None:
+    """Return the tightest plannable bounds of one field's conditions, or None."""
+    best_points: list[Pair] | None = None
+    lows: list[tuple[Pair, bool]] = []
+    highs: list[tuple[Pair, bool]] = []
+    for condition in conds:
+        for points in _condition_points(condition):
+            if best_points is None or len(points) < len(best_points):
+                best_points = points
+        if _is_operators(condition):
+            for op in RANGE_OPERATORS:
+                if op in condition:
+                    pair = _range_pair(condition[op])
+                    if pair is not None:
+                        (lows if op in ("$gt", "$gte") else highs).append((pair, op.endswith("e")))
+    if best_points is not None:
+        return Bounds(points=sorted(set(best_points)))
+    return _range_bounds(lows, highs, multikey)
+
+
+def _condition_points(condition: Any) -> Iterator[list[Pair]]:
+    if not _is_operators(condition):
+        if not isinstance(condition, (Mapping, list, tuple)):
+            points = eq_points(condition)
+            if points is not None:
+                yield points
+        return
+    if "$eq" in condition:
+        points = eq_points(condition["$eq"])
+        if points is not None:
+            yield points
+    values = condition.get("$in")
+    if isinstance(values, (list, tuple)):
+        union: list[Pair] = []
+        for value in values:
+            points = eq_points(value)
+            if points is None:
+                return
+            union.extend(points)
+        yield union
+
+
+def _range_bounds(lows: list[tuple[Pair, bool]], highs: list[tuple[Pair, bool]],
+                  multikey: bool) -> Bounds | None:
+    if not lows and not highs:
+        return None
+    rank = (lows or highs)[0][0][0]
+    lows = [b for b in lows if b[0][0] == rank]
+    highs = [b for b in highs if b[0][0] == rank]
+    if multikey:  # each bound may hold for another element: keep one side only
+        return Bounds(low=lows[0], rank=rank) if lows else Bounds(high=highs[0], rank=rank)
+    low = max(lows, key=lambda b: (b[0][1], not b[1])) if lows else None
+    high = min(highs, key=lambda b: (b[0][1], b[1])) if highs else None
+    return Bounds(low=low, high=high, rank=rank)
+
+
+# ------------------------------------------------------------------- plans
+
+
+@dataclass
+class Plan:
+    """A chosen access path: an index's ranges (or ``_id`` lookups, or a scan) and its sort."""
+
+    kind: str  # "COLLSCAN", "IDHACK", "IXSCAN"
+    index: SortedIndex | None = None
+    ranges: list[tuple[Entry, Entry]] = field(default_factory=list)
+    ids: list[Any] | None = None
+    served: bool = False  # the sort comes from the walk order
+    reverse: bool = False
+    sort_slice: slice = field(default_factory=lambda: slice(0, 0))
+    bounded: int = 0  # fields with bounds
+    count: int = 0  # entries in the ranges
+    bounds: dict[str, Bounds] = field(default_factory=dict)
+
+
+def _probe(prefix: tuple[Any, ...], bounds: Bounds | None, descending: bool) -> tuple[Entry, Entry]:
+    if bounds is None:
+        return prefix, (*prefix, TOP)
+    rank = bounds.rank
+    assert rank is not None
+    low: Entry = (*prefix, rank)  # (rank,) sorts before every (rank, value)
+    high: Entry = (*prefix, rank, TOP)
+    if bounds.low is not None:
+        (pair, inclusive) = bounds.low
+        low = (*prefix, *pair) if inclusive else (*prefix, *pair, TOP)
+    if bounds.high is not None:
+        (pair, inclusive) = bounds.high
+        high = (*prefix, *pair, TOP) if inclusive else (*prefix, *pair)
+    if not descending:
+        return low, high
+    # A descending field stores (-rank, Desc(value)): the value range flips.
+    flipped_low: Entry = (*prefix, -rank)
+    flipped_high: Entry = (*prefix, -rank, TOP)
+    if bounds.high is not None:
+        pair, inclusive = bounds.high
+        flipped_low = (*prefix, *stored(pair, True)) if inclusive else (
+            *prefix, *stored(pair, True), TOP)
+    if bounds.low is not None:
+        pair, inclusive = bounds.low
+        flipped_high = (*prefix, *stored(pair, True), TOP) if inclusive else (
+            *prefix, *stored(pair, True))
+    return flipped_low, flipped_high
+
+
+def _usable(index: SortedIndex, found: Mapping[str, Bounds], spec: Mapping[str, Any]) -> bool:
+    """Tell whether every document ``spec`` can match is in the index (sparse, partial)."""
+    if index.sparse and not any(found.get(f) and found[f].excludes_null for f in index.fields):
+        return False
+    return index.partial is None or implies(spec, found, index.partial)
+
+
+def implies(spec: Mapping[str, Any], found: Mapping[str, Bounds],
+            partial: Mapping[str, Any]) -> bool:
+    """Tell (conservatively) whether every document matching ``spec`` matches ``partial``."""
+    given = conditions(spec)
+    for name, condition in partial.items():
+        if name == "$and" and isinstance(condition, list):
+            if not all(isinstance(c, Mapping) and implies(spec, found, c) for c in condition):
+                return False
+        elif name.startswith("$"):
+            return False
+        elif condition == {"$exists": True} or condition == {"$exists": 1}:
+            if not ((name in found and found[name].excludes_null) or condition in given.get(name, [])):
+                return False
+        elif condition not in given.get(name, []):
+            return False
+    return True
+
+
+def plan_index(index: SortedIndex, spec: Mapping[str, Any], sort: Sort, limit: int,
+               conds: Mapping[str, list[Any]]) -> Plan | None:
+    """Return the plan ``index`` offers for ``spec`` and ``sort``, or None if it cannot help."""
+    found: dict[str, Bounds] = {}
+    prefix_points: list[list[Pair]] = []
+    range_bounds: Bounds | None = None
+    for i, name in enumerate(index.fields):
+        if name not in conds:
+            break
+        bounds = field_bounds(conds[name], bool(index.multikey[i]))
+        if bounds is None:
+            break
+        if bounds.points is None and index.complex[i]:
+            break  # a range over values mongomock compares its own way: scan instead
+        found[name] = bounds
+        if bounds.points is None:
+            range_bounds = bounds
+            break
+        prefix_points.append(bounds.points)
+    if not _usable(index, found, spec):
+        return None
+    constant = {index.fields[i] for i, pts in enumerate(prefix_points) if len(pts) == 1}
+    rest = [(name, direction) for name, direction in sort if name not in constant]
+    served, reverse = _serves(index, len(prefix_points), rest)
+    if not found and not (served and rest):
+        return None
+    ranges = _ranges(index, prefix_points, range_bounds)
+    start = 2 * len(prefix_points)
+    plan = Plan("IXSCAN", index, ranges, served=served and bool(rest), reverse=reverse,
+                sort_slice=slice(start, start + 2 * len(rest)), bounded=len(found),
+                bounds=found)
+    plan.count = sum(stop - begin for begin, stop in (index.span(*r) for r in ranges))
+    return plan
+
+
+def _serves(index: SortedIndex, start: int, rest: Sort) -> tuple[bool, bool]:
+    """Return (served, backwards) for sorting by ``rest`` after ``start`` prefix fields."""
+    if not rest or index.is_multikey or start + len(rest) > len(index.fields):
+        return False, False
+    signs = set()
+    for offset, (name, direction) in enumerate(rest):
+        position = start + offset
+        if (name != index.fields[position] or index.complex[position]
+                or direction not in (1, -1)):
+            return False, False
+        signs.add(direction * index.directions[position])
+    if len(signs) != 1:
+        return False, False
+    return True, signs == {-1}
+
+
+def _ranges(index: SortedIndex, prefix_points: list[list[Pair]],
+            range_bounds: Bounds | None) -> list[tuple[Entry, Entry]]:
+    combos = 1
+    for points in prefix_points:
+        combos *= len(points)
+    if combos > MAX_RANGES:
+        return [((), (TOP,))]
+    ranges = []
+    descending = [d < 0 for d in index.directions]
+    for combo in itertools.product(*prefix_points):
+        prefix = tuple(x for i, pair in enumerate(combo) for x in stored(pair, descending[i]))
+        position = len(combo)
+        more = range_bounds if position < len(index.fields) else None
+        ranges.append(_probe(prefix, more, position < len(descending) and descending[position]))
+    return ranges
+
+
+def choose(store: EmbeddedCollectionStore, spec: Mapping[str, Any], sort: Sort,
+           limit: int) -> Plan:
+    """Return the plan for ``spec``/``sort``: ``_id`` lookup, the cheapest index, or a scan."""
+    ids = id_candidates(spec)
+    if ids is not None:
+        return Plan("IDHACK", ids=ids)
+    if any(name == "$natural" for name, _ in sort):
+        return Plan("COLLSCAN")
+    conds = conditions(spec)
+    best: tuple[Any, ...] | None = None
+    chosen = Plan("COLLSCAN")
+    if not conds and not sort:
+        return chosen
+    for order, index in enumerate(store.sorted_indexes.values()):
+        plan = plan_index(index, spec, sort, limit, conds)
+        if plan is None:
+            continue
+        cost = min(plan.count, limit) if plan.served and limit else plan.count
+        rank = (cost, not plan.served, -plan.bounded, order)
+        if best is None or rank < best:
+            best, chosen = rank, plan
+    return chosen
+
+
+# --------------------------------------------------------------- execution
+
+
+@dataclass
+class Stats:
+    """What running a plan examined (``executionStats``)."""
+
+    keys: int = 0
+    docs: int = 0
+
+
+def find(store: EmbeddedCollectionStore, spec: Mapping[str, Any], *, sort: Any = None,
+         limit: int = 0, collation: Any = None, stats: Stats | None = None,
+         plan: Plan | None = None) -> list[Doc]:
+    """Return the stored documents matching ``spec``, sorted, at most ``limit`` (0: all).
+
+    Exactly what a scan in natural order, then mongomock's stable sort, then the
+    limit would return. The caller holds the store lock.
+    """
+    spec = helpers.patch_datetime_awareness_in_document(spec)
+    order = normalise_sort(sort)
+    matches = compile_filter(spec)
+    stats = stats if stats is not None else Stats()
+    if plan is None:
+        plan = Plan("COLLSCAN") if collation else choose(store, spec, order, limit)
+    if plan.kind == "IXSCAN" and plan.served:
+        found = _walk_sorted(store, plan, matches, limit, stats)
+    else:
+        candidates = list(_candidates(store, plan, spec, stats))
+        if not candidates:
+            matches({})  # still reject an invalid filter, as mongomock does
+        stop = limit if limit and not order else 0
+        found = _filtered(candidates, matches, stop, stats)
+        if order:
+            found = apply_sort(found, order)
+            if limit:
+                found = found[:limit]
+    return found
+
+
+def normalise_sort(sort: Any) -> Sort:
+    """Return ``sort`` (dict, pairs or None) as a list of (field, direction)."""
+    if not sort:
+        return []
+    pairs = sort.items() if isinstance(sort, Mapping) else sort
+    return [(str(name), direction) for name, direction in pairs]
+
+
+def _filtered(candidates: Iterable[Doc], matches: Callable[[Doc], bool], stop: int,
+              stats: Stats) -> list[Doc]:
+    found = []
+    for doc in candidates:
+        stats.docs += 1
+        if matches(doc):
+            found.append(doc)
+            if stop and len(found) >= stop:
+                break
+    return found
+
+
+def _candidates(store: EmbeddedCollectionStore, plan: Plan, spec: Mapping[str, Any],
+                stats: Stats) -> Iterator[Doc]:
+    documents = store._documents
+    if plan.kind == "COLLSCAN":
+        yield from list(documents.values())
+        return
+    if plan.kind == "IDHACK":
+        assert plan.ids is not None
+        found = [doc for doc in (store.get(i) for i in dict.fromkeys(plan.ids)) if doc is not None]
+        stats.keys += len(found)
+        if len(found) > 1:  # the _id index returns them in _id order
+            found.sort(key=lambda doc: filtering.BsonComparable(doc["_id"]))
+        yield from found
+        return
+    assert plan.index is not None
+    seen: dict[int, Any] = {}
+    for low, high in plan.ranges:
+        start, stop = plan.index.span(low, high)
+        for entry in plan.index.walk(start, stop, False):
+            stats.keys += 1
+            seen[entry[-2]] = entry[-1]
+    for seq in sorted(seen):
+        yield documents[seen[seq]]
+
+
+def _walk_sorted(store: EmbeddedCollectionStore, plan: Plan, matches: Callable[[Doc], bool],
+                 limit: int, stats: Stats) -> list[Doc]:
+    """Walk the ranges in sort order; regroup ties by natural order; stop at ``limit``."""
+    assert plan.index is not None
+    index, documents = plan.index, store._documents
+    walks = [index.walk(*index.span(low, high), plan.reverse) for low, high in plan.ranges]
+    key = plan.sort_slice
+    merged: Iterator[Entry] = walks[0] if len(walks) == 1 else heapq.merge(
+        *walks, key=lambda e: e[key], reverse=plan.reverse)
+    found: list[Doc] = []
+    for _, group in itertools.groupby(merged, key=lambda e: e[key]):
+        for entry in sorted(group, key=lambda e: e[-2]):
+            stats.keys += 1
+            stats.docs += 1
+            doc = documents[entry[-1]]
+            if matches(doc):
+                found.append(doc)
+                if limit and len(found) >= limit:
+                    return found
+    return found
+
+
+def apply_sort(documents: list[Doc], order: Sort) -> list[Doc]:
+    """Sort as mongomock's ``_get_dataset`` does: stable sorts from the last key to the first."""
+    dataset: Iterable[Doc] = documents
+    for name, direction in reversed(order):
+        if name == "$natural":
+            if direction < 0:
+                dataset = list(reversed(list(dataset)))
+            continue
+        if name.startswith("$"):
+            raise NotImplementedError(f"Sorting by {name} is not implemented in mongomock yet")
+        dataset = sorted(dataset, key=_sort_key(name), reverse=direction < 0)
+    return list(dataset)
+
+
+def _sort_key(name: str) -> Callable[[Doc], Any]:
+    return lambda doc: filtering.resolve_sort_key(name, doc)
+
+
+# ----------------------------------------------------------------- explain
+
+
+def explain(store: EmbeddedCollectionStore, namespace: str, spec: Mapping[str, Any], *,
+            sort: Any = None, limit: int = 0, skip: int = 0, collation: Any = None) -> Doc:
+    """Return ``explain()`` output shaped as a server's: queryPlanner and executionStats."""
+    spec = helpers.patch_datetime_awareness_in_document(spec)
+    order = normalise_sort(sort)
+    wanted = skip + limit if limit else 0
+    plan = Plan("COLLSCAN") if collation else choose(store, spec, order, wanted)
+    stats = Stats()
+    found = find(store, spec, sort=order, limit=wanted, stats=stats, plan=plan)
+    returned = len(found[skip:])
+    tree = _tree(plan, spec, order, limit, skip)
+    return {
+        "explainVersion": "1",
+        "queryPlanner": {
+            "namespace": namespace, "indexFilterSet": False, "parsedQuery": dict(spec),
+            "planCacheShapeHash": None, "maxIndexedOrSolutionsReached": False,
+            "winningPlan": tree, "rejectedPlans": [],
+        },
+        "executionStats": {
+            "executionSuccess": True, "nReturned": returned, "executionTimeMillis": 0,
+            "totalKeysExamined": stats.keys, "totalDocsExamined": stats.docs,
+            "executionStages": tree,
+        },
+        "ok": 1.0,
+    }
+
+
+def _tree(plan: Plan, spec: Mapping[str, Any], order: Sort, limit: int, skip: int) -> Doc:
+    node = _access_stage(plan, spec)
+    if order and not plan.served:
+        node = {"stage": "SORT", "sortPattern": dict(order), "memLimit": 104857600,
+                "type": "simple", "inputStage": node}
+        if limit:
+            node["limitAmount"] = skip + limit
+    if skip:
+        node = {"stage": "SKIP", "skipAmount": skip, "inputStage": node}
+    if limit and not (order and not plan.served):
+        node = {"stage": "LIMIT", "limitAmount": limit, "inputStage": node}
+    return node
+
+
+def _access_stage(plan: Plan, spec: Mapping[str, Any]) -> Doc:
+    if plan.kind == "COLLSCAN":
+        return {"stage": "COLLSCAN", "filter": dict(spec), "direction": "forward"}
+    if plan.kind == "IDHACK":
+        if set(spec) == {"_id"} and len(plan.ids or ()) == 1:
+            return {"stage": "IDHACK"}
+        scan = {"stage": "IXSCAN", "keyPattern": {"_id": 1}, "indexName": "_id_",
+                "isMultiKey": False, "multiKeyPaths": {"_id": []}, "isUnique": True,
+                "isSparse": False, "isPartial": False, "indexVersion": 2,
+                "direction": "forward",
+                "indexBounds": {"_id": [f"[{v!r}, {v!r}]" for v in plan.ids or ()]}}
+        return {"stage": "FETCH", "filter": dict(spec), "inputStage": scan}
+    index = plan.index
+    assert index is not None
+    scan = {
+        "stage": "IXSCAN", "keyPattern": index.key_pattern, "indexName": index.name,
+        "isMultiKey": index.is_multikey,
+        "multiKeyPaths": {name: [name] if index.multikey[i] else []
+                          for i, name in enumerate(index.fields)},
+        "isUnique": bool(index.spec.get("unique")), "isSparse": index.sparse,
+        "isPartial": index.partial is not None, "indexVersion": 2,
+        "direction": "backward" if plan.reverse else "forward",
+        "indexBounds": {name: _describe(plan.bounds.get(name)) for name in index.fields},
+    }
+    return {"stage": "FETCH", "filter": dict(spec), "inputStage": scan}
+
+
+def _describe(bounds: Bounds | None) -> list[str]:
+    if bounds is None:
+        return ["[MinKey, MaxKey]"]
+    if bounds.points is not None:
+        return [f"[{v!r}, {v!r}]" for _, v in bounds.points]
+    low = f"{'[' if bounds.low[1] else '('}{bounds.low[0][1]!r}" if bounds.low else f"[<rank {bounds.rank}>"
+    high = f"{bounds.high[0][1]!r}{']' if bounds.high[1] else ')'}" if bounds.high else f"<rank {bounds.rank}>]"
+    return [f"{low}, {high}"]
+
+
+__all__ = ["BOTTOM", "Bounds", "Plan", "Stats", "apply_sort", "choose", "explain", "find"]

@@ -1,0 +1,287 @@
+"""One declared index as an ordered list of entries, kept in sync with the stored documents.
+
+An entry is the flat tuple ``(r1, v1, ..., rn, vn, seq, key)``: for each indexed
+field a type rank and a value, then the document's insertion sequence number
+(its place in the collection's natural order) and its storage key. Ranks are
+mongomock's BSON comparison ranks (null 5, numbers 10, strings 15, objects 20,
+arrays 25, binary 30, ObjectId 35, booleans 40, dates 45, regexes 50), so tuple
+order is the order mongomock sorts and compares in; a descending field stores
+``(-r, Desc(v))`` so the list is in the index's declared order.
+
+Only "simple" values (null, numbers other than NaN, plain strings, ObjectIds,
+booleans, dates) keep their value. Anything else is stored as ``(rank, 0)``
+and counted in ``complex`` for its field: the planner never seeks a range in,
+or serves a sort from, a field that holds one (mongomock compares such values
+with rules a tuple cannot mirror, or refuses to). An array makes the index
+multikey (``multikey`` counts the documents per field): each element is an
+entry of its own, as on a server. A missing field is indexed as null.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from itertools import product
+from typing import Any
+
+from bson import ObjectId
+from bson.regex import Regex
+from mongomock.filtering import NOTHING, filter_applies, iter_key_candidates
+from sortedcontainers import SortedList
+
+Pair = tuple[Any, Any]
+Entry = tuple[Any, ...]
+
+NULL_RANK, NUMBER_RANK, STRING_RANK, OBJECT_RANK, ARRAY_RANK = 5, 10, 15, 20, 25
+BINARY_RANK, OBJECT_ID_RANK, BOOL_RANK, DATE_RANK, REGEX_RANK = 30, 35, 40, 45, 50
+NAN_RANK = 9  # NaN sorts before every number on a server and matches no range
+UNKNOWN_RANK = 60  # types mongomock cannot compare (Decimal128, Timestamp, ...)
+NULL: Pair = (NULL_RANK, 0)
+
+
+class Desc:
+    """A value that sorts in reverse: the stored form of a descending index field."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Desc) and bool(self.value == other.value)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Desc):
+            return NotImplemented
+        return bool(other.value < self.value)
+
+    def __gt__(self, other: object) -> bool:
+        if not isinstance(other, Desc):
+            return NotImplemented
+        return bool(self.value < other.value)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return f"Desc({self.value!r})"
+
+
+class _Bound:
+    """A probe element above (``TOP``) or below (``BOTTOM``) every stored element."""
+
+    __slots__ = ("above",)
+
+    def __init__(self, above: bool) -> None:
+        self.above = above
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __lt__(self, other: object) -> bool:
+        return not self.above and self is not other
+
+    def __gt__(self, other: object) -> bool:
+        return self.above and self is not other
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        return "TOP" if self.above else "BOTTOM"
+
+
+TOP, BOTTOM = _Bound(True), _Bound(False)
+
+
+def encode(value: Any) -> tuple[Pair, bool]:
+    """Return ``((rank, value), simple)`` for one indexed value (never an array)."""
+    if value is None:
+        return NULL, True
+    kind = type(value)
+    if kind is bool:
+        return (BOOL_RANK, value), True
+    if isinstance(value, int):
+        return (NUMBER_RANK, value), True
+    if kind is float:
+        if math.isnan(value):
+            return (NAN_RANK, 0), False
+        return (NUMBER_RANK, value), True
+    if kind is str:
+        return (STRING_RANK, value), True
+    if kind is ObjectId:
+        return (OBJECT_ID_RANK, value), True
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return (DATE_RANK, value), True
+    return (_complex_rank(value), 0), False
+
+
+def _complex_rank(value: Any) -> int:
+    if isinstance(value, Mapping):
+        return OBJECT_RANK
+    if isinstance(value, (list, tuple)):
+        return ARRAY_RANK
+    if isinstance(value, (bytes, bytearray)) or type(value).__name__ == "UUID":
+        return BINARY_RANK
+    if isinstance(value, (re.Pattern, Regex)):
+        return REGEX_RANK
+    if isinstance(value, str):
+        return STRING_RANK  # a str subclass (bson Code): not equal to its text
+    return UNKNOWN_RANK
+
+
+def stored(pair: Pair, descending: bool) -> Pair:
+    """Return ``pair`` as a field of that direction stores it."""
+    return (-pair[0], Desc(pair[1])) if descending else pair
+
+
+def field_pairs(doc: Mapping[str, Any], field: str) -> tuple[set[Pair], bool, bool]:
+    """Return (keys, multikey, complex) of ``doc`` for one index field, mongomock's way.
+
+    The candidates are those mongomock's matcher compares (``iter_key_candidates``
+    follows dotted paths through arrays); an array contributes its elements.
+    """
+    candidates: Sequence[Any] = (
+        [doc.get(field, NOTHING)] if "." not in field else iter_key_candidates(field, doc)
+    )
+    multikey = len(candidates) > 1
+    pairs: set[Pair] = set()
+    complex_ = False
+    for candidate in candidates or (NOTHING,):
+        if candidate is NOTHING:
+            pairs.add(NULL)
+            continue
+        if isinstance(candidate, list):
+            multikey = True
+            if not candidate:
+                pairs.add((ARRAY_RANK, 0))
+                complex_ = True
+            for element in candidate:
+                pair, simple = encode(element)
+                pairs.add(pair)
+                complex_ |= not simple
+            continue
+        pair, simple = encode(candidate)
+        pairs.add(pair)
+        complex_ |= not simple
+    return pairs, multikey, complex_
+
+
+def _present(doc: Mapping[str, Any], field: str) -> bool:
+    if "." not in field:
+        return field in doc
+    return any(c is not NOTHING for c in iter_key_candidates(field, doc))
+
+
+class Held:
+    """What one document contributes to an index: its entries and per-field flags."""
+
+    __slots__ = ("entries", "multikey", "complex")
+
+    def __init__(self, entries: frozenset[Entry], multikey: tuple[bool, ...],
+                 complex_: tuple[bool, ...]) -> None:
+        self.entries = entries
+        self.multikey = multikey
+        self.complex = complex_
+
+
+class SortedIndex:
+    """The entries of one declared index, in its declared order, with multikey bookkeeping."""
+
+    def __init__(self, name: str, spec: Mapping[str, Any]) -> None:
+        self.name = name
+        self.spec = spec
+        self.fields: tuple[str, ...] = tuple(str(field) for field, _ in spec["key"])
+        self.directions: tuple[int, ...] = tuple(
+            -1 if direction < 0 else 1 for _, direction in spec["key"]
+        )
+        self.partial: Mapping[str, Any] | None = spec.get("partialFilterExpression")
+        self.sparse = bool(spec.get("sparse"))
+        self.entries: SortedList = SortedList()
+        self.multikey = [0] * len(self.fields)
+        self.complex = [0] * len(self.fields)
+        self._held: dict[Any, Held] = {}
+
+    @property
+    def is_multikey(self) -> bool:
+        return any(self.multikey)
+
+    @property
+    def key_pattern(self) -> dict[str, Any]:
+        return dict(self.spec["key"])
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def _compute(self, key: Any, seq: int, doc: Mapping[str, Any]) -> Held | None:
+        if self.partial is not None and not filter_applies(self.partial, doc):
+            return None
+        if self.sparse and not any(_present(doc, field) for field in self.fields):
+            return None
+        per_field, multikey, complex_ = [], [], []
+        for field, direction in zip(self.fields, self.directions):
+            pairs, many, odd = field_pairs(doc, field)
+            per_field.append([stored(pair, direction < 0) for pair in pairs])
+            multikey.append(many)
+            complex_.append(odd)
+        if len(per_field) == 1:
+            entries = frozenset((*pair, seq, key) for pair in per_field[0])
+        else:
+            entries = frozenset(
+                (*(item for pair in combo for item in pair), seq, key)
+                for combo in product(*per_field)
+            )
+        return Held(entries, tuple(multikey), tuple(complex_))
+
+    def _count(self, held: Held, step: int) -> None:
+        for i, (many, odd) in enumerate(zip(held.multikey, held.complex)):
+            self.multikey[i] += step * many
+            self.complex[i] += step * odd
+
+    def build(self, documents: Iterable[tuple[Any, int, Mapping[str, Any]]]) -> None:
+        """Index every ``(key, seq, doc)`` at once (index creation)."""
+        entries: list[Entry] = []
+        for key, seq, doc in documents:
+            held = self._compute(key, seq, doc)
+            if held is not None:
+                self._held[key] = held
+                self._count(held, 1)
+                entries.extend(held.entries)
+        self.entries = SortedList(entries)
+
+    def put(self, key: Any, seq: int, doc: Mapping[str, Any]) -> None:
+        """Index ``doc`` stored under ``key``, replacing what the previous version held."""
+        held = self._compute(key, seq, doc)
+        old = self._held.get(key)
+        if old is not None and held is not None and old.entries == held.entries:
+            self._count(old, -1)
+            self._count(held, 1)
+            self._held[key] = held
+            return
+        self.remove(key)
+        if held is not None:
+            self._held[key] = held
+            self._count(held, 1)
+            for entry in held.entries:
+                self.entries.add(entry)
+
+    def remove(self, key: Any) -> None:
+        """Drop every entry of the document stored under ``key`` (if it had any)."""
+        held = self._held.pop(key, None)
+        if held is None:
+            return
+        self._count(held, -1)
+        for entry in held.entries:
+            self.entries.remove(entry)
+
+    def span(self, low: Entry, high: Entry) -> tuple[int, int]:
+        """Return the positions ``[start, stop)`` of the entries between two probes."""
+        return self.entries.bisect_left(low), self.entries.bisect_left(high)
+
+    def walk(self, start: int, stop: int, reverse: bool) -> Iterator[Entry]:
+        """Iterate the entries at positions ``[start, stop)``, backwards when ``reverse``."""
+        return iter(self.entries.islice(start, stop, reverse=reverse))
