@@ -13,13 +13,14 @@ lease is renewed in the background for as long as a run holds it, so a step
 longer than the lease does not let a second run in. Each step is written
 ahead, applied, then recorded, every write fenced:
 
-1. the step is written to the record as ``pending`` (the record's update
-   filters on this run's fencing token, so a run that lost the record to a
+1. the step is written to the record as ``pending`` (the record's updates
+   filter on this run's fencing token, so a run that lost the record to a
    newer run writes nothing);
 2. ``lock.fence()`` renews the lease, failing if another run took it over,
    immediately before the step's DDL;
 3. the DDL runs;
-4. ``lock.fence()`` again, then one update moves ``pending`` into ``steps``.
+4. ``lock.fence()`` again, then one update moves the step from ``pending``
+   into ``steps`` and writes the next step as ``pending`` (its step 1).
 
 If a run is interrupted between 3 and 4 (a lost reply, a crash), the effect
 exists and the record says ``pending``. The next run reconciles first: a
@@ -146,13 +147,16 @@ def init_schema(
         lock.fence()
         previous = record.start(digest, host, clock.now())
         reconciled = record.reconcile(previous, steps, clock.now())
+        entries = [_entry(step, moderated) for step in steps]
+        if entries:
+            record.write_pending(entries[0], clock.now())
         for position, step in enumerate(steps, 1):
-            entry = _entry(step, moderated)
-            record.write_pending(entry, clock.now())
             lock.fence()  # immediately before the DDL: stop if another run took over
             _apply(db, schema, step, moderated)
             lock.fence()
-            record.record_step(entry, clock.now())
+            # One update records this step and writes the next one ahead.
+            following = entries[position] if position < len(entries) else None
+            record.record_step(entries[position - 1], clock.now(), following)
             if on_step is not None:
                 on_step(step, position, len(steps))
         lock.fence()
@@ -419,9 +423,19 @@ class _Record:
         """Write ahead: the step about to be applied, so an interruption is visible."""
         self._update({"$set": {"pending": {**entry, "since": now}}})
 
-    def record_step(self, entry: Mapping[str, Any], now: datetime) -> None:
-        """Append the applied step and clear ``pending``, in one update."""
-        self._update({"$push": {"steps": {**entry, "at": now}}, "$unset": {"pending": ""}})
+    def record_step(
+        self, entry: Mapping[str, Any], now: datetime, following: Mapping[str, Any] | None
+    ) -> None:
+        """Append the applied step and write ``following`` ahead (or clear ``pending``).
+
+        One update, so the record never shows a step both pending and recorded.
+        """
+        update: dict[str, Any] = {"$push": {"steps": {**entry, "at": now}}}
+        if following is None:
+            update["$unset"] = {"pending": ""}
+        else:
+            update["$set"] = {"pending": {**following, "since": now}}
+        self._update(update)
 
     def finish(self, now: datetime) -> None:
         self._update({"$set": {"status": APPLIED, "appliedAt": now}})

@@ -33,11 +33,14 @@ spans DDL, so a step's ``createIndexes`` and the lock check are two operations):
   the token of the run that owns it and each update filters on it (see
   :mod:`nsn_store.migration`).
 
-The renewer here is a thread, for the synchronous driver. An asyncio runner
-would need the same loop as a task on its own event loop (a Motor or PyMongo
-async collection is bound to the loop that made it, so it cannot be driven from
-a thread); :class:`LeaseRenewer` takes any ``renew`` callable and clock, so the
-scheduling logic is shared and only the waiting differs.
+The renewer here is a thread, for the synchronous driver (``init_schema`` is
+synchronous only). An asyncio runner would renew from a task on its own event
+loop instead: a Motor or PyMongo async collection is bound to the loop that
+made it, so no thread can drive it, and a blocking call in the loop would stall
+the renewal it needs. That task must be cancelled in a ``finally``, as the
+thread is stopped here. :class:`LeaseSchedule` holds the "is a renewal due"
+logic for both, and :class:`LeaseRenewer` takes any ``renew`` callable, so only
+the waiting differs.
 """
 
 from __future__ import annotations
@@ -107,17 +110,40 @@ def held_lock_filter(token: str) -> dict[str, Any]:
     return {"_id": LOCK_ID, "token": token}
 
 
-class LeaseRenewer:
-    """Call ``renew`` from a daemon thread every ``interval`` of ``clock`` time.
+class LeaseSchedule:
+    """When a lease is due for renewal: every ``interval`` of ``clock`` time.
 
     Due-ness is judged by ``clock`` (the clock the lease is written in), and
-    also by the monotonic clock, so a frozen or stepped test clock and the
-    wall clock both get renewals on time. ``renew`` raising
-    :class:`MigrationLockedError` means the lock is gone: the thread records
-    it in :attr:`error` and ends. Any other :class:`NsnStoreError` (a lost
-    connection) is logged and retried at the next wake-up, since the lease may
-    still be ours. :meth:`stop` ends and joins the thread; it is safe to call
-    twice and from a ``finally``.
+    also by the monotonic clock, so a frozen or stepped test clock and the wall
+    clock both get renewals on time. Shared by the thread below and by any
+    asyncio renewer (which would wait with ``asyncio.wait_for(stop.wait(), poll)``
+    and await an async ``renew``, since an async collection is bound to its loop).
+    """
+
+    def __init__(self, clock: Clock, interval: timedelta) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.mark()
+
+    def mark(self) -> None:
+        """Note that the lease was just renewed."""
+        self._last_clock = self.clock.now()
+        self._last_monotonic = time.monotonic()
+
+    def due(self) -> bool:
+        elapsed = self.clock.now() - self._last_clock
+        real = time.monotonic() - self._last_monotonic
+        return elapsed >= self.interval or real >= self.interval.total_seconds()
+
+
+class LeaseRenewer:
+    """Call ``renew`` from a daemon thread whenever its :class:`LeaseSchedule` is due.
+
+    ``renew`` raising :class:`MigrationLockedError` means the lock is gone: the
+    thread records it in :attr:`error` and ends. Any other
+    :class:`NsnStoreError` (a lost connection) is logged and retried at the next
+    wake-up, since the lease may still be ours. :meth:`stop` ends and joins the
+    thread; it is safe to call twice and from a ``finally``.
     """
 
     def __init__(
@@ -130,8 +156,7 @@ class LeaseRenewer:
         name: str = RENEWER_THREAD,
     ) -> None:
         self._renew = renew
-        self._clock = clock
-        self._interval = interval
+        self._schedule = LeaseSchedule(clock, interval)
         self._poll = poll
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -139,8 +164,7 @@ class LeaseRenewer:
         self.renewals = 0
 
     def start(self) -> None:
-        self._last_clock = self._clock.now()
-        self._last_monotonic = time.monotonic()
+        self._schedule.mark()
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -155,14 +179,9 @@ class LeaseRenewer:
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def _due(self) -> bool:
-        elapsed = self._clock.now() - self._last_clock
-        real = time.monotonic() - self._last_monotonic
-        return elapsed >= self._interval or real >= self._interval.total_seconds()
-
     def _run(self) -> None:
         while not self._stop.wait(self._poll):
-            if not self._due():
+            if not self._schedule.due():
                 continue
             try:
                 self._renew()
@@ -176,8 +195,7 @@ class LeaseRenewer:
                 log.exception("migration lease renewer failed")
                 self.error = MigrationLockedError(f"the lease renewer failed: {exc!r}")
                 return
-            self._last_clock = self._clock.now()
-            self._last_monotonic = time.monotonic()
+            self._schedule.mark()
             self.renewals += 1
 
     def __enter__(self) -> LeaseRenewer:  # Self needs Python 3.11
