@@ -10,8 +10,14 @@ and updates come from the pure builders in :mod:`nsn_store.scheduling`.
 
 Lifecycle: ``scheduled -> processing`` (claimed, with a lease) ``-> sent``; or
 back to ``scheduled`` with a later ``sendAt`` after a transient failure; or
-``failed`` after the last attempt; ``scheduled``/``processing -> cancelled``.
+``failed`` after the last attempt; ``scheduled``/``processing -> cancelled``;
+``cancelled -> sent`` only when the claim that held the message reports its send.
 An expired lease makes a message claimable again.
+
+Every argument is checked before the first database call (a bad one raises
+:class:`~nsn_store.errors.InvalidArgumentError` naming it), and every
+operation is safe to repeat after a lost reply: see
+:class:`~nsn_store.scheduler_flows._Flows`.
 """
 
 from __future__ import annotations
@@ -47,21 +53,32 @@ __all__ = ["AsyncScheduler", "Backlog", "Op", "Scheduler"]
 class Scheduler(_Flows):
     """Schedule, claim and finish messages through a PyMongo ``Database``.
 
-    ``clock`` supplies "now" (default: the system clock); ``counter`` (a
-    ``ShardedCounter``) is bumped on each transition; a failed attempt is
-    retried with exponential backoff from ``base_backoff`` until the
-    ``max_attempts``-th attempt fails; ``rng`` makes the jitter reproducible.
-    Safe to share between threads.
+    ``clock`` supplies "now" (default: the system clock), corrected by its
+    offset from the database server's clock (measured with ``hello`` at the
+    first call and every ``offset_refresh`` seconds, default 60), so workers
+    whose clocks disagree still agree on due-ness and lease expiry;
+    ``server_time=False`` trusts ``clock`` as it is (virtual time, as in the
+    simulation). ``counter`` (a ``ShardedCounter``; its ``add`` must accept
+    ``once=``) is bumped once per transition, keyed; a failed attempt is
+    retried with exponential backoff from ``base_backoff`` (1 ms to 6 h) until
+    the ``max_attempts``-th attempt fails (1 to 10,000); ``rng`` makes the
+    jitter reproducible. Leases run from ``MIN_LEASE`` (1 s) to ``MAX_LEASE``
+    (1 h). Safe to share between threads.
 
-    ``mark_sent``, ``mark_failed`` and ``extend_lease`` take the message's id
-    or, better, the document ``claim_due`` returned: its ``tenantId`` (the
-    shard key) lets a sharded cluster route the write to one shard.
+    ``mark_sent``, ``mark_failed`` and ``extend_lease`` take the document
+    ``claim_due`` returned (or, weaker, the message's bare id). The document
+    carries the claim's ``claimToken``: only that claim may finish the
+    message, and the same call repeated after a lost reply recognises its own
+    completed write. Its ``tenantId`` (the shard key) lets a sharded cluster
+    route the write to one shard. A bare id is checked by worker id only (a
+    claim superseded under the same worker id can still finish the message)
+    and a repeated ``mark_sent``/``mark_failed`` by bare id is refused.
     """
 
     def schedule(self, tenant_id: Any, contact_id: Any, channel: str, send_at: datetime, *,
                  payload: Mapping[str, Any] | None = None, workflow_step_id: Any = None,
                  template_id: Any = None, idempotency_key: str | None = None) -> Document:
-        """Schedule a message to a tenant's contact; a repeated idempotency key returns the first."""
+        """Schedule a message to the tenant's own contact; a repeated idempotency key returns the first."""
         return self._run(self._schedule(
             tenant_id, contact_id, channel, send_at, payload=payload,
             workflow_step_id=workflow_step_id, template_id=template_id,
@@ -74,7 +91,7 @@ class Scheduler(_Flows):
 
     def mark_sent(self, message_id: Any, worker_id: str, *,
                   provider_message_id: str | None = None, provider: str | None = None) -> Document:
-        """Mark a held message sent; raise LeaseLostError if the lease is gone."""
+        """Mark a held (or, during this claim, cancelled) message sent; LeaseLostError if not held."""
         return self._run(self._mark_sent(message_id, worker_id, provider_message_id, provider))
 
     def mark_failed(self, message_id: Any, worker_id: str, error: str | BaseException, *,
@@ -87,7 +104,7 @@ class Scheduler(_Flows):
         return self._run(self._extend_lease(message_id, worker_id, lease))
 
     def cancel(self, tenant_id: Any, message_id: Any) -> Document:
-        """Cancel a tenant's scheduled or processing message."""
+        """Cancel a tenant's scheduled or processing message (again: return it as it is)."""
         return self._run(self._cancel(tenant_id, message_id))
 
     def record_provider_event(self, tenant_id: Any, provider: str, provider_message_id: str,
@@ -138,7 +155,7 @@ class AsyncScheduler(_Flows):
     async def schedule(self, tenant_id: Any, contact_id: Any, channel: str, send_at: datetime,
                        *, payload: Mapping[str, Any] | None = None, workflow_step_id: Any = None,
                        template_id: Any = None, idempotency_key: str | None = None) -> Document:
-        """Schedule a message to a tenant's contact; a repeated idempotency key returns the first."""
+        """Schedule a message to the tenant's own contact; a repeated idempotency key returns the first."""
         return await self._run(self._schedule(
             tenant_id, contact_id, channel, send_at, payload=payload,
             workflow_step_id=workflow_step_id, template_id=template_id,
@@ -152,7 +169,7 @@ class AsyncScheduler(_Flows):
     async def mark_sent(self, message_id: Any, worker_id: str, *,
                         provider_message_id: str | None = None,
                         provider: str | None = None) -> Document:
-        """Mark a held message sent; raise LeaseLostError if the lease is gone."""
+        """Mark a held (or, during this claim, cancelled) message sent; LeaseLostError if not held."""
         return await self._run(self._mark_sent(message_id, worker_id, provider_message_id,
                                                provider))
 
@@ -166,7 +183,7 @@ class AsyncScheduler(_Flows):
         return await self._run(self._extend_lease(message_id, worker_id, lease))
 
     async def cancel(self, tenant_id: Any, message_id: Any) -> Document:
-        """Cancel a tenant's scheduled or processing message."""
+        """Cancel a tenant's scheduled or processing message (again: return it as it is)."""
         return await self._run(self._cancel(tenant_id, message_id))
 
     async def record_provider_event(self, tenant_id: Any, provider: str,
