@@ -17,7 +17,6 @@ from typing import Any
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from nsn_store.arguments import check_limit
 from nsn_store.errors import InvalidArgumentError, translated
 from nsn_store.schema import SCHEMA, Schema
 
@@ -147,9 +146,12 @@ def check_data(
 
 def check_sample(value: Any) -> int:
     """Return ``value`` if it is a whole number from 0 to :data:`MAX_SAMPLE`."""
-    if type(value) is int and value == 0:
-        return 0
-    return check_limit(value, "sample", maximum=MAX_SAMPLE)
+    if type(value) is int and 0 <= value <= MAX_SAMPLE:
+        return value
+    shown = str(value) if type(value) is int else f"a value of type {type(value).__name__}"
+    raise InvalidArgumentError(
+        f"sample must be a whole number from 0 to {MAX_SAMPLE}, not {shown}", argument="sample"
+    )
 
 
 def _select(schema: Schema, names: Iterable[str] | None) -> list[Any]:
