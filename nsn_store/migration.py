@@ -31,11 +31,10 @@ record lists each applied step once, and nothing is applied twice.
 What is *not* guaranteed, because MongoDB runs DDL outside transactions: the
 fence and the DDL after it are two operations. A run that stalls for a whole
 lease (60 s, renewer included) exactly between them can apply that one step
-after another run took over (see :mod:`nsn_store.migration_lock`). Steps are
-idempotent, so the cost is a failed run or a step the newer run finds already
-done, never a schema other than the declared one. Records written by earlier
-versions of this module (no ``pending`` field) cannot be reconciled: an
-interrupted run of theirs may have left one applied step unrecorded.
+after another run took over (the window is stated in
+:mod:`nsn_store.migration_lock`). Records written by earlier versions of this
+module (no ``pending`` field) cannot be reconciled: an interrupted run of
+theirs may have left one applied step unrecorded.
 """
 
 from __future__ import annotations

@@ -7,7 +7,11 @@ second ``_id: "lock"`` and the server answers with a duplicate-key error, so
 exactly one contender wins without any read-then-write race.
 
 Each acquisition writes a fresh random ``token`` (the fencing token); the
-``holder`` names the process for people. While the lock is held a
+``holder`` names the process for people. The token is random, not a counter:
+the document is deleted on release, so a counter would restart from one, and
+no comparison needs an order. Every check asks the server whether the lock
+document still carries *this* token, in the same update that renews it; DDL
+cannot carry a token at all, so a higher-wins rule would protect nothing more. While the lock is held a
 :class:`LeaseRenewer` thread extends the lease every third of it, *during* a
 step too, so a step longer than the lease (a large index build, the data
 check) does not let another run in. A run that dies stops renewing, and the
@@ -22,13 +26,18 @@ spans DDL, so a step's ``createIndexes`` and the lock check are two operations):
   it was taken over and nothing is written. A run calls it immediately before
   each step's DDL, and stops with :class:`MigrationLockedError` naming the new
   holder when it fails.
-* The window that remains: between a successful fence and the DDL it guards,
-  a takeover needs this run's lease to end first, so the run must have stalled
-  (or lost the server) for a whole lease (60 s by default) in that gap, its
-  renewer included. Then one step of the old run may land inside the new run;
-  each step is idempotent (``createIndexes`` of an existing identical index is
-  a no-op), so this costs a duplicated record entry or a failed run, never a
-  wrong schema.
+* The window that remains: the fence and the DDL after it are two
+  operations. A successful fence leaves a full lease on the lock, so another
+  run can take it over before the DDL lands only if this run stalls (a paused
+  process, a lost server) for a whole lease (60 s by default) between the two,
+  or less when the other run's clock is ahead of this one's: leases are
+  written and judged by each run's own clock. Then one DDL of the old run may
+  land after the new run planned its steps. When both runs declare the same
+  schema that step is idempotent (``createIndexes`` of an identical index is a
+  no-op; a repeated ``create`` makes the new run fail, and its rerun finish);
+  when they declare different schemas it can undo one change of the new run,
+  which ``verify`` reports and the next ``init`` repairs. The old run writes no
+  record entry for it: its next fence fails.
 * Writes to the migration *record* are fenced atomically: the record carries
   the token of the run that owns it and each update filters on it (see
   :mod:`nsn_store.migration`).
