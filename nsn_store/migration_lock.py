@@ -11,10 +11,11 @@ Each acquisition writes a fresh random ``token`` (the fencing token); the
 the document is deleted on release, so a counter would restart from one, and
 no comparison needs an order. Every check asks the server whether the lock
 document still carries *this* token, in the same update that renews it; DDL
-cannot carry a token at all, so a higher-wins rule would protect nothing more. While the lock is held a
-:class:`LeaseRenewer` thread extends the lease every third of it, *during* a
-step too, so a step longer than the lease (a large index build, the data
-check) does not let another run in. A run that dies stops renewing, and the
+cannot carry a token, so a higher-wins rule would protect nothing more.
+
+While the lock is held a :class:`LeaseRenewer` thread extends the lease every
+third of it, *during* a step too, so a step longer than the lease (a large
+index build, the data check) does not let another run in. A run that dies stops renewing, and the
 next run takes the lock over once the lease has ended.
 
 What fencing guarantees, and what it cannot (MongoDB has no transaction that
