@@ -15,8 +15,8 @@ cannot carry a token, so a higher-wins rule would protect nothing more.
 
 While the lock is held a :class:`LeaseRenewer` thread extends the lease every
 third of it, *during* a step too, so a step longer than the lease (a large
-index build, the data check) does not let another run in. A run that dies stops renewing, and the
-next run takes the lock over once the lease has ended.
+index build, the data check) does not let another run in. A run that dies
+stops renewing, and the next run takes the lock over once the lease has ended.
 
 What fencing guarantees, and what it cannot (MongoDB has no transaction that
 spans DDL, so a step's ``createIndexes`` and the lock check are two operations):
