@@ -15,7 +15,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from _scheduler_kit import Kit, async_kit, do, lose_reply, sync_kit, twins  # noqa: F401
+from _scheduler_kit import (  # noqa: F401
+    Fault,
+    Kit,
+    async_kit,
+    do,
+    lose_reply,
+    once_before,
+    sync_kit,
+    twins,
+)
 
 from nsn_store import scheduling as b
 from nsn_store.errors import ConnectionFailedError, InvalidTransitionError, LeaseLostError
@@ -167,6 +176,43 @@ async def a_worker_that_gave_a_message_back_cannot_record_a_send_after_a_cancel(
     assert (await kit.counts())["messages.cancelled"] == 1
 
 
+@pytest.mark.parametrize(("method", "collection"), [
+    ("find_one_and_update", b.MESSAGES), ("insert_one", b.EVENTS), ("update_one", "counters"),
+], ids=["status", "event", "counter"])
+async def a_give_up_that_failed_half_way_is_completed_by_the_next_claim(
+    kit: Kit, method: str, collection: str
+) -> None:
+    """A message whose lease expired on its last attempt is failed by the next claim. Its
+    follow-ups come before its status (nobody repeats a give-up, but the next claim finds
+    a message still processing): whichever write fails, the next claim completes it, and
+    the event and count stay single."""
+    [mid] = await kit.due()
+    for _ in range(3):  # max_attempts=3: each worker claims it and dies
+        await kit.claim("dies", lease=LEASE)
+        kit.clock.advance(LEASE)
+    kit.plan.arm(Fault.BEFORE, method=method, collection=collection)
+    with pytest.raises(ConnectionFailedError):
+        await kit.claim("sweeper")
+    assert await kit.claim("sweeper") == []
+    assert (await kit.message(mid))["status"] == "failed"
+    assert len(await kit.events(mid, "failed")) == 1
+    assert (await kit.counts())["messages.failed"] == 1
+
+
+async def a_give_up_that_loses_to_a_cancel_takes_its_follow_ups_back(kit: Kit) -> None:
+    [mid] = await kit.due()
+    for _ in range(3):
+        await kit.claim("dies", lease=LEASE)
+        kit.clock.advance(LEASE)
+    once_before(kit, "find_one_and_update", b.MESSAGES,
+                lambda: kit.sched.cancel(kit.tenant, mid))
+    assert await kit.claim("sweeper") == []
+    assert (await kit.message(mid))["status"] == "cancelled"
+    assert await kit.events(mid, "failed") == []
+    counts = await kit.counts()
+    assert (counts["messages.failed"], counts["messages.cancelled"]) == (0, 1)
+
+
 for _scenario in (
     mark_sent_repeated_after_a_lost_reply_completes_once,
     mark_failed_repeated_after_a_lost_reply_spends_one_attempt,
@@ -177,5 +223,7 @@ for _scenario in (
     a_cancel_while_a_worker_sends_still_records_the_send,
     a_cancel_whose_count_was_lost_is_made_whole_by_the_send,
     a_worker_that_gave_a_message_back_cannot_record_a_send_after_a_cancel,
+    a_give_up_that_failed_half_way_is_completed_by_the_next_claim,
+    a_give_up_that_loses_to_a_cancel_takes_its_follow_ups_back,
 ):
     globals().update(twins(_scenario))
