@@ -12,7 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo import ReturnDocument
 
-from nsn_store.errors import ConfigurationError, InvalidIdError, TenantIsolationError
+from nsn_store.errors import (
+    ConfigurationError,
+    InvalidArgumentError,
+    InvalidIdError,
+    TenantIsolationError,
+)
 from nsn_store.migration import init_schema
 from nsn_store.schema import SCHEMA
 from nsn_store.tenancy import (
@@ -503,6 +508,82 @@ def test_foreign_stages_are_refused_on_the_scoped_collection(world: World) -> No
     }
     with pytest.raises(TenantIsolationError):
         world.a["scheduledMessages"].aggregate([lookup])
+
+
+class _NoIO:
+    """A database whose collections are None: any I/O would fail with AttributeError."""
+
+    def __getitem__(self, name: str) -> Any:
+        return None
+
+
+def _stages() -> Any:
+    """A one-shot iterable of stages, as a caller building a pipeline lazily passes."""
+    yield {"$match": {"email": "nobody@example.com"}}
+    yield {"$project": {"email": 1}}
+
+
+@pytest.mark.parametrize("name", ["contacts"])
+def test_aggregate_reads_a_generator_of_stages_once_and_keeps_them(
+    world: World, name: str
+) -> None:
+    # Formerly the stages were consumed by the foreign-stage check and then dropped,
+    # so this returned the tenant's whole collection.
+    assert list(world.a[name].aggregate(_stages())) == []
+    assert list(world.a[name].aggregate(iter([{"$count": "n"}]))) == [{"n": 1}]
+    assert list(world.a[name].aggregate(({"$project": {"_id": 0, "tenantId": 1}},))) == [
+        {"tenantId": world.a_id}
+    ]
+
+
+def test_a_foreign_stage_in_a_generator_is_still_refused(world: World) -> None:
+    stages = (s for s in [{"$match": {}}, {"$unionWith": "contacts"}])
+    with pytest.raises(TenantIsolationError):
+        world.a["contacts"].aggregate(stages)
+
+
+@pytest.mark.parametrize(
+    "pipeline",
+    [{"$match": {}}, "$match", None, 5, [{"$match": {}, "$limit": 1}], [{"match": {}}], ["x"]],
+    ids=["one-stage-dict", "string", "none", "int", "two-key-stage", "no-dollar", "not-a-stage"],
+)
+def test_a_pipeline_that_is_not_a_list_of_stages_is_refused_before_any_io(
+    pipeline: Any,
+) -> None:
+    with pytest.raises(InvalidArgumentError):
+        TenantScope(_NoIO(), TENANT)["contacts"].aggregate(pipeline)
+    with pytest.raises(InvalidArgumentError):
+        scope_pipeline(TENANT, pipeline)
+
+
+def test_an_update_pipeline_given_as_a_generator_is_applied(world: World) -> None:
+    contacts = world.a["contacts"]
+    contacts.update_one({}, (s for s in [{"$set": {"firstName": "Gen"}}]))
+    assert contacts.find_one()["firstName"] == "Gen"
+    assert world.b["contacts"].find_one()["firstName"] == "Ada"
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [("find_one", (ObjectId(),)), ("count_documents", ("x",)), ("insert_one", ([1],)),
+     ("insert_many", ({"a": 1},)), ("insert_many", ([],)), ("update_one", ({}, {"$set": 1})),
+     ("replace_one", ({}, "doc"))],
+    ids=["find-one-id", "count-string", "insert-list", "insert-many-dict", "insert-many-empty",
+         "update-non-mapping-fields", "replace-string"],
+)  # fmt: skip
+def test_malformed_arguments_are_refused_by_name_before_any_io(
+    method: str, args: tuple[Any, ...]
+) -> None:
+    with pytest.raises(InvalidArgumentError):
+        getattr(TenantScope(_NoIO(), TENANT)["contacts"], method)(*args)
+
+
+async def test_async_aggregate_reads_a_generator_of_stages(async_db: Any) -> None:
+    await init_schema_async(async_db)
+    scope = AsyncTenantScope(async_db, ObjectId())
+    await scope["contacts"].insert_one({"email": "ada@example.com", "createdAt": NOW})
+    assert await scope["contacts"].aggregate(_stages()) == []
+    assert await scope["contacts"].aggregate(iter([{"$count": "n"}])) == [{"n": 1}]
 
 
 # ---------------------------------------------------------------- async twin
