@@ -4,7 +4,8 @@
 is ANDed with ``tenantId`` (a caller's own ``tenantId`` condition, with any
 operator, ``$or``, ``$nor`` or ``$expr``, can narrow but never widen it),
 whose inserts, replacements and upserts carry the tenant's id, and whose
-aggregation pipelines start with ``$match: {tenantId}``. Writes that would
+aggregation pipelines (any iterable of stages, read once) start with
+``$match: {tenantId}``. Writes that would
 change, remove or rename ``tenantId``, documents that carry another tenant's
 id, stages that read or write other collections (``$lookup``, ``$unionWith``,
 ``$merge``, ...) and references to another tenant's documents raise
@@ -26,11 +27,14 @@ pipeline ``$set`` of an ``ObjectId`` or ``{$literal: ObjectId}``. Each such id
 is checked, one round trip per referenced collection
 (``{_id: {$in: ids}, tenantId}``). Every other way of writing a reference
 (``$min``, ``$max``, ``$inc``, ``$rename``, ``$push``, ..., a computed pipeline
-expression such as ``$toObjectId``, a dotted path into the field) is refused,
-because its value is not known before the write. ``$unset`` of an optional
+expression such as ``$toObjectId``, a dotted path into the field, and in an
+upsert's filter any other condition such as a one-value ``$in``, which MongoDB
+simplifies to an equality) is refused, because its value is not known before
+the write. ``$unset`` of an optional
 reference is allowed (it points nowhere); of a required one
 (:data:`REQUIRED_REFERENCES`) it is refused. A reference value that is not an
-``ObjectId`` raises :class:`~nsn_store.errors.InvalidIdError`.
+``ObjectId`` raises :class:`~nsn_store.errors.InvalidIdError`. A ``userId``
+must name a user attached to the tenant (``users.tenantId``).
 
 **No existence oracles.** A missing document and another tenant's document
 look alike everywhere: reads find nothing, updates and deletes match nothing,
