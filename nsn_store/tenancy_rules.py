@@ -157,6 +157,10 @@ def scope_filter(tenant_id: Any, query: Mapping[str, Any] | None) -> dict[str, A
     operator, ``$or``, ``$nor`` or ``$expr`` in the caller's filter can widen it.
     """
     tenant, query = as_tenant(tenant_id), as_filter(query)
+    own = query.get(TENANT_FIELD)
+    if type(own) is ObjectId and own == tenant or own == {"$eq": tenant}:
+        # The same equality twice would make an upsert fail ("matched twice", code 54).
+        del query[TENANT_FIELD]
     if TENANT_FIELD in query:
         return {TENANT_FIELD: tenant, "$and": [query]}
     return {**query, TENANT_FIELD: tenant}

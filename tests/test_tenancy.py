@@ -439,6 +439,22 @@ def test_an_upsert_inserts_into_the_tenant(world: World) -> None:
     assert world.b["contacts"].count_documents({"email": "new@example.com"}) == 0
 
 
+def test_an_upsert_may_name_its_own_tenant(world: World) -> None:
+    # The caller's own tenant equality is redundant: kept, an upsert would see
+    # tenantId matched twice (a server refuses that with code 54).
+    contacts = world.a["contacts"]
+    for own in (world.a_id, {"$eq": world.a_id}):
+        assert scope_filter(world.a_id, {"tenantId": own}) == {"tenantId": world.a_id}
+        contacts.update_one(
+            {"tenantId": own, "email": "own@example.com"},
+            {"$setOnInsert": {"createdAt": NOW}},
+            upsert=True,
+        )
+    assert [d["tenantId"] for d in world.db.contacts.find({"email": "own@example.com"})] == [
+        world.a_id
+    ]
+
+
 def _message(world: World, **refs: Any) -> dict[str, Any]:
     doc = {"contactId": world.a_ids["contacts"], "channel": "sms", "sendAt": NOW,
            "status": "scheduled", "attempts": 0, "createdAt": NOW}  # fmt: skip
