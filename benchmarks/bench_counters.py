@@ -22,6 +22,12 @@ What to expect:
   write lock; eight writers queue on it (and retry on write conflicts under
   WiredTiger), while sixteen shards let them proceed in parallel. The ratio
   grows with writer count and server cores.
+- Keyed adds (``add(..., once=key)``, what the scheduler sends for every
+  transition): the same single upsert, plus a ``$ne`` test on the shard's
+  ``applied`` list (at most 256 keys) and a ``$push`` with ``$slice``. A
+  repeated key costs two round trips (the upsert's insert hits the unique
+  shard key, retried once) and changes nothing. The script prints keyed
+  adds/s and refused repeats/s next to plain adds and checks both counts.
 Timings are indicative only on a noisy machine: compare ratios.
 """
 
@@ -49,17 +55,30 @@ from nsn_store.migration import init_schema
 METRIC = "messages.sent"
 
 
-def hammer(counter: ShardedCounter, writers: int, adds: int) -> float:
-    """Run ``writers`` threads of ``adds`` adds each on one metric; return adds per second."""
-    tenant = ObjectId()
+def hammer(
+    counter: ShardedCounter,
+    writers: int,
+    adds: int,
+    *,
+    keys: list[list[str]] | None = None,
+    tenant: ObjectId | None = None,
+    expected: int | None = None,
+) -> float:
+    """Run ``writers`` threads of ``adds`` adds each on one metric; return adds per second.
+
+    With ``keys`` writer ``w`` makes keyed adds, one per key of ``keys[w]``
+    (``adds`` is then ignored); ``expected`` is the count to check afterwards.
+    """
+    tenant = tenant or ObjectId()
+    plan = keys or [[""] * adds for _ in range(writers)]
     start = threading.Barrier(writers + 1)
 
-    def work() -> None:
+    def work(writer: int) -> None:
         start.wait()
-        for _ in range(adds):
-            counter.add(tenant, METRIC)
+        for once in plan[writer]:
+            counter.add(tenant, METRIC, once=once or None)
 
-    threads = [threading.Thread(target=work) for _ in range(writers)]
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(writers)]
     for thread in threads:
         thread.start()
     start.wait()
@@ -67,31 +86,45 @@ def hammer(counter: ShardedCounter, writers: int, adds: int) -> float:
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - began
+    made = sum(len(p) for p in plan)
     total = counter.count(tenant, METRIC)
-    assert total == writers * adds, (total, writers * adds)
-    return writers * adds / elapsed
+    want = made if expected is None else expected
+    assert total == want, (total, want)
+    return made / elapsed
+
+
+def remembered(db: Any, tenant: ObjectId, writers: int) -> list[list[str]]:
+    """Return the keys the shards still hold, dealt out to ``writers`` lists."""
+    held = [k for d in db.counters.find({"tenantId": tenant}) for k in d.get("applied", [])]
+    return [held[w::writers] for w in range(writers)]
 
 
 def compare(db: Any, label: str, writers: int, adds: int, shards: int) -> None:
-    """Measure both variants on ``db`` (emptied between runs); print ops/s and the ratio."""
+    """Measure every variant on ``db`` (emptied between runs); print ops/s and the ratios."""
     single = hammer(ShardedCounter(db, shards=1, rng=random.Random(1)), writers, adds)
     db.counters.delete_many({})
-    sharded = hammer(
-        ShardedCounter(db, shards=shards, rng=random.Random(1)), writers, adds
-    )
+    sharded = hammer(ShardedCounter(db, shards=shards, rng=random.Random(1)), writers, adds)
     print(f"\n{label}: {writers} writer threads x {adds:,} adds on one metric")
     print(f"  single document   {single:10,.0f} adds/s")
     print(f"  {shards:>2} shards         {sharded:10,.0f} adds/s")
     print(f"  ratio sharded/single: {sharded / single:.2f}x")
+    db.counters.delete_many({})
+    counter, tenant = ShardedCounter(db, shards=shards), ObjectId()
+    unique = [[f"w{w}:{i}" for i in range(adds)] for w in range(writers)]
+    keyed = hammer(counter, writers, adds, keys=unique, tenant=tenant)
+    again = remembered(db, tenant, writers)
+    repeats = hammer(counter, writers, adds, keys=again, tenant=tenant, expected=writers * adds)
+    held = sum(len(k) for k in again)
+    print(f"  {shards:>2} shards, keyed {keyed:10,.0f} adds/s ({keyed / sharded:.2f}x plain)")
+    print(f"  repeated keys     {repeats:10,.0f} refused/s (count unchanged)")
+    print(f"  keys remembered   {held:10,} of {writers * adds:,} (at most {shards} x 256)")
 
 
 @contextmanager
 def server_database(uri: str) -> Iterator[Any]:
     from pymongo import MongoClient
 
-    client: MongoClient[dict[str, Any]] = MongoClient(
-        uri, tz_aware=True, maxPoolSize=64
-    )
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, tz_aware=True, maxPoolSize=64)
     name = f"nsn_bench_{uuid.uuid4().hex[:8]}"
     try:
         yield client[name]
