@@ -18,18 +18,19 @@ from nsn_store.errors import ConfigurationError, DatabaseLockedError
 from nsn_store.testing import mongomock_client
 
 
-def _saved(path: Path, documents: int) -> None:
+def _saved(path: Path, documents: int) -> int:
+    """Save a database with the schema and ``documents`` notes; return all documents saved."""
     client = mongomock_client()
     init_schema(client["nsn"])
     client["nsn"]["notes"].insert_many([{"n": n} for n in range(documents)])
-    save_from(client, path)
+    return save_from(client, path)
 
 
 def test_a_saved_database_loads_with_its_schema_and_documents(tmp_path: Path) -> None:
     path = tmp_path / "db.bson"
-    _saved(path, 3)
+    saved = _saved(path, 3)
     client = mongomock_client()
-    assert load_into(client, path) == 3
+    assert load_into(client, path) == saved
     verify_schema(client["nsn"])  # raises DriftError on any difference
     assert [d["n"] for d in client["nsn"]["notes"].find().sort("n", 1)] == [0, 1, 2]
 
@@ -68,7 +69,7 @@ def test_a_save_that_fails_before_the_rename_leaves_the_previous_state(
 
 def test_a_process_killed_mid_save_leaves_the_previous_state_intact(tmp_path: Path) -> None:
     path = tmp_path / "db.bson"
-    _saved(path, 5)
+    saved = _saved(path, 5)
     before = path.read_bytes()
     # A child that saves a large state slowly; it is killed while writing.
     script = textwrap.dedent(
@@ -97,7 +98,8 @@ def test_a_process_killed_mid_save_leaves_the_previous_state_intact(tmp_path: Pa
     assert child.returncode == -signal.SIGKILL
     assert path.read_bytes() == before
     client = mongomock_client()
-    assert load_into(client, path) == 5
+    assert load_into(client, path) == saved
+    assert client["nsn"]["notes"].count_documents({}) == 5
 
 
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path: Path) -> None:

@@ -107,7 +107,8 @@ def _load(client: Any, source: BinaryIO, path: Path) -> int:
 
 
 def _apply(client: Any, records: Iterator[dict[str, Any]]) -> int:
-    loaded, pending, collection = 0, [], None
+    loaded, collection = 0, None
+    pending: list[dict[str, Any]] = []
     for record in records:
         if "collection" in record:
             _flush(collection, pending)
