@@ -15,6 +15,7 @@ from _support import assert_async_twin, init_schema_async
 from bson import ObjectId
 from hypothesis import given
 from hypothesis import strategies as st
+from pymongo.errors import DuplicateKeyError as PyMongoDuplicateKeyError
 
 from nsn_store.counters import (
     DEFAULT_SHARDS,
@@ -23,6 +24,7 @@ from nsn_store.counters import (
     ShardedCounter,
     counter_update,
     even_targets,
+    is_shard_duplicate,
     pick_sample,
     pick_shard,
     rebalance_deltas,
@@ -30,6 +32,7 @@ from nsn_store.counters import (
 )
 from nsn_store.errors import ConfigurationError
 from nsn_store.migration import init_schema
+from nsn_store.models import APPLIED_WINDOW
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 METRIC = "messages.sent"
@@ -47,6 +50,36 @@ def test_counter_update_is_an_upsert_on_the_unique_shard_key() -> None:
         "$set": {"updatedAt": NOW},
         "$setOnInsert": {"createdAt": NOW},
     }
+
+
+def test_a_keyed_update_skips_a_shard_holding_the_key_and_remembers_the_last_256() -> None:
+    tenant = ObjectId()
+    query, update = counter_update(tenant, METRIC, 3, 1, NOW, once="msg:sent:1")
+    assert query == {
+        "tenantId": tenant,
+        "metric": METRIC,
+        "shard": 3,
+        "applied": {"$ne": "msg:sent:1"},
+    }
+    assert update["$push"] == {
+        "applied": {"$each": ["msg:sent:1"], "$slice": -APPLIED_WINDOW}
+    }
+    assert update["$inc"] == {"value": 1}
+
+
+def test_only_a_duplicate_of_the_shard_key_means_already_applied() -> None:
+    shard_key = {"tenantId": 1, "metric": 1, "shard": 1}
+    assert is_shard_duplicate(
+        PyMongoDuplicateKeyError("E11000", 11000, {"keyPattern": shard_key})
+    )
+    assert not is_shard_duplicate(
+        PyMongoDuplicateKeyError("E11000", 11000, {"keyPattern": {"_id": 1}})
+    )
+    assert is_shard_duplicate(  # a server reply without keyPattern names the index
+        PyMongoDuplicateKeyError(
+            "E11000", 11000, {"errmsg": "E11000 index: by_tenant_metric_shard dup key"}
+        )
+    )
 
 
 def test_sticky_shard_is_a_stable_crc32_not_the_salted_hash() -> None:
