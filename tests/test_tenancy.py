@@ -186,6 +186,28 @@ def test_an_upsert_checks_the_references_its_filter_would_insert() -> None:
     assert plain.checks == []  # a plain filter only narrows: nothing is written from it
 
 
+def test_an_upsert_checks_references_inside_and_or_and_eq() -> None:
+    contact, template = ObjectId(), ObjectId()
+    call = update_call(
+        TENANT,
+        "update_one",
+        {"$and": [{"contactId": contact}, {"$or": [{"templateId": {"$eq": template}}]}]},
+        {"$set": {"attempts": 0}},
+        {"upsert": True},
+    )
+    assert call.checks == [
+        ("contacts", {"_id": {"$in": [contact]}, "tenantId": TENANT}, 1),
+        ("templates", {"_id": {"$in": [template]}, "tenantId": TENANT}, 1),
+    ]
+
+
+def test_a_pipeline_may_remove_an_optional_reference_only() -> None:
+    # The embedded database has no pipeline $unset, so the rule is checked here.
+    assert update_call(TENANT, "update_one", {}, [{"$unset": "templateId"}], {}).checks == []
+    with pytest.raises(TenantIsolationError):
+        update_call(TENANT, "update_one", {}, [{"$unset": ["contactId"]}], {})
+
+
 def test_every_schema_collection_but_tenants_is_tenant_owned() -> None:
     assert set(tenant_collections()) == set(SCHEMA.names) - {"tenants"}
 
