@@ -36,9 +36,7 @@ class ScopedBase:
         self.name = name
         self._raw = db[name]
 
-    def find(
-        self, filter: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any
-    ) -> Any:
+    def find(self, filter: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any) -> Any:
         """Find the tenant's documents (a driver cursor)."""
         return self._raw.find(scope_filter(self.tenant_id, filter), *args, **kwargs)
 
@@ -49,23 +47,13 @@ class ScopedBase:
 class ScopedCollection(ScopedBase):
     """A tenant-owned collection seen through one tenant's scope (sync driver)."""
 
-    def find_one(
-        self, filter: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any
-    ) -> Any:
+    def find_one(self, filter: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any) -> Any:
         """Return one of the tenant's documents, or None."""
-        return self._run(
-            filtered_call(self.tenant_id, "find_one", filter, *args, **kwargs)
-        )
+        return self._run(filtered_call(self.tenant_id, "find_one", filter, *args, **kwargs))
 
-    def count_documents(
-        self, filter: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> int:
+    def count_documents(self, filter: Mapping[str, Any] | None = None, **kwargs: Any) -> int:
         """Count the tenant's documents matching ``filter``."""
-        return int(
-            self._run(
-                filtered_call(self.tenant_id, "count_documents", filter, **kwargs)
-            )
-        )
+        return int(self._run(filtered_call(self.tenant_id, "count_documents", filter, **kwargs)))
 
     def insert_one(self, document: Mapping[str, Any], **kwargs: Any) -> Any:
         """Insert one document owned by the tenant (references checked)."""
@@ -77,15 +65,11 @@ class ScopedCollection(ScopedBase):
 
     def update_one(self, filter: Mapping[str, Any], update: Any, **kwargs: Any) -> Any:
         """Update one of the tenant's documents; tenantId cannot change."""
-        return self._run(
-            update_call(self.tenant_id, "update_one", filter, update, kwargs)
-        )
+        return self._run(update_call(self.tenant_id, "update_one", filter, update, kwargs))
 
     def update_many(self, filter: Mapping[str, Any], update: Any, **kwargs: Any) -> Any:
         """Update the tenant's documents; tenantId cannot change."""
-        return self._run(
-            update_call(self.tenant_id, "update_many", filter, update, kwargs)
-        )
+        return self._run(update_call(self.tenant_id, "update_many", filter, update, kwargs))
 
     def replace_one(
         self, filter: Mapping[str, Any], replacement: Mapping[str, Any], **kwargs: Any
@@ -93,13 +77,9 @@ class ScopedCollection(ScopedBase):
         """Replace one of the tenant's documents; the replacement keeps tenantId."""
         return self._run(replace_call(self.tenant_id, filter, replacement, kwargs))
 
-    def find_one_and_update(
-        self, filter: Mapping[str, Any], update: Any, **kwargs: Any
-    ) -> Any:
+    def find_one_and_update(self, filter: Mapping[str, Any], update: Any, **kwargs: Any) -> Any:
         """Atomically update and return one of the tenant's documents."""
-        call = update_call(
-            self.tenant_id, "find_one_and_update", filter, update, kwargs
-        )
+        call = update_call(self.tenant_id, "find_one_and_update", filter, update, kwargs)
         return self._run(call)
 
     def delete_one(self, filter: Mapping[str, Any], **kwargs: Any) -> Any:
@@ -113,9 +93,7 @@ class ScopedCollection(ScopedBase):
     def aggregate(self, pipeline: Iterable[Mapping[str, Any]], **kwargs: Any) -> Any:
         """Run ``pipeline`` (any iterable of stages, read once) over the tenant's
         documents only (a driver cursor)."""
-        return self._run(
-            Call("aggregate", (scope_pipeline(self.tenant_id, pipeline),), kwargs)
-        )
+        return self._run(Call("aggregate", (scope_pipeline(self.tenant_id, pipeline),), kwargs))
 
     def _run(self, call: Call) -> Any:
         for collection, query, expected in call.checks:
@@ -133,79 +111,51 @@ class AsyncScopedCollection(ScopedBase):
         self, filter: Mapping[str, Any] | None = None, *args: Any, **kwargs: Any
     ) -> Any:
         """Return one of the tenant's documents, or None."""
-        return await self._run(
-            filtered_call(self.tenant_id, "find_one", filter, *args, **kwargs)
-        )
+        return await self._run(filtered_call(self.tenant_id, "find_one", filter, *args, **kwargs))
 
-    async def count_documents(
-        self, filter: Mapping[str, Any] | None = None, **kwargs: Any
-    ) -> int:
+    async def count_documents(self, filter: Mapping[str, Any] | None = None, **kwargs: Any) -> int:
         """Count the tenant's documents matching ``filter``."""
         call = filtered_call(self.tenant_id, "count_documents", filter, **kwargs)
         return int(await self._run(call))
 
     async def insert_one(self, document: Mapping[str, Any], **kwargs: Any) -> Any:
         """Insert one document owned by the tenant (references checked)."""
-        return await self._run(
-            insert_call(self.tenant_id, "insert_one", document, kwargs)
-        )
+        return await self._run(insert_call(self.tenant_id, "insert_one", document, kwargs))
 
-    async def insert_many(
-        self, documents: Iterable[Mapping[str, Any]], **kwargs: Any
-    ) -> Any:
+    async def insert_many(self, documents: Iterable[Mapping[str, Any]], **kwargs: Any) -> Any:
         """Insert documents owned by the tenant (one reference query per collection)."""
-        return await self._run(
-            insert_call(self.tenant_id, "insert_many", documents, kwargs)
-        )
+        return await self._run(insert_call(self.tenant_id, "insert_many", documents, kwargs))
 
-    async def update_one(
-        self, filter: Mapping[str, Any], update: Any, **kwargs: Any
-    ) -> Any:
+    async def update_one(self, filter: Mapping[str, Any], update: Any, **kwargs: Any) -> Any:
         """Update one of the tenant's documents; tenantId cannot change."""
-        return await self._run(
-            update_call(self.tenant_id, "update_one", filter, update, kwargs)
-        )
+        return await self._run(update_call(self.tenant_id, "update_one", filter, update, kwargs))
 
-    async def update_many(
-        self, filter: Mapping[str, Any], update: Any, **kwargs: Any
-    ) -> Any:
+    async def update_many(self, filter: Mapping[str, Any], update: Any, **kwargs: Any) -> Any:
         """Update the tenant's documents; tenantId cannot change."""
-        return await self._run(
-            update_call(self.tenant_id, "update_many", filter, update, kwargs)
-        )
+        return await self._run(update_call(self.tenant_id, "update_many", filter, update, kwargs))
 
     async def replace_one(
         self, filter: Mapping[str, Any], replacement: Mapping[str, Any], **kwargs: Any
     ) -> Any:
         """Replace one of the tenant's documents; the replacement keeps tenantId."""
-        return await self._run(
-            replace_call(self.tenant_id, filter, replacement, kwargs)
-        )
+        return await self._run(replace_call(self.tenant_id, filter, replacement, kwargs))
 
     async def find_one_and_update(
         self, filter: Mapping[str, Any], update: Any, **kwargs: Any
     ) -> Any:
         """Atomically update and return one of the tenant's documents."""
-        call = update_call(
-            self.tenant_id, "find_one_and_update", filter, update, kwargs
-        )
+        call = update_call(self.tenant_id, "find_one_and_update", filter, update, kwargs)
         return await self._run(call)
 
     async def delete_one(self, filter: Mapping[str, Any], **kwargs: Any) -> Any:
         """Delete one of the tenant's documents."""
-        return await self._run(
-            filtered_call(self.tenant_id, "delete_one", filter, **kwargs)
-        )
+        return await self._run(filtered_call(self.tenant_id, "delete_one", filter, **kwargs))
 
     async def delete_many(self, filter: Mapping[str, Any], **kwargs: Any) -> Any:
         """Delete the tenant's documents matching ``filter``."""
-        return await self._run(
-            filtered_call(self.tenant_id, "delete_many", filter, **kwargs)
-        )
+        return await self._run(filtered_call(self.tenant_id, "delete_many", filter, **kwargs))
 
-    async def aggregate(
-        self, pipeline: Iterable[Mapping[str, Any]], **kwargs: Any
-    ) -> Any:
+    async def aggregate(self, pipeline: Iterable[Mapping[str, Any]], **kwargs: Any) -> Any:
         """Run ``pipeline`` (any iterable of stages, read once) over the tenant's
         documents only; return the result list."""
         from nsn_store.aggregates import to_list

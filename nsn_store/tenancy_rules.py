@@ -158,7 +158,7 @@ def scope_filter(tenant_id: Any, query: Mapping[str, Any] | None) -> dict[str, A
     """
     tenant, query = as_tenant(tenant_id), as_filter(query)
     own = query.get(TENANT_FIELD)
-    if type(own) is ObjectId and own == tenant or own == {"$eq": tenant}:
+    if (type(own) is ObjectId and own == tenant) or own == {"$eq": tenant}:
         # The same equality twice would make an upsert fail ("matched twice", code 54).
         del query[TENANT_FIELD]
     if TENANT_FIELD in query:
@@ -203,9 +203,7 @@ def _operator_fields(update: Mapping[str, Any]) -> list[tuple[str, dict[str, Any
                 f"update key {operator!r} is not an operator; use replace_one"
             )
         if not isinstance(fields, Mapping):
-            raise InvalidArgumentError(
-                f"{operator} takes a mapping of fields", argument="update"
-            )
+            raise InvalidArgumentError(f"{operator} takes a mapping of fields", argument="update")
         pairs.append((str(operator), {str(k): v for k, v in fields.items()}))
     return pairs
 
@@ -219,17 +217,13 @@ def _stage_fields(name: str, spec: Any) -> list[str]:
     return [str(p) for p in spec]
 
 
-def check_update_pipeline(
-    tenant_id: Any, pipeline: Sequence[Mapping[str, Any]]
-) -> None:
+def check_update_pipeline(tenant_id: Any, pipeline: Sequence[Mapping[str, Any]]) -> None:
     """Refuse a pipeline update that sets, unsets or replaces ``tenantId``."""
     tenant, stages = as_tenant(tenant_id), as_pipeline(pipeline, "update")
     for stage in stages:
         ((name, spec),) = stage.items()
         if name not in _UPDATE_STAGES:
-            raise InvalidArgumentError(
-                f"{name} is not an update pipeline stage", argument="update"
-            )
+            raise InvalidArgumentError(f"{name} is not an update pipeline stage", argument="update")
         if name in ("$replaceRoot", "$replaceWith", "$project"):
             # An inclusion $project drops every field it does not name, tenantId too.
             raise TenantIsolationError(f"{name} in an update could drop tenantId")
@@ -406,12 +400,8 @@ def _is_eq(value: Any) -> bool:
 
 
 def _clauses(operator: str, value: Any) -> list[Mapping[str, Any]]:
-    if not isinstance(value, list | tuple) or not all(
-        isinstance(c, Mapping) for c in value
-    ):
-        raise InvalidArgumentError(
-            f"{operator} takes a list of conditions", argument="filter"
-        )
+    if not isinstance(value, list | tuple) or not all(isinstance(c, Mapping) for c in value):
+        raise InvalidArgumentError(f"{operator} takes a list of conditions", argument="filter")
     return list(value)
 
 
@@ -441,9 +431,7 @@ def reference_check_queries(
 
 def _refuse_id_in_documents(documents: Iterable[Mapping[str, Any]]) -> None:
     if any(_touches(str(key), ID_FIELD) for d in documents for key in d):
-        raise TenantIsolationError(
-            "a scoped insert may not choose _id: the database assigns it"
-        )
+        raise TenantIsolationError("a scoped insert may not choose _id: the database assigns it")
 
 
 def _refuse_id_in_update(update: Mapping[str, Any] | list[dict[str, Any]]) -> None:
@@ -510,16 +498,12 @@ class Call:
     checks: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
 
 
-def filtered_call(
-    tenant_id: Any, method: str, query: Any, *args: Any, **kwargs: Any
-) -> Call:
+def filtered_call(tenant_id: Any, method: str, query: Any, *args: Any, **kwargs: Any) -> Call:
     """Return a read or delete call whose filter is scoped to the tenant."""
     return Call(method, (scope_filter(tenant_id, query), *args), kwargs)
 
 
-def insert_call(
-    tenant_id: Any, method: str, documents: Any, kwargs: dict[str, Any]
-) -> Call:
+def insert_call(tenant_id: Any, method: str, documents: Any, kwargs: dict[str, Any]) -> Call:
     """Return an insert_one/insert_many call with tenant-owned documents.
 
     ``insert_many`` accepts any iterable of documents, read once.
@@ -528,9 +512,7 @@ def insert_call(
     if single:
         given = [as_document(documents)]
     elif isinstance(documents, Mapping) or not isinstance(documents, Iterable):
-        raise InvalidArgumentError(
-            "documents must be a list of documents", argument="documents"
-        )
+        raise InvalidArgumentError("documents must be a list of documents", argument="documents")
     else:
         given = [as_document(d, "documents") for d in documents]
         if not given:
@@ -555,9 +537,7 @@ def update_call(
     return Call(method, (scope_filter(tenant_id, query), update), kwargs, checks)
 
 
-def replace_call(
-    tenant_id: Any, query: Any, replacement: Any, kwargs: dict[str, Any]
-) -> Call:
+def replace_call(tenant_id: Any, query: Any, replacement: Any, kwargs: dict[str, Any]) -> Call:
     """Return a replace_one call whose replacement keeps tenantId and its _id."""
     query, upsert = as_filter(query), _upsert_flag(kwargs)
     scoped = scope_document(tenant_id, as_document(replacement, "replacement"))
@@ -573,6 +553,4 @@ def replace_call(
 
 def reference_refusal(collection: str) -> TenantIsolationError:
     """Return the error for a reference that is missing or another tenant's (alike)."""
-    return TenantIsolationError(
-        f"a referenced {collection} document is not this tenant's"
-    )
+    return TenantIsolationError(f"a referenced {collection} document is not this tenant's")

@@ -37,9 +37,7 @@ from nsn_store.tenancy import (
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 TENANT = ObjectId()
-FAR_FUTURE = datetime(
-    2100, 1, 1, tzinfo=timezone.utc
-)  # beyond a real server's TTL monitor
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=timezone.utc)  # beyond a real server's TTL monitor
 
 # ---------------------------------------------------------------- pure builders
 
@@ -151,14 +149,10 @@ def test_a_reference_that_is_not_an_object_id_is_refused(value: Any) -> None:
 
 def test_an_insert_is_planned_with_the_tenant_and_its_reference_checks() -> None:
     contact = ObjectId()
-    call = insert_call(
-        TENANT, "insert_one", {"contactId": contact, "tenantId": TENANT}, {}
-    )
+    call = insert_call(TENANT, "insert_one", {"contactId": contact, "tenantId": TENANT}, {})
     assert call.method == "insert_one"
     assert call.args == ({"contactId": contact, "tenantId": TENANT},)
-    assert call.checks == [
-        ("contacts", {"_id": {"$in": [contact]}, "tenantId": TENANT}, 1)
-    ]
+    assert call.checks == [("contacts", {"_id": {"$in": [contact]}, "tenantId": TENANT}, 1)]
 
 
 def test_an_upsert_checks_the_references_its_filter_would_insert() -> None:
@@ -180,9 +174,7 @@ def test_an_upsert_checks_the_references_its_filter_would_insert() -> None:
         {"upsert": True},
     )
     assert [name for name, _, _ in eq.checks] == ["contacts"]
-    plain = update_call(
-        TENANT, "update_one", {"contactId": contact}, {"$set": {"a": 1}}, {}
-    )
+    plain = update_call(TENANT, "update_one", {"contactId": contact}, {"$set": {"a": 1}}, {})
     assert plain.checks == []  # a plain filter only narrows: nothing is written from it
 
 
@@ -334,9 +326,9 @@ def test_reads_see_only_the_tenants_documents(world: World, name: str) -> None:
     assert scoped.find_one()["tenantId"] == world.a_id
     assert scoped.count_documents({}) == 1
     assert scoped.count_documents({"_id": theirs}) == 0
-    assert list(
-        scoped.aggregate([{"$group": {"_id": "$tenantId", "n": {"$sum": 1}}}])
-    ) == [{"_id": world.a_id, "n": 1}]
+    assert list(scoped.aggregate([{"$group": {"_id": "$tenantId", "n": {"$sum": 1}}}])) == [
+        {"_id": world.a_id, "n": 1}
+    ]
 
 
 @pytest.mark.parametrize("name", COLLECTIONS)
@@ -398,12 +390,8 @@ TENANT_CHANGES = {
 
 
 @pytest.mark.parametrize("name", COLLECTIONS)
-@pytest.mark.parametrize(
-    "make_update", TENANT_CHANGES.values(), ids=TENANT_CHANGES.keys()
-)
-def test_updates_of_tenant_id_are_refused(
-    world: World, name: str, make_update: Any
-) -> None:
+@pytest.mark.parametrize("make_update", TENANT_CHANGES.values(), ids=TENANT_CHANGES.keys())
+def test_updates_of_tenant_id_are_refused(world: World, name: str, make_update: Any) -> None:
     scoped, update = world.a[name], make_update(world.b_id)
     for call in (scoped.update_one, scoped.update_many, scoped.find_one_and_update):
         with pytest.raises(TenantIsolationError):
@@ -562,9 +550,7 @@ def _stages() -> Any:
 
 
 @pytest.mark.parametrize("name", ["contacts"])
-def test_aggregate_reads_a_generator_of_stages_once_and_keeps_them(
-    world: World, name: str
-) -> None:
+def test_aggregate_reads_a_generator_of_stages_once_and_keeps_them(world: World, name: str) -> None:
     # Formerly the stages were consumed by the foreign-stage check and then dropped,
     # so this returned the tenant's whole collection.
     assert list(world.a[name].aggregate(_stages())) == []
@@ -627,23 +613,17 @@ async def test_async_aggregate_reads_a_generator_of_stages(async_db: Any) -> Non
 # ---------------------------------------------------------------- async twin
 
 
-
-
 async def test_async_scope_isolates_tenants(async_db: Any) -> None:
     await init_schema_async(async_db)
     a_id, b_id = ObjectId(), ObjectId()
     a, b = AsyncTenantScope(async_db, a_id), AsyncTenantScope(async_db, b_id)
     for scope in (a, b):
-        await scope["contacts"].insert_many(
-            [{"email": "ada@example.com", "createdAt": NOW}]
-        )
+        await scope["contacts"].insert_many([{"email": "ada@example.com", "createdAt": NOW}])
     theirs = (await b["contacts"].find_one())["_id"]
     assert [d["tenantId"] for d in await a["contacts"].find().to_list(None)] == [a_id]
     assert await a["contacts"].find_one({"_id": theirs}) is None
     assert await a["contacts"].count_documents({}) == 1
-    assert (
-        await a["contacts"].update_many({}, {"$set": {"firstName": "A"}})
-    ).matched_count == 1
+    assert (await a["contacts"].update_many({}, {"$set": {"firstName": "A"}})).matched_count == 1
     assert (await a["contacts"].delete_one({"_id": theirs})).deleted_count == 0
     assert await a["contacts"].aggregate([{"$count": "n"}]) == [{"n": 1}]
     with pytest.raises(TenantIsolationError):

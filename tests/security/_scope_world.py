@@ -126,19 +126,21 @@ async def snapshot_async(adb: Any) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def outcome(call: Callable[[], Any]) -> tuple[type, str]:
-    """Return the error ``call`` raised as (type, message); fail if it did not raise."""
+def outcome(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[type, str]:
+    """Return the error ``call(*args, **kwargs)`` raised as (type, message); fail if none."""
     try:
-        result = call()
+        result = call(*args, **kwargs)
     except Exception as exc:  # the type is what is compared
         return type(exc), str(exc)
     raise AssertionError(f"the call succeeded: {result!r}")
 
 
-async def outcome_async(call: Callable[[], Awaitable[Any]]) -> tuple[type, str]:
+async def outcome_async(
+    call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+) -> tuple[type, str]:
     """The asyncio twin of :func:`outcome`."""
     try:
-        result = await call()
+        result = await call(*args, **kwargs)
     except Exception as exc:  # the type is what is compared
         return type(exc), str(exc)
     raise AssertionError(f"the call succeeded: {result!r}")

@@ -108,7 +108,7 @@ def test_choosing_an_id_reveals_nothing(db: Any, name: str, attempt: Attempt) ->
     results = []
     for x in (theirs, free):
         method, args, kwargs = attempt(world, name, x)
-        results.append(outcome(lambda: getattr(scoped, method)(*args, **kwargs)))
+        results.append(outcome(getattr(scoped, method), *args, **kwargs))
     _alike(*results, theirs, free)
     assert results[0][0] is TenantIsolationError
     assert snapshot(db) == before
@@ -124,7 +124,7 @@ async def test_choosing_an_id_reveals_nothing_async(async_db: Any, name: str) ->
         results = []
         for x in (theirs, free):
             method, args, kwargs = attempt(world, name, x)
-            results.append(await outcome_async(lambda: getattr(scoped, method)(*args, **kwargs)))
+            results.append(await outcome_async(getattr(scoped, method), *args, **kwargs))
         assert results[0] == results[1], label
         assert results[0][0] is TenantIsolationError, label
     assert await snapshot_async(async_db) == before
@@ -147,7 +147,8 @@ def test_a_new_document_still_gets_an_id_from_the_database(db: Any) -> None:
 REFERENCE_ATTEMPTS: dict[str, Attempt] = {
     "insert": lambda w, n, x: ("insert_one", ({**w.body(n), "ref": x},), {}),
     "set": lambda w, n, x: ("update_one", ({}, {"$set": {"ref": x}}), {}),
-    "pipeline-literal": lambda w, n, x: ("update_one", ({}, [{"$set": {"ref": {"$literal": x}}}]), {}),
+    "pipeline-literal": lambda w, n, x: (
+        "update_one", ({}, [{"$set": {"ref": {"$literal": x}}}]), {}),
     "upsert-and": lambda w, n, x: (
         "update_one", ({"$and": [{"ref": x}], "createdAt": LATER},
                        {"$setOnInsert": w.body(n, "ref", "createdAt")}), UPSERT),
@@ -185,7 +186,7 @@ def test_a_foreign_reference_and_a_missing_one_are_refused_alike(
     results = []
     for x in (theirs, missing):
         method, args, kwargs = write(world, name, x)
-        results.append(outcome(lambda: getattr(scoped, method)(*args, **kwargs)))
+        results.append(outcome(getattr(scoped, method), *args, **kwargs))
     _alike(*results, theirs, missing)
     assert results[0][0] is TenantIsolationError
     assert snapshot(db) == before
@@ -202,7 +203,7 @@ async def test_a_foreign_reference_and_a_missing_one_are_refused_alike_async(
         write, results = _with_field(attempt, field), []
         for x in (world.theirs(target), ObjectId()):
             method, args, kwargs = write(world, name, x)
-            results.append(await outcome_async(lambda: getattr(scoped, method)(*args, **kwargs)))
+            results.append(await outcome_async(getattr(scoped, method), *args, **kwargs))
         assert results[0] == results[1], label
     assert await snapshot_async(async_db) == before
 
