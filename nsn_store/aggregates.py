@@ -115,9 +115,7 @@ __all__ = [
 # -------------------------------------------- embedded fallback (no $dateTrunc/$merge)
 
 
-def embedded_rows(
-    events: Iterable[Mapping[str, Any]], period: str
-) -> dict[tuple[str, str], int]:
+def embedded_rows(events: Iterable[Mapping[str, Any]], period: str) -> dict[tuple[str, str], int]:
     """Bucket events as the pipeline's ``$group`` does: ``{(metric, date): count}``."""
     buckets = Counter(
         (e["eventType"], date_key(period_start(e["createdAt"], period))) for e in events
@@ -233,26 +231,15 @@ class Aggregates(_AggregatesBase):
         tenant_id = as_object_id(tenant_id, "tenant_id")
         with translated(collection=COLLECTION):
             self._rows.delete_many({"tenantId": tenant_id})
-            first = self._events.find_one(
-                {"tenantId": tenant_id}, sort=[("createdAt", 1)]
-            )
-            last = self._events.find_one(
-                {"tenantId": tenant_id}, sort=[("createdAt", -1)]
-            )
+            first = self._events.find_one({"tenantId": tenant_id}, sort=[("createdAt", 1)])
+            last = self._events.find_one({"tenantId": tenant_id}, sort=[("createdAt", -1)])
         if first is None or last is None:
             return []
-        log.info(
-            "rebuilding aggregates of tenant %s from %s", tenant_id, first["createdAt"]
-        )
+        log.info("rebuilding aggregates of tenant %s from %s", tenant_id, first["createdAt"])
         end = last["createdAt"] + _MS
-        return [
-            self.rollup(tenant_id, p, start=first["createdAt"], end=end)
-            for p in PERIODS
-        ]
+        return [self.rollup(tenant_id, p, start=first["createdAt"], end=end) for p in PERIODS]
 
-    def _rollup_embedded(
-        self, tenant_id: Any, window: RollupWindow, now: datetime
-    ) -> None:
+    def _rollup_embedded(self, tenant_id: Any, window: RollupWindow, now: datetime) -> None:
         events = self._events.find(event_match(tenant_id, window), _EVENT_FIELDS)
         rows = embedded_rows(events, window.period)
         existing = self._rows.find(rows_filter(tenant_id, window), _ROW_FIELDS)
@@ -279,9 +266,7 @@ class AsyncAggregates(_AggregatesBase):
             if self.embedded:
                 await self._rollup_embedded(tenant, window, now)
             else:
-                await to_list(
-                    self._events.aggregate(rollup_pipeline(tenant, window, now))
-                )
+                await to_list(self._events.aggregate(rollup_pipeline(tenant, window, now)))
         return window
 
     async def series(
@@ -298,42 +283,25 @@ class AsyncAggregates(_AggregatesBase):
         """
         query = self._series_query(tenant_id, metric, period, start, end)
         with translated(collection=COLLECTION):
-            return _series_rows(
-                await to_list(self._rows.find(query, _ROW_FIELDS).sort("date", 1))
-            )
+            return _series_rows(await to_list(self._rows.find(query, _ROW_FIELDS).sort("date", 1)))
 
     async def rebuild(self, tenant_id: Any) -> list[RollupWindow]:
         """Delete the tenant's rows and roll up every period from all its events."""
         tenant_id = as_object_id(tenant_id, "tenant_id")
         with translated(collection=COLLECTION):
             await self._rows.delete_many({"tenantId": tenant_id})
-            first = await self._events.find_one(
-                {"tenantId": tenant_id}, sort=[("createdAt", 1)]
-            )
-            last = await self._events.find_one(
-                {"tenantId": tenant_id}, sort=[("createdAt", -1)]
-            )
+            first = await self._events.find_one({"tenantId": tenant_id}, sort=[("createdAt", 1)])
+            last = await self._events.find_one({"tenantId": tenant_id}, sort=[("createdAt", -1)])
         if first is None or last is None:
             return []
-        log.info(
-            "rebuilding aggregates of tenant %s from %s", tenant_id, first["createdAt"]
-        )
+        log.info("rebuilding aggregates of tenant %s from %s", tenant_id, first["createdAt"])
         end = last["createdAt"] + _MS
-        return [
-            await self.rollup(tenant_id, p, start=first["createdAt"], end=end)
-            for p in PERIODS
-        ]
+        return [await self.rollup(tenant_id, p, start=first["createdAt"], end=end) for p in PERIODS]
 
-    async def _rollup_embedded(
-        self, tenant_id: Any, window: RollupWindow, now: datetime
-    ) -> None:
-        events = await to_list(
-            self._events.find(event_match(tenant_id, window), _EVENT_FIELDS)
-        )
+    async def _rollup_embedded(self, tenant_id: Any, window: RollupWindow, now: datetime) -> None:
+        events = await to_list(self._events.find(event_match(tenant_id, window), _EVENT_FIELDS))
         rows = embedded_rows(events, window.period)
-        existing = await to_list(
-            self._rows.find(rows_filter(tenant_id, window), _ROW_FIELDS)
-        )
+        existing = await to_list(self._rows.find(rows_filter(tenant_id, window), _ROW_FIELDS))
         requests = embedded_requests(tenant_id, window.period, rows, existing, now)
         if requests:
             await self._rows.bulk_write(requests, ordered=False)

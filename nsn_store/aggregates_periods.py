@@ -60,9 +60,7 @@ def as_utc(value: datetime | date) -> datetime:
 def check_period(period: str) -> str:
     """Return ``period`` if it is one of day, week, month; else raise InvalidArgumentError."""
     if not isinstance(period, str) or period not in PERIODS:
-        raise InvalidArgumentError(
-            f"period must be one of {', '.join(PERIODS)}", argument="period"
-        )
+        raise InvalidArgumentError(f"period must be one of {', '.join(PERIODS)}", argument="period")
     return period
 
 
@@ -85,9 +83,7 @@ def check_moment(value: Any, argument: str) -> datetime:
 def period_count(window: RollupWindow) -> int:
     """Return how many periods ``window`` holds (without listing them)."""
     if window.period == "month":
-        return (window.end.year - window.start.year) * 12 + (
-            window.end.month - window.start.month
-        )
+        return (window.end.year - window.start.year) * 12 + (window.end.month - window.start.month)
     days = (window.end - window.start).days
     return days // 7 if window.period == "week" else days
 
@@ -134,15 +130,11 @@ def next_period_start(start: datetime, period: str) -> datetime:
         return start + timedelta(days=1)
     if period == "week":
         return start + timedelta(days=7)
-    year, month = (
-        (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
-    )
+    year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
     return start.replace(year=year, month=month, day=1)
 
 
-def period_window(
-    period: str, start: datetime | date, end: datetime | date
-) -> RollupWindow:
+def period_window(period: str, start: datetime | date, end: datetime | date) -> RollupWindow:
     """Widen ``[start, end)`` to whole periods."""
     first = period_start(start, period)
     last = period_start(as_utc(end) - _MS, period)
@@ -188,14 +180,10 @@ def merge_when_matched() -> list[dict[str, Any]]:
     ]
 
 
-def rollup_pipeline(
-    tenant_id: Any, window: RollupWindow, now: datetime
-) -> list[dict[str, Any]]:
+def rollup_pipeline(tenant_id: Any, window: RollupWindow, now: datetime) -> list[dict[str, Any]]:
     """Return the server pipeline of one rollup (match, group, shape, merge)."""
     group_id = {"metric": "$eventType", "date": truncate_expression(window.period)}
-    date_string = {
-        "$dateToString": {"date": "$_id.date", "format": "%Y-%m-%d", "timezone": "UTC"}
-    }
+    date_string = {"$dateToString": {"date": "$_id.date", "format": "%Y-%m-%d", "timezone": "UTC"}}
     return [
         {"$match": event_match(tenant_id, window)},
         {"$group": {"_id": group_id, "value": {"$sum": 1}}},

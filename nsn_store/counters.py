@@ -165,9 +165,7 @@ def pick_sample(shards: int, sample: int, rng: random.Random) -> list[int]:
     return sorted(rng.sample(range(shards), min(sample, shards)))
 
 
-def counter_filter(
-    tenant_id: Any, metric: str, shard: int | None = None
-) -> dict[str, Any]:
+def counter_filter(tenant_id: Any, metric: str, shard: int | None = None) -> dict[str, Any]:
     """Return the filter for one shard, or for every shard of the metric."""
     query: dict[str, Any] = {"tenantId": tenant_id, "metric": metric}
     if shard is not None:
@@ -212,9 +210,7 @@ def even_targets(total: int, shards: int) -> list[int]:
     return [base + (1 if i < rest else 0) for i in range(shards)]
 
 
-def rebalance_deltas(
-    current: Mapping[int, int], shards: int, total: int
-) -> dict[int, int]:
+def rebalance_deltas(current: Mapping[int, int], shards: int, total: int) -> dict[int, int]:
     """Return the non-zero ``$inc`` per shard that turns ``current`` into an even ``total``.
 
     Shards outside ``0..shards-1`` (left by a larger shard count) are emptied.
@@ -222,9 +218,7 @@ def rebalance_deltas(
     write are kept, because ``$inc`` composes with them.
     """
     targets = dict(enumerate(even_targets(total, shards)))
-    deltas = {
-        s: targets.get(s, 0) - current.get(s, 0) for s in set(targets) | set(current)
-    }
+    deltas = {s: targets.get(s, 0) - current.get(s, 0) for s in set(targets) | set(current)}
     return {s: d for s, d in sorted(deltas.items()) if d != 0}
 
 
@@ -308,9 +302,7 @@ class _CounterBase:
     def _checked(self, tenant_id: Any, metric: Any) -> tuple[ObjectId, str]:
         return as_object_id(tenant_id, "tenant_id"), check_metric(metric)
 
-    def _sample_filter(
-        self, tenant_id: Any, metric: str, sample: int
-    ) -> tuple[dict, float]:
+    def _sample_filter(self, tenant_id: Any, metric: str, sample: int) -> tuple[dict, float]:
         tenant, name = self._checked(tenant_id, metric)
         shards = self.shard_count(name)
         chosen = pick_sample(shards, sample, self.rng)
@@ -431,9 +423,7 @@ class ShardedCounter(_CounterBase):
             docs = self._collection.find(counter_filter(tenant_id, metric), _PROJECTION)
             return shard_values(docs)
 
-    def _apply(
-        self, tenant_id: ObjectId, metric: str, current: dict[int, int], total: int
-    ) -> None:
+    def _apply(self, tenant_id: ObjectId, metric: str, current: dict[int, int], total: int) -> None:
         deltas = rebalance_deltas(current, self.shard_count(metric), total)
         if deltas:
             with translated(collection=COLLECTION):
@@ -521,9 +511,7 @@ class AsyncShardedCounter(_CounterBase):
 
     async def _shards(self, tenant_id: ObjectId, metric: str) -> dict[int, int]:
         with translated(collection=COLLECTION):
-            cursor = self._collection.find(
-                counter_filter(tenant_id, metric), _PROJECTION
-            )
+            cursor = self._collection.find(counter_filter(tenant_id, metric), _PROJECTION)
             return shard_values(await cursor.to_list(None))
 
     async def _apply(

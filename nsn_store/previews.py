@@ -98,9 +98,7 @@ def preview_document(
     return document
 
 
-def live_filter(
-    tenant_id: Any, now: datetime, preview_id: Any = None
-) -> dict[str, Any]:
+def live_filter(tenant_id: Any, now: datetime, preview_id: Any = None) -> dict[str, Any]:
     """Return the filter of the tenant's unexpired previews (or of one of them)."""
     query: dict[str, Any] = {"tenantId": tenant_id, "expiresAt": {"$gt": now}}
     if preview_id is not None:
@@ -138,9 +136,7 @@ def finish_update(status: str, now: datetime) -> dict[str, Any]:
     return {"$set": {"status": status, "updatedAt": now}}
 
 
-def refusal(
-    preview_id: Any, current: Mapping[str, Any] | None, action: str
-) -> Exception:
+def refusal(preview_id: Any, current: Mapping[str, Any] | None, action: str) -> Exception:
     """Return the error for a change that matched nothing: gone/expired, or already finished.
 
     A preview of another tenant is never found by the tenant-scoped lookup, so
@@ -173,9 +169,7 @@ class _PreviewsBase:
         return document, user
 
     def _ids(self, tenant_id: Any, preview_id: Any) -> tuple[ObjectId, ObjectId]:
-        return as_object_id(tenant_id, "tenant_id"), as_object_id(
-            preview_id, "preview_id"
-        )
+        return as_object_id(tenant_id, "tenant_id"), as_object_id(preview_id, "preview_id")
 
     def _list_filter(self, tenant_id: Any, limit: Any) -> tuple[dict[str, Any], int]:
         tenant = as_object_id(tenant_id, "tenant_id")
@@ -203,37 +197,27 @@ class AIPreviews(_PreviewsBase):
         with translated(collection=COLLECTION):
             if (
                 user is not None
-                and self._users.find_one(
-                    user_filter(document["tenantId"], user), {"_id": 1}
-                )
+                and self._users.find_one(user_filter(document["tenantId"], user), {"_id": 1})
                 is None
             ):
                 raise user_refusal(user)
             document["_id"] = self._collection.insert_one(document).inserted_id
         return document
 
-    def append_tokens(
-        self, tenant_id: Any, preview_id: Any, text: str
-    ) -> dict[str, Any]:
+    def append_tokens(self, tenant_id: Any, preview_id: Any, text: str) -> dict[str, Any]:
         """Append streamed ``text`` (at most 100,000 characters) atomically; return the preview."""
         now = self.clock.now()
-        return self._change(
-            tenant_id, preview_id, append_update(text, now), now, "append to"
-        )
+        return self._change(tenant_id, preview_id, append_update(text, now), now, "append to")
 
     def complete(self, tenant_id: Any, preview_id: Any) -> dict[str, Any]:
         """Mark the preview done; return it."""
         now = self.clock.now()
-        return self._change(
-            tenant_id, preview_id, finish_update("done", now), now, "complete"
-        )
+        return self._change(tenant_id, preview_id, finish_update("done", now), now, "complete")
 
     def fail(self, tenant_id: Any, preview_id: Any) -> dict[str, Any]:
         """Mark the preview as failed (status error); return it."""
         now = self.clock.now()
-        return self._change(
-            tenant_id, preview_id, finish_update("error", now), now, "fail"
-        )
+        return self._change(tenant_id, preview_id, finish_update("error", now), now, "fail")
 
     def get(self, tenant_id: Any, preview_id: Any) -> dict[str, Any] | None:
         """Return the tenant's preview, or None if it does not exist, has expired or is
@@ -290,23 +274,17 @@ class AsyncAIPreviews(_PreviewsBase):
         with translated(collection=COLLECTION):
             if (
                 user is not None
-                and await self._users.find_one(
-                    user_filter(document["tenantId"], user), {"_id": 1}
-                )
+                and await self._users.find_one(user_filter(document["tenantId"], user), {"_id": 1})
                 is None
             ):
                 raise user_refusal(user)
             document["_id"] = (await self._collection.insert_one(document)).inserted_id
         return document
 
-    async def append_tokens(
-        self, tenant_id: Any, preview_id: Any, text: str
-    ) -> dict[str, Any]:
+    async def append_tokens(self, tenant_id: Any, preview_id: Any, text: str) -> dict[str, Any]:
         """Append streamed ``text`` (at most 100,000 characters) atomically; return the preview."""
         now = self.clock.now()
-        return await self._change(
-            tenant_id, preview_id, append_update(text, now), now, "append to"
-        )
+        return await self._change(tenant_id, preview_id, append_update(text, now), now, "append to")
 
     async def complete(self, tenant_id: Any, preview_id: Any) -> dict[str, Any]:
         """Mark the preview done; return it."""
@@ -318,9 +296,7 @@ class AsyncAIPreviews(_PreviewsBase):
     async def fail(self, tenant_id: Any, preview_id: Any) -> dict[str, Any]:
         """Mark the preview as failed (status error); return it."""
         now = self.clock.now()
-        return await self._change(
-            tenant_id, preview_id, finish_update("error", now), now, "fail"
-        )
+        return await self._change(tenant_id, preview_id, finish_update("error", now), now, "fail")
 
     async def get(self, tenant_id: Any, preview_id: Any) -> dict[str, Any] | None:
         """Return the tenant's preview, or None if it does not exist, has expired or is
@@ -339,9 +315,7 @@ class AsyncAIPreviews(_PreviewsBase):
         query, limit = self._list_filter(tenant_id, limit)
         with translated(collection=COLLECTION):
             cursor = self._collection.find(query).sort(NEWEST_FIRST)
-            found: builtins.list[dict[str, Any]] = await cursor.limit(limit).to_list(
-                None
-            )
+            found: builtins.list[dict[str, Any]] = await cursor.limit(limit).to_list(None)
         return found
 
     async def _change(
@@ -355,8 +329,6 @@ class AsyncAIPreviews(_PreviewsBase):
                 return_document=ReturnDocument.AFTER,
             )
             if changed is None:
-                current = await self._collection.find_one(
-                    live_filter(tenant, now, preview)
-                )
+                current = await self._collection.find_one(live_filter(tenant, now, preview))
                 raise refusal(preview, current, action)
         return changed

@@ -117,9 +117,7 @@ def rag_document(
         "createdAt": now,
     }
     if title is not None:
-        document["title"] = check_text(
-            title, "title", maximum=MAX_TITLE, allow_empty=True
-        )
+        document["title"] = check_text(title, "title", maximum=MAX_TITLE, allow_empty=True)
     if metadata is not None:
         document["metadata"] = check_metadata(metadata)
     if embedding is not None:
@@ -152,9 +150,7 @@ class _RagBase:
         tenant = as_object_id(tenant_id, "tenant_id")
         return tenant, check_limit(limit, "limit", maximum=MAX_LIST_LIMIT)
 
-    def _search(
-        self, tenant_id: Any, query: Any, limit: Any
-    ) -> tuple[dict[str, Any], int]:
+    def _search(self, tenant_id: Any, query: Any, limit: Any) -> tuple[dict[str, Any], int]:
         tenant, limit = self._listing(tenant_id, limit)
         return search_filter(tenant, query), limit
 
@@ -172,16 +168,12 @@ class RagDocuments(_RagBase):
         embedding: Sequence[float] | None = None,
     ) -> dict[str, Any]:
         """Store a passage (with an optional caller-supplied embedding); return it."""
-        document = self._new(
-            tenant_id, text, title=title, metadata=metadata, embedding=embedding
-        )
+        document = self._new(tenant_id, text, title=title, metadata=metadata, embedding=embedding)
         with translated(collection=COLLECTION):
             document["_id"] = self._collection.insert_one(document).inserted_id
         return document
 
-    def list(
-        self, tenant_id: Any, *, limit: int = DEFAULT_LIST_LIMIT
-    ) -> builtins.list[dict]:
+    def list(self, tenant_id: Any, *, limit: int = DEFAULT_LIST_LIMIT) -> builtins.list[dict]:
         """Return the tenant's documents, newest first (``limit`` 1-1,000)."""
         tenant, limit = self._listing(tenant_id, limit)
         with translated(collection=COLLECTION):
@@ -214,16 +206,12 @@ class AsyncRagDocuments(_RagBase):
         embedding: Sequence[float] | None = None,
     ) -> dict[str, Any]:
         """Store a passage (with an optional caller-supplied embedding); return it."""
-        document = self._new(
-            tenant_id, text, title=title, metadata=metadata, embedding=embedding
-        )
+        document = self._new(tenant_id, text, title=title, metadata=metadata, embedding=embedding)
         with translated(collection=COLLECTION):
             document["_id"] = (await self._collection.insert_one(document)).inserted_id
         return document
 
-    async def list(
-        self, tenant_id: Any, *, limit: int = DEFAULT_LIST_LIMIT
-    ) -> builtins.list[dict]:
+    async def list(self, tenant_id: Any, *, limit: int = DEFAULT_LIST_LIMIT) -> builtins.list[dict]:
         """Return the tenant's documents, newest first (``limit`` 1-1,000)."""
         tenant, limit = self._listing(tenant_id, limit)
         with translated(collection=COLLECTION):

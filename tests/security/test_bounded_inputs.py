@@ -78,9 +78,7 @@ def _cases(
     prefix: str, cls: type, argument: str, values: list[tuple[str, Any]], call: Callable
 ) -> None:
     for label, value in values:
-        CASES.append(
-            (f"{prefix}-{label}", cls, lambda s, v=value: call(s, v), argument)
-        )
+        CASES.append((f"{prefix}-{label}", cls, lambda s, v=value: call(s, v), argument))
 
 
 # -- previews
@@ -106,9 +104,7 @@ TTLS = [
     ("none", None),
     ("bool", True),
 ]
-_cases(
-    "previews.create.ttl", AIPreviews, "ttl", TTLS, lambda s, v: s.create(T, "p", ttl=v)
-)
+_cases("previews.create.ttl", AIPreviews, "ttl", TTLS, lambda s, v: s.create(T, "p", ttl=v))
 TEXTS = [("not-a-string", 5), ("lone-surrogate", "a\udc80b")]
 _cases(
     "previews.create.prompt",

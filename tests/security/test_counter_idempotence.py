@@ -92,9 +92,7 @@ def test_an_add_retried_after_a_lost_reply_counts_once(store: Any, clock: Any) -
     assert counter.count(tenant, METRIC) == 2
 
 
-def test_a_lost_reply_on_the_first_add_of_a_new_shard_counts_once(
-    store: Any, clock: Any
-) -> None:
+def test_a_lost_reply_on_the_first_add_of_a_new_shard_counts_once(store: Any, clock: Any) -> None:
     # The first keyed add inserts the shard (an upsert); its retry must not insert again.
     lossy = _LostReply(store.counters)
     counter = ShardedCounter(_Database(store, lossy), clock=clock, shards=1)
@@ -114,9 +112,7 @@ def test_a_keyed_add_lands_on_its_keys_shard_and_the_shard_stays_valid(
     tenant = ObjectId()
     assert counter.add(tenant, METRIC, 2, once="msg-9:failed:2") is True
     (shard,) = _shards(store, tenant)
-    assert shard["shard"] == shard_for_key(
-        "msg-9:failed:2", counter.shard_count(METRIC)
-    )
+    assert shard["shard"] == shard_for_key("msg-9:failed:2", counter.shard_count(METRIC))
     assert shard["applied"] == ["msg-9:failed:2"]
     del shard["_id"]
     Counter.model_validate(shard)  # the document the model (and its validator) allows
@@ -129,9 +125,7 @@ def test_unkeyed_adds_still_return_true_every_time(store: Any, clock: Any) -> No
     assert counter.count(tenant, METRIC) == 3
 
 
-def test_concurrent_keyed_adds_from_threads_apply_each_key_once(
-    store: Any, clock: Any
-) -> None:
+def test_concurrent_keyed_adds_from_threads_apply_each_key_once(store: Any, clock: Any) -> None:
     # Eight threads all add the same 40 keys (every key raced by eight callers).
     counter = ShardedCounter(store, clock=clock, shards=4)
     tenant, keys = ObjectId(), [f"msg-{i}:sent:1" for i in range(40)]
@@ -184,18 +178,11 @@ def test_rebalance_and_reconcile_keep_the_keys_so_a_later_retry_counts_once(
     counter.add(tenant, METRIC, 30, key="hot")  # make the shards uneven
     counter.rebalance(tenant, METRIC)
     assert counter.count(tenant, METRIC) == 42
-    assert [counter.add(tenant, METRIC, once=f"msg-{i}:sent:1") for i in range(12)] == [
-        False
-    ] * 12
+    assert [counter.add(tenant, METRIC, once=f"msg-{i}:sent:1") for i in range(12)] == [False] * 12
     store.messageEvents.insert_many(
-        [
-            {"tenantId": tenant, "eventType": "sent", "createdAt": clock.now()}
-            for _ in range(5)
-        ]
+        [{"tenantId": tenant, "eventType": "sent", "createdAt": clock.now()} for _ in range(5)]
     )
-    counter.reconcile(
-        tenant, METRIC, source="messageEvents", filter={"eventType": "sent"}
-    )
+    counter.reconcile(tenant, METRIC, source="messageEvents", filter={"eventType": "sent"})
     assert counter.count(tenant, METRIC) == 5
     assert counter.add(tenant, METRIC, once="msg-3:sent:1") is False
     assert counter.count(tenant, METRIC) == 5
@@ -227,9 +214,7 @@ def test_a_bad_key_is_refused_by_name_before_any_write(
 # ---------------------------------------------------------------- async
 
 
-async def test_async_add_retried_after_a_lost_reply_counts_once(
-    async_db: Any, clock: Any
-) -> None:
+async def test_async_add_retried_after_a_lost_reply_counts_once(async_db: Any, clock: Any) -> None:
     await init_schema_async(async_db, ("counters",))
     lossy = _AsyncLostReply(async_db.counters)
     counter = AsyncShardedCounter(_Database(async_db, lossy), clock=clock)
@@ -243,9 +228,7 @@ async def test_async_add_retried_after_a_lost_reply_counts_once(
     assert await counter.count(tenant, METRIC) == 2
 
 
-async def test_async_concurrent_keyed_adds_apply_each_key_once(
-    async_db: Any, clock: Any
-) -> None:
+async def test_async_concurrent_keyed_adds_apply_each_key_once(async_db: Any, clock: Any) -> None:
     await init_schema_async(async_db, ("counters",))
     counter = AsyncShardedCounter(async_db, clock=clock, shards=4)
     tenant, keys = ObjectId(), [f"msg-{i}:sent:1" for i in range(30)]
@@ -260,9 +243,7 @@ async def test_async_concurrent_keyed_adds_apply_each_key_once(
     assert sum(r.count(True) for r in results) == len(keys)
 
 
-async def test_async_window_bound_and_rebalance_keep_the_keys(
-    async_db: Any, clock: Any
-) -> None:
+async def test_async_window_bound_and_rebalance_keep_the_keys(async_db: Any, clock: Any) -> None:
     await init_schema_async(async_db, ("counters",))
     counter = AsyncShardedCounter(async_db, clock=clock, shards=1)
     tenant = ObjectId()

@@ -62,9 +62,7 @@ class _NoIOCollection:
 
     def __getattr__(self, method: str) -> Any:
         def called(*args: Any, **kwargs: Any) -> Any:
-            raise AssertionError(
-                f"{self.name}.{method} called before the id was checked"
-            )
+            raise AssertionError(f"{self.name}.{method} called before the id was checked")
 
         return called
 
@@ -203,9 +201,7 @@ def store(db: Any, clock: Any) -> Any:
     return db
 
 
-def test_an_operator_tenant_id_cannot_touch_another_tenants_counter(
-    store: Any, clock: Any
-) -> None:
+def test_an_operator_tenant_id_cannot_touch_another_tenants_counter(store: Any, clock: Any) -> None:
     counter = ShardedCounter(store, clock=clock, shards=1)
     victim = ObjectId()
     counter.add(victim, METRIC, 7)
@@ -225,9 +221,7 @@ def test_an_operator_tenant_id_cannot_delete_another_tenants_aggregates(
 ) -> None:
     aggregates = Aggregates(store, clock=clock)
     victim = ObjectId()
-    store.messageEvents.insert_one(
-        {"tenantId": victim, "eventType": "sent", "createdAt": DAY}
-    )
+    store.messageEvents.insert_one({"tenantId": victim, "eventType": "sent", "createdAt": DAY})
     aggregates.rollup(victim, "day", start=DAY, end=DAY + timedelta(days=1))
     with pytest.raises(InvalidIdError):
         aggregates.rebuild(ANY_TENANT)
@@ -239,9 +233,7 @@ def test_an_operator_tenant_id_cannot_delete_another_tenants_aggregates(
     ]
 
 
-def test_an_operator_id_cannot_read_another_tenants_previews(
-    store: Any, clock: Any
-) -> None:
+def test_an_operator_id_cannot_read_another_tenants_previews(store: Any, clock: Any) -> None:
     previews = AIPreviews(store, clock=clock)
     victim = ObjectId()
     secret = previews.create(victim, "victim's prompt", ttl=600)
@@ -258,9 +250,7 @@ def test_an_operator_id_cannot_read_another_tenants_previews(
     assert previews.get(victim, secret["_id"]) == secret
 
 
-def test_an_operator_tenant_id_cannot_read_another_tenants_passages(
-    store: Any, clock: Any
-) -> None:
+def test_an_operator_tenant_id_cannot_read_another_tenants_passages(store: Any, clock: Any) -> None:
     rag = RagDocuments(store, clock=clock)
     victim = ObjectId()
     rag.add(victim, "victim's private passage")
@@ -271,9 +261,7 @@ def test_an_operator_tenant_id_cannot_read_another_tenants_passages(
     assert [d["text"] for d in rag.list(victim)] == ["victim's private passage"]
 
 
-async def test_async_operator_ids_touch_no_other_tenants_data(
-    async_db: Any, clock: Any
-) -> None:
+async def test_async_operator_ids_touch_no_other_tenants_data(async_db: Any, clock: Any) -> None:
     await init_schema_async(async_db)
     clock.set(FUTURE)
     victim = ObjectId()
@@ -337,9 +325,7 @@ def test_a_preview_user_must_be_a_user_of_the_tenant(store: Any, clock: Any) -> 
     assert store.aiPreviews.count_documents({}) == 1  # nothing written when refused
 
 
-async def test_async_preview_user_must_be_a_user_of_the_tenant(
-    async_db: Any, clock: Any
-) -> None:
+async def test_async_preview_user_must_be_a_user_of_the_tenant(async_db: Any, clock: Any) -> None:
     await init_schema_async(async_db)
     clock.set(FUTURE)
     previews = AsyncAIPreviews(async_db, clock=clock)
@@ -381,7 +367,7 @@ def _outcome(previews: Any, method: str, tenant: ObjectId, preview: ObjectId) ->
     args = (tenant, preview, "x") if method == "append_tokens" else (tenant, preview)
     try:
         return getattr(previews, method)(*args)
-    except Exception as exc:  # noqa: BLE001 - the observation is the point
+    except Exception as exc:
         return type(exc), str(exc).replace(str(preview), "<id>")
 
 
@@ -396,9 +382,7 @@ def test_another_tenants_preview_is_refused_exactly_like_a_missing_one(
     previews.complete(owner, finished)
     missing = _outcome(previews, method, tenant, ObjectId())
     assert _outcome(previews, method, tenant, foreign) == missing
-    assert (
-        _outcome(previews, method, tenant, finished) == missing
-    )  # even its state hides
+    assert _outcome(previews, method, tenant, finished) == missing  # even its state hides
     assert missing is None if method == "get" else missing[0] is NotFoundError
     assert previews.get(owner, foreign)["status"] == "pending"
 
@@ -415,11 +399,7 @@ async def test_async_another_tenants_preview_is_refused_like_a_missing_one(
     for method in CHANGES[1:]:
         seen = []
         for preview in (foreign, ObjectId()):
-            args = (
-                (tenant, preview, "x")
-                if method == "append_tokens"
-                else (tenant, preview)
-            )
+            args = (tenant, preview, "x") if method == "append_tokens" else (tenant, preview)
             with pytest.raises(NotFoundError) as caught:
                 await getattr(previews, method)(*args)
             seen.append(str(caught.value).replace(str(preview), "<id>"))
