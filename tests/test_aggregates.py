@@ -17,9 +17,12 @@ from nsn_store.aggregates import (
     Aggregates,
     AsyncAggregates,
     RollupWindow,
+    checked_window,
     embedded_requests,
     embedded_rows,
     next_period_start,
+    period_count,
+    period_dates,
     period_start,
     period_window,
     rollup_pipeline,
@@ -95,6 +98,20 @@ def test_every_moment_falls_in_exactly_one_period(
 
 def test_december_rolls_over_to_january() -> None:
     assert next_period_start(utc(2025, 12, 1), "month") == utc(2026, 1, 1)
+
+
+@given(
+    st.sampled_from(PERIODS),
+    st.datetimes(datetime(1, 1, 2), datetime(9999, 6, 1), timezones=st.just(timezone.utc)),
+    st.integers(0, 4000),
+)
+def test_period_count_counts_what_period_dates_lists(
+    period: str, start: datetime, days: int
+) -> None:
+    # The series bound is checked with period_count, without listing the periods.
+    end = min(start + timedelta(days=days), datetime(9999, 12, 1, tzinfo=timezone.utc))
+    window = checked_window(period, start, end)
+    assert period_count(window) == len(period_dates(window))
 
 
 def test_window_widens_to_whole_periods() -> None:
