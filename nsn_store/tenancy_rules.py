@@ -204,6 +204,8 @@ def _operator_fields(update: Mapping[str, Any]) -> list[tuple[str, dict[str, Any
             )
         if not isinstance(fields, Mapping):
             raise InvalidArgumentError(f"{operator} takes a mapping of fields", argument="update")
+        if operator == "$rename" and not all(isinstance(v, str) for v in fields.values()):
+            raise InvalidArgumentError("$rename takes new field names", argument="update")
         pairs.append((str(operator), {str(k): v for k, v in fields.items()}))
     return pairs
 
