@@ -78,7 +78,7 @@ class Scheduler(_Flows):
     def schedule(self, tenant_id: Any, contact_id: Any, channel: str, send_at: datetime, *,
                  payload: Mapping[str, Any] | None = None, workflow_step_id: Any = None,
                  template_id: Any = None, idempotency_key: str | None = None) -> Document:
-        """Schedule a message to the tenant's own contact; a repeated idempotency key returns the first."""
+        """Schedule a message to the tenant's own contact; a repeated key returns the first."""
         return self._run(self._schedule(
             tenant_id, contact_id, channel, send_at, payload=payload,
             workflow_step_id=workflow_step_id, template_id=template_id,
@@ -91,7 +91,7 @@ class Scheduler(_Flows):
 
     def mark_sent(self, message_id: Any, worker_id: str, *,
                   provider_message_id: str | None = None, provider: str | None = None) -> Document:
-        """Mark a held (or, during this claim, cancelled) message sent; LeaseLostError if not held."""
+        """Mark a held (or, while held, cancelled) message sent; LeaseLostError if not held."""
         return self._run(self._mark_sent(message_id, worker_id, provider_message_id, provider))
 
     def mark_failed(self, message_id: Any, worker_id: str, error: str | BaseException, *,
@@ -155,7 +155,7 @@ class AsyncScheduler(_Flows):
     async def schedule(self, tenant_id: Any, contact_id: Any, channel: str, send_at: datetime,
                        *, payload: Mapping[str, Any] | None = None, workflow_step_id: Any = None,
                        template_id: Any = None, idempotency_key: str | None = None) -> Document:
-        """Schedule a message to the tenant's own contact; a repeated idempotency key returns the first."""
+        """Schedule a message to the tenant's own contact; a repeated key returns the first."""
         return await self._run(self._schedule(
             tenant_id, contact_id, channel, send_at, payload=payload,
             workflow_step_id=workflow_step_id, template_id=template_id,
@@ -169,7 +169,7 @@ class AsyncScheduler(_Flows):
     async def mark_sent(self, message_id: Any, worker_id: str, *,
                         provider_message_id: str | None = None,
                         provider: str | None = None) -> Document:
-        """Mark a held (or, during this claim, cancelled) message sent; LeaseLostError if not held."""
+        """Mark a held (or, while held, cancelled) message sent; LeaseLostError if not held."""
         return await self._run(self._mark_sent(message_id, worker_id, provider_message_id,
                                                provider))
 

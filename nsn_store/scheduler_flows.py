@@ -147,7 +147,7 @@ class _Flows:
 
     @property
     def round_trips(self) -> int:
-        """Return how many collection calls this scheduler has made (counters and commands excluded)."""
+        """Return how many collection calls this scheduler has made (not counters, commands)."""
         return self._trips
 
     def _count_trip(self) -> None:

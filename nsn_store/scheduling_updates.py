@@ -412,7 +412,8 @@ def new_event(
     With a follow-up ``key`` the ``_id`` is derived from it, so writing the
     same transition's event again is a duplicate key, not a second event.
     """
-    optional = {"_id": None if key is None else event_id(key), "scheduledMessageId": message_id, "provider": provider,
+    optional = {"_id": None if key is None else event_id(key),
+                "scheduledMessageId": message_id, "provider": provider,
                 "providerMessageId": provider_message_id,
                 "occurredAt": to_bson_time(occurred_at) if occurred_at else None,
                 "raw": dict(raw) if raw is not None else None}
@@ -420,7 +421,8 @@ def new_event(
             **{k: v for k, v in optional.items() if v is not None}, "createdAt": now}
 
 
-def sent_provider(channel: str, provider: str | None, provider_message_id: str | None) -> str | None:
+def sent_provider(channel: str, provider: str | None,
+                  provider_message_id: str | None) -> str | None:
     """Return the provider to record on a ``sent`` event (the channel's default if unnamed)."""
     if provider is not None or provider_message_id is None:
         return provider

@@ -7,6 +7,9 @@ scenario once as a coroutine over a :class:`Kit` and run it twice: with the sync
 :class:`~nsn_store.scheduler.AsyncScheduler` on ``async_db``. ``await kit.do(value)``
 awaits what the async scheduler returns and passes the sync one's result through.
 
+A test module imports the fixtures (``sync_kit_fixture``, ``async_kit_fixture``, which
+pytest knows as ``sync_kit`` and ``async_kit``) along with the helpers it uses.
+
 The scheduler and its counter run on a wrapped database (``tests/_faults.py`` for sync,
 :class:`AsyncFaultyDatabase` here for async): ``kit.plan.arm(Fault.AFTER, ...)`` makes a
 call apply and then lose its reply (``pymongo.errors.AutoReconnect``); ``kit.hook`` runs
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from _faults import Call, Fault, FaultPlan, FaultyDatabase, InjectedFault, WRAPPED
+from _faults import WRAPPED, Call, Fault, FaultPlan, FaultyDatabase, InjectedFault
 from bson import ObjectId
 
 from nsn_store import scheduling as b
@@ -33,7 +36,8 @@ from nsn_store.errors import ConnectionFailedError
 from nsn_store.migration import init_schema
 from nsn_store.scheduler import AsyncScheduler, Scheduler
 
-__all__ = ["Fault", "Kit", "async_kit", "do", "lose_reply", "once_before", "sync_kit", "twins"]
+__all__ = ["Fault", "Kit", "async_kit_fixture", "do", "lose_reply", "once_before",
+           "sync_kit_fixture", "twins"]
 
 METRICS = ("messages.scheduled", "messages.sent", "messages.retried", "messages.failed",
            "messages.cancelled")
@@ -129,8 +133,8 @@ def _policy(kit_hooks: list[Hook], plan: FaultPlan) -> Callable[[Call], Fault | 
     return policy
 
 
-@pytest.fixture
-def sync_kit(db: Any, clock: ManualClock) -> Kit:
+@pytest.fixture(name="sync_kit")
+def sync_kit_fixture(db: Any, clock: ManualClock) -> Kit:
     """The sync scheduler on ``db`` (schema applied) through a fault-injecting wrapper."""
     init_schema(db)
     plan, hooks = FaultPlan(), []
@@ -144,8 +148,8 @@ def sync_kit(db: Any, clock: ManualClock) -> Kit:
     return kit
 
 
-@pytest.fixture
-async def async_kit(async_db: Any, clock: ManualClock) -> Kit:
+@pytest.fixture(name="async_kit")
+async def async_kit_fixture(async_db: Any, clock: ManualClock) -> Kit:
     """The async scheduler on ``async_db`` through :class:`AsyncFaultyDatabase`."""
     from _support import init_schema_async
 

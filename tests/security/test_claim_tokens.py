@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from _scheduler_kit import Kit, async_kit, do, once_before, sync_kit, twins  # noqa: F401
+from _scheduler_kit import Kit, async_kit_fixture, do, once_before, sync_kit_fixture, twins  # noqa: F401 (fixtures)
 
 from nsn_store import scheduling as b
 from nsn_store.errors import LeaseLostError

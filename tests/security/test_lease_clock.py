@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from _scheduler_kit import Kit, async_kit, do, sync_kit, twins  # noqa: F401
+from _scheduler_kit import Kit, async_kit_fixture, do, sync_kit_fixture, twins  # noqa: F401 (fixtures)
 
 from nsn_store.clock import ManualClock, ServerClock, server_offset
 from nsn_store.errors import LeaseLostError
@@ -50,7 +50,7 @@ async def a_worker_whose_clock_runs_ahead_steals_no_live_lease(kit: Kit) -> None
 
 async def a_worker_whose_clock_runs_behind_takes_over_an_expired_lease(kit: Kit) -> None:
     [mid] = await kit.due()
-    [held] = await kit.claim("w1", lease=LEASE)
+    await kit.claim("w1", lease=LEASE)
     behind = kit.scheduler(clock=SkewedClock(kit.clock, -SKEW))
     assert await do(behind.claim_due("w2", lease=LEASE)) == []  # still live
     kit.clock.advance(LEASE)

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
-from _scheduler_kit import Kit, async_kit, do, sync_kit, twins  # noqa: F401
+from _scheduler_kit import Kit, async_kit_fixture, do, sync_kit_fixture, twins  # noqa: F401 (fixtures)
 from bson import ObjectId
 
 from nsn_store import scheduling as b
@@ -144,7 +144,7 @@ async def a_minimum_lease_is_granted_live(kit: Kit) -> None:
 
 async def lone_surrogates_in_an_error_are_replaced_not_fatal(kit: Kit) -> None:
     """A provider's error text is recorded even if it cannot be encoded as it is."""
-    [mid] = await kit.due()
+    await kit.due()
     [claimed] = await kit.claim("w", lease=LEASE)
     failed = await do(kit.sched.mark_failed(claimed, "w", "bad \ud800 byte", retry=False))
     assert failed["status"] == "failed" and failed["lastError"] == "bad ? byte"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _scheduler_kit import Kit, async_kit, do, sync_kit, twins  # noqa: F401
+from _scheduler_kit import Kit, async_kit_fixture, do, sync_kit_fixture, twins  # noqa: F401 (fixtures)
 from bson import ObjectId
 
 from nsn_store import scheduling as b
