@@ -15,6 +15,8 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError, WriteError
 
+from nsn_store.embedded.roundtrip import check_encodable
+
 Operation = tuple[str, Callable[[], dict[str, Any]], Any]
 
 
@@ -26,29 +28,39 @@ class Recorder:
         self.operations: list[Operation] = []
 
     def add_insert(self, document: Any) -> None:
-        self.operations.append(("insert", lambda: self._insert(document), document))
+        # Encoded now, as pymongo encodes a batch before sending it: an
+        # unencodable operation raises InvalidDocument and nothing is written.
+        prepared = self.collection._prepare_insert(document)
+        self.operations.append(("insert", lambda: self._insert(prepared), document))
 
     def add_update(self, selector: Any, update: Any, multi: bool = False, upsert: bool = False,
                    **options: Any) -> None:
         _refuse(options)
-        run = lambda: self.collection._update(selector, update, upsert=upsert, multi=multi)
+        self._encode(selector, update)
+        run = lambda: self.collection._update(selector, update, upsert=upsert, multi=multi,
+                                              command=None)
         self.operations.append(("update", run, {"q": selector, "u": update, "multi": multi,
                                                 "upsert": upsert}))
 
     def add_replace(self, selector: Any, replacement: Any, upsert: bool = False,
                     **options: Any) -> None:
         _refuse(options)
-        run = lambda: self.collection._update(selector, replacement, upsert=upsert)
+        self._encode(selector, replacement)
+        run = lambda: self.collection._update(selector, replacement, upsert=upsert, command=None)
         self.operations.append(("update", run, {"q": selector, "u": replacement,
                                                 "multi": False, "upsert": upsert}))
 
     def add_delete(self, selector: Any, limit: int, **options: Any) -> None:
         _refuse(options)
+        self._encode(selector)
         run = lambda: self.collection._delete(selector, multi=not limit)
         self.operations.append(("delete", run, {"q": selector, "limit": limit}))
 
-    def _insert(self, document: Any) -> dict[str, Any]:
-        self.collection._insert(document)
+    def _encode(self, *parts: Any) -> None:
+        check_encodable(None, *parts)
+
+    def _insert(self, prepared: Any) -> dict[str, Any]:
+        self.collection._insert_prepared(prepared)
         return {"n": 1}
 
 

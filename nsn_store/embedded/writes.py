@@ -5,20 +5,27 @@ update works on a copy of the one matched document and ``_write`` validates
 the post-image (with the stored pre-image at hand for ``validationLevel:
 moderate``), checks the unique indexes, and only then stores it. Nothing is
 written by a rejected operation, and nothing copies the whole collection.
+
+Every document reaches ``_write`` in stored form: encoded to BSON and decoded
+back (:mod:`.roundtrip`), so what is stored is what a server stores, within
+its 16 MiB limit. Filters and updates are encoded first, as pymongo encodes a
+command, so an unencodable value fails the same way whether or not anything
+matches. ``$inc``/``$mul`` follow the server's rules (:mod:`.arithmetic`) and
+an upsert starts from the filter's equalities (:mod:`.upsert`).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any, cast
 
-from bson import BSON
+from bson import Binary
 from mongomock import ObjectId, helpers
 from mongomock.collection import (
     _validate_data_fields,
     _validate_document_stages,
     validate_is_mapping,
+    validate_is_mutable_mapping,
     validate_list_or_mapping,
 )
 from pymongo import ReturnDocument
@@ -30,7 +37,8 @@ from pymongo.errors import (
 )
 
 from nsn_store.clock import to_bson_time
-from nsn_store.embedded import _planner, bulk
+from nsn_store.embedded import _planner, arithmetic, bulk, roundtrip
+from nsn_store.embedded import upsert as upsert_fields
 from nsn_store.embedded.enforce import (
     DUPLICATE_KEY,
     check_unique,
@@ -41,7 +49,11 @@ from nsn_store.embedded.enforce import (
 IMMUTABLE_FIELD = 66
 UNSUPPORTED_ARGUMENTS = ("collation", "array_filters", "let", "session")
 SERVER_TIME_VARIABLES = ("$$NOW", "$$CLUSTER_TIME")
-CODE_NAMES = {121: "DocumentValidationFailure", 11000: "DuplicateKey", 66: "ImmutableField"}
+CODE_NAMES = {
+    2: "BadValue", 14: "TypeMismatch", 54: "NotSingleValueField", 66: "ImmutableField",
+    121: "DocumentValidationFailure", 11000: "DuplicateKey", 17419: "Location17419",
+    17420: "Location17420",
+}
 
 
 def storage_key(doc_id: Any) -> Any:
@@ -63,6 +75,7 @@ class WritePaths:
     _store: Any
     database: Any
     full_name: str
+    name: str
     codec_options: Any
     _get_dataset: Any
     _copy_only_fields: Any
@@ -72,7 +85,10 @@ class WritePaths:
     _apply_update_document: Any
 
     def _write(self, document: dict[str, Any], old: Mapping[str, Any] | None) -> None:
-        """Store ``document`` (replacing ``old``) after the server's checks; the one choke point."""
+        """Store ``document`` (replacing ``old``) after the server's checks; the one choke point.
+
+        ``document`` is already in stored form (:func:`.roundtrip.to_stored`).
+        """
         store = self._store
         key = storage_key(document["_id"])
         check_validation(store.options, document, old, self.full_name)
@@ -89,23 +105,43 @@ class WritePaths:
         refuse_unsupported(session=session)
         if not isinstance(data, Mapping):
             return self._insert_batch(list(data), ordered)
-        if not all(isinstance(k, str) for k in data):
-            raise ValueError("Document keys must be strings")
-        _validate_data_fields(data)
-        BSON.encode(data)
+        prepared = self._prepare_insert(data)
+        roundtrip.check_command_size("insert", len(prepared[1]) + self._insert_overhead())
+        return self._insert_prepared(prepared)
+
+    def _prepare_insert(self, data: Any) -> tuple[dict[str, Any], bytes]:
+        """Give ``data`` an ``_id`` and encode it as pymongo does; return (document, BSON)."""
+        validate_is_mutable_mapping("document", data)
         if "_id" not in data:
             cast("dict[str, Any]", data)["_id"] = ObjectId()  # pymongo sets it on the caller's dict too
-        self._write(helpers.patch_datetime_awareness_in_document(data), None)
+        encoded = roundtrip.encode(data)
+        _validate_data_fields(data)
+        return data, encoded
+
+    def _insert_prepared(self, prepared: tuple[dict[str, Any], bytes]) -> Any:
+        """Store a document from :meth:`_prepare_insert` (16 MiB and the server's checks)."""
+        data, encoded = prepared
+        roundtrip.check_insert_size(len(encoded))
+        stored = roundtrip.fill_empty_timestamps(roundtrip.decode(encoded))
+        self._write(stored, None)
         return data["_id"]
 
+    def _insert_overhead(self) -> int:
+        """Return the bytes an insert command adds around its document (as pymongo sends it)."""
+        command = {"insert": self.name, "ordered": True, "lsid": {"id": Binary(bytes(16), 4)},
+                   "$db": self.database.name}
+        return len(roundtrip.encode(command)) + len(b"\x01documents\x00") + 4
+
     def _insert_batch(self, documents: list[Any], ordered: bool) -> list[Any]:
+        # pymongo encodes a batch before sending it: an unencodable document writes nothing.
+        prepared = [self._prepare_insert(document) for document in documents]
         inserted: list[Any] = []
         errors: list[dict[str, Any]] = []
-        for index, document in enumerate(documents):
+        for index, item in enumerate(prepared):
             try:
-                inserted.append(self._insert(document))
+                inserted.append(self._insert_prepared(item))
             except WriteError as error:
-                errors.append(bulk.write_error(error, index, document))
+                errors.append(bulk.write_error(error, index, item[0]))
                 if ordered:
                     break
         if errors:
@@ -117,16 +153,21 @@ class WritePaths:
     def _update(self, spec: Any, document: Any, upsert: bool = False, manipulate: bool = False,
                 multi: bool = False, check_keys: bool = False, hint: Any = None,
                 session: Any = None, collation: Any = None, let: Any = None,
-                array_filters: Any = None, **kwargs: Any) -> dict[str, Any]:
+                array_filters: Any = None, command: str | None = "update",
+                **kwargs: Any) -> dict[str, Any]:
+        """Update (or upsert) documents; ``command`` names the client-side size check, if any."""
         refuse_unsupported(session=session, collation=collation, let=let,
                            array_filters=array_filters)
-        spec = helpers.patch_datetime_awareness_in_document(spec)
-        document = helpers.patch_datetime_awareness_in_document(self._with_clock(document))
         validate_is_mapping("spec", spec)
         validate_list_or_mapping("document", document)
+        if command is not None:
+            roundtrip.check_encodable(command, spec, document)
+        spec = helpers.patch_datetime_awareness_in_document(spec)
+        document = helpers.patch_datetime_awareness_in_document(self._with_clock(document))
         if isinstance(document, list):
             _validate_document_stages(document)
             _refuse_server_time(document)
+        arithmetic.check_arguments(document)
         matched = modified = 0
         for stored in self._iter_documents(spec, limit=0 if multi else 1):
             matched += 1
@@ -140,28 +181,34 @@ class WritePaths:
         }
 
     def _update_one_document(self, stored: dict[str, Any], spec: Any, document: Any) -> int:
-        new = copy.deepcopy(stored)
-        self._apply_update(new, spec, document, was_insert=False)
-        if new == stored:
+        before = roundtrip.encode(stored)
+        new = roundtrip.decode(before)  # a deep copy, faster than deepcopy
+        self._apply_update(new, spec, arithmetic.resolve(document, stored), was_insert=False)
+        after = roundtrip.encode(new)
+        if after == before:  # a server compares the BSON: 1 -> 1.0 is a change
             return 0
         if new.get("_id") != stored.get("_id"):
             raise WriteError(
                 "After applying the update, the (immutable) field '_id' was found to have "
                 f"been altered to _id: {new.get('_id')}", IMMUTABLE_FIELD,
             )
-        self._write(new, stored)
+        roundtrip.check_update_size(len(after), upsert=False)
+        self._write(roundtrip.decode(after), stored)
         return 1
 
     def _upsert(self, spec: Mapping[str, Any], document: Any) -> Any:
-        if spec.get("_id") is not None:
-            doc_id = spec["_id"]
-        elif not isinstance(document, list) and document.get("_id") is not None:
-            doc_id = document["_id"]
-        else:
-            doc_id = ObjectId()
-        seed, _ = self._discard_operators(self._expand_dots(dict(spec, _id=doc_id)))
-        self._apply_update(seed, spec, document, was_insert=True)
-        return self._insert(seed)
+        replacement = not isinstance(document, list) and not any(
+            isinstance(k, str) and k.startswith("$") for k in document)
+        fields = upsert_fields.equalities(spec, only_id=replacement)
+        seed = upsert_fields.seed(fields)
+        if "_id" not in seed:
+            own = document.get("_id") if replacement else None
+            seed["_id"] = ObjectId() if own is None else own
+        self._apply_update(seed, spec, arithmetic.resolve(document, seed), was_insert=True)
+        encoded = roundtrip.encode(seed)
+        roundtrip.check_update_size(len(encoded), upsert=True)
+        self._write(roundtrip.fill_empty_timestamps(roundtrip.decode(encoded)), None)
+        return seed["_id"]
 
     def _apply_update(self, target: dict[str, Any], spec: Any, document: Any, *, was_insert: bool) -> None:
         if isinstance(document, list):
@@ -190,11 +237,12 @@ class WritePaths:
     def _delete(self, filter: Any, collation: Any = None, hint: Any = None, multi: bool = False,
                 session: Any = None) -> dict[str, Any]:
         refuse_unsupported(collation=collation, session=session)
-        filter = helpers.patch_datetime_awareness_in_document(filter)
         if filter is None:
             filter = {}
         if not isinstance(filter, Mapping):
             filter = {"_id": filter}
+        roundtrip.check_encodable("delete", filter)
+        filter = helpers.patch_datetime_awareness_in_document(filter)
         doomed = self._iter_documents(filter, limit=0 if multi else 1)
         if not multi:
             doomed = doomed[:1]
@@ -211,6 +259,9 @@ class WritePaths:
         kwargs.pop("bypass_document_validation", None)
         kwargs.pop("hint", None)  # no effect on the result
         refuse_unsupported(session=session, **kwargs)
+        roundtrip.check_encodable("findAndModify", query or {}, update or {},
+                        sort or {}, projection or {})
+        arithmetic.check_arguments(update)
         target = next(iter(self._get_dataset(query, sort, None, dict, limit=1)), None)
         if target is None and not upsert:
             return None
@@ -219,7 +270,7 @@ class WritePaths:
             return self._present(target, projection)
         spec = {"_id": target["_id"]} if target is not None else query
         try:
-            outcome = self._update(spec, update, upsert=upsert)
+            outcome = self._update(spec, update, upsert=upsert, command=None)
         except WriteError as error:
             raise command_error(error) from None
         if return_document is ReturnDocument.AFTER or kwargs.get("new"):
@@ -244,7 +295,9 @@ def command_error(error: WriteError) -> OperationFailure:
     are the whole server reply, errInfo or keyPattern/keyValue included.
     """
     reply = {k: v for k, v in (error.details or {}).items() if k != "index"}
-    reply = {"ok": 0.0, "errmsg": str(reply.get("errmsg", error)), "code": error.code,
+    message = roundtrip.for_find_and_modify(str(reply.get("errmsg", error)))
+    reply = {**reply, "errmsg": message}
+    reply = {"ok": 0.0, "errmsg": message, "code": error.code,
              "codeName": CODE_NAMES.get(error.code or 0, "UnknownError"), **reply}
     kind = DuplicateKeyError if error.code == DUPLICATE_KEY else OperationFailure
     return kind(reply["errmsg"], error.code, reply)

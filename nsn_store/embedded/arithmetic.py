@@ -1,0 +1,153 @@
+"""``$inc`` and ``$mul`` with the server's argument checks and numeric type rules.
+
+mongomock adds Python values: ``$inc`` by ``True`` is applied (a bool is not a
+number to a server), a string raises a raw ``TypeError``, ``Int64(5) + 1``
+becomes a plain int that is then stored as int32, and ``$mul`` is missing. A
+server (``arithmetic_node.cpp``, ``safe_num.cpp``) refuses a non-numeric
+argument when it parses the update (TypeMismatch, 14, "Cannot increment with
+non-numeric argument"), refuses a non-numeric target while applying it (14),
+and keeps the widest type of the two operands: int < long < double < decimal,
+an int result that overflows becoming a long, a long that overflows an error.
+
+:func:`resolve` turns each plain-path ``$inc``/``$mul`` into a ``$set`` of the
+value the server would compute for one document, so mongomock only sets it.
+Positional paths (``$``, ``$[]``, ``$[id]``) stay with mongomock for ``$inc``
+and are refused for ``$mul``.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from bson import Decimal128, Int64
+from pymongo.errors import WriteError
+
+from nsn_store.embedded.bsontypes import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, classify, to_decimal128
+from nsn_store.embedded.roundtrip import BAD_VALUE, executor_error
+
+TYPE_MISMATCH = 14
+OPERATORS = {"$inc": "increment", "$mul": "multiply"}
+_RANK = {"int": 0, "long": 1, "double": 2, "decimal": 3}
+_DECIMAL = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN, Emin=-6143, Emax=6144)
+_MISSING = object()
+_UNREACHABLE = object()  # the path crosses a scalar or an array by name: mongomock's errors
+
+
+def check_arguments(update: Any) -> None:
+    """Refuse a non-numeric ``$inc``/``$mul`` argument before anything matches (code 14)."""
+    if not isinstance(update, Mapping):
+        return
+    for operator, verb in OPERATORS.items():
+        fields = update.get(operator)
+        if not isinstance(fields, Mapping):
+            continue
+        for field, value in fields.items():
+            if classify(value) not in _RANK:
+                message = f"Cannot {verb} with non-numeric argument: {{{field}: {shell(value)}}}"
+                raise WriteError(message, TYPE_MISMATCH,
+                                 {"index": 0, "code": TYPE_MISMATCH, "errmsg": message})
+
+
+def resolve(update: Any, document: Mapping[str, Any]) -> Any:
+    """Return ``update`` with plain-path ``$inc``/``$mul`` computed into ``$set`` for ``document``."""
+    if not isinstance(update, Mapping) or not any(op in update for op in OPERATORS):
+        return update
+    rewritten = dict(update)
+    assigned = dict(rewritten.get("$set") or {})
+    for operator in OPERATORS:
+        fields = rewritten.pop(operator, None)
+        if not fields:
+            continue
+        kept = {}
+        for path, operand in fields.items():
+            current = _UNREACHABLE if _positional(path) else _value_at(document, path)
+            if current is _UNREACHABLE or path in assigned:
+                if operator == "$mul" and current is _UNREACHABLE:
+                    raise NotImplementedError(
+                        f"$mul on the path {path!r} is not supported by the embedded database")
+                kept[path] = operand  # left to mongomock, with its errors for conflicts
+                continue
+            assigned[path] = _apply(operator, current, operand, path, document)
+        if kept:
+            rewritten[operator] = kept
+    if assigned:
+        rewritten["$set"] = assigned
+    return rewritten
+
+
+def _positional(path: str) -> bool:
+    return any(part == "$" or part.startswith("$[") for part in path.split("."))
+
+
+def _value_at(document: Any, path: str) -> Any:
+    current = document
+    for part in path.split("."):
+        if isinstance(current, Mapping):
+            current = current.get(part, _MISSING)
+        elif isinstance(current, list) and part.isdigit():
+            current = current[int(part)] if int(part) < len(current) else _MISSING
+        else:
+            return _UNREACHABLE
+        if current is _MISSING:
+            return _MISSING
+    return current
+
+
+def _apply(operator: str, current: Any, operand: Any, path: str, document: Mapping[str, Any]) -> Any:
+    if current is _MISSING:
+        return operand if operator == "$inc" else _zero_like(operand)
+    kind = classify(current)
+    if kind not in _RANK:
+        raise executor_error(
+            f"Cannot apply {operator} to a value of non-numeric type. "
+            f"{{_id: {shell(document.get('_id'))}}} has the field '{path.split('.')[-1]}' "
+            f"of non-numeric type {kind}", TYPE_MISMATCH)
+    result = _compute(operator, current, operand)
+    if result is None:
+        raise executor_error(
+            f"Failed to apply {operator} operations to current value ({shell(current)}) "
+            f"for document {{_id: {shell(document.get('_id'))}}}", BAD_VALUE)
+    return result
+
+
+def _zero_like(operand: Any) -> Any:
+    zeros: dict[str | None, Any] = {"int": 0, "long": Int64(0), "double": 0.0}
+    return zeros.get(classify(operand), Decimal128("0"))
+
+
+def _compute(operator: str, a: Any, b: Any) -> Any:
+    """Return ``a op b`` in the wider BSON type, or None when a long overflows."""
+    kind = max(classify(a), classify(b), key=lambda k: _RANK[str(k)])
+    if kind == "decimal":
+        x, y = to_decimal128(a), to_decimal128(b)
+        value = _DECIMAL.add(x, y) if operator == "$inc" else _DECIMAL.multiply(x, y)
+        return Decimal128(value)
+    if kind == "double":
+        return float(a) + float(b) if operator == "$inc" else float(a) * float(b)
+    exact = int(a) + int(b) if operator == "$inc" else int(a) * int(b)
+    if kind == "int" and INT32_MIN <= exact <= INT32_MAX:
+        return exact
+    if INT64_MIN <= exact <= INT64_MAX:
+        return Int64(exact)  # an int that overflows becomes a long, as on a server
+    return None
+
+
+def shell(value: Any) -> str:
+    """Return ``value`` roughly as the server prints a BSON value in an error message."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, Int64):
+        return f"{int(value)}"
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{k}: {shell(v)}" for k, v in value.items())
+        return f"{{ {inner} }}" if inner else "{}"
+    if isinstance(value, list):
+        return "[ " + ", ".join(shell(v) for v in value) + " ]" if value else "[]"
+    return repr(value) if not isinstance(value, (int, float)) else str(value)

@@ -1,0 +1,138 @@
+"""Documents as a server stores them: BSON-encoded, within 16 MiB, decoded back.
+
+Every write path of the embedded collection hands its post-image to
+:func:`to_stored` before it reaches the store, so what is stored is what a
+server would store and a pymongo user would read back: datetimes at
+millisecond precision (naive UTC, as mongomock keeps them), int32 versus int64
+by range (a BSON long decodes as ``bson.Int64``, as pymongo decodes it by
+default), tuples as lists, ``_id`` first, and ``bson.errors.InvalidDocument``
+or ``OverflowError`` with pymongo's own messages for what BSON cannot encode.
+``bson.encode``/``bson.decode`` are pymongo's C extension, so the round trip
+costs a few microseconds per document.
+
+The size errors are the ones pymongo and a MongoDB 7.0 server give (MongoDB
+manual, "BSON Document Size"; server ``insert.cpp`` ``fixDocumentForInsert``,
+``update_stage.cpp`` and ``upsert_stage.cpp``):
+
+- a single ``insert_one`` whose command exceeds 16 MiB + 16382 bytes raises
+  ``DocumentTooLarge`` client-side (pymongo's command size check); a smaller
+  document over 16 MiB is refused by the server with BadValue (2), "object to
+  insert too large";
+- an update whose result exceeds 16 MiB fails with 17419 "Resulting document
+  after update is larger than 16777216" (MongoDB 8.0 reports the same message
+  as BSONObjectTooLarge, 10334); an upsert's new document with 17420.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import bson
+from bson.codec_options import DEFAULT_CODEC_OPTIONS, CodecOptions, DatetimeConversion
+from bson.timestamp import Timestamp
+from mongomock import helpers
+from pymongo.errors import DocumentTooLarge, WriteError
+
+MAX_BSON_SIZE = 16 * 1024 * 1024  # maxBsonObjectSize in a server's hello reply
+MAX_MESSAGE_SIZE = 48_000_000  # maxMessageSizeBytes
+MAX_WRITE_BATCH_SIZE = 100_000  # maxWriteBatchSize
+COMMAND_OVERHEAD = 16382  # pymongo's allowance for the command around the documents
+BAD_VALUE = 2
+UPDATE_TOO_LARGE = 17419
+UPSERT_TOO_LARGE = 17420
+EXECUTOR_PREFIX = "Plan executor error during {command} :: caused by :: "
+
+# mongomock accepts only pymongo's default codec options (besides tz_aware,
+# which matters only when reading), so documents are encoded as pymongo
+# encodes them by default and decoded as a server round trip gives them:
+# naive UTC datetimes (the form mongomock stores) and out-of-range dates as
+# DatetimeMS rather than an error.
+ENCODE_OPTIONS: CodecOptions[dict[str, Any]] = DEFAULT_CODEC_OPTIONS
+STORE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
+    tz_aware=False, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+
+
+def encode(document: Mapping[str, Any]) -> bytes:
+    """Return ``document`` as BSON, raising what pymongo raises for unencodable values."""
+    return bson.encode(document, codec_options=ENCODE_OPTIONS)
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """Return the stored form of the BSON document ``data``."""
+    return bson.decode(data, codec_options=STORE_OPTIONS)
+
+
+def to_stored(document: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+    """Return (the document as a server stores it, its BSON size)."""
+    data = encode(document)
+    return decode(data), len(data)
+
+
+def fill_empty_timestamps(document: dict[str, Any]) -> dict[str, Any]:
+    """Replace top-level empty ``Timestamp(0, 0)`` values on insert, as a server does."""
+    for key, value in document.items():
+        if type(value) is Timestamp and not value.time and not value.inc:
+            document[key] = helpers.get_current_timestamp()
+    return document
+
+
+def check_command_size(command: str, size: int) -> None:
+    """Raise pymongo's client-side DocumentTooLarge for a command over its limit."""
+    limit = MAX_BSON_SIZE + COMMAND_OVERHEAD
+    if size <= limit:
+        return
+    if command == "insert":
+        raise DocumentTooLarge(
+            f"BSON document too large ({size} bytes) - the connected server supports "
+            f"BSON document sizes up to {limit} bytes."
+        )
+    raise DocumentTooLarge(f"{command} command document too large")
+
+
+def check_insert_size(size: int) -> None:
+    """Refuse a document over 16 MiB on insert as the server does (BadValue, 2)."""
+    if size > MAX_BSON_SIZE:
+        message = f"object to insert too large. size in bytes: {size}, max size: {MAX_BSON_SIZE}"
+        raise WriteError(message, BAD_VALUE, {"index": 0, "code": BAD_VALUE, "errmsg": message})
+
+
+def check_update_size(size: int, *, upsert: bool) -> None:
+    """Refuse an update (17419) or upsert (17420) whose result is over 16 MiB."""
+    if size <= MAX_BSON_SIZE:
+        return
+    if upsert:
+        raise executor_error(f"Document to upsert is larger than {MAX_BSON_SIZE}", UPSERT_TOO_LARGE)
+    raise executor_error(f"Resulting document after update is larger than {MAX_BSON_SIZE}",
+                         UPDATE_TOO_LARGE)
+
+
+def executor_error(reason: str, code: int, **details: Any) -> WriteError:
+    """Return an error raised while an update runs, worded as the server words it."""
+    message = EXECUTOR_PREFIX.format(command="update") + reason
+    return WriteError(message, code, {"index": 0, "code": code, "errmsg": message, **details})
+
+
+def for_find_and_modify(message: str) -> str:
+    """Return an update executor message as findAndModify words it."""
+    update_prefix = EXECUTOR_PREFIX.format(command="update")
+    if message.startswith(update_prefix):
+        return EXECUTOR_PREFIX.format(command="findAndModify") + message[len(update_prefix):]
+    return message
+
+
+def check_encodable(command: str | None, *parts: Any) -> None:
+    """Encode a command's filter and update as pymongo does before sending it.
+
+    Raises InvalidDocument/OverflowError with pymongo's messages even when
+    nothing matches, and DocumentTooLarge for a command over pymongo's limit
+    (``command`` None: a bulk write, whose operations the server checks).
+    """
+    size = 0
+    for part in parts:
+        if isinstance(part, list):  # a pipeline update is an array of stages
+            size += len(encode({"stages": part}))
+        elif isinstance(part, Mapping):
+            size += len(encode(part))
+    if command is not None:
+        check_command_size(command, size)
