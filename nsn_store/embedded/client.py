@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import mongomock
+from bson import ObjectId
 from mongomock import helpers
 
 from nsn_store.clock import DEFAULT_CLOCK, Clock
@@ -37,6 +38,7 @@ class EmbeddedClient(_MongoClient):
         super().__init__(host, port, tz_aware=tz_aware, _store=_store or EmbeddedServerStore(),
                          **kwargs)
         self.clock: Clock = clock or DEFAULT_CLOCK
+        self._process_id = ObjectId()  # hello's topologyVersion.processId
 
     def __repr__(self) -> str:
         return f"EmbeddedClient({self.host!r}, clock={self.clock!r})"

@@ -11,11 +11,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import mongomock
+from bson import Int64
 from mongomock.command_cursor import CommandCursor
 from mongomock.filtering import filter_applies
 from pymongo.errors import CollectionInvalid
 
+from nsn_store.clock import to_bson_time
 from nsn_store.embedded import options as opts
+from nsn_store.embedded import roundtrip
 from nsn_store.embedded.collection import EmbeddedCollection
 from nsn_store.embedded.indexes import MAX_TTL
 from nsn_store.embedded.writes import refuse_unsupported
@@ -23,6 +26,7 @@ from nsn_store.embedded.writes import refuse_unsupported
 NAMESPACE_NOT_FOUND = 26
 NAMESPACE_EXISTS = 48
 INDEX_NOT_FOUND = 27
+MAX_WIRE_VERSION = 21  # MongoDB 7.0
 COLLMOD_FIELDS = ("validator", "validationLevel", "validationAction", "index")
 
 _Database: Any = Any if TYPE_CHECKING else mongomock.Database  # see collection.py
@@ -113,11 +117,38 @@ class EmbeddedDatabase(_Database):
         name = next(iter(spec), "")
         if name.lower() == "collmod":
             return self._coll_mod(spec)
+        if name.lower() in ("hello", "ismaster"):
+            return self._hello(legacy=name.lower() == "ismaster")
         if name.lower() == "create":
             fields = {k: v for k, v in spec.items() if k != name}
             self.create_collection(spec[name], check_exists=False, **fields)
             return {"ok": 1.0}
         return super().command(spec)  # type: ignore[no-any-return]
+
+    def _hello(self, *, legacy: bool) -> dict[str, Any]:
+        """Answer ``hello``/``isMaster`` as a MongoDB 7.0 standalone does.
+
+        ``localTime`` is the client's clock (at BSON's millisecond precision,
+        aware only under ``tz_aware``), so code that measures its offset from
+        the server's clock measures it from the embedded database's clock.
+        """
+        now = to_bson_time(self._client.clock.now())
+        if not self.codec_options.tz_aware:
+            now = now.replace(tzinfo=None)
+        return {
+            ("ismaster" if legacy else "isWritablePrimary"): True,
+            "topologyVersion": {"processId": self._client._process_id, "counter": Int64(0)},
+            "maxBsonObjectSize": roundtrip.MAX_BSON_SIZE,
+            "maxMessageSizeBytes": roundtrip.MAX_MESSAGE_SIZE,
+            "maxWriteBatchSize": roundtrip.MAX_WRITE_BATCH_SIZE,
+            "localTime": now,
+            "logicalSessionTimeoutMinutes": 30,
+            "connectionId": self._client._id,
+            "minWireVersion": 0,
+            "maxWireVersion": MAX_WIRE_VERSION,
+            "readOnly": False,
+            "ok": 1.0,
+        }
 
     def _coll_mod(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         name = next(iter(spec.values()))
