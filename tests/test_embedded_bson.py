@@ -1,0 +1,117 @@
+"""BSON fidelity (issue 13, item 3): what is stored is what a server stores.
+
+Values round-trip through BSON as a pymongo user reading from a server sees
+them: millisecond datetimes in UTC, int32 versus int64 kept (a long reads back
+as ``bson.Int64``), ``_id`` first, binary subtype 0 as ``bytes``, regexes as
+``bson.Regex``; numeric updates keep the server's type rules. ``hello``
+reports the limits and the server's time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+import pytest
+from bson import Binary, Decimal128, Int64, Regex
+from pymongo import UpdateOne
+
+UTC = dt.timezone.utc
+
+
+def test_datetimes_are_stored_in_utc_at_millisecond_precision_on_every_write(db: Any) -> None:
+    coll = db["docs"]
+    moment = dt.datetime(2026, 1, 5, 11, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    expected = dt.datetime(2026, 1, 5, 9, 0, 0, 123000, tzinfo=UTC)
+    coll.insert_one({"_id": 1, "at": moment})
+    coll.update_one({"_id": 2}, {"$set": {"at": moment}}, upsert=True)
+    coll.insert_one({"_id": 3})
+    coll.bulk_write([UpdateOne({"_id": 3}, {"$set": {"at": [moment]}})])
+    assert [d["at"] for d in coll.find(sort=[("_id", 1)])] == [expected, expected, [expected]]
+
+
+def test_a_long_reads_back_as_int64_and_an_int_as_int(db: Any) -> None:
+    coll = db["docs"]
+    coll.insert_one({"_id": 1, "small": 5, "big": 2**40, "long": Int64(5), "nested": {"big": -(2**33)}})
+    doc = coll.find_one({"_id": 1})
+    assert doc == {"_id": 1, "small": 5, "big": 2**40, "long": 5, "nested": {"big": -(2**33)}}
+    assert [type(doc[k]) for k in ("small", "big", "long")] == [int, Int64, Int64]
+    assert type(doc["nested"]["big"]) is Int64
+
+
+def test_inc_and_mul_keep_the_servers_numeric_types(db: Any) -> None:
+    coll = db["docs"]
+    coll.insert_one({"_id": 1, "long": Int64(5), "int": 2**31 - 1, "dbl": 1, "dec": Decimal128("1.5"),
+                     "m": Int64(3)})
+    coll.update_one({"_id": 1}, {"$inc": {"long": 1, "int": 1, "dbl": 0.5, "dec": 1},
+                                 "$mul": {"m": 2}})
+    doc = coll.find_one({"_id": 1})
+    assert doc == {"_id": 1, "long": 6, "int": 2**31, "dbl": 1.5, "dec": Decimal128("2.5"), "m": 6}
+    # long + int stays long; an int that overflows becomes a long; a double widens.
+    assert [type(doc[k]) for k in ("long", "int", "dbl", "m")] == [Int64, Int64, float, Int64]
+
+
+def test_a_changed_numeric_type_is_a_modification(db: Any) -> None:
+    coll = db["docs"]
+    coll.insert_one({"_id": 1, "n": 1})
+    result = coll.update_one({"_id": 1}, {"$set": {"n": 1.0}})
+    assert result.modified_count == 1
+    assert type(coll.find_one({"_id": 1})["n"]) is float
+    assert coll.update_one({"_id": 1}, {"$set": {"n": 1.0}}).modified_count == 0
+
+
+def test_id_is_stored_first_on_insert_and_upsert(db: Any) -> None:
+    coll = db["docs"]
+    coll.insert_one({"a": 1, "_id": 5})
+    coll.update_one({"a": 2, "b": 3}, {"$set": {"c": 4}}, upsert=True)
+    assert list(coll.find_one({"_id": 5})) == ["_id", "a"]
+    assert list(coll.find_one({"a": 2})) == ["_id", "a", "b", "c"]
+
+
+def test_values_read_back_as_their_bson_types(db: Any) -> None:
+    coll = db["docs"]
+    coll.insert_one({"_id": 1, "bin": Binary(b"raw", 0), "uuid_bin": Binary(b"0" * 16, 4),
+                     "tuple": (1, (2, 3)), "regex": re.compile("^a", re.IGNORECASE)})
+    doc = coll.find_one({"_id": 1})
+    assert type(doc["bin"]) is bytes and doc["bin"] == b"raw"
+    assert doc["uuid_bin"] == Binary(b"0" * 16, 4)
+    assert doc["tuple"] == [1, [2, 3]]
+    assert isinstance(doc["regex"], Regex)
+    assert doc["regex"].pattern == "^a" and doc["regex"].flags & re.IGNORECASE
+
+
+def test_a_stored_document_is_not_the_callers_object(db: Any) -> None:
+    coll = db["docs"]
+    mine = {"_id": 1, "tags": ["a"]}
+    coll.insert_one(mine)
+    mine["tags"].append("b")
+    assert coll.find_one({"_id": 1}) == {"_id": 1, "tags": ["a"]}
+
+
+def test_hello_reports_the_limits_and_a_datetime_local_time(db: Any, backend: str, clock: Any) -> None:
+    for command in ("hello", "isMaster", "ismaster"):
+        reply = db.command(command)
+        assert reply["maxBsonObjectSize"] == 16 * 1024 * 1024
+        assert reply["maxMessageSizeBytes"] == 48_000_000
+        assert reply["maxWriteBatchSize"] == 100_000
+        assert isinstance(reply["localTime"], dt.datetime)
+        assert reply["localTime"].tzinfo is not None  # the client is tz_aware
+        assert reply.get("isWritablePrimary", reply.get("ismaster")) is True
+        if backend == "embedded":
+            assert reply["localTime"] == clock.now()  # the embedded database's clock
+
+
+def test_hello_local_time_follows_the_embedded_clock(clock: Any) -> None:
+    from nsn_store.embedded import EmbeddedClient
+
+    aware, naive = EmbeddedClient(clock=clock), EmbeddedClient(clock=clock, tz_aware=False)
+    clock.advance(hours=3, microseconds=1500)
+    assert aware.admin.command("hello")["localTime"] == clock.now()
+    assert naive.admin.command({"isMaster": 1})["localTime"] == clock.now().replace(tzinfo=None)
+
+
+@pytest.mark.parametrize("value", [dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)])
+def test_dates_before_the_epoch_truncate_as_bson_does(db: Any, value: dt.datetime) -> None:
+    db["docs"].insert_one({"_id": 1, "at": value})
+    assert db["docs"].find_one({"_id": 1})["at"] == value.replace(microsecond=999000)
