@@ -25,7 +25,7 @@ from pymongo import ReturnDocument
 from nsn_store import scheduling as b
 from nsn_store.arguments import as_object_id, check_datetime, check_limit, optional_object_id
 from nsn_store.clock import DEFAULT_CLOCK, OFFSET_REFRESH, Clock, ServerClock, to_bson_time
-from nsn_store.errors import DuplicateKeyError, InvalidArgumentError
+from nsn_store.errors import DuplicateKeyError, InvalidArgumentError, ServerError
 
 # Named after the public module: users configure "nsn_store.scheduler" logging.
 log = logging.getLogger("nsn_store.scheduler")
@@ -162,7 +162,11 @@ class _Flows:
             return self.clock.now()
         if self.server_clock.stale():
             before = self.clock.now()
-            reply = yield HELLO
+            try:
+                reply = yield HELLO
+            except ServerError as exc:  # a server refusing hello: keep the last offset
+                log.warning("the server refused hello (%s): judging time by the last offset", exc)
+                reply = None
             self.server_clock.update(before, (reply or {}).get("localTime"), self.clock.now())
         return self.server_clock.now()
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from _scheduler_kit import Kit, async_kit_fixture, do, sync_kit_fixture, twins  # noqa: F401 (fixtures)
+from pymongo.errors import OperationFailure
 
 from nsn_store.clock import ManualClock, ServerClock, server_offset
 from nsn_store.errors import LeaseLostError
@@ -117,6 +118,24 @@ def test_server_time_off_trusts_the_local_clock(sync_kit: Kit) -> None:
     ahead = Scheduler(counting, clock=SkewedClock(kit.clock, SKEW), server_time=False)
     kit.sched.schedule(kit.tenant, kit.contact, "sms", kit.clock.now() + timedelta(minutes=1))
     assert len(ahead.claim_due("w", lease=LEASE)) == 1 and counting.commands == []
+
+
+class NoHelloDatabase(CountingDatabase):
+    """A server that refuses ``hello`` (as one before MongoDB 4.4.2 would)."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        self.commands.append(args[0])
+        raise OperationFailure("no such command: 'hello'", code=59)
+
+
+def test_a_server_that_refuses_hello_leaves_the_local_clock_in_charge(
+    sync_kit: Kit, caplog: pytest.LogCaptureFixture
+) -> None:
+    refusing = NoHelloDatabase(sync_kit.db)
+    sched = Scheduler(refusing, clock=SkewedClock(sync_kit.clock, SKEW))
+    assert sched.backlog().now == sync_kit.clock.now() + SKEW
+    assert sched.backlog().due_now == 0 and refusing.commands == ["hello"]  # asked once
+    assert "refused hello" in caplog.text
 
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
