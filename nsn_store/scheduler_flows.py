@@ -137,11 +137,14 @@ class _Flows:
         self.max_attempts = b.check_max_attempts(max_attempts)
         self.base_backoff = b.check_backoff(base_backoff)
         self.db = db
-        self.clock = clock or DEFAULT_CLOCK
+        self.clock = _checked("clock", clock or DEFAULT_CLOCK, Clock)
         self.server_clock = ServerClock(self.clock, refresh=_refresh(offset_refresh))
         self.server_time = b.check_flag(server_time, "server_time")
+        if counter is not None and not callable(getattr(counter, "add", None)):
+            raise InvalidArgumentError("counter must have an add method (a ShardedCounter)",
+                                       argument="counter")
         self.counter = counter
-        self.rng = rng or random.Random()
+        self.rng = _checked("rng", rng or random.Random(), random.Random)
         self._trips = 0
         self._trips_lock = threading.Lock()
 
@@ -415,3 +418,11 @@ def _refresh(value: Any) -> float:
         raise InvalidArgumentError("offset_refresh must be from 0 to 86400 seconds",
                                    argument="offset_refresh")
     return float(value)
+
+
+def _checked(argument: str, value: Any, kind: type) -> Any:
+    """Return ``value`` if it is a ``kind`` (a clock must have ``now()``, an rng be a Random)."""
+    if not isinstance(value, kind):
+        raise InvalidArgumentError(f"{argument} must be a {kind.__name__}, not a value of type "
+                                   f"{type(value).__name__}", argument=argument)
+    return value

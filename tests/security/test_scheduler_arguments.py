@@ -170,9 +170,12 @@ for _scenario in (
     ("base_backoff", {"base_backoff": "30s"}),
     ("server_time", {"server_time": "yes"}),
     ("offset_refresh", {"offset_refresh": float("nan")}),
+    ("clock", {"clock": "system"}),
+    ("rng", {"rng": 42}),
+    ("counter", {"counter": object()}),
 ], ids=["attempts-zero", "attempts-float", "attempts-bool", "attempts-huge", "backoff-nan",
         "backoff-negative", "backoff-month", "backoff-string", "server-time-string",
-        "refresh-nan"])
+        "refresh-nan", "clock-string", "rng-number", "counter-without-add"])
 def test_constructor_options_are_checked(cls: type, argument: str,
                                          options: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgumentError) as refused:
