@@ -18,7 +18,7 @@ from mongomock.results import BulkWriteResult
 from pymongo.errors import InvalidOperation
 from pymongo.operations import IndexModel
 
-from nsn_store.embedded import _pipeline, _planner, bulk, indexes
+from nsn_store.embedded import _pipeline, _planner, bulk, indexes, roundtrip
 from nsn_store.embedded._cursor import EmbeddedCursor
 from nsn_store.embedded.enforce import bypassing, duplicate_key_error
 from nsn_store.embedded.keys import index_keys
@@ -71,6 +71,7 @@ class EmbeddedCollection(WritePaths, _Collection):
     def _get_dataset(self, spec: Any, sort: Any, fields: Any, as_class: Any,
                      limit: int = 0, collation: Any = None) -> list[Any]:
         # Materialise inside the lock: a lazy generator would read outside it.
+        roundtrip.check_encodable(None, spec or {})  # pymongo encodes the filter it sends
         found = _planner.find(self._store, spec, sort=sort, limit=limit, collation=collation)
         return [self._copy_only_fields(doc, fields, as_class) for doc in found]
 
@@ -86,8 +87,14 @@ class EmbeddedCollection(WritePaths, _Collection):
             filter = {"_id": filter}
         return next(iter(self.find(filter, *args, **kwargs).limit(-1)), None)
 
+    def count_documents(self, filter: Any, **kwargs: Any) -> int:
+        """Count the documents matching ``filter`` (encoded first, as pymongo sends it)."""
+        roundtrip.check_encodable(None, filter if isinstance(filter, Mapping) else {})
+        return super().count_documents(filter, **kwargs)  # type: ignore[no-any-return]
+
     def aggregate(self, pipeline: Any, session: Any = None, **kwargs: Any) -> CommandCursor:
         """Run ``pipeline``; its leading ``$match``/``$sort``/``$skip``/``$limit`` use the indexes."""
+        roundtrip.check_encodable(None, pipeline)  # pymongo encodes the pipeline it sends
         return _pipeline.aggregate(self, pipeline, session, **kwargs)
 
     def with_options(self, codec_options: Any = None, read_preference: Any = None,

@@ -260,8 +260,11 @@ class WritePaths:
         kwargs.pop("hint", None)  # no effect on the result
         refuse_unsupported(session=session, **kwargs)
         roundtrip.check_encodable("findAndModify", query or {}, update or {},
-                        sort or {}, projection or {})
-        arithmetic.check_arguments(update)
+                                  sort or {}, projection or {})
+        try:
+            arithmetic.check_arguments(update)
+        except WriteError as error:
+            raise command_error(error) from None
         target = next(iter(self._get_dataset(query, sort, None, dict, limit=1)), None)
         if target is None and not upsert:
             return None

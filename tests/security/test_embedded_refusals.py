@@ -86,6 +86,7 @@ def test_find_one_and_update_and_bulk_write_refuse_growth_past_16_mib(db: Any) -
     with pytest.raises(OperationFailure) as caught:
         coll.find_one_and_update({"_id": 1}, {"$set": {"b": "y" * 9_000_000}})
     assert caught.value.code in UPDATE_TOO_LARGE
+    assert not isinstance(caught.value, WriteError)
     assert "during findAndModify" in str(caught.value)
     with pytest.raises(BulkWriteError) as bulk:
         coll.bulk_write([UpdateOne({"_id": 1}, {"$set": {"b": "y" * 9_000_000}})])
@@ -154,6 +155,24 @@ def test_a_value_bson_cannot_encode_raises_what_pymongo_raises_and_writes_nothin
     assert _snapshot(coll) == before
 
 
+READS: list[tuple[str, Callable[[Any, Any], Any]]] = [
+    ("find", lambda c, v: list(c.find({"v": v}))),
+    ("find_one", lambda c, v: c.find_one({"v": {"$in": [v]}})),
+    ("count_documents", lambda c, v: c.count_documents({"v": v})),
+    ("aggregate", lambda c, v: list(c.aggregate([{"$match": {"v": v}}]))),
+]
+
+
+@pytest.mark.parametrize("read", [r for _, r in READS], ids=[n for n, _ in READS])
+def test_a_read_whose_filter_bson_cannot_encode_raises_what_pymongo_raises(
+    db: Any, read: Callable[[Any, Any], Any]
+) -> None:
+    coll = db["docs"]
+    coll.insert_one({"_id": 1, "v": 1})
+    with pytest.raises(InvalidDocument, match="cannot encode object: Decimal"):
+        read(coll, decimal.Decimal(1))
+
+
 def test_a_document_with_a_non_string_key_is_refused_as_pymongo_refuses_it(db: Any) -> None:
     with pytest.raises(InvalidDocument, match="documents must have only string keys, key was 1"):
         db["docs"].insert_one({1: "one"})
@@ -185,6 +204,7 @@ def test_arithmetic_by_a_non_number_is_refused_with_type_mismatch(
     with pytest.raises(OperationFailure) as command:
         coll.find_one_and_update({"_id": 1}, update)
     assert command.value.code == 14
+    assert not isinstance(command.value, WriteError)  # findAndModify fails as a command
     with pytest.raises(BulkWriteError) as bulk:
         coll.bulk_write([UpdateOne({"_id": 1}, update)])
     assert bulk.value.details["writeErrors"][0]["code"] == 14
@@ -235,6 +255,7 @@ def test_an_upsert_whose_filter_pins_a_path_twice_is_refused_with_not_single_val
     with pytest.raises(OperationFailure) as command:
         coll.find_one_and_update(filter, {"$set": {"b": 1}}, upsert=True)
     assert command.value.code == 54
+    assert not isinstance(command.value, WriteError)
     with pytest.raises(BulkWriteError) as bulk:
         coll.bulk_write([UpdateOne(filter, {"$set": {"b": 1}}, upsert=True)])
     assert bulk.value.details["writeErrors"][0]["code"] == 54
