@@ -253,7 +253,10 @@ def _update_strategy(world: World, field: str, target: str) -> st.SearchStrategy
     ).filter(
         lambda u: not any(
             field not in f"{path}{value}"
-            and (op not in ("$set", "$setOnInsert", "$unset", "$rename") or "." in f"{value}")
+            and (
+                op not in ("$set", "$setOnInsert", "$unset", "$rename")
+                or (op == "$rename" and "." in f"{path}{value}")
+            )
             for op, fields in u.items() for path, value in fields.items()
         )
     )  # fmt: skip
