@@ -242,8 +242,10 @@ def _timeouts(uri: str, timeout_ms: int) -> dict[str, Any]:
 def _database_name(name: str, uri: str) -> str:
     bad = sorted(_BAD_DB_CHARS.intersection(name))
     if bad or len(name.encode()) > 63:
+        # With user info, the "name" may be the tail of a password holding "/".
+        shown = "" if "@" in uri else f" {name!r}"
         raise ConfigurationError(
-            f"invalid database name {name!r} in {mask_uri(uri)!r}: "
+            f"invalid database name{shown} in {mask_uri(uri)!r}: "
             "at most 63 bytes, none of / \\ . space \" $"
         )
     return name

@@ -40,12 +40,19 @@ MASK: Final = "***"
 _SENSITIVE: Final = frozenset(
     getattr(common, "SENSITIVE_OPTIONS_FOR_REPR", ())
 ) | {"proxyusername", "proxypassword", "tlscertificatekeyfilepassword", "authmechanismproperties"}
+_KNOWN_OPTIONS: Final = frozenset(common.URI_OPTIONS_VALIDATOR_MAP)
 _SECRET_WORDS: Final = ("password", "passwd", "secret", "token", "passphrase", "credential")
 
 _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
-# key=value inside an option string or a message; the value runs to the next
-# option separator or whitespace.
-_OPTION: Final = re.compile(r"(?P<key>[A-Za-z0-9_%.\-]+)(?P<eq>\s*=\s*)(?P<value>[^&;\s]*)")
+# key=value inside an option string or a message. The value runs to whitespace
+# or to the next separator that starts another key=value: an unescaped "&" in
+# a secret ("pw=one&two") keeps "two" inside the value.
+_OPTION: Final = re.compile(
+    r"(?P<key>[A-Za-z0-9_%.\-]+)(?P<eq>\s*=\s*)"
+    r"(?P<value>(?:[^&;\s]+|[&;](?![A-Za-z0-9_%.\-]*\s*=))*)"
+)
+# The same, but only where an option starts inside a URI's option string.
+_OPTION_IN_URI: Final = re.compile(r"(?:^|(?<=[&;]))" + _OPTION.pattern)
 # AWS_SESSION_TOKEN:<token> (an authMechanismProperties entry) anywhere in text.
 _SESSION_TOKEN: Final = re.compile(r"(?i)(?P<key>AWS_SESSION_TOKEN\s*[:=]\s*)(?P<value>[^,&;\s]*)")
 # Shorter secrets are not replaced as plain text: they would mangle words.
@@ -66,10 +73,9 @@ def mask_uri(uri: str) -> str:
     and the last ``@`` is masked too (see the module docstring).
     """
     scheme = _SCHEME.match(uri)
-    if scheme is None:
-        return _mask_options(uri)
-    exact = _mask_exact(uri, scheme.end())
-    return exact if exact is not None else _mask_conservatively(uri, scheme.end())
+    start = scheme.end() if scheme else 0  # "user:pw@host" without a scheme is a URI too
+    exact = _mask_exact(uri, start)
+    return exact if exact is not None else _mask_conservatively(uri, start)
 
 
 def mask_text(text: str, *uris: str | None) -> str:
@@ -126,6 +132,8 @@ def _mask_exact(uri: str, start: int) -> str | None:
     shown_options = question + _mask_option_string(options)
     if "@" in database or "@" in shown_options:
         return None  # an "@" after the host part: a password with an unescaped "/" or "?"
+    if _mask_hosts(host_part.rpartition("@")[2]) != host_part.rpartition("@")[2]:
+        return None  # a "port" that is not a number: perhaps a password without its "@"
     shown_hosts = host_part
     if "@" in host_part:
         userinfo, _, hosts = host_part.rpartition("@")
@@ -138,33 +146,111 @@ def _mask_exact(uri: str, start: int) -> str | None:
     return uri[:start] + shown_hosts + slash + database + shown_options
 
 
+def _mask_hosts(hosts: str) -> str:
+    """Hide each host's "port" that is not a number: a password whose "@" was forgotten.
+
+    ``mongodb://admin:hunter2/db`` reads as host ``admin``, port ``hunter2``.
+    """
+    shown = []
+    for entity in hosts.split(","):
+        if entity.startswith("["):
+            close = entity.find("]")
+            if close < 0:
+                literal = re.fullmatch(r"\[[0-9A-Fa-f:.]*(%25[A-Za-z0-9]*)?", entity)
+                shown.append(entity if literal else f"[{MASK}")
+                continue
+            head, rest = entity[: close + 1], entity[close + 1 :]
+            port_ok = rest == "" or (rest.startswith(":") and rest[1:].isdigit())
+            shown.append(entity if port_ok else f"{head}:{MASK}")
+            continue
+        name, colon, port = entity.partition(":")
+        shown.append(entity if not colon or port.isdigit() else f"{name}:{MASK}")
+    return ",".join(shown)
+
+
 def _options_split(options: str) -> bool:
-    """Tell whether pymongo can split ``options`` into key=value pairs."""
-    try:
-        uri_parser.split_options(options, validate=False, warn=False, normalize=False)
-    except (PyMongoError, ValueError):
+    """Tell whether pymongo's ``split_options`` can split ``options`` into key=value pairs.
+
+    The same rules (one ``=`` per pair, ``&`` or ``;`` but not both), checked
+    here because pymongo's warns on a duplicate option, a warning Python would
+    print on stderr.
+    """
+    if "&" in options and ";" in options:
         return False
-    return True
+    delimiter = "&" if "&" in options else ";"
+    return all(pair.count("=") == 1 for pair in options.split(delimiter))
 
 
 def _mask_option_string(options: str) -> str:
     """Mask the secret values of a URI's option string, split as pymongo splits it."""
     delimiter = "&" if "&" in options else ";"
-    pairs = []
-    for pair in options.split(delimiter):
-        key, equals, value = pair.partition("=")
-        secret = equals and is_secret_option(key) and not _already_masked(value)
-        pairs.append(f"{key}={MASK}" if secret else pair)
-    return delimiter.join(pairs)
+    return delimiter.join(_shown_option(pair) for pair in options.split(delimiter))
+
+
+def _shown_option(pair: str) -> str:
+    """Show one ``key=value`` piece: a secret's value masked, an unknown piece hidden whole.
+
+    pymongo does not name an unrecognized key, as it "may be credential text"
+    (a secret cut in two by an unescaped ``&`` or ``;``); neither does this.
+    """
+    key, equals, value = pair.partition("=")
+    if not pair:
+        return pair
+    if not equals or key.strip().lower() not in _KNOWN_OPTIONS:
+        return MASK
+    if is_secret_option(key) and not _already_masked(value):
+        return f"{key}={MASK}"
+    return pair
 
 
 def _mask_conservatively(uri: str, start: int) -> str:
-    """Hide everything between ``://`` and the last ``@``, and every secret option value."""
-    text = _mask_options(uri)
+    """Mask a URI the driver cannot read unambiguously; hide more rather than less.
+
+    Secret option values go first. Then everything between ``://`` and the
+    last ``@`` is hidden. If the host part that follows has a "port" that is
+    not a number (``admin:hunter2/db``: a password whose ``@host`` was
+    forgotten), everything from that ``:`` on is hidden too. Option pieces that
+    are not ``key=value`` are hidden as well.
+    """
+    # Options first (from the first "?"): a secret value holding an "@" is gone
+    # before the last "@" is looked for.
+    before, question, options = uri.partition("?")
+    text = before + question + _OPTION_IN_URI.sub(_hide_option, options)
     at = text.rfind("@", start)
-    if at < 0:
-        return text
-    return text[:start] + MASK + text[at:]
+    head = text[:start] + (MASK + "@" if at >= 0 else "")
+    tail = text[at + 1 :] if at >= 0 else text[start:]
+    authority = re.split(r"[/?]", tail, maxsplit=1)[0]
+    rest = tail[len(authority) :]
+    if _mask_hosts(authority) == authority:
+        return head + authority + _mask_garbage(rest)
+    colon = _first_colon_outside_brackets(authority)
+    if colon >= 0:
+        return head + authority[: colon + 1] + MASK
+    return head + _mask_hosts(authority) + (MASK if rest else "")
+
+
+def _first_colon_outside_brackets(authority: str) -> int:
+    """Return the index of the first ``:`` not inside an IPv6 literal ``[...]``, or -1."""
+    depth = 0
+    for index, char in enumerate(authority):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth = max(0, depth - 1)
+        elif char == ":" and depth == 0:
+            return index
+    if depth and not re.fullmatch(r"(\[[0-9A-Fa-f:.]*(%25[A-Za-z0-9]*)?\]?,?)*", authority):
+        return authority.find("[")  # an unclosed "[" holding more than an address
+    return -1
+
+
+def _mask_garbage(rest: str) -> str:
+    """Hide the option pieces of ``rest`` (a path, then ``?options``) that are not key=value."""
+    path, question, options = rest.partition("?")
+    if not question:
+        return rest
+    delimiter = "&" if "&" in options else ";"
+    return path + question + delimiter.join(_shown_option(p) for p in options.split(delimiter))
 
 
 def _mask_options(text: str) -> str:
@@ -224,23 +310,32 @@ def _raw_secrets(uri: str) -> Iterable[str]:
     """
     scheme = _SCHEME.match(uri)
     start = scheme.end() if scheme else 0
-    options = uri[start:].partition("?")[2]
-    for match in _OPTION.finditer(options if scheme else uri):
+    for match in _OPTION.finditer(uri[start:].partition("?")[2]):
         if is_secret_option(match["key"]) and match["value"]:
             yield match["value"]
             yield from _session_tokens(match["value"])
     for match in _SESSION_TOKEN.finditer(uri):
         if match["value"]:
             yield match["value"]
-    parts = _split(uri, start) if scheme else None
+    parts = _split(uri, start)
     if parts is not None:
         yield parts[0].partition(":")[2]
-    if scheme and _mask_exact(uri, start) is None:
+    hosts = uri[start:].partition("?")[0].partition("/")[0].rpartition("@")[2]
+    for entity in hosts.split(","):
+        name, colon, port = entity.partition(":")
+        if colon and not name.startswith("[") and not port.isdigit():
+            yield port  # "admin:hunter2" with its "@host" forgotten
+    if _mask_exact(uri, start) is None:
         at = uri.rfind("@", start)
         if at > start:
             region = uri[start:at]
             yield region
             yield from (piece for piece in region.split(":")[1:])
+        tail = uri[at + 1 :] if at >= 0 else uri[start:]
+        authority = re.split(r"[/?]", tail, maxsplit=1)[0]
+        cut = _first_colon_outside_brackets(authority)
+        if cut >= 0 and _mask_hosts(authority) != authority:
+            yield tail[cut + 1 :]  # what the conservative mask hides
 
 
 def _session_tokens(value: str) -> Iterable[str]:

@@ -88,7 +88,9 @@ def test_resolve_uri_prefers_argument_then_environment_then_embedded(
     ids=["wrong-scheme", "no-scheme", "no-host", "port-not-a-number", "port-out-of-range",
          "unknown-option", "embedded-with-options", "bad-database-name"],
 )
-def test_malformed_uri_raises_configuration_error_naming_the_problem(uri: str, problem: str) -> None:
+def test_malformed_uri_raises_configuration_error_naming_the_problem(
+    uri: str, problem: str
+) -> None:
     with pytest.raises(ConfigurationError, match=problem) as caught:
         connect(uri, timeout_ms=300)
     assert ":pw@" not in str(caught.value)  # the password is masked even in errors

@@ -37,6 +37,8 @@ from nsn_store.masking import mask_text, mask_uri
 EXIT_OK = 0
 EXIT_DIFFERENCES = 1  # drift, stale export, or the user declined at a prompt
 EXIT_ERROR = 2  # bad input, unreachable server, refused operation
+#: How long a command waits for a server (tests shorten it).
+CONNECT_TIMEOUT_MS = 5000
 
 # The URIs of this invocation (arguments, environment, the one connected to):
 # their secrets are masked wherever printed text quotes them.
@@ -93,7 +95,7 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def open_database(uri: str | None, *, timeout_ms: int = 5000) -> Database[Any]:
+def open_database(uri: str | None, *, timeout_ms: int | None = None) -> Database[Any]:
     """Connect to ``uri`` (or the default), announcing the embedded database on stderr.
 
     The announcement comes after connecting, so a refused URI prints only its
@@ -101,7 +103,7 @@ def open_database(uri: str | None, *, timeout_ms: int = 5000) -> Database[Any]:
     """
     resolved = connection.resolve_uri(uri)
     _URIS.set((*_URIS.get(), resolved))
-    db = connection.connect(resolved, timeout_ms=timeout_ms)
+    db = connection.connect(resolved, timeout_ms=timeout_ms or CONNECT_TIMEOUT_MS)
     if connection.scheme_of(resolved) == connection.EMBEDDED_SCHEME:
         echo(
             f"nsn-store: using the embedded in-memory database {mask_uri(resolved)}; nothing "

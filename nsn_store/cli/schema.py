@@ -159,7 +159,9 @@ def render_status(report: migration.StatusReport) -> str:
     for position, status in enumerate(report.collections, 1):
         lines.append(f"{position:3d}. {status.name:<18} {_status_line(status)}")
     if report.extra_collections:
-        lines.append("Other collections (not in the schema): " + ", ".join(report.extra_collections))
+        lines.append(
+            "Other collections (not in the schema): " + ", ".join(report.extra_collections)
+        )
     if report.lock:
         lines.append(f"Migration lock held by {report.lock.get('holder')} "
                      f"until {report.lock.get('expiresAt')}")

@@ -46,13 +46,15 @@ LEAKS = [
     pytest.param(f"mongodb://app:{PARTS[0]}/{PARTS[1]}@db.example.com/nsn", "db.example.com/nsn",
                  id="password-with-slash"),
     pytest.param("mongodb://db.example.com/nsn?tls=true&tlsCertificateKeyFile=/k.pem"
-                 f"&tlsCertificateKeyFilePassword={PARTS[0]}{PARTS[1]}", "tlsCertificateKeyFile=/k.pem",
-                 id="tls-key-password"),
+                 f"&tlsCertificateKeyFilePassword={PARTS[0]}{PARTS[1]}",
+                 "tlsCertificateKeyFile=/k.pem", id="tls-key-password"),
     pytest.param("mongodb://db.example.com/nsn?authMechanism=MONGODB-AWS"
                  f"&authMechanismProperties=AWS_SESSION_TOKEN:{PARTS[0]}{PARTS[1]}",
                  "authMechanism=MONGODB-AWS", id="aws-session-token"),
+    # Not a URI option of this driver: pymongo refuses it without naming it, and
+    # so is every piece of an option string the driver does not know.
     pytest.param(f"mongodb://db.example.com/nsn?proxyHost=p&proxyPassword={PARTS[0]}{PARTS[1]}",
-                 "proxyHost=p", id="proxy-password"),
+                 "db.example.com/nsn", id="proxy-password"),
     pytest.param(f"mongodb://db.example.com/nsn?tlsCertificateKeyFilePassword={PARTS[0]}"
                  f"&{PARTS[1]}", "db.example.com", id="secret-option-then-garbage"),
 ]
