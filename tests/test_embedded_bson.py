@@ -115,3 +115,25 @@ def test_hello_local_time_follows_the_embedded_clock(clock: Any) -> None:
 def test_dates_before_the_epoch_truncate_as_bson_does(db: Any, value: dt.datetime) -> None:
     db["docs"].insert_one({"_id": 1, "at": value})
     assert db["docs"].find_one({"_id": 1})["at"] == value.replace(microsecond=999000)
+
+
+def test_arithmetic_on_nested_and_positional_paths_keeps_the_types(db: Any) -> None:
+    coll = db["docs"]
+    coll.insert_one({"_id": 1, "stats": {"sent": Int64(1)}, "list": [{"a": 1}, {"a": 2}]})
+    coll.update_one({"_id": 1}, {"$inc": {"stats.sent": 2, "stats.new": 1, "list.0.a": 1}})
+    coll.update_one({"_id": 1, "list.a": 2}, {"$inc": {"list.$.a": 5}})
+    doc = coll.find_one({"_id": 1})
+    assert doc == {"_id": 1, "stats": {"sent": 3, "new": 1}, "list": [{"a": 7}, {"a": 2}]}
+    assert type(doc["stats"]["sent"]) is Int64
+
+
+def test_a_long_that_overflows_is_refused_and_left_unchanged(db: Any) -> None:
+    from pymongo.errors import WriteError
+
+    coll = db["docs"]
+    coll.insert_one({"_id": 1, "n": Int64(2**63 - 1)})
+    with pytest.raises(WriteError) as caught:
+        coll.update_one({"_id": 1}, {"$inc": {"n": 1}})
+    assert caught.value.code == 2
+    assert "Failed to apply $inc operations to current value" in str(caught.value)
+    assert coll.find_one({"_id": 1}) == {"_id": 1, "n": 2**63 - 1}

@@ -38,11 +38,11 @@ _UNREACHABLE = object()  # the path crosses a scalar or an array by name: mongom
 
 def check_arguments(update: Any) -> None:
     """Refuse a non-numeric ``$inc``/``$mul`` argument before anything matches (code 14)."""
-    if not isinstance(update, Mapping):
+    if not _is_mapping(update) or ("$inc" not in update and "$mul" not in update):
         return
     for operator, verb in OPERATORS.items():
         fields = update.get(operator)
-        if not isinstance(fields, Mapping):
+        if not _is_mapping(fields):
             continue
         for field, value in fields.items():
             if classify(value) not in _RANK:
@@ -53,7 +53,7 @@ def check_arguments(update: Any) -> None:
 
 def resolve(update: Any, document: Mapping[str, Any]) -> Any:
     """Return ``update`` with plain-path ``$inc``/``$mul`` computed into ``$set`` for ``document``."""
-    if not isinstance(update, Mapping) or not any(op in update for op in OPERATORS):
+    if not _is_mapping(update) or ("$inc" not in update and "$mul" not in update):
         return update
     rewritten = dict(update)
     assigned = dict(rewritten.get("$set") or {})
@@ -78,14 +78,36 @@ def resolve(update: Any, document: Mapping[str, Any]) -> Any:
     return rewritten
 
 
+def apply_top_level(update: Any, document: Mapping[str, Any], target: dict[str, Any]) -> bool:
+    """Apply an update made only of ``$inc``/``$mul`` on top-level fields to ``target``.
+
+    Returns False (touching nothing) for any other update, which then goes
+    through :func:`resolve` and mongomock. This is the counters' hot path.
+    """
+    if type(update) is not dict or not update or any(
+            op not in OPERATORS or type(fields) is not dict for op, fields in update.items()):
+        return False
+    paths = [path for fields in update.values() for path in fields]
+    if len(set(paths)) != len(paths) or any("." in p or "$" in p for p in paths):
+        return False
+    for operator, fields in update.items():
+        for path, operand in fields.items():
+            target[path] = _apply(operator, document.get(path, _MISSING), operand, path, document)
+    return True
+
+
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)  # the exact check first: it is cheap
+
+
 def _positional(path: str) -> bool:
-    return any(part == "$" or part.startswith("$[") for part in path.split("."))
+    return "$" in path and any(part == "$" or part.startswith("$[") for part in path.split("."))
 
 
 def _value_at(document: Any, path: str) -> Any:
     current = document
     for part in path.split("."):
-        if isinstance(current, Mapping):
+        if _is_mapping(current):
             current = current.get(part, _MISSING)
         elif isinstance(current, list) and part.isdigit():
             current = current[int(part)] if int(part) < len(current) else _MISSING

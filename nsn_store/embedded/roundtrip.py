@@ -130,9 +130,9 @@ def check_encodable(command: str | None, *parts: Any) -> None:
     """
     size = 0
     for part in parts:
-        if isinstance(part, list):  # a pipeline update is an array of stages
-            size += len(encode({"stages": part}))
-        elif isinstance(part, Mapping):
+        if type(part) is dict or isinstance(part, Mapping):
             size += len(encode(part))
+        elif isinstance(part, list):  # a pipeline update is an array of stages
+            size += len(encode({"stages": part}))
     if command is not None:
         check_command_size(command, size)

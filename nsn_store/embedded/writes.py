@@ -16,6 +16,7 @@ an upsert starts from the filter's equalities (:mod:`.upsert`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -128,9 +129,7 @@ class WritePaths:
 
     def _insert_overhead(self) -> int:
         """Return the bytes an insert command adds around its document (as pymongo sends it)."""
-        command = {"insert": self.name, "ordered": True, "lsid": {"id": Binary(bytes(16), 4)},
-                   "$db": self.database.name}
-        return len(roundtrip.encode(command)) + len(b"\x01documents\x00") + 4
+        return _insert_overhead(self.name, self.database.name)
 
     def _insert_batch(self, documents: list[Any], ordered: bool) -> list[Any]:
         # pymongo encodes a batch before sending it: an unencodable document writes nothing.
@@ -183,7 +182,8 @@ class WritePaths:
     def _update_one_document(self, stored: dict[str, Any], spec: Any, document: Any) -> int:
         before = roundtrip.encode(stored)
         new = roundtrip.decode(before)  # a deep copy, faster than deepcopy
-        self._apply_update(new, spec, arithmetic.resolve(document, stored), was_insert=False)
+        if not arithmetic.apply_top_level(document, stored, new):
+            self._apply_update(new, spec, arithmetic.resolve(document, stored), was_insert=False)
         after = roundtrip.encode(new)
         if after == before:  # a server compares the BSON: 1 -> 1.0 is a change
             return 0
@@ -289,6 +289,13 @@ class WritePaths:
         if self.codec_options.tz_aware:
             shown = helpers.make_datetime_timezone_aware_in_document(shown)
         return shown
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_overhead(collection: str, database: str) -> int:
+    command = {"insert": collection, "ordered": True, "lsid": {"id": Binary(bytes(16), 4)},
+               "$db": database}
+    return len(roundtrip.encode(command)) + len(b"\x01documents\x00") + 4
 
 
 def command_error(error: WriteError) -> OperationFailure:
