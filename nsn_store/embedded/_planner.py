@@ -46,6 +46,7 @@ from nsn_store.embedded._sorted_index import (
     TOP,
     Entry,
     Pair,
+    Desc,
     SortedIndex,
     stored,
 )
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
 Doc = dict[str, Any]
 Sort = list[tuple[str, Any]]
 RANGE_OPERATORS = ("$gt", "$gte", "$lt", "$lte")
-MAX_RANGES = 1000  # a larger $in product is walked as a prefix range instead
+MAX_RANGES = 1000  # a larger product of $in points is not planned on that index
 
 
 # ---------------------------------------------------------------- conditions
@@ -96,7 +97,7 @@ def eq_points(value: Any) -> list[Pair] | None:
     if kind is str:
         return [(STRING_RANK, value)]
     if kind is ObjectId:
-        return [(OBJECT_ID_RANK, value), (STRING_RANK, str(value))]
+        return [(OBJECT_ID_RANK, value.binary), (STRING_RANK, str(value))]
     if isinstance(value, datetime):
         return [(DATE_RANK, _naive(value))]
     return None
@@ -205,7 +206,7 @@ class Plan:
     ids: list[Any] | None = None
     served: bool = False  # the sort comes from the walk order
     reverse: bool = False
-    sort_slice: slice = field(default_factory=lambda: slice(0, 0))
+    sort_key: list[tuple[int, bool]] = field(default_factory=list)  # (field, inverted)
     bounded: int = 0  # fields with bounds
     count: int = 0  # entries in the ranges
     bounds: dict[str, Bounds] = field(default_factory=dict)
@@ -288,41 +289,51 @@ def plan_index(index: SortedIndex, spec: Mapping[str, Any], sort: Sort, limit: i
         return None
     constant = {index.fields[i] for i, pts in enumerate(prefix_points) if len(pts) == 1}
     rest = [(name, direction) for name, direction in sort if name not in constant]
-    served, reverse = _serves(index, len(prefix_points), rest)
-    if not found and not (served and rest):
+    served = _serves(index, len(prefix_points), rest)
+    if not found and served is None:
+        return None
+    if math.prod(len(points) for points in prefix_points) > MAX_RANGES:
         return None
     ranges = _ranges(index, prefix_points, range_bounds)
-    start = 2 * len(prefix_points)
-    plan = Plan("IXSCAN", index, ranges, served=served and bool(rest), reverse=reverse,
-                sort_slice=slice(start, start + 2 * len(rest)), bounded=len(found),
-                bounds=found)
+    reverse, sort_key = served if served is not None else (False, [])
+    plan = Plan("IXSCAN", index, ranges, served=served is not None, reverse=reverse,
+                sort_key=sort_key, bounded=len(found), bounds=found)
     plan.count = sum(stop - begin for begin, stop in (index.span(*r) for r in ranges))
     return plan
 
 
-def _serves(index: SortedIndex, start: int, rest: Sort) -> tuple[bool, bool]:
-    """Return (served, backwards) for sorting by ``rest`` after ``start`` prefix fields."""
-    if not rest or index.is_multikey or start + len(rest) > len(index.fields):
-        return False, False
-    signs = set()
-    for offset, (name, direction) in enumerate(rest):
-        position = start + offset
-        if (name != index.fields[position] or index.complex[position]
-                or direction not in (1, -1)):
-            return False, False
-        signs.add(direction * index.directions[position])
-    if len(signs) != 1:
-        return False, False
-    return True, signs == {-1}
+def _serves(index: SortedIndex, start: int, rest: Sort) -> tuple[bool, list[tuple[int, bool]]] | None:
+    """Return (walk backwards, merge key) if the walk can give ``rest``'s order, else None.
+
+    ``start`` fields are pinned to points. Within one combination of points the
+    entries are ordered by the fields after them, so the sort fields past the
+    prefix must be exactly the next index fields, in order, all in the index's
+    direction or all reversed; sort fields among the prefix are constant per
+    combination, and the combinations are merged on the whole sort key.
+    """
+    if not rest or index.is_multikey:
+        return None
+    positions = {name: i for i, name in enumerate(index.fields)}
+    key: list[tuple[int, bool]] = []
+    signs, following = set(), start
+    for name, direction in rest:
+        position = positions.get(name)
+        if position is None or index.complex[position] or direction not in (1, -1):
+            return None
+        ascending = direction * index.directions[position] == 1
+        if position >= start:
+            if position != following:
+                return None
+            following += 1
+            signs.add(ascending)
+        key.append((position, not ascending))
+    if len(signs) > 1:
+        return None
+    return signs == {False}, key
 
 
 def _ranges(index: SortedIndex, prefix_points: list[list[Pair]],
             range_bounds: Bounds | None) -> list[tuple[Entry, Entry]]:
-    combos = 1
-    for points in prefix_points:
-        combos *= len(points)
-    if combos > MAX_RANGES:
-        return [((), (TOP,))]
     ranges = []
     descending = [d < 0 for d in index.directions]
     for combo in itertools.product(*prefix_points):
@@ -432,36 +443,48 @@ def _candidates(store: EmbeddedCollectionStore, plan: Plan, spec: Mapping[str, A
         yield from found
         return
     assert plan.index is not None
-    seen: dict[int, Any] = {}
+    seen: set[int] = set()
     for low, high in plan.ranges:
         start, stop = plan.index.span(low, high)
         for entry in plan.index.walk(start, stop, False):
             stats.keys += 1
-            seen[entry[-2]] = entry[-1]
+            seen.add(entry[-1])
+    by_seq = store.by_seq
     for seq in sorted(seen):
-        yield documents[seen[seq]]
+        yield documents[by_seq[seq]]
 
 
 def _walk_sorted(store: EmbeddedCollectionStore, plan: Plan, matches: Callable[[Doc], bool],
                  limit: int, stats: Stats) -> list[Doc]:
     """Walk the ranges in sort order; regroup ties by natural order; stop at ``limit``."""
     assert plan.index is not None
-    index, documents = plan.index, store._documents
+    index, documents, by_seq = plan.index, store._documents, store.by_seq
     walks = [index.walk(*index.span(low, high), plan.reverse) for low, high in plan.ranges]
-    key = plan.sort_slice
-    merged: Iterator[Entry] = walks[0] if len(walks) == 1 else heapq.merge(
-        *walks, key=lambda e: e[key], reverse=plan.reverse)
+    key = _merge_key(plan.sort_key)
+    merged: Iterator[Entry] = walks[0] if len(walks) == 1 else heapq.merge(*walks, key=key)
     found: list[Doc] = []
-    for _, group in itertools.groupby(merged, key=lambda e: e[key]):
-        for entry in sorted(group, key=lambda e: e[-2]):
+    for _, group in itertools.groupby(merged, key=key):
+        for entry in sorted(group, key=lambda e: e[-1]):
             stats.keys += 1
             stats.docs += 1
-            doc = documents[entry[-1]]
+            doc = documents[by_seq[entry[-1]]]
             if matches(doc):
                 found.append(doc)
                 if limit and len(found) >= limit:
                     return found
     return found
+
+
+def _merge_key(parts: list[tuple[int, bool]]) -> Callable[[Entry], tuple[Any, ...]]:
+    """Return the key that orders entries as the sort asks (inverting reversed fields)."""
+    def key(entry: Entry) -> tuple[Any, ...]:
+        found: list[Any] = []
+        for position, inverted in parts:
+            rank, value = entry[2 * position], entry[2 * position + 1]
+            found += (Desc(rank), Desc(value)) if inverted else (rank, value)
+        return tuple(found)
+
+    return key
 
 
 def apply_sort(documents: list[Doc], order: Sort) -> list[Doc]:

@@ -1,15 +1,16 @@
 """One declared index as an ordered list of entries, kept in sync with the stored documents.
 
-An entry is the flat tuple ``(r1, v1, ..., rn, vn, seq, key)``: for each indexed
+An entry is the flat tuple ``(r1, v1, ..., rn, vn, seq)``: for each indexed
 field a type rank and a value, then the document's insertion sequence number
-(its place in the collection's natural order) and its storage key. Ranks are
+(its place in the collection's natural order, which the store maps back to
+the document). Ranks are
 mongomock's BSON comparison ranks (null 5, numbers 10, strings 15, objects 20,
 arrays 25, binary 30, ObjectId 35, booleans 40, dates 45, regexes 50), so tuple
 order is the order mongomock sorts and compares in; a descending field stores
 ``(-r, Desc(v))`` so the list is in the index's declared order.
 
-Only "simple" values (null, numbers other than NaN, plain strings, ObjectIds,
-booleans, dates) keep their value. Anything else is stored as ``(rank, 0)``
+Only "simple" values (null, numbers other than NaN, plain strings, ObjectIds
+(as their 12 bytes, which order as ObjectIds do), booleans, dates) keep their value. Anything else is stored as ``(rank, 0)``
 and counted in ``complex`` for its field: the planner never seeks a range in,
 or serves a sort from, a field that holds one (mongomock compares such values
 with rules a tuple cannot mirror, or refuses to). An array makes the index
@@ -112,7 +113,7 @@ def encode(value: Any) -> tuple[Pair, bool]:
     if kind is str:
         return (STRING_RANK, value), True
     if kind is ObjectId:
-        return (OBJECT_ID_RANK, value), True
+        return (OBJECT_ID_RANK, value.binary), True  # bytes compare in C, in ObjectId order
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(timezone.utc).replace(tzinfo=None)
@@ -177,6 +178,37 @@ def _present(doc: Mapping[str, Any], field: str) -> bool:
     return any(c is not NOTHING for c in iter_key_candidates(field, doc))
 
 
+SCALARS = (str, int, float, bool, datetime, ObjectId, type(None))
+
+
+def watched_fields(spec: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """Return the top-level fields an index's entries depend on, or None if not that simple."""
+    names = [str(field) for field, _ in spec["key"]]
+    partial = spec.get("partialFilterExpression") or {}
+    if any(str(name).startswith("$") for name in partial):
+        return None
+    names += [str(name) for name in partial]
+    if any("." in name for name in names):
+        return None
+    return tuple(dict.fromkeys(names))
+
+
+def unchanged(watched: tuple[str, ...] | None, old: Mapping[str, Any],
+              new: Mapping[str, Any]) -> bool:
+    """Tell whether ``new`` holds exactly ``old``'s scalar values in every watched field."""
+    if watched is None:
+        return False
+    for name in watched:
+        a, b = old.get(name, NOTHING), new.get(name, NOTHING)
+        if a is b:
+            continue
+        if type(a) is not type(b) or not isinstance(a, SCALARS) or a != b:
+            return False
+        if type(a) is datetime and a.tzinfo != b.tzinfo:
+            return False
+    return True
+
+
 class Held:
     """What one document contributes to an index: its entries and per-field flags."""
 
@@ -202,9 +234,10 @@ class SortedIndex:
         self.partial: Mapping[str, Any] | None = spec.get("partialFilterExpression")
         self.sparse = bool(spec.get("sparse"))
         self.entries: SortedList = SortedList()
+        self.watched = watched_fields(spec)
         self.multikey = [0] * len(self.fields)
         self.complex = [0] * len(self.fields)
-        self._held: dict[Any, Held] = {}
+        self._held: dict[int, Held] = {}  # by sequence number
 
     @property
     def is_multikey(self) -> bool:
@@ -217,7 +250,7 @@ class SortedIndex:
     def __len__(self) -> int:
         return len(self._held)
 
-    def _compute(self, key: Any, seq: int, doc: Mapping[str, Any]) -> Held | None:
+    def _compute(self, seq: int, doc: Mapping[str, Any]) -> Held | None:
         if self.partial is not None and not filter_applies(self.partial, doc):
             return None
         if self.sparse and not any(_present(doc, field) for field in self.fields):
@@ -229,10 +262,10 @@ class SortedIndex:
             multikey.append(many)
             complex_.append(odd)
         if len(per_field) == 1:
-            entries = frozenset((*pair, seq, key) for pair in per_field[0])
+            entries = frozenset((*pair, seq) for pair in per_field[0])
         else:
             entries = frozenset(
-                (*(item for pair in combo for item in pair), seq, key)
+                (*(item for pair in combo for item in pair), seq)
                 for combo in product(*per_field)
             )
         return Held(entries, tuple(multikey), tuple(complex_))
@@ -242,36 +275,36 @@ class SortedIndex:
             self.multikey[i] += step * many
             self.complex[i] += step * odd
 
-    def build(self, documents: Iterable[tuple[Any, int, Mapping[str, Any]]]) -> None:
-        """Index every ``(key, seq, doc)`` at once (index creation)."""
+    def build(self, documents: Iterable[tuple[int, Mapping[str, Any]]]) -> None:
+        """Index every ``(seq, doc)`` at once (index creation)."""
         entries: list[Entry] = []
-        for key, seq, doc in documents:
-            held = self._compute(key, seq, doc)
+        for seq, doc in documents:
+            held = self._compute(seq, doc)
             if held is not None:
-                self._held[key] = held
+                self._held[seq] = held
                 self._count(held, 1)
                 entries.extend(held.entries)
         self.entries = SortedList(entries)
 
-    def put(self, key: Any, seq: int, doc: Mapping[str, Any]) -> None:
-        """Index ``doc`` stored under ``key``, replacing what the previous version held."""
-        held = self._compute(key, seq, doc)
-        old = self._held.get(key)
+    def put(self, seq: int, doc: Mapping[str, Any]) -> None:
+        """Index ``doc`` (number ``seq``), replacing what its previous version held."""
+        held = self._compute(seq, doc)
+        old = self._held.get(seq)
         if old is not None and held is not None and old.entries == held.entries:
             self._count(old, -1)
             self._count(held, 1)
-            self._held[key] = held
+            self._held[seq] = held
             return
-        self.remove(key)
+        self.remove(seq)
         if held is not None:
-            self._held[key] = held
+            self._held[seq] = held
             self._count(held, 1)
             for entry in held.entries:
                 self.entries.add(entry)
 
-    def remove(self, key: Any) -> None:
-        """Drop every entry of the document stored under ``key`` (if it had any)."""
-        held = self._held.pop(key, None)
+    def remove(self, seq: int) -> None:
+        """Drop every entry of document number ``seq`` (if it had any)."""
+        held = self._held.pop(seq, None)
         if held is None:
             return
         self._count(held, -1)

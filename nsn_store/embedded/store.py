@@ -23,7 +23,7 @@ from typing import Any
 
 from mongomock import store as mongomock_store
 
-from nsn_store.embedded._sorted_index import SortedIndex
+from nsn_store.embedded._sorted_index import SortedIndex, unchanged, watched_fields
 from nsn_store.embedded.keys import index_keys
 
 
@@ -60,6 +60,7 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
         self._unique: dict[str, dict[Any, set[Any]]] = {}
         self.sorted_indexes: dict[str, SortedIndex] = {}
         self._seq: dict[Any, int] = {}
+        self.by_seq: dict[int, Any] = {}  # the storage key of each sequence number
         self._next_seq = 0
 
     def drop(self) -> None:
@@ -68,6 +69,7 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
         self._unique = {}
         self.sorted_indexes = {}
         self._seq = {}
+        self.by_seq = {}
 
     def create_index(self, index_name: str, index_dict: dict[str, Any]) -> None:
         super().create_index(index_name, index_dict)
@@ -81,7 +83,7 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
         self.sorted_indexes.pop(index_name, None)
         if _orderable(index_dict):
             index = SortedIndex(index_name, index_dict)
-            index.build((key, self._seq[key], doc) for key, doc in self._documents.items())
+            index.build((self._seq[key], doc) for key, doc in self._documents.items())
             self.sorted_indexes[index_name] = index
 
     def drop_index(self, index_name: str) -> None:
@@ -101,8 +103,9 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
         entries = self._unique.get(index_name, {})
         return any(entries.get(value, set()) - {own} for value in keys)
 
-    def _track(self, key: Any, doc: Any, add: bool) -> None:
-        for name, entries in self._unique.items():
+    def _track(self, key: Any, doc: Any, add: bool, names: list[str] | None = None) -> None:
+        for name in self._unique if names is None else names:
+            entries = self._unique[name]
             for value in index_keys(self.indexes[name], doc):
                 holders = entries.setdefault(value, set())
                 if add:
@@ -133,23 +136,33 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
 
     def __setitem__(self, key: Any, val: Any) -> None:
         old = self._documents.get(key)
+        # An update that leaves an index's fields alone leaves its entries alone.
+        moved = [name for name in self._unique
+                 if old is None or not unchanged(self._watched(name), old, val)]
         if old is not None:
-            self._track(key, old, add=False)
+            self._track(key, old, add=False, names=moved)
         self._documents[key] = val
-        self._track(key, val, add=True)
+        self._track(key, val, add=True, names=moved)
         seq = self._seq.get(key)
         if seq is None:
             seq = self._seq[key] = self._next_seq
+            self.by_seq[seq] = key
             self._next_seq += 1
         for index in self.sorted_indexes.values():
-            index.put(key, seq, val)
+            if old is None or not unchanged(index.watched, old, val):
+                index.put(seq, val)
+
+    def _watched(self, name: str) -> tuple[str, ...] | None:
+        index = self.sorted_indexes.get(name)
+        return index.watched if index is not None else watched_fields(self.indexes[name])
 
     def __delitem__(self, key: Any) -> None:
         self._track(key, self._documents[key], add=False)
         del self._documents[key]
-        del self._seq[key]
+        seq = self._seq.pop(key)
+        del self.by_seq[seq]
         for index in self.sorted_indexes.values():
-            index.remove(key)
+            index.remove(seq)
 
     def __len__(self) -> int:
         return len(self._documents)
