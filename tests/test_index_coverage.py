@@ -346,13 +346,12 @@ def test_the_unserved_check_finds_the_index_when_one_gives_the_sort() -> None:
     assert _serving_indexes(last.query("by_tenantId")) == ["by_tenantId"]  # reverse scan
 
 
-# ------------------------------------------------------- explain() on a real server
+# ------------------------------------------- explain() on a server and on the embedded one
 
 
 @pytest.fixture
-def server_db(db: Any, backend: str) -> Any:
-    if backend != "server":
-        pytest.skip("explain() plans exist only on a real server (the embedded one has none)")
+def server_db(db: Any) -> Any:
+    """The schema'd database: a real server's plans, or the embedded planner's (same shape)."""
     init_schema(db)
     return db
 
@@ -366,7 +365,7 @@ def _plan(explained: dict[str, Any]) -> tuple[list[str], list[str]]:
     return names, indexes
 
 
-def test_counter_count_scans_the_shard_key_on_a_server(server_db: Any, clock: ManualClock) -> None:
+def test_counter_count_scans_the_shard_key(server_db: Any, clock: ManualClock) -> None:
     counter = ShardedCounter(server_db, clock=clock, rng=random.Random(1))
     for tenant in (TENANT, OTHER):
         for metric in (METRIC, "messages.failed", "messages.scheduled"):
@@ -377,7 +376,7 @@ def test_counter_count_scans_the_shard_key_on_a_server(server_db: Any, clock: Ma
     assert indexes == ["by_tenant_metric_shard"] and "SORT" not in names
 
 
-def test_aggregates_series_reads_the_unique_row_key_in_date_order_on_a_server(
+def test_aggregates_series_reads_the_unique_row_key_in_date_order(
     server_db: Any
 ) -> None:
     day = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -393,9 +392,29 @@ def test_aggregates_series_reads_the_unique_row_key_in_date_order_on_a_server(
     assert indexes == ["by_tenant_date_metric"] and "SORT" not in names
 
 
-def test_preview_get_is_one_id_lookup_on_a_server(server_db: Any, clock: ManualClock) -> None:
+def test_preview_get_is_one_id_lookup(server_db: Any, clock: ManualClock) -> None:
     store = AIPreviews(server_db, clock=clock)
     made = [store.create(tenant, "p", ttl=600) for tenant in (TENANT, OTHER) for _ in range(30)]
     query = previews.live_filter(TENANT, clock.now(), made[3]["_id"])
     names, indexes = _plan(server_db["aiPreviews"].find(query).limit(1).explain())
     assert indexes == ["_id_"] and "SORT" not in names
+
+
+@pytest.mark.parametrize(("action", "expected"), [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_every_query_of_the_data_classes_uses_its_index_on_the_embedded_database(
+    action: Callable[[Any, ManualClock], Any], expected: Expected, backend: str
+) -> None:
+    # The embedded planner explains what it runs; the ESR check above says what it should.
+    if backend != "embedded":
+        pytest.skip("the recorded shapes run on the embedded planner here")
+    from nsn_store.testing import mongomock_client
+
+    db = mongomock_client()["coverage"]
+    init_schema(db)
+    for sent, (index, _) in zip(sent_by(action), expected):
+        cursor = db[sent.collection].find(sent.filter, sort=sent.sort or None,
+                                          limit=sent.limit or 0)
+        names, indexes = _plan(cursor.explain())
+        assert indexes == [index], (sent, names)
+        assert "SORT" not in names and "COLLSCAN" not in names, (sent, names)
