@@ -272,3 +272,55 @@ def _apply(coll: Any, op: str, doc_id: int, k: int) -> None:
         coll.update_one({"_id": doc_id}, {"$set": {"k": k}})
     else:
         coll.delete_one({"_id": doc_id})
+
+
+# ---------------------------------------- the ordered entries the planner reads
+
+
+def _served_by(coll: Any, query: dict[str, Any]) -> list[str]:
+    plan = coll.find(query).explain()["queryPlanner"]["winningPlan"]
+    names = []
+    while plan:
+        names.append(plan.get("indexName", plan["stage"]))
+        plan = plan.get("inputStage")
+    return names
+
+
+def test_an_index_built_on_existing_documents_serves_them_and_a_dropped_one_does_not() -> None:
+    from nsn_store.testing import mongomock_client
+
+    coll = mongomock_client()["p"]["c"]
+    coll.insert_many([{"_id": n, "k": n % 3} for n in range(9)])
+    coll.create_index("k", name="by_k")
+    assert "by_k" in _served_by(coll, {"k": 1})
+    assert [d["_id"] for d in coll.find({"k": 1})] == [1, 4, 7]
+    coll.drop_index("by_k")
+    assert _served_by(coll, {"k": 1}) == ["COLLSCAN"]
+    coll.create_index("k", name="by_k")
+    coll.drop_indexes()
+    assert _served_by(coll, {"k": 1}) == ["COLLSCAN"]
+    assert coll.count_documents({"k": 1}) == 3
+
+
+def test_the_entries_follow_updates_replacements_deletes_drops_and_ttl_expiry() -> None:
+    from nsn_store.testing import mongomock_client
+
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=timezone.utc))
+    client = mongomock_client(clock=clock)
+    coll = client["p"]["c"]
+    coll.create_index("at", expireAfterSeconds=60, name="ttl")
+    coll.create_index([("k", 1), ("at", -1)], name="k_at")
+    start = clock.now()
+    coll.insert_many([{"_id": n, "k": n % 2, "at": start + timedelta(minutes=n)} for n in range(6)])
+    coll.update_one({"_id": 0}, {"$set": {"k": 1}})
+    coll.replace_one({"_id": 1}, {"k": 0, "at": start})
+    coll.delete_one({"_id": 2})
+    assert [d["_id"] for d in coll.find({"k": 1}).sort("at", -1)] == [5, 3, 0]
+    assert [d["_id"] for d in coll.find({"k": 0})] == [1, 4]
+    clock.advance(timedelta(minutes=4))
+    assert client.run_ttl_monitor() == 3  # 0, 1 (replaced to start) and 3 are past 60 s
+    assert [d["_id"] for d in coll.find({"k": {"$in": [0, 1]}}).sort("at", 1)] == [4, 5]
+    assert len(coll._store.sorted_indexes["k_at"].entries) == 2
+    coll.drop()
+    coll.insert_one({"_id": 9, "k": 1})
+    assert _served_by(coll, {"k": 1}) == ["COLLSCAN"]
