@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
+
+from bson import ObjectId
 
 from nsn_store import scheduling as b
 from nsn_store.errors import NsnStoreError, translated
@@ -85,9 +87,15 @@ class Scheduler(_Flows):
             idempotency_key=idempotency_key))
 
     def claim_due(self, worker_id: str, *, now: datetime | None = None, limit: int = 100,
-                  lease: timedelta = b.DEFAULT_LEASE) -> list[Document]:
-        """Claim up to ``limit`` due messages for ``worker_id``, oldest ``sendAt`` first."""
-        return self._run(self._claim_due(worker_id, now, limit, lease))
+                  lease: timedelta = b.DEFAULT_LEASE,
+                  tenants: Iterable[Any] | None = None) -> list[Document]:
+        """Claim up to ``limit`` due messages for ``worker_id`` (of ``tenants``, or all).
+
+        Oldest ``sendAt`` first; when more are due than fit, each claim also
+        takes the oldest due message of up to ``FAIR_PROBES`` tenants in turn,
+        so no tenant's backlog starves another's.
+        """
+        return self._run(self._claim_due(worker_id, now, limit, lease, tenants))
 
     def mark_sent(self, message_id: Any, worker_id: str, *,
                   provider_message_id: str | None = None, provider: str | None = None) -> Document:
@@ -113,6 +121,23 @@ class Scheduler(_Flows):
         """Record a provider webhook once; return False if it was already recorded."""
         return self._run(self._record_provider_event(
             tenant_id, provider, provider_message_id, event_type, occurred_at, raw))
+
+    def release(self, messages: Iterable[Mapping[str, Any]], worker_id: str) -> int:
+        """Hand claimed, unstarted messages back to ``scheduled`` without spending an attempt."""
+        return self._run(self._release(messages, worker_id))
+
+    def extend_leases(self, messages: Iterable[Mapping[str, Any]], worker_id: str,
+                      lease: timedelta) -> set[ObjectId]:
+        """Extend every lease of ``messages`` still held, in one write; return the ids kept."""
+        return self._run(self._extend_leases(messages, worker_id, lease))
+
+    def next_due_at(self, *, tenants: Iterable[Any] | None = None) -> datetime | None:
+        """Return when the next message becomes claimable (a ``sendAt`` or a lease's end)."""
+        return self._run(self._next_due_at(tenants))
+
+    def cancel_opted_out(self, message: Mapping[str, Any], worker_id: str) -> Document:
+        """Cancel a held message whose contact opted out, with an ``opted_out`` event."""
+        return self._run(self._cancel_opted_out(message, worker_id))
 
     def backlog(self, tenant_id: Any = None, *, now: datetime | None = None) -> Backlog:
         """Summarise the queue (due, oldest due, leases, recent failures)."""
@@ -162,9 +187,15 @@ class AsyncScheduler(_Flows):
             idempotency_key=idempotency_key))
 
     async def claim_due(self, worker_id: str, *, now: datetime | None = None, limit: int = 100,
-                        lease: timedelta = b.DEFAULT_LEASE) -> list[Document]:
-        """Claim up to ``limit`` due messages for ``worker_id``, oldest ``sendAt`` first."""
-        return await self._run(self._claim_due(worker_id, now, limit, lease))
+                        lease: timedelta = b.DEFAULT_LEASE,
+                        tenants: Iterable[Any] | None = None) -> list[Document]:
+        """Claim up to ``limit`` due messages for ``worker_id`` (of ``tenants``, or all).
+
+        Oldest ``sendAt`` first; when more are due than fit, each claim also
+        takes the oldest due message of up to ``FAIR_PROBES`` tenants in turn,
+        so no tenant's backlog starves another's.
+        """
+        return await self._run(self._claim_due(worker_id, now, limit, lease, tenants))
 
     async def mark_sent(self, message_id: Any, worker_id: str, *,
                         provider_message_id: str | None = None,
@@ -193,6 +224,23 @@ class AsyncScheduler(_Flows):
         """Record a provider webhook once; return False if it was already recorded."""
         return await self._run(self._record_provider_event(
             tenant_id, provider, provider_message_id, event_type, occurred_at, raw))
+
+    async def release(self, messages: Iterable[Mapping[str, Any]], worker_id: str) -> int:
+        """Hand claimed, unstarted messages back to ``scheduled`` without spending an attempt."""
+        return await self._run(self._release(messages, worker_id))
+
+    async def extend_leases(self, messages: Iterable[Mapping[str, Any]], worker_id: str,
+                            lease: timedelta) -> set[ObjectId]:
+        """Extend every lease of ``messages`` still held, in one write; return the ids kept."""
+        return await self._run(self._extend_leases(messages, worker_id, lease))
+
+    async def next_due_at(self, *, tenants: Iterable[Any] | None = None) -> datetime | None:
+        """Return when the next message becomes claimable (a ``sendAt`` or a lease's end)."""
+        return await self._run(self._next_due_at(tenants))
+
+    async def cancel_opted_out(self, message: Mapping[str, Any], worker_id: str) -> Document:
+        """Cancel a held message whose contact opted out, with an ``opted_out`` event."""
+        return await self._run(self._cancel_opted_out(message, worker_id))
 
     async def backlog(self, tenant_id: Any = None, *, now: datetime | None = None) -> Backlog:
         """Summarise the queue (due, oldest due, leases, recent failures)."""

@@ -108,6 +108,9 @@ def _update_many(collection: str, filter_: Mapping[str, Any], update: Mapping[st
     return Op("update_many", collection, (filter_, update))
 
 
+#: Tenants probed per claim when the due page is full (fairness, see ``_fair_heads``).
+FAIR_PROBES = 8
+
 #: The server's clock: every MongoDB server answers ``hello`` with its ``localTime``.
 HELLO = Op("command", "", ("hello",))
 
@@ -147,6 +150,7 @@ class _Flows:
         self.rng = _checked("rng", rng or random.Random(), random.Random)
         self._trips = 0
         self._trips_lock = threading.Lock()
+        self._fair_cursor: ObjectId | None = None
 
     @property
     def round_trips(self) -> int:
@@ -223,18 +227,23 @@ class _Flows:
 
     # -- claim ---------------------------------------------------------------
 
-    def _claim_due(self, worker_id: Any, now: Any, limit: Any, lease: Any) -> Flow:
+    def _claim_due(self, worker_id: Any, now: Any, limit: Any, lease: Any,
+                   tenants: Any = None) -> Flow:
         worker, lease = b.check_worker(worker_id), b.check_lease(lease)
         limit = check_limit(limit, "limit")
+        only = _tenants(tenants)
         now = yield from self._now(now)
         end = b.lease_end(now, lease)
-        due = yield _find(b.due_query(now), limit=limit, projection=b.CANDIDATE_PROJECTION)
-        stale = yield _find(b.expired_lease_query(now), limit=limit,
+        due = yield _find(b.due_for_query(now, only), limit=limit,
+                          projection=b.CANDIDATE_PROJECTION)
+        # A full page means a backlog: probe a few tenants so none waits behind another's.
+        heads = (yield from self._fair_heads(now, only, limit)) if len(due) >= limit else []
+        stale = yield _find(b.expired_lease_query(now, only), limit=limit,
                             projection=b.CANDIDATE_PROJECTION)
         stale, abandoned = b.split_abandoned(stale, self.max_attempts)
         for doc in abandoned:  # rare: costs round trips only when a worker died last time
             yield from self._give_up(doc, now)
-        ids = b.pick_candidates(due, stale, limit)
+        ids = b.pick_candidates(due, stale, limit, heads)
         if not ids:
             return []
         token = secrets.token_hex(16)  # this call's claim: read back only what it won
@@ -245,6 +254,81 @@ class _Flows:
         held = yield _find(b.held_query(ids, token))
         log.debug("worker %s claimed %d of %d candidates", worker, len(held), len(ids))
         return b.oldest_first(held)
+
+    def _fair_heads(self, now: datetime, tenants: list[ObjectId] | None, limit: int) -> Flow:
+        """Return the oldest due message of up to ``FAIR_PROBES`` tenants, round robin.
+
+        Each probe is one index seek (``next_tenant_query``); the cursor goes on
+        from the last tenant seen at the next claim, so with T tenants due every
+        tenant gets a message into a batch at least once every T / FAIR_PROBES
+        claims, whatever another tenant's backlog. Round trips per claim: at most
+        FAIR_PROBES + 1, only when the due page was full.
+        """
+        heads: list[Mapping[str, Any]] = []
+        after, wrapped = self._fair_cursor, False
+        while len(heads) < min(limit, FAIR_PROBES):
+            head = yield _find_one(b.next_tenant_query(now, after, tenants),
+                                   projection=b.CANDIDATE_PROJECTION)
+            if head is None or any(h["tenantId"] == head["tenantId"] for h in heads):
+                if head is not None or wrapped or after is None:
+                    break
+                after, wrapped = None, True  # past the last tenant: start again at the first
+                continue
+            heads.append(head)
+            after = head["tenantId"]
+        self._fair_cursor = after
+        return heads
+
+    def _release(self, messages: Any, worker_id: Any) -> Flow:
+        """Hand claimed, unstarted messages back to ``scheduled`` in one write; return how many."""
+        refs, worker = b.claimed_refs(messages), b.check_worker(worker_id)
+        if not refs:
+            return 0
+        now = yield from self._now()
+        result = yield _update_many(b.MESSAGES, b.batch_filter(refs, worker, now),
+                                    b.release_update(now))
+        return result.modified_count
+
+    def _extend_leases(self, messages: Any, worker_id: Any, lease: Any) -> Flow:
+        """Extend every lease these claims still hold in one write; return the ids kept."""
+        refs, worker = b.claimed_refs(messages), b.check_worker(worker_id)
+        lease = b.check_lease(lease)
+        if not refs:
+            return set()
+        now = yield from self._now()
+        update = b.extend_update(now, lease)
+        yield _update_many(b.MESSAGES, b.batch_filter(refs, worker, now), update)
+        tokens = sorted({r.token for r in refs if r.token})
+        kept = yield _find(b.held_by_query([r.id for r in refs], tokens,
+                                           update["$set"]["lockedUntil"]),
+                           projection={"_id": 1})
+        return {doc["_id"] for doc in kept}
+
+    def _next_due_at(self, tenants: Any) -> Flow:
+        """Return when the next message becomes claimable: a ``sendAt`` or a lease's end."""
+        only = _tenants(tenants)
+        due = yield _find_one(b.next_due_query(only), projection={"sendAt": 1})
+        expiry = yield _find_one(b.next_expiry_query(only), projection={"lockedUntil": 1})
+        moments = [doc[field] for doc, field in ((due, "sendAt"), (expiry, "lockedUntil"))
+                   if doc is not None and doc.get(field) is not None]
+        return min(moments, default=None)
+
+    def _cancel_opted_out(self, message: Any, worker_id: Any) -> Flow:
+        """Cancel a held message whose contact opted out; record an ``opted_out`` event."""
+        ref, worker = b.claim_ref(message), b.check_worker(worker_id)
+        now = yield from self._now()
+        doc = yield _modify(b.holder_filter(ref.id, worker, now, ref.tenant, ref.token),
+                            b.cancel_update(now))
+        if doc is None:
+            doc = yield _find_one(b.by_id_query(b.MESSAGES, ref.id))
+            if b.own_claim(doc, ref) != b.CANCELLED:
+                raise b.lease_refusal(doc, ref.id, worker)
+            assert doc is not None  # own_claim returned a status
+        tenant, key = doc["tenantId"], b.follow_up_key(ref.id, b.CANCELLED)
+        yield from self._event(b.new_event(tenant, "opted_out", now, message_id=ref.id,
+                                           key=b.follow_up_key(ref.id, "opted_out")))
+        yield from self._bump(tenant, "messages.cancelled", key)
+        return doc
 
     def _give_up(self, candidate: Mapping[str, Any], now: datetime) -> Flow:
         """Fail a message whose lease expired on its last attempt.
@@ -410,6 +494,18 @@ class _Flows:
             processing_expired=(yield _count(b.expired_leases_count_query(now, tenant))),
             failed_last_day=(yield _count(b.failed_since_query(now - b.FAILED_WINDOW, tenant))),
         )
+
+
+def _tenants(value: Any) -> list[ObjectId] | None:
+    """Check a worker's ``tenants`` restriction: None (all) or ids."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping | str | bytes) or not hasattr(value, "__iter__"):
+        raise InvalidArgumentError("tenants must be a list of tenant ids", argument="tenants")
+    ids = sorted({as_object_id(t, "tenants") for t in value})
+    if not ids or len(ids) > 1000:
+        raise InvalidArgumentError("tenants must name 1 to 1000 tenants", argument="tenants")
+    return ids
 
 
 def _refresh(value: Any) -> float:

@@ -23,6 +23,9 @@ from bson import ObjectId
 
 from nsn_store.arguments import as_object_id
 from nsn_store.scheduling_updates import (
+    batch_filter,
+    claimed_refs,
+    release_update,
     CANCELLABLE,
     CANCELLED,
     CLAIM_FIELDS,
@@ -87,6 +90,14 @@ from nsn_store.scheduling_updates import (
 )
 
 __all__ = [
+    "batch_filter",
+    "claimed_refs",
+    "due_for_query",
+    "held_by_query",
+    "next_due_query",
+    "next_expiry_query",
+    "next_tenant_query",
+    "release_update",
     "CANCELLABLE",
     "CANCELLED",
     "CANDIDATE_PROJECTION",
@@ -233,11 +244,66 @@ def due_query(now: datetime, tenant_id: ObjectId | None = None) -> Query:
     return Query(MESSAGES, {"tenantId": tenant_id, **condition}, "by_tenantId", sort)
 
 
-def expired_lease_query(now: datetime) -> Query:
-    """Select processing messages whose lease ended at or before ``now``."""
+def due_for_query(now: datetime, tenants: Sequence[ObjectId] | None) -> Query:
+    """Select due messages of ``tenants`` (all when None), oldest ``sendAt`` first."""
+    if tenants is None:
+        return due_query(now)
+    condition = {"tenantId": {"$in": list(tenants)}, "status": SCHEDULED,
+                 "sendAt": {"$lte": now}}
+    # by_tenantId {tenantId, status, sendAt}: one point range per tenant, merged in sendAt order.
+    return Query(MESSAGES, condition, "by_tenantId", [("sendAt", 1)])
+
+
+def next_tenant_query(now: datetime, after: ObjectId | None,
+                      tenants: Sequence[ObjectId] | None = None) -> Query:
+    """Select the oldest due message of the first tenant after ``after`` (a fairness probe).
+
+    by_tenantId {tenantId, status, sendAt}: a range on the tenant, then equality
+    on status and a range on sendAt inside it; a server seeks past each
+    tenant's keys that are not due, so one probe costs one index seek per tenant.
+    """
+    tenant: Filter = {} if after is None else {"$gt": after}
+    if tenants is not None:
+        tenant["$in"] = list(tenants)
+    condition: Filter = {"status": SCHEDULED, "sendAt": {"$lte": now}}
+    if tenant:
+        condition = {"tenantId": tenant, **condition}
+    return Query(MESSAGES, condition, "by_tenantId",
+                 [("tenantId", 1), ("status", 1), ("sendAt", 1)])
+
+
+def next_due_query(tenants: Sequence[ObjectId] | None = None) -> Query:
+    """Select the scheduled message with the earliest ``sendAt`` (the worker's wake-up)."""
+    if tenants is None:
+        return Query(MESSAGES, {"status": SCHEDULED}, "by_sendAt", [("sendAt", 1)])
+    return Query(MESSAGES, {"tenantId": {"$in": list(tenants)}, "status": SCHEDULED},
+                 "by_tenantId", [("sendAt", 1)])
+
+
+def next_expiry_query(tenants: Sequence[ObjectId] | None = None) -> Query:
+    """Select the processing message whose lease ends first (it becomes claimable then)."""
+    condition: Filter = {"status": PROCESSING}
+    if tenants is not None:
+        condition["tenantId"] = {"$in": list(tenants)}
+    return Query(MESSAGES, condition, "by_status", [("lockedUntil", 1)],
+                 residual=("tenantId",) if tenants is not None else ())
+
+
+def held_by_query(ids: Sequence[ObjectId], tokens: Sequence[str], lease_end: datetime) -> Query:
+    """Select the messages a heartbeat kept: those of these claims with the new lease end."""
+    condition = {"_id": {"$in": list(ids)}, "claimToken": {"$in": list(tokens)},
+                 "lockedUntil": lease_end}
+    return Query(MESSAGES, condition, "_id_", residual=("claimToken", "lockedUntil"))
+
+
+def expired_lease_query(now: datetime, tenants: Sequence[ObjectId] | None = None) -> Query:
+    """Select processing messages whose lease ended at or before ``now`` (of ``tenants``)."""
     # by_status {status, lockedUntil}: sorting on the range key keeps index order.
-    condition = {"status": PROCESSING, "lockedUntil": {"$lte": now}}
-    return Query(MESSAGES, condition, "by_status", [("lockedUntil", 1)])
+    condition: Filter = {"status": PROCESSING, "lockedUntil": {"$lte": now}}
+    if tenants is None:
+        return Query(MESSAGES, condition, "by_status", [("lockedUntil", 1)])
+    return Query(MESSAGES, {**condition, "tenantId": {"$in": list(tenants)}}, "by_status",
+                 [("lockedUntil", 1)], residual=("tenantId",))
 
 
 def live_lease_query(now: datetime, tenant_id: ObjectId | None = None) -> Query:
@@ -349,11 +415,21 @@ def held_query(ids: Sequence[ObjectId], token: str) -> Query:
 
 
 def pick_candidates(
-    due: Iterable[Mapping[str, Any]], expired: Iterable[Mapping[str, Any]], limit: int
+    due: Iterable[Mapping[str, Any]], expired: Iterable[Mapping[str, Any]], limit: int,
+    heads: Iterable[Mapping[str, Any]] = (),
 ) -> list[ObjectId]:
-    """Return up to ``limit`` candidate ids, oldest ``sendAt`` first, from both scans."""
-    unique = {doc["_id"]: doc for doc in [*expired, *due]}
-    return [doc["_id"] for doc in oldest_first(unique.values())][:limit]
+    """Return up to ``limit`` candidate ids: each tenant's head first, then oldest first.
+
+    ``heads`` (one due message per tenant, from the fairness probes) go first,
+    so a tenant with one due message is not starved by another's backlog; the
+    rest of the batch is the oldest ``sendAt`` of both scans.
+    """
+    chosen: dict[Any, Mapping[str, Any]] = {}
+    for doc in [*oldest_first(heads)[:limit], *oldest_first([*expired, *due])]:
+        if len(chosen) >= limit:
+            break
+        chosen.setdefault(doc["_id"], doc)
+    return [doc["_id"] for doc in oldest_first(chosen.values())]
 
 
 def oldest_first(documents: Iterable[Mapping[str, Any]]) -> list[Any]:
@@ -384,6 +460,11 @@ def all_queries(now: datetime) -> list[Query]:
     ids = [other]
     return [
         due_query(now), due_query(now, tenant), expired_lease_query(now),
+        due_for_query(now, [tenant, other]), expired_lease_query(now, [tenant]),
+        next_tenant_query(now, None), next_tenant_query(now, tenant),
+        next_tenant_query(now, tenant, [tenant, other]),
+        next_due_query(), next_due_query([tenant]), next_expiry_query(),
+        next_expiry_query([tenant]), held_by_query(ids, ["token"], now),
         live_lease_query(now), live_lease_query(now, tenant),
         expired_leases_count_query(now), expired_leases_count_query(now, tenant),
         failed_since_query(now), failed_since_query(now, tenant),

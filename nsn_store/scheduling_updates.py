@@ -100,6 +100,39 @@ def claim_ref(message: Any) -> ClaimRef:
     )
 
 
+def claimed_refs(messages: Any, argument: str = "messages") -> list[ClaimRef]:
+    """Return the refs of claimed documents (each must carry its ``claimToken``).
+
+    The batch operations (hand-back, heartbeat) touch only what these claims
+    hold, so a bare id, which names no claim, is refused.
+    """
+    if isinstance(messages, Mapping | str | bytes) or not hasattr(messages, "__iter__"):
+        raise InvalidArgumentError(f"{argument} must be a list of claimed documents",
+                                   argument=argument)
+    refs = [claim_ref(m) if isinstance(m, Mapping) else None for m in messages]
+    if any(ref is None or ref.token is None for ref in refs):
+        raise InvalidArgumentError(
+            f"{argument} must be documents claim_due returned (with their claimToken)",
+            argument=argument)
+    if len(refs) > 10_000:
+        raise InvalidArgumentError(f"{argument} holds more than 10000 messages",
+                                   argument=argument)
+    return [ref for ref in refs if ref is not None]
+
+
+def batch_filter(refs: list[ClaimRef], worker_id: str, now: datetime) -> Filter:
+    """Match the messages these claims still hold with a live lease (for batch writes)."""
+    return {"_id": {"$in": [r.id for r in refs]}, "status": PROCESSING, "lockedBy": worker_id,
+            "claimToken": {"$in": sorted({r.token for r in refs if r.token})},
+            "lockedUntil": {"$gt": now}}
+
+
+def release_update(now: datetime) -> Update:
+    """Hand a claimed, unstarted message back: scheduled again, its attempt not spent."""
+    return {"$set": {"status": SCHEDULED, "updatedAt": now}, "$unset": CLAIM_FIELDS,
+            "$inc": {"attempts": -1}}
+
+
 def check_worker(worker_id: Any) -> str:
     """Return a worker id fit for ``lockedBy``."""
     return check_text(worker_id, "worker_id", maximum=TEXT_LIMIT)
