@@ -1,0 +1,305 @@
+"""The asyncio twin of :class:`~nsn_store.worker.Worker`: sender tasks instead of threads.
+
+Same options, same decisions (:mod:`nsn_store.worker._policy`), same delivery
+flow, same shutdown contract; the sender is a coroutine function and the
+scheduler an :class:`~nsn_store.AsyncScheduler`. ``await worker.run()`` until
+``worker.stop()`` (or SIGTERM/SIGINT when run by :func:`asyncio.run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from nsn_store._flow import run_async as run_flow
+from nsn_store.clock import Clock
+from nsn_store.errors import InvalidTransitionError, NsnStoreError
+from nsn_store.worker._delivery import Delivery, Refusal, load_deliveries
+from nsn_store.worker._metrics import Metrics
+from nsn_store.worker._metrics import metrics as default_metrics
+from nsn_store.worker._policy import (
+    DEFAULT_LEASE,
+    DEFAULT_POLL,
+    Classified,
+    WorkerOptions,
+    WorkerReport,
+    classify,
+    next_wake,
+)
+from nsn_store.worker._senders import AsyncSender
+
+__all__ = ["AsyncWorker"]
+
+log = logging.getLogger("nsn_store.worker")
+
+
+class AsyncWorker:
+    """Send due scheduled messages with an async ``sender`` on ``concurrency`` tasks."""
+
+    def __init__(self, db: Any, sender: AsyncSender, *, worker_id: str | None = None,
+                 concurrency: int = 8, batch_size: int | None = None,
+                 lease: timedelta | float = DEFAULT_LEASE,
+                 heartbeat: timedelta | float | None = None,
+                 poll: timedelta | float = DEFAULT_POLL,
+                 shutdown_timeout: timedelta | float = 30.0,
+                 clock: Clock | None = None, tenants: Iterable[Any] | None = None,
+                 scheduler: Any = None, metrics: Metrics | None = None) -> None:
+        if not callable(sender):
+            raise NsnStoreError("sender must be a coroutine function taking a Delivery")
+        self.options = WorkerOptions.build(
+            worker_id=worker_id, concurrency=concurrency, batch_size=batch_size, lease=lease,
+            heartbeat=heartbeat, poll=poll, shutdown_timeout=shutdown_timeout,
+            tenants=tenants)
+        from nsn_store.scheduler import AsyncScheduler
+
+        self.db = db
+        self.sender = sender
+        self.scheduler = scheduler or AsyncScheduler(db, clock=clock)
+        self.clock = self.scheduler.clock
+        self.metrics = metrics or default_metrics()
+        self.report = WorkerReport(self.options.worker_id)
+        self._pending: deque[Delivery] = deque()
+        self._held: dict[Any, Mapping[str, Any]] = {}
+        self._stopping = False
+        self._abort = False
+        self._changed: asyncio.Event | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def worker_id(self) -> str:
+        """Return the id this worker claims under."""
+        return self.options.worker_id
+
+    async def run_once(self) -> WorkerReport:
+        """Send everything due now, wait for the sends to finish, and return the report."""
+        return await self._run(once=True)
+
+    async def run(self) -> WorkerReport:
+        """Send due messages until :meth:`stop` or a signal; return the report."""
+        return await self._run(once=False)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming; hand unstarted claims back; let in-flight sends finish."""
+        if timeout is not None:
+            from dataclasses import replace
+
+            self.options = replace(self.options,
+                                   shutdown_timeout=timedelta(seconds=max(0.0, timeout)))
+        self._stopping = True
+        self._poke()
+
+    async def plan_sleep(self) -> timedelta:
+        """Return how long an idle worker sleeps now: until the next sendAt or the poll cap."""
+        next_due = await self.scheduler.next_due_at(tenants=self.options.tenants)
+        return next_wake(self.clock.now(), next_due, self.options.poll)
+
+    # -- the claiming loop ----------------------------------------------------
+
+    async def _run(self, *, once: bool) -> WorkerReport:
+        self.report.started_at = self.clock.now()
+        self._changed = asyncio.Event()
+        self._stopping = self._abort = False
+        restore = self._install_signals()
+        self._tasks = [asyncio.create_task(self._send_loop())
+                       for _ in range(self.options.concurrency)]
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        try:
+            while not self._stopping:
+                if await self._claim_batch():
+                    continue
+                if once and await self._idle():
+                    break
+                await self._sleep(once)
+        finally:
+            await self._shutdown()
+            restore()
+        self.report.finished_at = self.clock.now()
+        return self.report
+
+    def _poke(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def _wait_change(self, seconds: float) -> None:
+        assert self._changed is not None
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout=seconds)
+        self._changed.clear()
+
+    async def _claim_batch(self) -> bool:
+        free = min(self.options.concurrency - len(self._held), self.options.batch_size)
+        if free <= 0:
+            await self._wait_change(1.0)
+            return True
+        batch = await self.scheduler.claim_due(self.worker_id, limit=free,
+                                               lease=self.options.lease,
+                                               tenants=self.options.tenants)
+        if not batch:
+            return False
+        self.report.claimed_batch(len(batch))
+        self.metrics.outcome("claimed", len(batch))
+        now = self.clock.now()
+        for message in batch:
+            self.metrics.claim_lag(now, message["sendAt"])
+        self._held.update({m["_id"]: m for m in batch})
+        for item in await run_flow(self.db, load_deliveries(batch)):
+            if isinstance(item, Refusal):
+                await self._finish(item.message, self._refuse, item)
+            else:
+                self._pending.append(item)
+        self._poke()
+        return True
+
+    async def _idle(self) -> bool:
+        while self._held and not self._stopping:
+            await self._wait_change(0.1)
+        return not self._held
+
+    async def _sleep(self, once: bool) -> None:
+        pause = timedelta(milliseconds=50) if once else await self.plan_sleep()
+        await self._wait_change(pause.total_seconds())
+
+    # -- sending ----------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        while True:
+            while not self._pending and not self._stopping:
+                await self._wait_change(0.1)
+            if self._stopping or not self._pending:
+                return  # what is pending is handed back by _shutdown
+            delivery = self._pending.popleft()
+            self.metrics.in_flight(len(self._held) - len(self._pending))
+            await self._finish(delivery.message, self._send, delivery)
+
+    async def _finish(self, message: Mapping[str, Any],
+                      step: Callable[[Any], Any], item: Any) -> None:
+        try:
+            await step(item)
+        except InvalidTransitionError as exc:
+            log.warning("message %s: %s", message["_id"], exc,
+                        extra={"message_id": str(message["_id"]),
+                               "tenant_id": str(message["tenantId"])})
+            self._count("lease_lost")
+        except NsnStoreError:
+            log.exception("message %s: could not record the outcome", message["_id"])
+        finally:
+            self._held.pop(message["_id"], None)
+            self._poke()
+
+    async def _send(self, delivery: Delivery) -> None:
+        started = time.perf_counter()
+        try:
+            result, error = await self.sender(delivery), None
+        except Exception as exc:  # any sender failure is an outcome, never a crash
+            result, error = None, exc
+        self.metrics.send_duration(time.perf_counter() - started)
+        await self._record(delivery.message, classify(result, error, delivery.message),
+                           delivery)
+
+    async def _record(self, message: Mapping[str, Any], outcome: Classified,
+                      delivery: Delivery | None) -> None:
+        extra = {"message_id": str(message["_id"]), "tenant_id": str(message["tenantId"])}
+        if outcome.kind == "sent":
+            await self.scheduler.mark_sent(
+                message, self.worker_id, provider_message_id=outcome.provider_message_id,
+                provider=outcome.provider or (delivery.provider if delivery else None))
+            log.info("sent message %s", message["_id"], extra=extra)
+            self._count("sent")
+            return
+        doc = await self.scheduler.mark_failed(message, self.worker_id,
+                                               outcome.error or "send failed",
+                                               retry=outcome.kind == "transient")
+        kind = "retried" if doc["status"] == "scheduled" else "failed"
+        log.info("message %s %s: %s", message["_id"], kind, outcome.error, extra=extra)
+        self._count(kind)
+
+    async def _refuse(self, refusal: Refusal) -> None:
+        if refusal.kind == "opted_out":
+            await self.scheduler.cancel_opted_out(refusal.message, self.worker_id)
+            self._count("cancelled")
+            return
+        await self._record(refusal.message, Classified("permanent", error=refusal.reason), None)
+
+    def _count(self, outcome: Any) -> None:
+        self.report.count(outcome)
+        self.metrics.outcome(outcome)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.options.heartbeat.total_seconds()
+        while True:
+            await asyncio.sleep(interval)
+            held = list(self._held.values())
+            if not held:
+                if self._stopping:
+                    return
+                continue
+            try:
+                kept = await self.scheduler.extend_leases(held, self.worker_id,
+                                                          self.options.lease)
+            except NsnStoreError:
+                log.exception("heartbeat failed; leases may expire")
+                continue
+            for message in held:
+                if message["_id"] not in kept:
+                    log.warning("message %s outlived its lease; its result will be refused",
+                                message["_id"])
+
+    # -- shutdown -------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        unstarted = [d.message for d in self._pending]
+        self._pending.clear()
+        self._poke()
+        if unstarted:
+            await self._hand_back(unstarted)
+        deadline = time.monotonic() + self.options.shutdown_timeout.total_seconds()
+        while self._held and not self._abort and time.monotonic() < deadline:
+            await self._wait_change(min(0.1, max(0.0, deadline - time.monotonic())))
+        if self._held:
+            log.warning("%d sends still running after the shutdown timeout", len(self._held))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _hand_back(self, messages: list[Mapping[str, Any]]) -> None:
+        try:
+            returned = await self.scheduler.release(messages, self.worker_id)
+        except NsnStoreError:
+            log.exception("could not hand %d claims back; their leases will expire",
+                          len(messages))
+            returned = 0
+        for message in messages:
+            self._held.pop(message["_id"], None)
+        self.report.count("handed_back", returned)
+        self.metrics.outcome("handed_back", returned)
+
+    def _install_signals(self) -> Callable[[], None]:
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or a loop without signal support
+
+        def restore() -> None:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+        return restore
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stopping:
+            self._abort = True
+            log.warning("second signal: stopping now")
+        self.report.stopped_by = sig.name
+        self.stop()

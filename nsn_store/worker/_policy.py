@@ -1,0 +1,155 @@
+"""What both workers share: options, the report, wake-up times and send outcomes.
+
+Pure: nothing here touches the database or a thread, so :class:`Worker`
+(threads) and :class:`AsyncWorker` (asyncio tasks) make the same decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from nsn_store.arguments import as_object_id, check_duration, check_limit, check_text
+from nsn_store.worker._senders import PermanentSendError, SendResult, TransientSendError
+
+__all__ = ["Outcome", "WorkerOptions", "WorkerReport", "classify", "next_wake"]
+
+log = logging.getLogger("nsn_store.worker")
+
+#: The longest a worker sleeps without looking for due messages (the poll cap).
+DEFAULT_POLL = timedelta(seconds=5)
+#: The shortest sleep between two looks when something is due "now" but none was won.
+MIN_SLEEP = timedelta(milliseconds=20)
+DEFAULT_LEASE = timedelta(seconds=60)
+MAX_CONCURRENCY = 1024
+
+Outcome = Literal["sent", "retried", "failed", "cancelled", "handed_back", "lease_lost"]
+
+
+def default_worker_id() -> str:
+    """Return ``host:pid:thread`` — unique per process, readable in ``status``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident() % 100000}"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """A worker's settings, checked once when it is built."""
+
+    worker_id: str
+    concurrency: int
+    batch_size: int
+    lease: timedelta
+    heartbeat: timedelta
+    poll: timedelta
+    shutdown_timeout: timedelta
+    tenants: tuple[Any, ...] | None
+
+    @classmethod
+    def build(cls, *, worker_id: str | None, concurrency: int, batch_size: int | None,
+              lease: timedelta | float, heartbeat: timedelta | float | None,
+              poll: timedelta | float, shutdown_timeout: timedelta | float,
+              tenants: Any = None) -> WorkerOptions:
+        """Check every option (naming the bad one) and derive the defaults."""
+        lease = check_duration(lease, "lease", minimum=timedelta(seconds=1),
+                               maximum=timedelta(hours=1))
+        concurrency = check_limit(concurrency, "concurrency", maximum=MAX_CONCURRENCY)
+        return cls(
+            worker_id=check_text(worker_id or default_worker_id(), "worker_id", maximum=200),
+            concurrency=concurrency,
+            batch_size=check_limit(batch_size or concurrency, "batch_size", maximum=1000),
+            lease=lease,
+            heartbeat=check_duration(heartbeat if heartbeat is not None else lease / 3,
+                                     "heartbeat", minimum=timedelta(milliseconds=100),
+                                     maximum=lease / 2),
+            poll=check_duration(poll, "poll", minimum=timedelta(milliseconds=50),
+                                maximum=timedelta(minutes=10)),
+            shutdown_timeout=check_duration(shutdown_timeout, "shutdown_timeout",
+                                            minimum=timedelta(0), maximum=timedelta(hours=1)),
+            tenants=None if tenants is None else tuple(
+                as_object_id(t, "tenants") for t in tenants),
+        )
+
+
+@dataclass
+class WorkerReport:
+    """What a worker did: counts per outcome, claims, and when it ran."""
+
+    worker_id: str
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    claimed: int = 0
+    claims: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    stopped_by: str | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, outcome: Outcome, n: int = 1) -> None:
+        """Count ``n`` messages that ended a step as ``outcome``."""
+        with self._lock:
+            self.outcomes[outcome] += n
+
+    def claimed_batch(self, n: int) -> None:
+        """Count one claim that won ``n`` messages."""
+        with self._lock:
+            self.claims += 1
+            self.claimed += n
+
+    def __getattr__(self, name: str) -> int:
+        if name in {"sent", "retried", "failed", "cancelled", "handed_back", "lease_lost"}:
+            return self.outcomes[name]
+        raise AttributeError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-ready values with stable keys."""
+        return {
+            "worker_id": self.worker_id,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "claims": self.claims,
+            "claimed": self.claimed,
+            **{name: self.outcomes[name] for name in
+               ("sent", "retried", "failed", "cancelled", "handed_back", "lease_lost")},
+            "stopped_by": self.stopped_by,
+        }
+
+
+def next_wake(now: datetime, next_due: datetime | None, poll: timedelta) -> timedelta:
+    """Return how long to sleep: until the next ``sendAt`` or the poll cap, whichever is first."""
+    if next_due is None:
+        return poll
+    return max(MIN_SLEEP, min(poll, next_due - now))
+
+
+@dataclass(frozen=True)
+class Classified:
+    """A sender's outcome turned into what the worker records."""
+
+    kind: Literal["sent", "transient", "permanent"]
+    provider_message_id: str | None = None
+    provider: str | None = None
+    error: str | None = None
+
+
+def classify(result: Any = None, error: BaseException | None = None,
+             message: Mapping[str, Any] | None = None) -> Classified:
+    """Turn a sender's return value or exception into sent / transient / permanent."""
+    if error is None:
+        if isinstance(result, SendResult):
+            return Classified("sent", result.provider_message_id, result.provider)
+        if result is None or isinstance(result, str):
+            return Classified("sent", result or None)
+        return Classified("transient", error=f"sender returned {type(result).__name__}, "
+                                             "expected a provider message id or SendResult")
+    if isinstance(error, PermanentSendError):
+        return Classified("permanent", error=str(error) or type(error).__name__)
+    if not isinstance(error, TransientSendError):
+        log.warning("sender raised %s for message %s; retrying it as a transient failure",
+                    type(error).__name__, (message or {}).get("_id"), exc_info=error)
+    return Classified("transient", error=str(error) or type(error).__name__)
