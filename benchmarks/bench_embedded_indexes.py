@@ -16,7 +16,8 @@ and its unique checks scan on every insert), then times the library's own calls 
 - ``Aggregates.rollup`` of one tenant's day (the embedded fallback: events, rows, upserts);
 - ``find_one`` by ``_id`` (the reference: never a scan).
 
-Each figure is the median of ``--repeat`` runs in milliseconds; the last
+Each figure is the median of ``--repeat`` runs in milliseconds of this
+process's CPU time (``--wall`` for wall-clock time); the last
 columns are the ratio mongomock/embedded and, per operation, the growth
 exponent k fitted to time ~ N^k over the sizes (0: flat, 1: linear). Goals
 (issue 13): ``claim_due`` at the largest size within 2x of the smallest, and
@@ -122,7 +123,7 @@ def operations(db: Any, clock: ManualClock, seeded: dict[str, Any]) -> dict[str,
     }
 
 
-def measure(kind: str, size: int, repeat: int) -> dict[str, float]:
+def measure(kind: str, size: int, repeat: int, clock_of: Callable[[], float]) -> dict[str, float]:
     """Return the median milliseconds of each operation on ``kind`` with ``size`` stored."""
     clock = ManualClock()
     db = _database(kind)
@@ -133,9 +134,9 @@ def measure(kind: str, size: int, repeat: int) -> dict[str, float]:
             continue
         times = []
         for n in range(repeat):
-            started = time.perf_counter()
+            started = clock_of()
             operation(n)
-            times.append((time.perf_counter() - started) * 1000)
+            times.append((clock_of() - started) * 1000)
         medians[name] = statistics.median(times)
     return medians
 
@@ -154,12 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,10000,50000,100000",
                         help="stored documents per collection, comma-separated")
     parser.add_argument("--repeat", type=int, default=7, help="runs per figure (median)")
+    parser.add_argument("--wall", action="store_true",
+                        help="time wall-clock (default: this process's CPU time, steadier on a "
+                             "shared machine; every operation is single-threaded)")
     args = parser.parse_args(argv)
+    clock_of = time.perf_counter if args.wall else time.process_time
     sizes = [int(s) for s in args.sizes.split(",")]
     results: dict[str, dict[int, dict[str, float]]] = {"mongomock": {}, "embedded": {}}
     for size in sizes:
         for kind in results:
-            results[kind][size] = measure(kind, size, args.repeat)
+            results[kind][size] = measure(kind, size, args.repeat, clock_of)
             print(f"measured {kind} at {size:,}", file=sys.stderr, flush=True)
     names = list(results["embedded"][sizes[0]])
     print(f"{'operation':<28}{'stored':>8}{'mongomock ms':>14}{'embedded ms':>13}{'ratio':>9}")

@@ -395,6 +395,12 @@ def find(store: EmbeddedCollectionStore, spec: Mapping[str, Any], *, sort: Any =
         plan = Plan("COLLSCAN") if collation else choose(store, spec, order, limit)
     if plan.kind == "IXSCAN" and plan.served:
         found = _walk_sorted(store, plan, matches, limit, stats)
+        if not stats.docs:
+            matches({})  # still reject an invalid filter, as mongomock does
+    elif plan.kind == "COLLSCAN" and not spec and not order:
+        documents = list(store._documents.values())  # {} matches everything
+        stats.docs += len(documents)
+        found = documents[:limit] if limit else documents
     else:
         candidates = list(_candidates(store, plan, spec, stats))
         if not candidates:
@@ -460,6 +466,8 @@ def _walk_sorted(store: EmbeddedCollectionStore, plan: Plan, matches: Callable[[
     assert plan.index is not None
     index, documents, by_seq = plan.index, store._documents, store.by_seq
     walks = [index.walk(*index.span(low, high), plan.reverse) for low, high in plan.ranges]
+    if not walks:  # $in: [] matches nothing
+        return []
     key = _merge_key(plan.sort_key)
     merged: Iterator[Entry] = walks[0] if len(walks) == 1 else heapq.merge(*walks, key=key)
     found: list[Doc] = []
