@@ -262,18 +262,20 @@ class _Flows:
         from the last tenant seen at the next claim, so with T tenants due every
         tenant gets a message into a batch at least once every T / FAIR_PROBES
         claims, whatever another tenant's backlog. Round trips per claim: at most
-        FAIR_PROBES + 1, only when the due page was full.
+        FAIR_PROBES + 2 (a miss at the end and a wrap), only when the due page was
+        full; they do not grow with the backlog.
         """
         heads: list[Mapping[str, Any]] = []
-        after, wrapped = self._fair_cursor, False
+        start = after = self._fair_cursor
+        wrapped = start is None  # starting at the first tenant, the end means all were seen
         while len(heads) < min(limit, FAIR_PROBES):
             head = yield _find_one(b.next_tenant_query(now, after, tenants),
                                    projection=b.CANDIDATE_PROJECTION)
-            if head is None or any(h["tenantId"] == head["tenantId"] for h in heads):
-                if head is not None or wrapped or after is None:
-                    break
+            if head is None and not wrapped:
                 after, wrapped = None, True  # past the last tenant: start again at the first
                 continue
+            if head is None or any(h["tenantId"] == head["tenantId"] for h in heads):
+                break
             heads.append(head)
             after = head["tenantId"]
         self._fair_cursor = after

@@ -418,14 +418,16 @@ def pick_candidates(
     due: Iterable[Mapping[str, Any]], expired: Iterable[Mapping[str, Any]], limit: int,
     heads: Iterable[Mapping[str, Any]] = (),
 ) -> list[ObjectId]:
-    """Return up to ``limit`` candidate ids: each tenant's head first, then oldest first.
+    """Return up to ``limit`` candidate ids: the oldest, each tenant's head, then oldest first.
 
-    ``heads`` (one due message per tenant, from the fairness probes) go first,
-    so a tenant with one due message is not starved by another's backlog; the
-    rest of the batch is the oldest ``sendAt`` of both scans.
+    The oldest message of both scans always goes first (a batch of one is
+    strictly oldest first); then ``heads`` (one due message per tenant, from
+    the fairness probes), so a tenant with one due message is not starved by
+    another's backlog; then the rest by oldest ``sendAt``.
     """
+    ordered = oldest_first([*expired, *due])
     chosen: dict[Any, Mapping[str, Any]] = {}
-    for doc in [*oldest_first(heads)[:limit], *oldest_first([*expired, *due])]:
+    for doc in [*ordered[:1], *oldest_first(heads), *ordered[1:]]:
         if len(chosen) >= limit:
             break
         chosen.setdefault(doc["_id"], doc)
