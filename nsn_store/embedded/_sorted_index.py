@@ -209,6 +209,22 @@ def unchanged(watched: tuple[str, ...] | None, old: Mapping[str, Any],
     return True
 
 
+_FAST = (str, int, float, bool, ObjectId, datetime)
+
+
+def _exists_fields(partial: Mapping[str, Any] | None) -> tuple[str, ...] | None:
+    """Return the fields of a partial filter made only of top-level ``{f: {$exists: true}}``."""
+    if not partial:
+        return None
+    names = []
+    for name, condition in partial.items():
+        if (str(name).startswith("$") or "." in str(name) or not isinstance(condition, Mapping)
+                or list(condition) != ["$exists"] or condition["$exists"] is not True):
+            return None
+        names.append(str(name))
+    return tuple(names)
+
+
 class Held:
     """What one document contributes to an index: its entries and per-field flags."""
 
@@ -235,6 +251,10 @@ class SortedIndex:
         self.sparse = bool(spec.get("sparse"))
         self.entries: SortedList = SortedList()
         self.watched = watched_fields(spec)
+        self._flat = all("." not in field for field in self.fields)
+        self._descending = tuple(d < 0 for d in self.directions)
+        self._no_flags = (False,) * len(self.fields)
+        self._exists_only = _exists_fields(self.partial)
         self.multikey = [0] * len(self.fields)
         self.complex = [0] * len(self.fields)
         self._held: dict[int, Held] = {}  # by sequence number
@@ -251,10 +271,14 @@ class SortedIndex:
         return len(self._held)
 
     def _compute(self, seq: int, doc: Mapping[str, Any]) -> Held | None:
-        if self.partial is not None and not filter_applies(self.partial, doc):
+        if self.partial is not None and not self._inside(doc):
             return None
         if self.sparse and not any(_present(doc, field) for field in self.fields):
             return None
+        if self._flat:
+            entry = self._scalar_entry(seq, doc)
+            if entry is not None:
+                return Held(frozenset((entry,)), self._no_flags, self._no_flags)
         per_field, multikey, complex_ = [], [], []
         for field, direction in zip(self.fields, self.directions):
             pairs, many, odd = field_pairs(doc, field)
@@ -269,6 +293,30 @@ class SortedIndex:
                 for combo in product(*per_field)
             )
         return Held(entries, tuple(multikey), tuple(complex_))
+
+    def _inside(self, doc: Mapping[str, Any]) -> bool:
+        """Tell whether ``doc`` matches the partial filter (``$exists`` on top-level fields fast)."""
+        if self._exists_only is not None:
+            return all(name in doc for name in self._exists_only)
+        assert self.partial is not None
+        return bool(filter_applies(self.partial, doc))
+
+    def _scalar_entry(self, seq: int, doc: Mapping[str, Any]) -> Entry | None:
+        """Return the one entry of a document whose indexed fields are all simple, else None."""
+        entry: list[Any] = []
+        for field, descending in zip(self.fields, self._descending):
+            value = doc.get(field, NOTHING)
+            if value is NOTHING or value is None:
+                pair = NULL
+            elif type(value) in _FAST:
+                pair, simple = encode(value)
+                if not simple:
+                    return None
+            else:
+                return None
+            entry += stored(pair, True) if descending else pair
+        entry.append(seq)
+        return tuple(entry)
 
     def _count(self, held: Held, step: int) -> None:
         for i, (many, odd) in enumerate(zip(held.multikey, held.complex)):
