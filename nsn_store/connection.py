@@ -242,8 +242,9 @@ def _timeouts(uri: str, timeout_ms: int) -> dict[str, Any]:
 def _database_name(name: str, uri: str) -> str:
     bad = sorted(_BAD_DB_CHARS.intersection(name))
     if bad or len(name.encode()) > 63:
-        # With user info, the "name" may be the tail of a password holding "/".
-        shown = "" if "@" in uri else f" {name!r}"
+        # When the URI holds a secret, the "name" may be the tail of a password
+        # holding "/": name it only when masking hides nothing.
+        shown = f" {name!r}" if mask_uri(uri) == uri else ""
         raise ConfigurationError(
             f"invalid database name{shown} in {mask_uri(uri)!r}: "
             "at most 63 bytes, none of / \\ . space \" $"

@@ -52,7 +52,7 @@ _OPTION: Final = re.compile(
     r"(?P<value>(?:[^&;\s]+|[&;](?![A-Za-z0-9_%.\-]*\s*=))*)"
 )
 # The same, but only where an option starts inside a URI's option string.
-_OPTION_IN_URI: Final = re.compile(r"(?:^|(?<=[&;]))" + _OPTION.pattern)
+_OPTION_IN_URI: Final = re.compile(r"(?:^|(?<=[?&;]))" + _OPTION.pattern)
 # AWS_SESSION_TOKEN:<token> (an authMechanismProperties entry) anywhere in text.
 _SESSION_TOKEN: Final = re.compile(r"(?i)(?P<key>AWS_SESSION_TOKEN\s*[:=]\s*)(?P<value>[^,&;\s]*)")
 # Shorter secrets are not replaced as plain text: they would mangle words.
@@ -130,7 +130,7 @@ def _mask_exact(uri: str, start: int) -> str | None:
     if options and not _options_split(options):
         return None
     shown_options = question + _mask_option_string(options)
-    if "@" in database or "@" in shown_options:
+    if "@" in database or "@" in options:
         return None  # an "@" after the host part: a password with an unescaped "/" or "?"
     if _mask_hosts(host_part.rpartition("@")[2]) != host_part.rpartition("@")[2]:
         return None  # a "port" that is not a number: perhaps a password without its "@"

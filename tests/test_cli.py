@@ -149,8 +149,12 @@ def _initialised(uri: str) -> Any:
     return connection.connect(uri)
 
 
-@pytest.mark.parametrize(("answer", "code"), [(None, 2), ("prod\n", 1)], ids=["no-input", "wrong-name"])
-def test_drop_refuses_without_yes_or_the_right_name(uri: str, answer: str | None, code: int) -> None:
+@pytest.mark.parametrize(
+    ("answer", "code"), [(None, 2), ("prod\n", 1)], ids=["no-input", "wrong-name"]
+)
+def test_drop_refuses_without_yes_or_the_right_name(
+    uri: str, answer: str | None, code: int
+) -> None:
     db = _initialised(uri)
     result = run("drop", "--uri", uri, input=answer)
     assert result.exit_code == code
@@ -230,10 +234,12 @@ def test_verify_json_on_drift(uri: str) -> None:
      (("status", "--json"), 0), (("verify",), 1), (("drop", "--yes"), 0)],
     ids=["init", "dry-run-json", "status", "status-json", "verify", "drop"],
 )
+@pytest.mark.parametrize("password", [SECRET, f"{SECRET}#x", f"{SECRET} ?x"],
+                         ids=["plain", "hash", "space-question-mark"])
 def test_passwords_never_appear_in_output(
-    fake_server: Any, args: tuple[str, ...], code: int
+    fake_server: Any, args: tuple[str, ...], code: int, password: str
 ) -> None:
-    result = run(args[0], "--uri", REAL_URI, *args[1:])
+    result = run(args[0], "--uri", REAL_URI.replace(SECRET, password), *args[1:])
     # The command really ran to its normal end (a crash would print no password either).
     assert result.exit_code == code, result.output
     assert result.stdout.strip()
@@ -276,3 +282,37 @@ def test_export_writes_then_check_detects_a_stale_file(tmp_path: Path) -> None:
     stale = run("export", "--dir", str(target), "--check")
     assert stale.exit_code == 1
     assert first.name in stale.stdout
+
+
+def test_usage_errors_are_one_line_and_exit_2() -> None:
+    result = run("status", "--bogus")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: No such option '--bogus'. (see 'main status --help')"
+    ]
+
+
+def test_a_bad_number_names_the_option_and_its_range() -> None:
+    result = run("init", "--lock-timeout", "nan")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: Invalid value for '--lock-timeout': ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_a_refused_embedded_uri_prints_only_its_error() -> None:
+    """The banner comes after connecting, so a refused URI gives exactly one line."""
+    result = run("status", "--uri", "mongomock://localhost/bad.name")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: invalid database name 'bad.name' in 'mongomock://localhost/bad.name': "
+        "at most 63 bytes, none of / \\ . space \" $"
+    ]
+
+
+def test_export_to_a_directory_that_cannot_be_created_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    result = run("export", "--dir", str(tmp_path / "afile" / "collections"))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: {str(tmp_path / 'afile' / 'collections')!r}: Not a directory"
+    ]

@@ -103,7 +103,7 @@ def assert_one_clean_line(result: Result, logs: list[str], codes: set[int]) -> N
 @pytest.fixture
 def fast_cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Fail fast on unreachable servers, use no environment URI, write nothing here."""
-    monkeypatch.setattr(common, "CONNECT_TIMEOUT_MS", 50)
+    monkeypatch.setattr(common, "CONNECT_TIMEOUT_MS", 50, raising=False)
     monkeypatch.delenv(connection.ENV_VAR, raising=False)
     monkeypatch.chdir(tmp_path)
 
