@@ -7,7 +7,8 @@ For each size N it stores N scheduled messages (all due), N contacts, N
 message events and N counter shards, the same documents in an
 ``EmbeddedClient`` (schema, validators and indexes from ``init_schema``) and in
 a raw ``mongomock.MongoClient`` (without indexes: mongomock never reads them,
-and its unique checks scan on every insert), then times the library's own calls on both, side by side:
+and its unique checks scan on every insert), then times the library's own
+calls on both, side by side:
 
 - ``claim_due(limit=100)``: the scheduler's batch claim (due scan, claim, read back);
 - contact by tenant and email (``find_one``, served by ``by_email``);
@@ -43,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mongomock
 from bson import ObjectId
 
-from nsn_store import scheduling as b
 from nsn_store import aggregates as agg
+from nsn_store import scheduling as b
 from nsn_store.aggregates import Aggregates
 from nsn_store.clock import ManualClock
 from nsn_store.counters import ShardedCounter
@@ -147,7 +148,7 @@ def exponent(sizes: list[int], times: list[float]) -> float:
     ys = [math.log(max(t, 1e-6)) for t in times]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     spread = sum((x - mx) ** 2 for x in xs)
-    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / spread if spread else 0.0
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / spread if spread else 0.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<28}{size:>8}{raw:>14.3f}{ours:>13.3f}{raw / ours:>8.1f}x")
             else:
                 print(f"{name:<28}{size:>8}{'n/a':>14}{ours:>13.3f}")
-        k_raw = exponent(sizes, [results["mongomock"][s][name] for s in sizes]) if raw_only else None
+        k_raw = (exponent(sizes, [results["mongomock"][s][name] for s in sizes])
+                 if raw_only else None)
         k_ours = exponent(sizes, [results["embedded"][s][name] for s in sizes])
         growth = results["embedded"][sizes[-1]][name] / results["embedded"][sizes[0]][name]
         shown = f"{k_raw:>14.2f}" if k_raw is not None else f"{'':>14}"

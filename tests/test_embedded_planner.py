@@ -45,7 +45,8 @@ SHAPES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
     ("descending", [("a", -1)], {}),
     ("mixed-directions", [("a", 1), ("b", -1)], {}),
     ("all-descending", [("a", -1), ("b", -1), ("c", -1)], {}),
-    ("partial-exists", [("a", 1), ("b", -1)], {"partialFilterExpression": {"b": {"$exists": True}}}),
+    ("partial-exists", [("a", 1), ("b", -1)],
+     {"partialFilterExpression": {"b": {"$exists": True}}}),
     ("partial-range", [("a", 1)], {"partialFilterExpression": {"a": {"$gt": 0}}}),
     ("partial-unique", [("a", 1), ("b", 1)],
      {"unique": True, "partialFilterExpression": {"b": {"$exists": True}}}),
@@ -166,7 +167,8 @@ def _nan_safe(value: Any) -> Any:
 
 
 @pytest.mark.parametrize(("key", "options"), [s[1:] for s in SHAPES], ids=[s[0] for s in SHAPES])
-def test_index_served_results_equal_a_scan(key: list[tuple[str, int]], options: dict[str, Any]) -> None:
+def test_index_served_results_equal_a_scan(key: list[tuple[str, int]],
+                                          options: dict[str, Any]) -> None:
     names = _names(key, options)
 
     @settings(max_examples=EXAMPLES, deadline=None, database=None,

@@ -412,7 +412,7 @@ def test_every_query_of_the_data_classes_uses_its_index_on_the_embedded_database
 
     db = mongomock_client()["coverage"]
     init_schema(db)
-    for sent, (index, _) in zip(sent_by(action), expected):
+    for sent, (index, _) in zip(sent_by(action), expected, strict=True):
         cursor = db[sent.collection].find(sent.filter, sort=sent.sort or None,
                                           limit=sent.limit or 0)
         names, indexes = _plan(cursor.explain())

@@ -44,9 +44,9 @@ from nsn_store.embedded._sorted_index import (
     OBJECT_ID_RANK,
     STRING_RANK,
     TOP,
+    Desc,
     Entry,
     Pair,
-    Desc,
     SortedIndex,
     stored,
 )
@@ -259,7 +259,8 @@ def implies(spec: Mapping[str, Any], found: Mapping[str, Bounds],
         elif name.startswith("$"):
             return False
         elif condition == {"$exists": True} or condition == {"$exists": 1}:
-            if not ((name in found and found[name].excludes_null) or condition in given.get(name, [])):
+            bounded = name in found and found[name].excludes_null
+            if not (bounded or condition in given.get(name, [])):
                 return False
         elif condition not in given.get(name, []):
             return False
@@ -302,7 +303,8 @@ def plan_index(index: SortedIndex, spec: Mapping[str, Any], sort: Sort, limit: i
     return plan
 
 
-def _serves(index: SortedIndex, start: int, rest: Sort) -> tuple[bool, list[tuple[int, bool]]] | None:
+def _serves(index: SortedIndex, start: int,
+            rest: Sort) -> tuple[bool, list[tuple[int, bool]]] | None:
     """Return (walk backwards, merge key) if the walk can give ``rest``'s order, else None.
 
     ``start`` fields are pinned to points. Within one combination of points the
@@ -589,8 +591,12 @@ def _describe(bounds: Bounds | None) -> list[str]:
         return ["[MinKey, MaxKey]"]
     if bounds.points is not None:
         return [f"[{v!r}, {v!r}]" for _, v in bounds.points]
-    low = f"{'[' if bounds.low[1] else '('}{bounds.low[0][1]!r}" if bounds.low else f"[<rank {bounds.rank}>"
-    high = f"{bounds.high[0][1]!r}{']' if bounds.high[1] else ')'}" if bounds.high else f"<rank {bounds.rank}>]"
+    low = f"[<type {bounds.rank} start>"
+    if bounds.low:
+        low = f"{'[' if bounds.low[1] else '('}{bounds.low[0][1]!r}"
+    high = f"<type {bounds.rank} end>]"
+    if bounds.high:
+        high = f"{bounds.high[0][1]!r}{']' if bounds.high[1] else ')'}"
     return [f"{low}, {high}"]
 
 

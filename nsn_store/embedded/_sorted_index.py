@@ -10,7 +10,8 @@ order is the order mongomock sorts and compares in; a descending field stores
 ``(-r, Desc(v))`` so the list is in the index's declared order.
 
 Only "simple" values (null, numbers other than NaN, plain strings, ObjectIds
-(as their 12 bytes, which order as ObjectIds do), booleans, dates) keep their value. Anything else is stored as ``(rank, 0)``
+(as their 12 bytes, which order as ObjectIds do), booleans, dates) keep their
+value. Anything else is stored as ``(rank, 0)``
 and counted in ``complex`` for its field: the planner never seeks a range in,
 or serves a sort from, a field that holds one (mongomock compares such values
 with rules a tuple cannot mirror, or refuses to). An array makes the index
@@ -228,7 +229,7 @@ def _exists_fields(partial: Mapping[str, Any] | None) -> tuple[str, ...] | None:
 class Held:
     """What one document contributes to an index: its entries and per-field flags."""
 
-    __slots__ = ("entries", "multikey", "complex")
+    __slots__ = ("complex", "entries", "multikey")
 
     def __init__(self, entries: frozenset[Entry], multikey: tuple[bool, ...],
                  complex_: tuple[bool, ...]) -> None:
@@ -280,7 +281,7 @@ class SortedIndex:
             if entry is not None:
                 return Held(frozenset((entry,)), self._no_flags, self._no_flags)
         per_field, multikey, complex_ = [], [], []
-        for field, direction in zip(self.fields, self.directions):
+        for field, direction in zip(self.fields, self.directions, strict=True):
             pairs, many, odd = field_pairs(doc, field)
             per_field.append([stored(pair, direction < 0) for pair in pairs])
             multikey.append(many)
@@ -295,7 +296,7 @@ class SortedIndex:
         return Held(entries, tuple(multikey), tuple(complex_))
 
     def _inside(self, doc: Mapping[str, Any]) -> bool:
-        """Tell whether ``doc`` matches the partial filter (``$exists`` on top-level fields fast)."""
+        """Tell whether ``doc`` matches the partial filter (top-level ``$exists``: no matcher)."""
         if self._exists_only is not None:
             return all(name in doc for name in self._exists_only)
         assert self.partial is not None
@@ -304,7 +305,7 @@ class SortedIndex:
     def _scalar_entry(self, seq: int, doc: Mapping[str, Any]) -> Entry | None:
         """Return the one entry of a document whose indexed fields are all simple, else None."""
         entry: list[Any] = []
-        for field, descending in zip(self.fields, self._descending):
+        for field, descending in zip(self.fields, self._descending, strict=True):
             value = doc.get(field, NOTHING)
             if value is NOTHING or value is None:
                 pair = NULL
@@ -319,7 +320,7 @@ class SortedIndex:
         return tuple(entry)
 
     def _count(self, held: Held, step: int) -> None:
-        for i, (many, odd) in enumerate(zip(held.multikey, held.complex)):
+        for i, (many, odd) in enumerate(zip(held.multikey, held.complex, strict=True)):
             self.multikey[i] += step * many
             self.complex[i] += step * odd
 
