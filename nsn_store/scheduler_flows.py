@@ -238,9 +238,13 @@ class _Flows:
                           projection=b.CANDIDATE_PROJECTION)
         # A full page means a backlog: probe a few tenants so none waits behind another's.
         heads = (yield from self._fair_heads(now, only, limit)) if len(due) >= limit else []
-        stale = yield _find(b.expired_lease_query(now, only), limit=limit,
-                            projection=b.CANDIDATE_PROJECTION)
-        stale, abandoned = b.split_abandoned(stale, self.max_attempts)
+        stale = yield _find(b.stale_query(now, only), limit=limit,
+                            projection=b.STALE_PROJECTION)
+        pending = [doc for doc in stale if doc["status"] == b.FAILED]
+        for doc in pending:  # a give-up whose follow-ups were lost: finish them
+            yield from self._given_up_follow_ups(doc, now)
+        stale, abandoned = b.split_abandoned(
+            [doc for doc in stale if doc["status"] != b.FAILED], self.max_attempts)
         for doc in abandoned:  # rare: costs round trips only when a worker died last time
             yield from self._give_up(doc, now)
         ids = b.pick_candidates(due, stale, limit, heads)
@@ -333,28 +337,26 @@ class _Flows:
         return doc
 
     def _give_up(self, candidate: Mapping[str, Any], now: datetime) -> Flow:
-        """Fail a message whose lease expired on its last attempt.
+        """Fail a message whose lease expired on its last attempt, then write its follow-ups.
 
-        The follow-ups come first here: nobody retries a give-up, but the next
-        claim finds the message again if its status write was lost. If a cancel
-        wins the message in between, the follow-ups are taken back.
+        Status first, as every transition: the status write keeps ``lockedUntil``
+        as a "follow-ups pending" marker, so if this call stops before the
+        follow-ups are written, the next claim's scan finds the message and
+        finishes them (``_given_up_follow_ups``). A cancel that lands first wins
+        the message and nothing is written here.
         """
-        message_id, tenant, attempts = (candidate["_id"], candidate["tenantId"],
-                                         candidate["attempts"])
-        error, key = b.abandoned_error(attempts), b.follow_up_key(message_id, b.FAILED, attempts)
-        yield from self._failed_follow_ups(tenant, message_id, now, attempts, error, None)
+        message_id, attempts = candidate["_id"], candidate["attempts"]
         doc = yield _modify(b.abandoned_filter(message_id, now, attempts),
-                            b.failed_update(now, error))
-        if doc is None:
-            yield from self._undo_give_up(tenant, message_id, attempts, key)
+                            b.given_up_update(now, b.abandoned_error(attempts)))
+        if doc is not None:
+            yield from self._given_up_follow_ups(doc, now)
 
-    def _undo_give_up(self, tenant: ObjectId, message_id: ObjectId, attempts: int,
-                      key: str) -> Flow:
-        current = yield _find_one(b.by_id_query(b.MESSAGES, message_id))
-        if current is None or (current["status"] == b.FAILED and current["attempts"] == attempts):
-            return  # another worker gave it up first: the same key, the same follow-ups
-        yield Op("delete_one", b.EVENTS, ({"_id": b.event_id(key)},))
-        yield from self._bump(tenant, "messages.failed", f"{key}:undone", -1)
+    def _given_up_follow_ups(self, doc: Mapping[str, Any], now: datetime) -> Flow:
+        attempts = doc["attempts"]
+        yield from self._failed_follow_ups(doc["tenantId"], doc["_id"], now, attempts,
+                                           b.abandoned_error(attempts), None)
+        yield Op("update_one", b.MESSAGES, ({"_id": doc["_id"], "status": b.FAILED},
+                                            b.follow_ups_done_update()))
 
     # -- finish ----------------------------------------------------------------
 

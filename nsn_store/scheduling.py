@@ -23,6 +23,8 @@ from bson import ObjectId
 
 from nsn_store.arguments import as_object_id
 from nsn_store.scheduling_updates import (
+    follow_ups_done_update,
+    given_up_update,
     batch_filter,
     claimed_refs,
     release_update,
@@ -90,6 +92,10 @@ from nsn_store.scheduling_updates import (
 )
 
 __all__ = [
+    "STALE_PROJECTION",
+    "follow_ups_done_update",
+    "given_up_update",
+    "stale_query",
     "batch_filter",
     "claimed_refs",
     "due_for_query",
@@ -306,6 +312,19 @@ def expired_lease_query(now: datetime, tenants: Sequence[ObjectId] | None = None
                  [("lockedUntil", 1)], residual=("tenantId",))
 
 
+def stale_query(now: datetime, tenants: Sequence[ObjectId] | None = None) -> Query:
+    """Select expired leases and given-up messages whose follow-ups are pending.
+
+    by_status {status, lockedUntil}: ``$in`` on status (two point ranges merged
+    in ``lockedUntil`` order), then the range on ``lockedUntil``.
+    """
+    condition: Filter = {"status": {"$in": [PROCESSING, FAILED]}, "lockedUntil": {"$lte": now}}
+    if tenants is None:
+        return Query(MESSAGES, condition, "by_status", [("lockedUntil", 1)])
+    return Query(MESSAGES, {**condition, "tenantId": {"$in": list(tenants)}}, "by_status",
+                 [("lockedUntil", 1)], residual=("tenantId",))
+
+
 def live_lease_query(now: datetime, tenant_id: ObjectId | None = None) -> Query:
     """Select processing messages whose lease is still running at ``now``."""
     return _processing_query({"$gt": now}, tenant_id)
@@ -410,8 +429,9 @@ def held_query(ids: Sequence[ObjectId], token: str) -> Query:
     Not "this worker and this lease end": two claims in the same millisecond
     by workers that chose the same id would each read back the other's wins.
     """
-    condition = {"_id": {"$in": list(ids)}, "claimToken": token}
-    return Query(MESSAGES, condition, "_id_", residual=("claimToken",))
+    # status: a cancel that lands between the claim and this read keeps the token.
+    condition = {"_id": {"$in": list(ids)}, "claimToken": token, "status": PROCESSING}
+    return Query(MESSAGES, condition, "_id_", residual=("claimToken", "status"))
 
 
 def pick_candidates(
@@ -440,6 +460,8 @@ def oldest_first(documents: Iterable[Mapping[str, Any]]) -> list[Any]:
 
 
 CANDIDATE_PROJECTION = {"_id": 1, "sendAt": 1, "attempts": 1, "tenantId": 1}
+#: The stale scan also tells expired leases from give-ups whose follow-ups are pending.
+STALE_PROJECTION = {**CANDIDATE_PROJECTION, "status": 1}
 
 
 def split_abandoned(
@@ -467,6 +489,7 @@ def all_queries(now: datetime) -> list[Query]:
         next_tenant_query(now, tenant, [tenant, other]),
         next_due_query(), next_due_query([tenant]), next_expiry_query(),
         next_expiry_query([tenant]), held_by_query(ids, ["token"], now),
+        stale_query(now), stale_query(now, [tenant]),
         live_lease_query(now), live_lease_query(now, tenant),
         expired_leases_count_query(now), expired_leases_count_query(now, tenant),
         failed_since_query(now), failed_since_query(now, tenant),

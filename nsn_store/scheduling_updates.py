@@ -349,6 +349,24 @@ def failed_update(now: datetime, error: str) -> Update:
             "$unset": CLAIM_FIELDS}
 
 
+def given_up_update(now: datetime, error: str) -> Update:
+    """Fail a message whose lease expired on its last attempt, its follow-ups still to write.
+
+    ``lockedUntil`` stays as the marker "follow-ups pending": every claim's
+    scan of expired leases also finds failed messages that still carry it and
+    completes their follow-ups (``follow_ups_done_update``), so a give-up whose
+    reply was lost is finished by the next claim, and a cancel can no longer
+    race it (a failed message cannot be cancelled).
+    """
+    return {"$set": {"status": FAILED, "lastError": clip_error(error), "updatedAt": now},
+            "$unset": {"lockedBy": "", "claimToken": ""}}
+
+
+def follow_ups_done_update() -> Update:
+    """Drop a given-up message's "follow-ups pending" marker once they are written."""
+    return {"$unset": {"lockedUntil": ""}}
+
+
 def extend_update(now: datetime, lease: timedelta) -> Update:
     """Move the lease end to ``now + lease`` (a worker's heartbeat)."""
     return {"$set": {"lockedUntil": lease_end(now, lease), "updatedAt": now}}

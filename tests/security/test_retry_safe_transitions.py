@@ -185,30 +185,38 @@ async def a_worker_that_gave_a_message_back_cannot_record_a_send_after_a_cancel(
     assert (await kit.counts())["messages.cancelled"] == 1
 
 
-@pytest.mark.parametrize(("method", "collection"), [
-    ("find_one_and_update", b.MESSAGES), ("insert_one", b.EVENTS), ("update_one", "counters"),
-], ids=["status", "event", "counter"])
+@pytest.mark.parametrize(("fault", "method", "collection"), [
+    (Fault.BEFORE, "find_one_and_update", b.MESSAGES),
+    (Fault.AFTER, "find_one_and_update", b.MESSAGES),
+    (Fault.BEFORE, "insert_one", b.EVENTS), (Fault.AFTER, "insert_one", b.EVENTS),
+    (Fault.BEFORE, "update_one", "counters"), (Fault.AFTER, "update_one", "counters"),
+    (Fault.BEFORE, "update_one", b.MESSAGES),
+], ids=["status", "status-reply-lost", "event", "event-reply-lost", "counter",
+        "counter-reply-lost", "marker"])
 async def a_give_up_that_failed_half_way_is_completed_by_the_next_claim(
-    kit: Kit, method: str, collection: str
+    kit: Kit, fault: Fault, method: str, collection: str
 ) -> None:
-    """A message whose lease expired on its last attempt is failed by the next claim. Its
-    follow-ups come before its status (nobody repeats a give-up, but the next claim finds
-    a message still processing): whichever write fails, the next claim completes it, and
-    the event and count stay single."""
+    """A message whose lease expired on its last attempt is failed by the next claim,
+    status first; the status keeps lockedUntil as a "follow-ups pending" marker, so
+    whichever write fails (before it applies or with its reply lost), the next claim
+    completes it, and the event and count stay single."""
     [mid] = await kit.due()
     for _ in range(3):  # max_attempts=3: each worker claims it and dies
         await kit.claim("dies", lease=LEASE)
         kit.clock.advance(LEASE)
-    kit.plan.arm(Fault.BEFORE, method=method, collection=collection)
+    kit.plan.arm(fault, method=method, collection=collection)
     with pytest.raises(ConnectionFailedError):
         await kit.claim("sweeper")
     assert await kit.claim("sweeper") == []
-    assert (await kit.message(mid))["status"] == "failed"
+    message = await kit.message(mid)
+    assert message["status"] == "failed" and "lockedUntil" not in message
     assert len(await kit.events(mid, "failed")) == 1
     assert (await kit.counts())["messages.failed"] == 1
 
 
 async def a_give_up_that_loses_to_a_cancel_takes_its_follow_ups_back(kit: Kit) -> None:
+    """A cancel that lands before the give-up's status write wins: nothing of a failure
+    is written (the give-up writes its follow-ups only after its status)."""
     [mid] = await kit.due()
     for _ in range(3):
         await kit.claim("dies", lease=LEASE)
