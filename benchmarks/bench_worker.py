@@ -45,13 +45,21 @@ def seed(db: Any, clock: SystemClock, count: int, seconds: float, lead: float) -
     """Schedule ``count`` messages due evenly from ``lead`` s to ``lead + seconds`` s from now."""
     scheduler = Scheduler(db, clock=clock)
     tenants = [ObjectId() for _ in range(10)]
-    contacts = [db.contacts.insert_one({"tenantId": t, "phone": "+15550100",
-                                        "createdAt": clock.now()}).inserted_id for t in tenants]
+    contacts = [
+        db.contacts.insert_one(
+            {"tenantId": t, "phone": "+15550100", "createdAt": clock.now()}
+        ).inserted_id
+        for t in tenants
+    ]
     start = clock.now() + timedelta(seconds=lead)
     for i in range(count):
-        scheduler.schedule(tenants[i % 10], contacts[i % 10], "sms",
-                           start + timedelta(seconds=seconds * i / count),
-                           payload={"body": "reminder"})
+        scheduler.schedule(
+            tenants[i % 10],
+            contacts[i % 10],
+            "sms",
+            start + timedelta(seconds=seconds * i / count),
+            payload={"body": "reminder"},
+        )
     return scheduler
 
 
@@ -109,9 +117,12 @@ def summary(lags: list[float], count: int) -> dict[str, float]:
     ordered = sorted(max(0.0, lag) for lag in lags)
     if not ordered:
         return {"sent": 0, "expected": count, "p50": float("nan"), "p99": float("nan")}
-    return {"sent": len(ordered), "expected": count,
-            "p50": statistics.median(ordered),
-            "p99": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]}
+    return {
+        "sent": len(ordered),
+        "expected": count,
+        "p50": statistics.median(ordered),
+        "p99": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+    }
 
 
 def idle_queries_per_second(seconds: float) -> float:
@@ -136,8 +147,9 @@ def throughput(concurrency: int, messages: int, latency: float) -> float:
     clock = SystemClock()
     db = fresh_db()
     scheduler = seed(db, clock, messages, 0.001, lead=-1.0)
-    worker = Worker(db, FakeSender(latency=latency), scheduler=scheduler,
-                    concurrency=concurrency, watch=False)
+    worker = Worker(
+        db, FakeSender(latency=latency), scheduler=scheduler, concurrency=concurrency, watch=False
+    )
     started = time.perf_counter()
     report = worker.run_once()
     elapsed = time.perf_counter() - started
@@ -163,17 +175,23 @@ def main() -> None:
     for name, r in results.items():
         ratio50 = r["p50"] / base["p50"] if base["p50"] > 0 else float("inf")
         ratio99 = r["p99"] / base["p99"] if base["p99"] > 0 else float("inf")
-        print(f"{name:32} {r['sent']:>5.0f}/{r['expected']:<5.0f} {r['p50']:8.3f} "
-              f"{r['p99']:8.3f} {ratio50:9.1f} {ratio99:9.1f}")
+        print(
+            f"{name:32} {r['sent']:>5.0f}/{r['expected']:<5.0f} {r['p50']:8.3f} "
+            f"{r['p99']:8.3f} {ratio50:9.1f} {ratio99:9.1f}"
+        )
     idle = idle_queries_per_second(5.0 if args.quick else 15.0)
     fixed_idle = 2 / 5.0  # a 5 s poll's claim costs two queries (due and expired leases)
-    print(f"idle queries per second per worker: {idle:.2f} "
-          f"(a fixed 5 s poll: {fixed_idle:.2f}; ratio {idle / fixed_idle:.2f})")
+    print(
+        f"idle queries per second per worker: {idle:.2f} "
+        f"(a fixed 5 s poll: {fixed_idle:.2f}; ratio {idle / fixed_idle:.2f})"
+    )
     messages = 300 if args.quick else 2000
     print(f"throughput, fake sender with 10 ms latency, {messages} messages due:")
     rates = {c: throughput(c, messages, 0.01) for c in (1, 8, 32)}
     for c, rate in rates.items():
-        print(f"  concurrency {c:>2}: {rate:8.0f} messages/s ({rate / rates[1]:.1f}x concurrency 1)")
+        print(
+            f"  concurrency {c:>2}: {rate:8.0f} messages/s ({rate / rates[1]:.1f}x concurrency 1)"
+        )
 
 
 if __name__ == "__main__":

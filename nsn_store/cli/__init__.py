@@ -7,6 +7,7 @@ import click
 from nsn_store import __version__
 from nsn_store.cli.common import Group
 from nsn_store.cli.schema import SCHEMA_COMMANDS
+from nsn_store.cli.worker import WORKER_COMMANDS
 
 
 def _ops_commands() -> list[click.Command]:
@@ -26,5 +27,5 @@ def main() -> None:
     """Create, check and operate the nsn-store MongoDB schema."""
 
 
-for _command in [*SCHEMA_COMMANDS, *_ops_commands()]:
+for _command in [*SCHEMA_COMMANDS, *_ops_commands(), *WORKER_COMMANDS]:
     main.add_command(_command)

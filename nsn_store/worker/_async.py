@@ -43,20 +43,35 @@ log = logging.getLogger("nsn_store.worker")
 class AsyncWorker:
     """Send due scheduled messages with an async ``sender`` on ``concurrency`` tasks."""
 
-    def __init__(self, db: Any, sender: AsyncSender, *, worker_id: str | None = None,
-                 concurrency: int = 8, batch_size: int | None = None,
-                 lease: timedelta | float = DEFAULT_LEASE,
-                 heartbeat: timedelta | float | None = None,
-                 poll: timedelta | float = DEFAULT_POLL,
-                 shutdown_timeout: timedelta | float = 30.0,
-                 clock: Clock | None = None, tenants: Iterable[Any] | None = None,
-                 scheduler: Any = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        db: Any,
+        sender: AsyncSender,
+        *,
+        worker_id: str | None = None,
+        concurrency: int = 8,
+        batch_size: int | None = None,
+        lease: timedelta | float = DEFAULT_LEASE,
+        heartbeat: timedelta | float | None = None,
+        poll: timedelta | float = DEFAULT_POLL,
+        shutdown_timeout: timedelta | float = 30.0,
+        clock: Clock | None = None,
+        tenants: Iterable[Any] | None = None,
+        scheduler: Any = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         if not callable(sender):
             raise NsnStoreError("sender must be a coroutine function taking a Delivery")
         self.options = WorkerOptions.build(
-            worker_id=worker_id, concurrency=concurrency, batch_size=batch_size, lease=lease,
-            heartbeat=heartbeat, poll=poll, shutdown_timeout=shutdown_timeout,
-            tenants=tenants)
+            worker_id=worker_id,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            lease=lease,
+            heartbeat=heartbeat,
+            poll=poll,
+            shutdown_timeout=shutdown_timeout,
+            tenants=tenants,
+        )
         from nsn_store.scheduler import AsyncScheduler
 
         self.db = db
@@ -90,8 +105,9 @@ class AsyncWorker:
         if timeout is not None:
             from dataclasses import replace
 
-            self.options = replace(self.options,
-                                   shutdown_timeout=timedelta(seconds=max(0.0, timeout)))
+            self.options = replace(
+                self.options, shutdown_timeout=timedelta(seconds=max(0.0, timeout))
+            )
         self._stopping = True
         self._poke()
 
@@ -107,8 +123,9 @@ class AsyncWorker:
         self._changed = asyncio.Event()
         self._stopping = self._abort = False
         restore = self._install_signals()
-        self._tasks = [asyncio.create_task(self._send_loop())
-                       for _ in range(self.options.concurrency)]
+        self._tasks = [
+            asyncio.create_task(self._send_loop()) for _ in range(self.options.concurrency)
+        ]
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
         try:
             while not self._stopping:
@@ -138,9 +155,9 @@ class AsyncWorker:
         if free <= 0:
             await self._wait_change(1.0)
             return True
-        batch = await self.scheduler.claim_due(self.worker_id, limit=free,
-                                               lease=self.options.lease,
-                                               tenants=self.options.tenants)
+        batch = await self.scheduler.claim_due(
+            self.worker_id, limit=free, lease=self.options.lease, tenants=self.options.tenants
+        )
         if not batch:
             return False
         self.report.claimed_batch(len(batch))
@@ -178,14 +195,18 @@ class AsyncWorker:
             self.metrics.in_flight(len(self._held) - len(self._pending))
             await self._finish(delivery.message, self._send, delivery)
 
-    async def _finish(self, message: Mapping[str, Any],
-                      step: Callable[[Any], Any], item: Any) -> None:
+    async def _finish(
+        self, message: Mapping[str, Any], step: Callable[[Any], Any], item: Any
+    ) -> None:
         try:
             await step(item)
         except InvalidTransitionError as exc:
-            log.warning("message %s: %s", message["_id"], exc,
-                        extra={"message_id": str(message["_id"]),
-                               "tenant_id": str(message["tenantId"])})
+            log.warning(
+                "message %s: %s",
+                message["_id"],
+                exc,
+                extra={"message_id": str(message["_id"]), "tenant_id": str(message["tenantId"])},
+            )
             self._count("lease_lost")
         except NsnStoreError:
             log.exception("message %s: could not record the outcome", message["_id"])
@@ -200,22 +221,28 @@ class AsyncWorker:
         except Exception as exc:  # any sender failure is an outcome, never a crash
             result, error = None, exc
         self.metrics.send_duration(time.perf_counter() - started)
-        await self._record(delivery.message, classify(result, error, delivery.message),
-                           delivery)
+        await self._record(delivery.message, classify(result, error, delivery.message), delivery)
 
-    async def _record(self, message: Mapping[str, Any], outcome: Classified,
-                      delivery: Delivery | None) -> None:
+    async def _record(
+        self, message: Mapping[str, Any], outcome: Classified, delivery: Delivery | None
+    ) -> None:
         extra = {"message_id": str(message["_id"]), "tenant_id": str(message["tenantId"])}
         if outcome.kind == "sent":
             await self.scheduler.mark_sent(
-                message, self.worker_id, provider_message_id=outcome.provider_message_id,
-                provider=outcome.provider or (delivery.provider if delivery else None))
+                message,
+                self.worker_id,
+                provider_message_id=outcome.provider_message_id,
+                provider=outcome.provider or (delivery.provider if delivery else None),
+            )
             log.info("sent message %s", message["_id"], extra=extra)
             self._count("sent")
             return
-        doc = await self.scheduler.mark_failed(message, self.worker_id,
-                                               outcome.error or "send failed",
-                                               retry=outcome.kind == "transient")
+        doc = await self.scheduler.mark_failed(
+            message,
+            self.worker_id,
+            outcome.error or "send failed",
+            retry=outcome.kind == "transient",
+        )
         kind = "retried" if doc["status"] == "scheduled" else "failed"
         log.info("message %s %s: %s", message["_id"], kind, outcome.error, extra=extra)
         self._count(kind)
@@ -241,15 +268,15 @@ class AsyncWorker:
                     return
                 continue
             try:
-                kept = await self.scheduler.extend_leases(held, self.worker_id,
-                                                          self.options.lease)
+                kept = await self.scheduler.extend_leases(held, self.worker_id, self.options.lease)
             except NsnStoreError:
                 log.exception("heartbeat failed; leases may expire")
                 continue
             for message in held:
                 if message["_id"] not in kept:
-                    log.warning("message %s outlived its lease; its result will be refused",
-                                message["_id"])
+                    log.warning(
+                        "message %s outlived its lease; its result will be refused", message["_id"]
+                    )
 
     # -- shutdown -------------------------------------------------------------------
 
@@ -273,8 +300,7 @@ class AsyncWorker:
         try:
             returned = await self.scheduler.release(messages, self.worker_id)
         except NsnStoreError:
-            log.exception("could not hand %d claims back; their leases will expire",
-                          len(messages))
+            log.exception("could not hand %d claims back; their leases will expire", len(messages))
             returned = 0
         for message in messages:
             self._held.pop(message["_id"], None)

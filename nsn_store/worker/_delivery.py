@@ -36,8 +36,15 @@ __all__ = ["DEFAULT_PROVIDER", "Delivery", "Refusal", "load_deliveries"]
 
 DEFAULT_PROVIDER = {"sms": "twilio", "email": "resend"}
 _ADDRESS = {"sms": ("phone", "phone number"), "email": ("email", "email address")}
-_CONTACT_FIELDS = {"firstName": 1, "lastName": 1, "phone": 1, "email": 1, "optedOut": 1,
-                   "metadata": 1, "tenantId": 1}
+_CONTACT_FIELDS = {
+    "firstName": 1,
+    "lastName": 1,
+    "phone": 1,
+    "email": 1,
+    "optedOut": 1,
+    "metadata": 1,
+    "tenantId": 1,
+}
 _TEMPLATE_FIELDS = {"body": 1, "subject": 1, "channel": 1, "tenantId": 1}
 
 
@@ -86,17 +93,22 @@ def load_deliveries(messages: Sequence[Mapping[str, Any]]) -> Flow[list[Delivery
     if not messages:
         return []
     tenants = sorted({m["tenantId"] for m in messages})
-    contacts = yield from _by_id("contacts", {m["contactId"] for m in messages}, tenants,
-                                 _CONTACT_FIELDS)
-    templates = yield from _by_id("templates", {m["templateId"] for m in messages
-                                                if m.get("templateId") is not None},
-                                  tenants, _TEMPLATE_FIELDS)
+    contacts = yield from _by_id(
+        "contacts", {m["contactId"] for m in messages}, tenants, _CONTACT_FIELDS
+    )
+    templates = yield from _by_id(
+        "templates",
+        {m["templateId"] for m in messages if m.get("templateId") is not None},
+        tenants,
+        _TEMPLATE_FIELDS,
+    )
     owners = yield from _by_id("tenants", set(tenants), None, {"providerConfigs": 1})
     return [_prepare(m, contacts, templates, owners) for m in messages]
 
 
-def _by_id(collection: str, ids: set[Any], tenants: list[Any] | None,
-           projection: Mapping[str, int]) -> Flow[dict[Any, Mapping[str, Any]]]:
+def _by_id(
+    collection: str, ids: set[Any], tenants: list[Any] | None, projection: Mapping[str, int]
+) -> Flow[dict[Any, Mapping[str, Any]]]:
     if not ids:
         return {}
     query: dict[str, Any] = {"_id": {"$in": sorted(ids)}}
@@ -106,15 +118,19 @@ def _by_id(collection: str, ids: set[Any], tenants: list[Any] | None,
     return {doc["_id"]: doc for doc in found}
 
 
-def _owned(found: Mapping[Any, Mapping[str, Any]], key: Any, tenant: Any
-           ) -> Mapping[str, Any] | None:
+def _owned(
+    found: Mapping[Any, Mapping[str, Any]], key: Any, tenant: Any
+) -> Mapping[str, Any] | None:
     doc = found.get(key)
     return doc if doc is not None and doc.get("tenantId") == tenant else None
 
 
-def _prepare(message: Mapping[str, Any], contacts: Mapping[Any, Mapping[str, Any]],
-             templates: Mapping[Any, Mapping[str, Any]],
-             owners: Mapping[Any, Mapping[str, Any]]) -> Delivery | Refusal:
+def _prepare(
+    message: Mapping[str, Any],
+    contacts: Mapping[Any, Mapping[str, Any]],
+    templates: Mapping[Any, Mapping[str, Any]],
+    owners: Mapping[Any, Mapping[str, Any]],
+) -> Delivery | Refusal:
     tenant, channel = message["tenantId"], message["channel"]
     contact = _owned(contacts, message["contactId"], tenant)
     if contact is None:
@@ -138,17 +154,25 @@ def _prepare(message: Mapping[str, Any], contacts: Mapping[Any, Mapping[str, Any
         return Refusal(message, "permanent", str(exc))
     config = _provider_config(owners.get(tenant), channel)
     return Delivery(
-        message_id=message["_id"], tenant_id=tenant, contact_id=message["contactId"],
-        channel=channel, to=str(contact[field_name]), body=rendered,
-        subject=rendered_subject, attempt=int(message.get("attempts") or 0),
+        message_id=message["_id"],
+        tenant_id=tenant,
+        contact_id=message["contactId"],
+        channel=channel,
+        to=str(contact[field_name]),
+        body=rendered,
+        subject=rendered_subject,
+        attempt=int(message.get("attempts") or 0),
         provider=str(config.get("provider") or DEFAULT_PROVIDER[channel]),
-        from_address=config.get("fromAddress"), credentials_ref=config.get("credentialsRef"),
-        payload=dict(message.get("payload") or {}), message=message,
+        from_address=config.get("fromAddress"),
+        credentials_ref=config.get("credentialsRef"),
+        payload=dict(message.get("payload") or {}),
+        message=message,
     )
 
 
-def _texts(message: Mapping[str, Any], templates: Mapping[Any, Mapping[str, Any]]
-           ) -> tuple[str, str | None] | Refusal:
+def _texts(
+    message: Mapping[str, Any], templates: Mapping[Any, Mapping[str, Any]]
+) -> tuple[str, str | None] | Refusal:
     template_id = message.get("templateId")
     if template_id is not None:
         template = _owned(templates, template_id, message["tenantId"])

@@ -44,15 +44,20 @@ class _Prometheus(Metrics):
         import prometheus_client as prom
 
         kwargs = {"registry": registry} if registry is not None else {}
-        self._messages = prom.Counter("nsn_worker_messages", "Messages by outcome",
-                                      ["outcome"], **kwargs)
-        self._lag = prom.Histogram("nsn_worker_claim_lag_seconds",
-                                   "Claim time minus sendAt", buckets=_LAG_BUCKETS, **kwargs)
-        self._send = prom.Histogram("nsn_worker_send_seconds", "Sender call duration",
-                                    buckets=_SEND_BUCKETS, **kwargs)
+        self._messages = prom.Counter(
+            "nsn_worker_messages", "Messages by outcome", ["outcome"], **kwargs
+        )
+        self._lag = prom.Histogram(
+            "nsn_worker_claim_lag_seconds",
+            "Claim time minus sendAt",
+            buckets=_LAG_BUCKETS,
+            **kwargs,
+        )
+        self._send = prom.Histogram(
+            "nsn_worker_send_seconds", "Sender call duration", buckets=_SEND_BUCKETS, **kwargs
+        )
         self._in_flight = prom.Gauge("nsn_worker_in_flight", "Messages being sent", **kwargs)
-        self._backlog = prom.Gauge("nsn_worker_backlog", "Due messages at the last look",
-                                   **kwargs)
+        self._backlog = prom.Gauge("nsn_worker_backlog", "Due messages at the last look", **kwargs)
 
     def outcome(self, outcome: str, n: int = 1) -> None:
         self._messages.labels(outcome=outcome).inc(n)

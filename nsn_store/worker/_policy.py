@@ -52,28 +52,44 @@ class WorkerOptions:
     tenants: tuple[Any, ...] | None
 
     @classmethod
-    def build(cls, *, worker_id: str | None, concurrency: int, batch_size: int | None,
-              lease: timedelta | float, heartbeat: timedelta | float | None,
-              poll: timedelta | float, shutdown_timeout: timedelta | float,
-              tenants: Any = None) -> WorkerOptions:
+    def build(
+        cls,
+        *,
+        worker_id: str | None,
+        concurrency: int,
+        batch_size: int | None,
+        lease: timedelta | float,
+        heartbeat: timedelta | float | None,
+        poll: timedelta | float,
+        shutdown_timeout: timedelta | float,
+        tenants: Any = None,
+    ) -> WorkerOptions:
         """Check every option (naming the bad one) and derive the defaults."""
-        lease = check_duration(lease, "lease", minimum=timedelta(seconds=1),
-                               maximum=timedelta(hours=1))
+        lease = check_duration(
+            lease, "lease", minimum=timedelta(seconds=1), maximum=timedelta(hours=1)
+        )
         concurrency = check_limit(concurrency, "concurrency", maximum=MAX_CONCURRENCY)
         return cls(
             worker_id=check_text(worker_id or default_worker_id(), "worker_id", maximum=200),
             concurrency=concurrency,
             batch_size=check_limit(batch_size or concurrency, "batch_size", maximum=1000),
             lease=lease,
-            heartbeat=check_duration(heartbeat if heartbeat is not None else lease / 3,
-                                     "heartbeat", minimum=timedelta(milliseconds=100),
-                                     maximum=lease / 2),
-            poll=check_duration(poll, "poll", minimum=timedelta(milliseconds=50),
-                                maximum=timedelta(minutes=10)),
-            shutdown_timeout=check_duration(shutdown_timeout, "shutdown_timeout",
-                                            minimum=timedelta(0), maximum=timedelta(hours=1)),
-            tenants=None if tenants is None else tuple(
-                as_object_id(t, "tenants") for t in tenants),
+            heartbeat=check_duration(
+                heartbeat if heartbeat is not None else lease / 3,
+                "heartbeat",
+                minimum=timedelta(milliseconds=100),
+                maximum=lease / 2,
+            ),
+            poll=check_duration(
+                poll, "poll", minimum=timedelta(milliseconds=50), maximum=timedelta(minutes=10)
+            ),
+            shutdown_timeout=check_duration(
+                shutdown_timeout,
+                "shutdown_timeout",
+                minimum=timedelta(0),
+                maximum=timedelta(hours=1),
+            ),
+            tenants=None if tenants is None else tuple(as_object_id(t, "tenants") for t in tenants),
         )
 
 
@@ -114,8 +130,10 @@ class WorkerReport:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "claims": self.claims,
             "claimed": self.claimed,
-            **{name: self.outcomes[name] for name in
-               ("sent", "retried", "failed", "cancelled", "handed_back", "lease_lost")},
+            **{
+                name: self.outcomes[name]
+                for name in ("sent", "retried", "failed", "cancelled", "handed_back", "lease_lost")
+            },
             "stopped_by": self.stopped_by,
         }
 
@@ -137,19 +155,27 @@ class Classified:
     error: str | None = None
 
 
-def classify(result: Any = None, error: BaseException | None = None,
-             message: Mapping[str, Any] | None = None) -> Classified:
+def classify(
+    result: Any = None, error: BaseException | None = None, message: Mapping[str, Any] | None = None
+) -> Classified:
     """Turn a sender's return value or exception into sent / transient / permanent."""
     if error is None:
         if isinstance(result, SendResult):
             return Classified("sent", result.provider_message_id, result.provider)
         if result is None or isinstance(result, str):
             return Classified("sent", result or None)
-        return Classified("transient", error=f"sender returned {type(result).__name__}, "
-                                             "expected a provider message id or SendResult")
+        return Classified(
+            "transient",
+            error=f"sender returned {type(result).__name__}, "
+            "expected a provider message id or SendResult",
+        )
     if isinstance(error, PermanentSendError):
         return Classified("permanent", error=str(error) or type(error).__name__)
     if not isinstance(error, TransientSendError):
-        log.warning("sender raised %s for message %s; retrying it as a transient failure",
-                    type(error).__name__, (message or {}).get("_id"), exc_info=error)
+        log.warning(
+            "sender raised %s for message %s; retrying it as a transient failure",
+            type(error).__name__,
+            (message or {}).get("_id"),
+            exc_info=error,
+        )
     return Classified("transient", error=str(error) or type(error).__name__)

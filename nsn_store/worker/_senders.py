@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from nsn_store.errors import NsnStoreError
 
@@ -61,7 +61,7 @@ class SendResult:
     provider: str | None = None
 
 
-Outcome = Union[str, SendResult, None]
+Outcome = str | SendResult | None
 Sender = Callable[["Delivery"], Outcome]
 AsyncSender = Callable[["Delivery"], Awaitable[Outcome]]
 
@@ -70,10 +70,14 @@ class LogSender:
     """Log each rendered message at INFO and report it sent (for trying nsn-store out)."""
 
     def __call__(self, delivery: Delivery) -> SendResult:
-        log.info("send %s to %s from %s: %s", delivery.channel, delivery.to,
-                 delivery.from_address or "-", delivery.body,
-                 extra={"message_id": str(delivery.message_id),
-                        "tenant_id": str(delivery.tenant_id)})
+        log.info(
+            "send %s to %s from %s: %s",
+            delivery.channel,
+            delivery.to,
+            delivery.from_address or "-",
+            delivery.body,
+            extra={"message_id": str(delivery.message_id), "tenant_id": str(delivery.tenant_id)},
+        )
         return SendResult(provider_message_id=f"log-{delivery.idempotency_key}")
 
 
@@ -88,11 +92,21 @@ class FakeSender:
     check that nothing was sent twice.
     """
 
-    def __init__(self, *, seed: int = 0, failure_rate: float = 0.0,
-                 retry_failure_rate: float | None = None, permanent_rate: float = 0.0,
-                 latency: float = 0.0, jitter: float = 0.0) -> None:
-        for name, rate in (("failure_rate", failure_rate), ("permanent_rate", permanent_rate),
-                           ("retry_failure_rate", retry_failure_rate or 0.0)):
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        failure_rate: float = 0.0,
+        retry_failure_rate: float | None = None,
+        permanent_rate: float = 0.0,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+    ) -> None:
+        for name, rate in (
+            ("failure_rate", failure_rate),
+            ("permanent_rate", permanent_rate),
+            ("retry_failure_rate", retry_failure_rate or 0.0),
+        ):
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name} must be from 0 to 1, not {rate}")
         if latency < 0 or jitter < 0:

@@ -61,21 +61,36 @@ log = logging.getLogger("nsn_store.worker")
 class Worker:
     """Send due scheduled messages with ``sender`` on ``concurrency`` threads."""
 
-    def __init__(self, db: Any, sender: Sender, *, worker_id: str | None = None,
-                 concurrency: int = 8, batch_size: int | None = None,
-                 lease: timedelta | float = DEFAULT_LEASE,
-                 heartbeat: timedelta | float | None = None,
-                 poll: timedelta | float = DEFAULT_POLL,
-                 shutdown_timeout: timedelta | float = 30.0,
-                 clock: Clock | None = None, tenants: Iterable[Any] | None = None,
-                 scheduler: Any = None, metrics: Metrics | None = None,
-                 watch: bool = True) -> None:
+    def __init__(
+        self,
+        db: Any,
+        sender: Sender,
+        *,
+        worker_id: str | None = None,
+        concurrency: int = 8,
+        batch_size: int | None = None,
+        lease: timedelta | float = DEFAULT_LEASE,
+        heartbeat: timedelta | float | None = None,
+        poll: timedelta | float = DEFAULT_POLL,
+        shutdown_timeout: timedelta | float = 30.0,
+        clock: Clock | None = None,
+        tenants: Iterable[Any] | None = None,
+        scheduler: Any = None,
+        metrics: Metrics | None = None,
+        watch: bool = True,
+    ) -> None:
         if not callable(sender):
             raise NsnStoreError("sender must be a callable taking a Delivery")
         self.options = WorkerOptions.build(
-            worker_id=worker_id, concurrency=concurrency, batch_size=batch_size, lease=lease,
-            heartbeat=heartbeat, poll=poll, shutdown_timeout=shutdown_timeout,
-            tenants=tenants)
+            worker_id=worker_id,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            lease=lease,
+            heartbeat=heartbeat,
+            poll=poll,
+            shutdown_timeout=shutdown_timeout,
+            tenants=tenants,
+        )
         from nsn_store.scheduler import Scheduler
 
         self.db = db
@@ -155,11 +170,14 @@ class Worker:
         free = min(self._free_slots(), self.options.batch_size)
         if free <= 0:
             with self._cond:  # every sender is busy: wait for one to finish
-                self._cond.wait_for(lambda: self._stopping or
-                                    len(self._held) < self.options.concurrency, timeout=1.0)
+                self._cond.wait_for(
+                    lambda: self._stopping or len(self._held) < self.options.concurrency,
+                    timeout=1.0,
+                )
             return True
-        batch = self.scheduler.claim_due(self.worker_id, limit=free, lease=self.options.lease,
-                                         tenants=self.options.tenants)
+        batch = self.scheduler.claim_due(
+            self.worker_id, limit=free, lease=self.options.lease, tenants=self.options.tenants
+        )
         if not batch:
             return False
         self.report.claimed_batch(len(batch))
@@ -197,8 +215,10 @@ class Worker:
         targets.append(self._heartbeat_loop)
         if watch and self.watch:
             targets.append(self._watch_loop)
-        self._threads = [threading.Thread(target=t, daemon=True,
-                                          name=f"nsn-worker-{i}") for i, t in enumerate(targets)]
+        self._threads = [
+            threading.Thread(target=t, daemon=True, name=f"nsn-worker-{i}")
+            for i, t in enumerate(targets)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -214,14 +234,16 @@ class Worker:
                 self.metrics.in_flight(len(self._held) - len(self._pending))
             self._finish(delivery.message, self._send, delivery)
 
-    def _finish(self, message: Mapping[str, Any], step: Callable[[Any], None],
-                item: Any) -> None:
+    def _finish(self, message: Mapping[str, Any], step: Callable[[Any], None], item: Any) -> None:
         try:
             step(item)
         except InvalidTransitionError as exc:  # the lease was lost: someone else owns it
-            log.warning("message %s: %s", message["_id"], exc,
-                        extra={"message_id": str(message["_id"]),
-                               "tenant_id": str(message["tenantId"])})
+            log.warning(
+                "message %s: %s",
+                message["_id"],
+                exc,
+                extra={"message_id": str(message["_id"]), "tenant_id": str(message["tenantId"])},
+            )
             self._count("lease_lost")
         except NsnStoreError:
             # The database could not record the outcome: keep nothing; the lease
@@ -241,19 +263,26 @@ class Worker:
         self.metrics.send_duration(time.perf_counter() - started)
         self._record(delivery.message, classify(result, error, delivery.message), delivery)
 
-    def _record(self, message: Mapping[str, Any], outcome: Classified,
-                delivery: Delivery | None) -> None:
+    def _record(
+        self, message: Mapping[str, Any], outcome: Classified, delivery: Delivery | None
+    ) -> None:
         extra = {"message_id": str(message["_id"]), "tenant_id": str(message["tenantId"])}
         if outcome.kind == "sent":
-            self.scheduler.mark_sent(message, self.worker_id,
-                                     provider_message_id=outcome.provider_message_id,
-                                     provider=outcome.provider or
-                                     (delivery.provider if delivery else None))
+            self.scheduler.mark_sent(
+                message,
+                self.worker_id,
+                provider_message_id=outcome.provider_message_id,
+                provider=outcome.provider or (delivery.provider if delivery else None),
+            )
             log.info("sent message %s", message["_id"], extra=extra)
             self._count("sent")
             return
-        doc = self.scheduler.mark_failed(message, self.worker_id, outcome.error or "send failed",
-                                         retry=outcome.kind == "transient")
+        doc = self.scheduler.mark_failed(
+            message,
+            self.worker_id,
+            outcome.error or "send failed",
+            retry=outcome.kind == "transient",
+        )
         kind = "retried" if doc["status"] == "scheduled" else "failed"
         log.info("message %s %s: %s", message["_id"], kind, outcome.error, extra=extra)
         self._count(kind)
@@ -285,8 +314,9 @@ class Worker:
                 continue
             for message in held:
                 if message["_id"] not in kept:
-                    log.warning("message %s outlived its lease; its result will be refused",
-                                message["_id"])
+                    log.warning(
+                        "message %s outlived its lease; its result will be refused", message["_id"]
+                    )
 
     def _wait_stopping(self, seconds: float) -> bool:
         with self._cond:
@@ -301,8 +331,9 @@ class Worker:
                     if stream.try_next() is not None:
                         self._wake.set()
         except Exception as exc:  # standalone servers and the embedded database have none
-            log.debug("no change stream (%s): polling every %s", type(exc).__name__,
-                      self.options.poll)
+            log.debug(
+                "no change stream (%s): polling every %s", type(exc).__name__, self.options.poll
+            )
 
     # -- shutdown -------------------------------------------------------------------
 
@@ -319,8 +350,9 @@ class Worker:
             while self._held and not self._abort:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    log.warning("%d sends still running after the shutdown timeout",
-                                len(self._held))
+                    log.warning(
+                        "%d sends still running after the shutdown timeout", len(self._held)
+                    )
                     break
                 self._cond.wait(timeout=min(left, 0.1))
         self._closed = True
@@ -332,8 +364,7 @@ class Worker:
         try:
             returned = self.scheduler.release(messages, self.worker_id)
         except NsnStoreError:
-            log.exception("could not hand %d claims back; their leases will expire",
-                          len(messages))
+            log.exception("could not hand %d claims back; their leases will expire", len(messages))
             returned = 0
         with self._cond:
             for message in messages:
