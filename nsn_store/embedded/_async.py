@@ -16,10 +16,17 @@ async paths (``AsyncScheduler``, ``simulate --mode asyncio``, the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["AsyncEmbeddedClient", "AsyncEmbeddedCollection", "AsyncEmbeddedDatabase"]
+__all__ = [
+    "AsyncEmbeddedChangeStream",
+    "AsyncEmbeddedClient",
+    "AsyncEmbeddedCollection",
+    "AsyncEmbeddedDatabase",
+]
 
 # PyMongo's AsyncCollection coroutine methods that return a plain result.
 _COLLECTION_COROUTINES = frozenset(
@@ -143,6 +150,68 @@ class AsyncEmbeddedCursor:
             close()
 
 
+class AsyncEmbeddedChangeStream:
+    """PyMongo's ``AsyncChangeStream`` over a sync embedded stream, never blocking the loop.
+
+    The writer (under the store lock, in any thread) wakes the stream's loop
+    with ``call_soon_threadsafe``; waiting is an ``asyncio.Event``, not a thread.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.delegate = stream
+        self._loop = asyncio.get_running_loop()
+        self._signal = asyncio.Event()
+        stream.on_change(self._wake)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            self._loop.call_soon_threadsafe(self._signal.set)
+
+    @property
+    def alive(self) -> bool:
+        """Tell whether the stream is open."""
+        return bool(self.delegate.alive)
+
+    @property
+    def resume_token(self) -> Any:
+        """The token of the last change returned (the stream's start before any)."""
+        return self.delegate.resume_token
+
+    async def try_next(self) -> Any:
+        """Return the next change, waiting up to ``max_await_time_ms``; None if none came."""
+        self._signal.clear()
+        event = self.delegate.take()
+        if event is not None or not self.alive:
+            return event
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._signal.wait(), timeout=self.delegate.wait_seconds)
+        return self.delegate.take()
+
+    async def next(self) -> Any:
+        """Return the next change, waiting until one comes (StopAsyncIteration once closed)."""
+        while self.alive:
+            event = await self.try_next()
+            if event is not None:
+                return event
+        raise StopAsyncIteration
+
+    def __aiter__(self) -> AsyncEmbeddedChangeStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        return await self.next()
+
+    async def close(self) -> None:
+        """Close the stream."""
+        self.delegate.close()
+
+    async def __aenter__(self) -> AsyncEmbeddedChangeStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
 class AsyncEmbeddedCollection:
     """An embedded collection with PyMongo's ``AsyncCollection`` surface."""
 
@@ -173,9 +242,9 @@ class AsyncEmbeddedCollection:
         """Return this collection with other options (codec, read and write concerns)."""
         return AsyncEmbeddedCollection(self.database, self.delegate.with_options(**kwargs))
 
-    async def watch(self, *args: Any, **kwargs: Any) -> Any:
-        """Refuse: change streams need a replica set, which the embedded database is not."""
-        raise NotImplementedError("the embedded database has no change streams")
+    async def watch(self, *args: Any, **kwargs: Any) -> AsyncEmbeddedChangeStream:
+        """Open a change stream on this collection (``async for``, ``await try_next()``)."""
+        return AsyncEmbeddedChangeStream(self.delegate.watch(*args, **kwargs))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AsyncEmbeddedCollection) and self.delegate == other.delegate
@@ -219,9 +288,9 @@ class AsyncEmbeddedDatabase:
         """Return this database with other options."""
         return AsyncEmbeddedDatabase(self.client, self.delegate.with_options(**kwargs))
 
-    async def watch(self, *args: Any, **kwargs: Any) -> Any:
-        """Refuse: change streams need a replica set, which the embedded database is not."""
-        raise NotImplementedError("the embedded database has no change streams")
+    async def watch(self, *args: Any, **kwargs: Any) -> AsyncEmbeddedChangeStream:
+        """Open a change stream on every collection of this database."""
+        return AsyncEmbeddedChangeStream(self.delegate.watch(*args, **kwargs))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AsyncEmbeddedDatabase) and self.delegate == other.delegate

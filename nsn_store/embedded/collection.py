@@ -18,7 +18,7 @@ from mongomock.results import BulkWriteResult
 from pymongo.errors import InvalidOperation
 from pymongo.operations import IndexModel
 
-from nsn_store.embedded import _pipeline, _planner, bulk, indexes, roundtrip
+from nsn_store.embedded import _changes, _pipeline, _planner, bulk, indexes, roundtrip
 from nsn_store.embedded._cursor import EmbeddedCursor
 from nsn_store.embedded.enforce import bypassing, duplicate_key_error
 from nsn_store.embedded.keys import index_keys
@@ -35,12 +35,32 @@ _Collection: Any = Any if TYPE_CHECKING else mongomock.Collection
 INDEX_NOT_FOUND = 27
 
 LOCKED = (
-    "insert_one", "insert_many", "update_one", "update_many", "replace_one",
-    "delete_one", "delete_many", "find_one", "find_one_and_delete",
-    "find_one_and_replace", "find_one_and_update", "count_documents",
-    "estimated_document_count", "distinct", "aggregate", "bulk_write",
-    "create_index", "create_indexes", "drop_index", "drop_indexes", "drop",
-    "list_indexes", "index_information", "options", "rename", "_get_dataset",
+    "insert_one",
+    "insert_many",
+    "update_one",
+    "update_many",
+    "replace_one",
+    "delete_one",
+    "delete_many",
+    "find_one",
+    "find_one_and_delete",
+    "find_one_and_replace",
+    "find_one_and_update",
+    "count_documents",
+    "estimated_document_count",
+    "distinct",
+    "aggregate",
+    "bulk_write",
+    "create_index",
+    "create_indexes",
+    "drop_index",
+    "drop_indexes",
+    "drop",
+    "list_indexes",
+    "index_information",
+    "options",
+    "rename",
+    "_get_dataset",
 )
 
 
@@ -68,8 +88,15 @@ class EmbeddedCollection(WritePaths, _Collection):
     def _store(self) -> EmbeddedCollectionStore:
         return self._db_store[self._name]  # type: ignore[no-any-return]
 
-    def _get_dataset(self, spec: Any, sort: Any, fields: Any, as_class: Any,
-                     limit: int = 0, collation: Any = None) -> list[Any]:
+    def _get_dataset(
+        self,
+        spec: Any,
+        sort: Any,
+        fields: Any,
+        as_class: Any,
+        limit: int = 0,
+        collation: Any = None,
+    ) -> list[Any]:
         # Materialise inside the lock: a lazy generator would read outside it.
         roundtrip.check_encodable(None, spec or {})  # pymongo encodes the filter it sends
         found = _planner.find(self._store, spec, sort=sort, limit=limit, collation=collation)
@@ -93,20 +120,68 @@ class EmbeddedCollection(WritePaths, _Collection):
         return super().count_documents(filter, **kwargs)  # type: ignore[no-any-return]
 
     def aggregate(self, pipeline: Any, session: Any = None, **kwargs: Any) -> CommandCursor:
-        """Run ``pipeline``; its leading ``$match``/``$sort``/``$skip``/``$limit`` use the indexes."""
+        """Run ``pipeline``; its leading ``$match``/``$sort``/``$skip``/``$limit`` use indexes."""
         roundtrip.check_encodable(None, pipeline)  # pymongo encodes the pipeline it sends
         return _pipeline.aggregate(self, pipeline, session, **kwargs)
 
-    def with_options(self, codec_options: Any = None, read_preference: Any = None,
-                     write_concern: Any = None, read_concern: Any = None) -> EmbeddedCollection:
+    def watch(
+        self,
+        pipeline: Any = None,
+        full_document: str | None = None,
+        resume_after: Any = None,
+        max_await_time_ms: int | None = None,
+        batch_size: int | None = None,
+        collation: Any = None,
+        start_at_operation_time: Any = None,
+        session: Any = None,
+        start_after: Any = None,
+        comment: Any = None,
+        full_document_before_change: str | None = None,
+        show_expanded_events: bool | None = None,
+    ) -> _changes.EmbeddedChangeStream:
+        """Open a change stream on this collection (see :mod:`._changes`; not resumable)."""
+        matches = _changes.check_watch(
+            pipeline,
+            full_document,
+            max_await_time_ms,
+            resume_after=resume_after,
+            collation=collation,
+            start_at_operation_time=start_at_operation_time,
+            session=session,
+            start_after=start_after,
+            full_document_before_change=full_document_before_change,
+            show_expanded_events=show_expanded_events,
+        )
+        return _changes.open_stream(
+            self._db_store.lock,
+            lambda: self._store.watchers,
+            self.database.name,
+            matches,
+            full_document,
+            self.database.client.clock,
+            max_await_time_ms,
+            self.codec_options.tz_aware,
+        )
+
+    def with_options(
+        self,
+        codec_options: Any = None,
+        read_preference: Any = None,
+        write_concern: Any = None,
+        read_concern: Any = None,
+    ) -> EmbeddedCollection:
         """Return this collection with other options (still an embedded collection)."""
         same = super().with_options(codec_options, read_preference, write_concern, read_concern)
         if same is self:
             return self
         return EmbeddedCollection(
-            self.database, self.name, _db_store=self._db_store,
-            write_concern=same.write_concern, read_concern=same.read_concern,
-            read_preference=same.read_preference, codec_options=same.codec_options,
+            self.database,
+            self.name,
+            _db_store=self._db_store,
+            write_concern=same.write_concern,
+            read_concern=same.read_concern,
+            read_preference=same.read_preference,
+            codec_options=same.codec_options,
         )
 
     def options(self, session: Any = None) -> dict[str, Any]:
@@ -115,9 +190,14 @@ class EmbeddedCollection(WritePaths, _Collection):
         store = self._store
         return dict(store.options.document) if store.is_created else {}
 
-    def bulk_write(self, requests: Iterable[Any], ordered: bool = True,
-                   bypass_document_validation: bool = False, session: Any = None,
-                   let: Any = None) -> BulkWriteResult:
+    def bulk_write(
+        self,
+        requests: Iterable[Any],
+        ordered: bool = True,
+        bypass_document_validation: bool = False,
+        session: Any = None,
+        let: Any = None,
+    ) -> BulkWriteResult:
         """Run a batch of writes with server semantics (see :mod:`.bulk`)."""
         refuse_unsupported(session=session, let=let)
         recorder = bulk.Recorder(self)
@@ -127,8 +207,9 @@ class EmbeddedCollection(WritePaths, _Collection):
             raise InvalidOperation("No operations to execute")
         return BulkWriteResult(bulk.execute(recorder, ordered=ordered), True)
 
-    def create_index(self, key_or_list: Any, cache_for: int = 300, session: Any = None,
-                     **kwargs: Any) -> str:
+    def create_index(
+        self, key_or_list: Any, cache_for: int = 300, session: Any = None, **kwargs: Any
+    ) -> str:
         """Create an index, with the server's conflict rules (85/86) and option checks."""
         refuse_unsupported(session=session)
         name, spec = indexes.normalise(key_or_list, dict(kwargs))
@@ -147,8 +228,9 @@ class EmbeddedCollection(WritePaths, _Collection):
                 raise duplicate_key_error(self.full_name, name, spec["key"], doc)
             seen |= keys
 
-    def create_indexes(self, models: Iterable[IndexModel], session: Any = None,
-                       **kwargs: Any) -> list[str]:
+    def create_indexes(
+        self, models: Iterable[IndexModel], session: Any = None, **kwargs: Any
+    ) -> list[str]:
         """Create each index of ``models`` (all their options, unlike mongomock)."""
         names = []
         for model in models:
@@ -169,7 +251,9 @@ class EmbeddedCollection(WritePaths, _Collection):
         refuse_unsupported(session=session)
         name = index_or_name
         if not isinstance(index_or_name, str):
-            name = mongomock.helpers.gen_index_name(mongomock.helpers.create_index_list(index_or_name))
+            name = mongomock.helpers.gen_index_name(
+                mongomock.helpers.create_index_list(index_or_name)
+            )
         if name == "_id_":
             raise fail("cannot drop _id index", indexes.INVALID_OPTIONS, "InvalidOptions")
         if name not in self._store.indexes:

@@ -17,8 +17,8 @@ from mongomock.filtering import filter_applies
 from pymongo.errors import CollectionInvalid
 
 from nsn_store.clock import to_bson_time
+from nsn_store.embedded import _changes, roundtrip
 from nsn_store.embedded import options as opts
-from nsn_store.embedded import roundtrip
 from nsn_store.embedded.collection import EmbeddedCollection
 from nsn_store.embedded.indexes import MAX_TTL
 from nsn_store.embedded.writes import refuse_unsupported
@@ -35,33 +35,98 @@ _Database: Any = Any if TYPE_CHECKING else mongomock.Database  # see collection.
 class EmbeddedDatabase(_Database):
     """A mongomock database whose collections carry validators and server-like options."""
 
-    def get_collection(self, name: str, codec_options: Any = None, read_preference: Any = None,
-                       write_concern: Any = None, read_concern: Any = None) -> EmbeddedCollection:
+    def get_collection(
+        self,
+        name: str,
+        codec_options: Any = None,
+        read_preference: Any = None,
+        write_concern: Any = None,
+        read_concern: Any = None,
+    ) -> EmbeddedCollection:
         """Return the collection ``name`` (an :class:`EmbeddedCollection`)."""
         if name not in self._collection_accesses:
             self._ensure_valid_collection_name(name)
             self._collection_accesses[name] = EmbeddedCollection(
-                self, name=name, _db_store=self._store, read_preference=self.read_preference,
+                self,
+                name=name,
+                _db_store=self._store,
+                read_preference=self.read_preference,
                 codec_options=self._codec_options,
             )
         return super().get_collection(  # type: ignore[no-any-return]
             name, codec_options, read_preference, write_concern, read_concern
         )
 
-    def with_options(self, codec_options: Any = None, read_preference: Any = None,
-                     write_concern: Any = None, read_concern: Any = None) -> EmbeddedDatabase:
+    def watch(
+        self,
+        pipeline: Any = None,
+        full_document: str | None = None,
+        resume_after: Any = None,
+        max_await_time_ms: int | None = None,
+        batch_size: int | None = None,
+        collation: Any = None,
+        start_at_operation_time: Any = None,
+        session: Any = None,
+        start_after: Any = None,
+        comment: Any = None,
+        full_document_before_change: str | None = None,
+        show_expanded_events: bool | None = None,
+    ) -> _changes.EmbeddedChangeStream:
+        """Open a change stream on every collection of this database (not resumable)."""
+        matches = _changes.check_watch(
+            pipeline,
+            full_document,
+            max_await_time_ms,
+            resume_after=resume_after,
+            collation=collation,
+            start_at_operation_time=start_at_operation_time,
+            session=session,
+            start_after=start_after,
+            full_document_before_change=full_document_before_change,
+            show_expanded_events=show_expanded_events,
+        )
+        return _changes.open_stream(
+            self._store.lock,
+            lambda: self._store.watchers,
+            self.name,
+            matches,
+            full_document,
+            self._client.clock,
+            max_await_time_ms,
+            self._codec_options.tz_aware,
+        )
+
+    def with_options(
+        self,
+        codec_options: Any = None,
+        read_preference: Any = None,
+        write_concern: Any = None,
+        read_concern: Any = None,
+    ) -> EmbeddedDatabase:
         """Return this database with other options (still an embedded database)."""
         same = super().with_options(codec_options, read_preference, write_concern, read_concern)
         if same is self:
             return self
         return EmbeddedDatabase(
-            self._client, self.name, self._store, read_preference=same.read_preference,
-            codec_options=same.codec_options, read_concern=same.read_concern,
+            self._client,
+            self.name,
+            self._store,
+            read_preference=same.read_preference,
+            codec_options=same.codec_options,
+            read_concern=same.read_concern,
         )
 
-    def create_collection(self, name: str, codec_options: Any = None, read_preference: Any = None,
-                          write_concern: Any = None, read_concern: Any = None, session: Any = None,
-                          check_exists: bool = True, **kwargs: Any) -> EmbeddedCollection:
+    def create_collection(
+        self,
+        name: str,
+        codec_options: Any = None,
+        read_preference: Any = None,
+        write_concern: Any = None,
+        read_concern: Any = None,
+        session: Any = None,
+        check_exists: bool = True,
+        **kwargs: Any,
+    ) -> EmbeddedCollection:
         """Create ``name`` with validation options, as pymongo + a server do.
 
         Like pymongo, an existing collection raises CollectionInvalid when
@@ -74,27 +139,38 @@ class EmbeddedDatabase(_Database):
             if self._store[name].is_created:
                 if check_exists:
                     raise CollectionInvalid(f"collection {name} already exists")
-                raise opts.fail(f"Collection {self.name}.{name} already exists.",
-                                NAMESPACE_EXISTS, "NamespaceExists")
+                raise opts.fail(
+                    f"Collection {self.name}.{name} already exists.",
+                    NAMESPACE_EXISTS,
+                    "NamespaceExists",
+                )
             options = opts.build("create", kwargs)
             self._store.create_collection(name).options = options
-        return self.get_collection(name, codec_options, read_preference, write_concern, read_concern)
+        return self.get_collection(
+            name, codec_options, read_preference, write_concern, read_concern
+        )
 
     def drop_collection(self, name_or_collection: Any, session: Any = None, **kwargs: Any) -> None:
         """Drop a collection with its documents, indexes and options."""
         with self._store.lock:
             super().drop_collection(name_or_collection, session=session)
 
-    def list_collections(self, session: Any = None, filter: Mapping[str, Any] | None = None,
-                         nameOnly: bool = False, **kwargs: Any) -> CommandCursor:
+    def list_collections(
+        self,
+        session: Any = None,
+        filter: Mapping[str, Any] | None = None,
+        nameOnly: bool = False,
+        **kwargs: Any,
+    ) -> CommandCursor:
         """Return a cursor over collection infos shaped like ``listCollections``."""
         refuse_unsupported(session=session)
         with self._store.lock:
             infos = [self._info(name, nameOnly) for name in sorted(self._get_created_collections())]
         return CommandCursor([info for info in infos if filter_applies(filter or {}, info)])
 
-    def list_collection_names(self, session: Any = None, filter: Mapping[str, Any] | None = None,
-                              **kwargs: Any) -> list[str]:
+    def list_collection_names(
+        self, session: Any = None, filter: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> list[str]:
         """Return the names of the existing collections (optionally filtered)."""
         return [info["name"] for info in self.list_collections(session=session, filter=filter)]
 
@@ -102,16 +178,25 @@ class EmbeddedDatabase(_Database):
         if name_only:
             return {"name": name, "type": "collection"}
         return {
-            "name": name, "type": "collection",
+            "name": name,
+            "type": "collection",
             "options": dict(self._store[name].options.document),
             "info": {"readOnly": False},
             "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"},
         }
 
-    def command(self, command: Any, value: Any = 1, check: bool = True,
-                allowable_errors: Any = None, read_preference: Any = None,
-                codec_options: Any = None, session: Any = None, comment: Any = None,
-                **kwargs: Any) -> dict[str, Any]:
+    def command(
+        self,
+        command: Any,
+        value: Any = 1,
+        check: bool = True,
+        allowable_errors: Any = None,
+        read_preference: Any = None,
+        codec_options: Any = None,
+        session: Any = None,
+        comment: Any = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         """Run a command: ``collMod`` and ``create`` here, the rest through mongomock."""
         spec = {command: value, **kwargs} if isinstance(command, str) else {**command, **kwargs}
         name = next(iter(spec), "")
@@ -155,12 +240,17 @@ class EmbeddedDatabase(_Database):
         fields = {k: v for i, (k, v) in enumerate(spec.items()) if i}
         for field in fields:
             if field not in COLLMOD_FIELDS:
-                raise NotImplementedError(f"collMod {field!r} is not supported by the embedded database")
+                raise NotImplementedError(
+                    f"collMod {field!r} is not supported by the embedded database"
+                )
         with self._store.lock:
             store = self._store[name]
             if not store.is_created:
-                raise opts.fail(f"ns does not exist: {self.name}.{name}", NAMESPACE_NOT_FOUND,
-                                "NamespaceNotFound")
+                raise opts.fail(
+                    f"ns does not exist: {self.name}.{name}",
+                    NAMESPACE_NOT_FOUND,
+                    "NamespaceNotFound",
+                )
             reply: dict[str, Any] = {}
             if "index" in fields:
                 reply = _coll_mod_index(store, fields["index"], f"{self.name}.{name}")
@@ -185,11 +275,17 @@ def _coll_mod_index(store: Any, change: Mapping[str, Any], ns: str) -> dict[str,
     if ttl is None:
         return {}
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 <= ttl <= MAX_TTL:
-        raise opts.fail("expireAfterSeconds must be a number between 0 and 2147483647",
-                        opts.BAD_VALUE, "BadValue")
+        raise opts.fail(
+            "expireAfterSeconds must be a number between 0 and 2147483647",
+            opts.BAD_VALUE,
+            "BadValue",
+        )
     if len(index["key"]) > 1:
-        raise opts.fail("TTL indexes are single-field indexes, compound indexes do not support TTL",
-                        67, "CannotCreateIndex")
+        raise opts.fail(
+            "TTL indexes are single-field indexes, compound indexes do not support TTL",
+            67,
+            "CannotCreateIndex",
+        )
     old = index.get("expireAfterSeconds")
     index["expireAfterSeconds"] = ttl
     reply = {"expireAfterSeconds_new": ttl}

@@ -11,18 +11,22 @@ This is also the one place documents are stored, so it keeps every declared
 index's ordered entries (:class:`~nsn_store.embedded._sorted_index.SortedIndex`)
 in step with each store, replace and delete (TTL expiry included), and numbers
 each document in insertion order, the natural order a scan returns. The
-planner (:mod:`nsn_store.embedded._planner`) reads both.
+planner (:mod:`nsn_store.embedded._planner`) reads both. And it announces
+each change to the change streams open on the collection or its database
+(:mod:`nsn_store.embedded._changes`), only when one is open.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from mongomock import store as mongomock_store
 
+from nsn_store.embedded._changes import Subscription, next_change
 from nsn_store.embedded._sorted_index import SortedIndex, unchanged, watched_fields
 from nsn_store.embedded.keys import index_keys
 
@@ -62,6 +66,9 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
         self._seq: dict[Any, int] = {}
         self.by_seq: dict[int, Any] = {}  # the storage key of each sequence number
         self._next_seq = 0
+        # Change streams: this collection's, and its database's (set by the database store).
+        self.watchers: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        self.database_watchers: weakref.WeakSet[Subscription] = weakref.WeakSet()
 
     def drop(self) -> None:
         super().drop()
@@ -135,10 +142,17 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
         return self._documents[key]
 
     def __setitem__(self, key: Any, val: Any) -> None:
+        self.put(key, val)
+
+    def put(self, key: Any, val: Any, *, replace: bool = False) -> None:
+        """Store ``val`` under ``key`` (a change stream sees a replacement if ``replace``)."""
         old = self._documents.get(key)
         # An update that leaves an index's fields alone leaves its entries alone.
-        moved = [name for name in self._unique
-                 if old is None or not unchanged(self._watched(name), old, val)]
+        moved = [
+            name
+            for name in self._unique
+            if old is None or not unchanged(self._watched(name), old, val)
+        ]
         if old is not None:
             self._track(key, old, add=False, names=moved)
         self._documents[key] = val
@@ -151,18 +165,30 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
         for index in self.sorted_indexes.values():
             if old is None or not unchanged(index.watched, old, val):
                 index.put(seq, val)
+        if self.watchers or self.database_watchers:
+            kind = "insert" if old is None else "replace" if replace else "update"
+            self._announce(kind, old, val)
+
+    def _announce(self, kind: str, old: Any, new: Any) -> None:
+        """Hand one change to every open change stream (the caller holds the server lock)."""
+        change = next_change(kind, self.name, old, new)
+        for subscription in [*self.watchers, *self.database_watchers]:
+            subscription.publish(change)
 
     def _watched(self, name: str) -> tuple[str, ...] | None:
         index = self.sorted_indexes.get(name)
         return index.watched if index is not None else watched_fields(self.indexes[name])
 
     def __delitem__(self, key: Any) -> None:
-        self._track(key, self._documents[key], add=False)
+        old = self._documents[key]
+        self._track(key, old, add=False)
         del self._documents[key]
         seq = self._seq.pop(key)
         del self.by_seq[seq]
         for index in self.sorted_indexes.values():
             index.remove(seq)
+        if self.watchers or self.database_watchers:
+            self._announce("delete", old, None)
 
     def __len__(self) -> int:
         return len(self._documents)
@@ -174,8 +200,9 @@ class EmbeddedCollectionStore(mongomock_store.CollectionStore):
 
 def _orderable(index: dict[str, Any]) -> bool:
     """Tell whether an index is a plain B-tree the planner may walk (not hashed, 2d, text)."""
-    return all(isinstance(d, (int, float)) and not isinstance(d, bool) and d != 0
-               for _, d in index["key"])
+    return all(
+        isinstance(d, (int, float)) and not isinstance(d, bool) and d != 0 for _, d in index["key"]
+    )
 
 
 class EmbeddedDatabaseStore(mongomock_store.DatabaseStore):
@@ -184,17 +211,20 @@ class EmbeddedDatabaseStore(mongomock_store.DatabaseStore):
     def __init__(self, lock: threading.RLock) -> None:
         super().__init__()
         self.lock = lock
+        self.watchers: weakref.WeakSet[Subscription] = weakref.WeakSet()  # database streams
 
     def __getitem__(self, col_name: str) -> EmbeddedCollectionStore:
         try:
             return self._collections[col_name]  # type: ignore[no-any-return]
         except KeyError:
             col = self._collections[col_name] = EmbeddedCollectionStore(col_name)
+            col.database_watchers = self.watchers
             return col
 
     def rename(self, name: str, new_name: str) -> None:
         col = self._collections.pop(name, None) or EmbeddedCollectionStore(new_name)
         col.name = new_name
+        col.database_watchers = self.watchers
         self._collections[new_name] = col
 
     def collection_stores(self) -> list[EmbeddedCollectionStore]:

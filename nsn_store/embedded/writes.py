@@ -51,8 +51,13 @@ IMMUTABLE_FIELD = 66
 UNSUPPORTED_ARGUMENTS = ("collation", "array_filters", "let", "session")
 SERVER_TIME_VARIABLES = ("$$NOW", "$$CLUSTER_TIME")
 CODE_NAMES = {
-    2: "BadValue", 14: "TypeMismatch", 54: "NotSingleValueField", 66: "ImmutableField",
-    121: "DocumentValidationFailure", 11000: "DuplicateKey", 17419: "Location17419",
+    2: "BadValue",
+    14: "TypeMismatch",
+    54: "NotSingleValueField",
+    66: "ImmutableField",
+    121: "DocumentValidationFailure",
+    11000: "DuplicateKey",
+    17419: "Location17419",
     17420: "Location17420",
 }
 
@@ -85,10 +90,13 @@ class WritePaths:
     _apply_update_pipeline: Any
     _apply_update_document: Any
 
-    def _write(self, document: dict[str, Any], old: Mapping[str, Any] | None) -> None:
-        """Store ``document`` (replacing ``old``) after the server's checks; the one choke point.
+    def _write(
+        self, document: dict[str, Any], old: Mapping[str, Any] | None, *, replace: bool = False
+    ) -> None:
+        """Store ``document`` (in place of ``old``) after the server's checks; the one choke point.
 
-        ``document`` is already in stored form (:func:`.roundtrip.to_stored`).
+        ``document`` is already in stored form (:func:`.roundtrip.to_stored`);
+        ``replace`` tells change streams a replacement, not an update, made it.
         """
         store = self._store
         key = storage_key(document["_id"])
@@ -96,7 +104,7 @@ class WritePaths:
         if old is None and key in store:
             raise duplicate_key_error(self.full_name, "_id_", [("_id", 1)], document)
         check_unique(store, document, key, self.full_name)
-        store[key] = document
+        store.put(key, document, replace=replace)
 
     def _iter_documents(self, filter: Mapping[str, Any], limit: int = 0) -> list[dict[str, Any]]:
         """Return the stored documents matching ``filter`` (at most ``limit``), index-served."""
@@ -114,7 +122,9 @@ class WritePaths:
         """Give ``data`` an ``_id`` and encode it as pymongo does; return (document, BSON)."""
         validate_is_mutable_mapping("document", data)
         if "_id" not in data:
-            cast("dict[str, Any]", data)["_id"] = ObjectId()  # pymongo sets it on the caller's dict too
+            cast("dict[str, Any]", data)["_id"] = (
+                ObjectId()
+            )  # pymongo sets it on the caller's dict too
         encoded = roundtrip.encode(data)
         _validate_data_fields(data)
         return data, encoded
@@ -149,14 +159,26 @@ class WritePaths:
             raise BulkWriteError(result)
         return inserted
 
-    def _update(self, spec: Any, document: Any, upsert: bool = False, manipulate: bool = False,
-                multi: bool = False, check_keys: bool = False, hint: Any = None,
-                session: Any = None, collation: Any = None, let: Any = None,
-                array_filters: Any = None, command: str | None = "update",
-                **kwargs: Any) -> dict[str, Any]:
+    def _update(
+        self,
+        spec: Any,
+        document: Any,
+        upsert: bool = False,
+        manipulate: bool = False,
+        multi: bool = False,
+        check_keys: bool = False,
+        hint: Any = None,
+        session: Any = None,
+        collation: Any = None,
+        let: Any = None,
+        array_filters: Any = None,
+        command: str | None = "update",
+        **kwargs: Any,
+    ) -> dict[str, Any]:
         """Update (or upsert) documents; ``command`` names the client-side size check, if any."""
-        refuse_unsupported(session=session, collation=collation, let=let,
-                           array_filters=array_filters)
+        refuse_unsupported(
+            session=session, collation=collation, let=let, array_filters=array_filters
+        )
         validate_is_mapping("spec", spec)
         validate_list_or_mapping("document", document)
         if command is not None:
@@ -175,8 +197,13 @@ class WritePaths:
                 break
         upserted = self._upsert(spec, document) if upsert and not matched else None
         return {
-            "connectionId": self.database.client._id, "err": None, "n": matched or int(bool(upserted)),
-            "nModified": modified, "ok": 1, "upserted": upserted, "updatedExisting": bool(matched),
+            "connectionId": self.database.client._id,
+            "err": None,
+            "n": matched or int(bool(upserted)),
+            "nModified": modified,
+            "ok": 1,
+            "upserted": upserted,
+            "updatedExisting": bool(matched),
         }
 
     def _update_one_document(self, stored: dict[str, Any], spec: Any, document: Any) -> int:
@@ -190,15 +217,20 @@ class WritePaths:
         if new.get("_id") != stored.get("_id"):
             raise WriteError(
                 "After applying the update, the (immutable) field '_id' was found to have "
-                f"been altered to _id: {new.get('_id')}", IMMUTABLE_FIELD,
+                f"been altered to _id: {new.get('_id')}",
+                IMMUTABLE_FIELD,
             )
         roundtrip.check_update_size(len(after), upsert=False)
-        self._write(roundtrip.decode(after), stored)
+        replace = not isinstance(document, list) and not any(
+            isinstance(k, str) and k.startswith("$") for k in document
+        )
+        self._write(roundtrip.decode(after), stored, replace=replace)
         return 1
 
     def _upsert(self, spec: Mapping[str, Any], document: Any) -> Any:
         replacement = not isinstance(document, list) and not any(
-            isinstance(k, str) and k.startswith("$") for k in document)
+            isinstance(k, str) and k.startswith("$") for k in document
+        )
         fields = upsert_fields.equalities(spec, only_id=replacement)
         seed = upsert_fields.seed(fields)
         if "_id" not in seed:
@@ -210,7 +242,9 @@ class WritePaths:
         self._write(roundtrip.fill_empty_timestamps(roundtrip.decode(encoded)), None)
         return seed["_id"]
 
-    def _apply_update(self, target: dict[str, Any], spec: Any, document: Any, *, was_insert: bool) -> None:
+    def _apply_update(
+        self, target: dict[str, Any], spec: Any, document: Any, *, was_insert: bool
+    ) -> None:
         if isinstance(document, list):
             self._apply_update_pipeline(target, document, None)
         else:
@@ -234,8 +268,14 @@ class WritePaths:
             rewritten["$currentDate"] = kept
         return rewritten
 
-    def _delete(self, filter: Any, collation: Any = None, hint: Any = None, multi: bool = False,
-                session: Any = None) -> dict[str, Any]:
+    def _delete(
+        self,
+        filter: Any,
+        collation: Any = None,
+        hint: Any = None,
+        multi: bool = False,
+        session: Any = None,
+    ) -> dict[str, Any]:
         refuse_unsupported(collation=collation, session=session)
         if filter is None:
             filter = {}
@@ -250,17 +290,25 @@ class WritePaths:
             del self._store[storage_key(doc["_id"])]
         return {"connectionId": self.database.client._id, "n": len(doomed), "ok": 1.0, "err": None}
 
-    def _find_and_modify(self, query: Any, projection: Any = None, update: Any = None,
-                         upsert: bool = False, sort: Any = None,
-                         return_document: Any = ReturnDocument.BEFORE, session: Any = None,
-                         **kwargs: Any) -> Any:
-        """Find one document (sorted), then update/replace/delete it by ``_id``: atomic under the lock."""
+    def _find_and_modify(
+        self,
+        query: Any,
+        projection: Any = None,
+        update: Any = None,
+        upsert: bool = False,
+        sort: Any = None,
+        return_document: Any = ReturnDocument.BEFORE,
+        session: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Find one document (sorted), then update/replace/delete it by ``_id``, atomically."""
         remove = kwargs.pop("remove", False)
         kwargs.pop("bypass_document_validation", None)
         kwargs.pop("hint", None)  # no effect on the result
         refuse_unsupported(session=session, **kwargs)
-        roundtrip.check_encodable("findAndModify", query or {}, update or {},
-                                  sort or {}, projection or {})
+        roundtrip.check_encodable(
+            "findAndModify", query or {}, update or {}, sort or {}, projection or {}
+        )
         try:
             arithmetic.check_arguments(update)
         except WriteError as error:
@@ -293,8 +341,12 @@ class WritePaths:
 
 @functools.lru_cache(maxsize=256)
 def _insert_overhead(collection: str, database: str) -> int:
-    command = {"insert": collection, "ordered": True, "lsid": {"id": Binary(bytes(16), 4)},
-               "$db": database}
+    command = {
+        "insert": collection,
+        "ordered": True,
+        "lsid": {"id": Binary(bytes(16), 4)},
+        "$db": database,
+    }
     return len(roundtrip.encode(command)) + len(b"\x01documents\x00") + 4
 
 
@@ -307,8 +359,13 @@ def command_error(error: WriteError) -> OperationFailure:
     reply = {k: v for k, v in (error.details or {}).items() if k != "index"}
     message = roundtrip.for_find_and_modify(str(reply.get("errmsg", error)))
     reply = {**reply, "errmsg": message}
-    reply = {"ok": 0.0, "errmsg": message, "code": error.code,
-             "codeName": CODE_NAMES.get(error.code or 0, "UnknownError"), **reply}
+    reply = {
+        "ok": 0.0,
+        "errmsg": message,
+        "code": error.code,
+        "codeName": CODE_NAMES.get(error.code or 0, "UnknownError"),
+        **reply,
+    }
     kind = DuplicateKeyError if error.code == DUPLICATE_KEY else OperationFailure
     return kind(reply["errmsg"], error.code, reply)
 
