@@ -1,7 +1,18 @@
-"""Connect to MongoDB or to the embedded in-memory database from one URI.
+"""Connect to MongoDB or to the embedded database from one URI.
 
 ``mongodb://`` and ``mongodb+srv://`` reach a real server; ``mongomock://host/db``
-gives the embedded database (:mod:`nsn_store.embedded`). A real server is pinged
+gives the embedded in-memory database (:mod:`nsn_store.embedded`), shared by
+every connection to ``host`` in the process and gone when it exits.
+``mongomock:///path/to/file`` (three slashes: no host, the path is the file)
+gives the embedded database kept in that file, a development database: it is
+loaded when opened; a writer holds ``<file>.lock`` (one writer process at a
+time) and saves the whole file atomically on ``db.client.close()`` (and on
+``db.client.save()``, a checkpoint); a reader (``read_only=True``) takes no
+lock, sees the last saved state and never saves. Its database is always
+``nsn`` (a file-backed URI names no database; others are reachable as
+``db.client[name]`` and saved with it). See :mod:`nsn_store.embedded._persist`.
+The CLI's default is such a file in the user data directory
+(:func:`default_data_dir`). A real server is pinged
 on connect with a short server-selection timeout, so an unreachable one fails
 fast with :class:`~nsn_store.errors.ConnectionFailedError` instead of on the
 first query. Secrets never appear in messages, exceptions or logs: every URI
@@ -11,18 +22,21 @@ Bad input is refused before any I/O with an
 :class:`~nsn_store.errors.InvalidArgumentError` naming what is wrong: a URI that
 is not text (a byte that is not UTF-8 arrives as a lone surrogate), holds a
 control character, or names a TLS file (``tlsCAFile``, ``tlsCertificateKeyFile``,
-``tlsCRLFile``) that cannot be read.
+``tlsCRLFile``) that cannot be read; ``read_only`` that is not a bool; a
+file-backed URI whose path is empty, ends in ``/`` or holds a NUL.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 import warnings
+from pathlib import Path
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from pymongo import MongoClient, uri_parser
 from pymongo import errors as pymongo_errors
@@ -40,6 +54,11 @@ DEFAULT_DATABASE = "nsn"
 ENV_VAR = "NSN_MONGODB_URI"
 SERVER_SCHEMES = ("mongodb", "mongodb+srv")
 EMBEDDED_SCHEME = "mongomock"
+#: Where the CLI keeps its default file-backed embedded database (a folder).
+DATA_DIR_VAR = "NSN_DATA_DIR"
+#: The default database file's name inside that folder.
+DATA_FILE = "nsn.bson"
+_FILE_PREFIX = "mongomock:///"
 
 #: The longest URI accepted (a long host list fits many times over).
 MAX_URI_LENGTH: Final = 16_384
@@ -56,15 +75,69 @@ _EMBEDDED: dict[str, Any] = {}
 _EMBEDDED_LOCK = threading.Lock()
 
 
-def resolve_uri(uri: str | None) -> str:
-    """Return ``uri``, else ``$NSN_MONGODB_URI``, else the embedded default."""
-    return uri or os.environ.get(ENV_VAR) or DEFAULT_URI
+def resolve_uri(uri: str | None, default: str = DEFAULT_URI) -> str:
+    """Return ``uri``, else ``$NSN_MONGODB_URI``, else ``default`` (the in-memory default)."""
+    return uri or os.environ.get(ENV_VAR) or default
 
 
 __all__ = [
-    "DEFAULT_URI", "ENV_VAR", "connect", "describe_host", "is_embedded", "mask_text",
-    "mask_uri", "resolve_uri", "scheme_of",
+    "DATA_DIR_VAR",
+    "DATA_FILE",
+    "DEFAULT_URI",
+    "ENV_VAR",
+    "connect",
+    "default_data_dir",
+    "default_file_uri",
+    "describe_host",
+    "embedded_file",
+    "file_uri",
+    "is_embedded",
+    "mask_text",
+    "mask_uri",
+    "resolve_uri",
+    "scheme_of",
 ]
+
+
+def default_data_dir() -> Path:
+    """Return the per-user folder of the CLI's database: ``$NSN_DATA_DIR``, else the platform's.
+
+    Linux and others: ``$XDG_DATA_HOME/nsn-store`` (an absolute one, as the XDG
+    spec asks), else ``~/.local/share/nsn-store``; macOS:
+    ``~/Library/Application Support/nsn-store``; Windows:
+    ``%LOCALAPPDATA%\\nsn-store``. Reads the environment only; creates nothing.
+    """
+    chosen = os.environ.get(DATA_DIR_VAR)
+    if chosen:
+        return Path(chosen).expanduser().absolute()
+    if sys.platform == "win32":
+        local = os.environ.get("LOCALAPPDATA")
+        base = Path(local) if local else Path.home() / "AppData" / "Local"
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME")
+        base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / "nsn-store"
+
+
+def default_file_uri() -> str:
+    """Return the CLI's default URI: the file ``nsn.bson`` in :func:`default_data_dir`."""
+    return file_uri(default_data_dir() / DATA_FILE)
+
+
+def file_uri(path: Path) -> str:
+    """Return the ``mongomock:///...`` URI of the embedded database kept in ``path``."""
+    return _FILE_PREFIX + quote(path.absolute().as_posix().lstrip("/"), safe="/:")
+
+
+def embedded_file(db: Any) -> Path | None:
+    """Return the file ``db`` is kept in (file-backed embedded database), else None."""
+    persist = sys.modules.get("nsn_store.embedded._persist")  # not imported: no file in use
+    client = getattr(db, "client", None) if persist is not None else None
+    if persist is None or not isinstance(client, persist.FileBackedClient):
+        return None
+    return client.path
 
 
 def scheme_of(uri: str) -> str:
@@ -74,18 +147,33 @@ def scheme_of(uri: str) -> str:
 
 
 def connect(
-    uri: str | None = None, *, timeout_ms: int = 5000, clock: Clock | None = None
+    uri: str | None = None,
+    *,
+    timeout_ms: int = 5000,
+    clock: Clock | None = None,
+    read_only: bool = False,
 ) -> Database[dict[str, Any]]:
     """Open the database named by ``uri`` (see :func:`resolve_uri`) and return it.
 
-    Raises InvalidArgumentError (naming ``uri``, ``timeout_ms`` or the TLS
-    file option) for input refused before any I/O, ConfigurationError for a
-    malformed URI and ConnectionFailedError when a server cannot be reached
-    within ``timeout_ms``.
+    ``read_only`` concerns the file-backed embedded database only: a reader
+    takes no lock, sees the last saved state and never saves. Servers and
+    in-memory databases ignore it (use a read-only MongoDB user for a server).
+    Close a file-backed writer (``db.client.close()``, or ``with db.client:``)
+    to save it and release its lock.
+
+    Raises InvalidArgumentError (naming ``uri``, ``timeout_ms``, ``read_only``
+    or the TLS file option) for input refused before any I/O,
+    ConfigurationError for a malformed URI or an unreadable database file,
+    DatabaseLockedError when another process writes the file, and
+    ConnectionFailedError when a server cannot be reached within ``timeout_ms``.
     """
     resolved = _check_uri(resolve_uri(uri))
     check_limit(timeout_ms, "timeout_ms", maximum=MAX_TIMEOUT_MS)
+    if not isinstance(read_only, bool):
+        raise InvalidArgumentError("read_only must be True or False", argument="read_only")
     scheme = scheme_of(resolved)
+    if scheme == EMBEDDED_SCHEME and resolved[len(EMBEDDED_SCHEME) + 3 :].startswith("/"):
+        return _connect_file(resolved, clock, read_only)
     if scheme == EMBEDDED_SCHEME:
         return _connect_embedded(resolved, clock)
     if scheme in SERVER_SCHEMES:
@@ -93,7 +181,7 @@ def connect(
     shown = f"scheme {scheme!r}" if scheme else "no scheme"
     raise ConfigurationError(
         f"unsupported MongoDB URI {mask_uri(resolved)!r} ({shown}): "
-        "use mongodb://, mongodb+srv:// or mongomock://host/database"
+        "use mongodb://, mongodb+srv://, mongomock://host/database or mongomock:///path/to/file"
     )
 
 
@@ -154,6 +242,55 @@ def _connect_embedded(uri: str, clock: Clock | None) -> Database[dict[str, Any]]
     return _embedded_client(host, clock)[name]
 
 
+def _connect_file(uri: str, clock: Clock | None, read_only: bool) -> Database[dict[str, Any]]:
+    """Open the file-backed embedded database: every check first, then lock and load."""
+    from nsn_store.embedded._persist import open_file
+
+    path = _file_path(uri)
+    client = open_file(path, read_only=read_only, clock=clock, command=_process_command())
+    log.info(
+        "opened the embedded database file %s (%s)", path, "read-only" if read_only else "writer"
+    )
+    return client[DEFAULT_DATABASE]  # type: ignore[no-any-return]
+
+
+def _file_path(uri: str) -> Path:
+    """Return the file of ``mongomock:///path``, refusing what cannot name a file."""
+    rest = uri[len(_FILE_PREFIX) - 1 :]  # from the path's leading "/"
+    if "?" in rest or "#" in rest:
+        raise ConfigurationError(
+            f"mongomock URI {mask_uri(uri)!r} takes no options: use mongomock:///path/to/file"
+        )
+    path = unquote(rest)
+    if sys.platform == "win32" and re.match(r"/[A-Za-z]:", path):
+        path = path[1:]  # mongomock:///C:/Users/... names C:/Users/...
+    problem = (
+        "names no file"
+        if path.strip("/") == ""
+        else "names a folder (it ends in /)"
+        if path.endswith("/")
+        else "holds a NUL character"
+        if "\0" in path
+        else ""
+    )
+    if problem:
+        raise ConfigurationError(
+            f"file-backed mongomock URI {mask_uri(uri)!r} {problem}: "
+            "use mongomock:///path/to/file (three slashes, then the file)"
+        )
+    return Path(path)
+
+
+def _process_command() -> str:
+    """Name this process for the writer lock: the program and its subcommand ("nsn-store init")."""
+    argv = sys.argv or [""]
+    program = os.path.basename(argv[0]) or "python"
+    if program == "__main__.py":
+        program = f"python -m {os.path.basename(os.path.dirname(argv[0]))}"
+    words = [a for a in argv[1:2] if re.fullmatch(r"[A-Za-z][\w-]{0,40}", a)]
+    return " ".join([program, *words])
+
+
 def _embedded_client(host: str, clock: Clock | None) -> Any:
     """Return this process's client for ``host``, sharing its store across clocks."""
     from nsn_store.embedded import EmbeddedClient
@@ -184,8 +321,7 @@ def _connect_server(uri: str, timeout_ms: int) -> Database[dict[str, Any]]:
         except (pymongo_errors.PyMongoError, ValueError, TypeError, OSError) as exc:
             # OSError: a TLS file that is not PEM, a wrong key password (ssl.SSLError).
             raise ConfigurationError(
-                f"malformed MongoDB URI {shown!r}: {_first_line(exc, uri)}"
-                f"{_suffix(caught, uri)}"
+                f"malformed MongoDB URI {shown!r}: {_first_line(exc, uri)}{_suffix(caught, uri)}"
             ) from exc
     try:
         client.admin.command("ping")
@@ -218,9 +354,13 @@ def _check_tls_files(uri: str) -> None:
     The driver would raise a bare FileNotFoundError while building the client.
     """
     try:
-        options = uri_parser.split_options(
-            uri.partition("?")[2], validate=False, warn=False, normalize=False
-        ) if "?" in uri else {}
+        options = (
+            uri_parser.split_options(
+                uri.partition("?")[2], validate=False, warn=False, normalize=False
+            )
+            if "?" in uri
+            else {}
+        )
     except (pymongo_errors.PyMongoError, ValueError):
         return  # the strict parse reports malformed options
     for name in TLS_FILE_OPTIONS:
@@ -247,7 +387,7 @@ def _database_name(name: str, uri: str) -> str:
         shown = f" {name!r}" if mask_uri(uri) == uri else ""
         raise ConfigurationError(
             f"invalid database name{shown} in {mask_uri(uri)!r}: "
-            "at most 63 bytes, none of / \\ . space \" $"
+            'at most 63 bytes, none of / \\ . space " $'
         )
     return name
 

@@ -27,6 +27,20 @@ def _fresh_name() -> str:
     return f"nsn_test_{uuid.uuid4().hex[:12]}"
 
 
+@pytest.fixture(autouse=True)
+def _private_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Point ``$NSN_DATA_DIR`` at a folder of this test only, so no test (CLI runs
+    in-process included) reads or writes the user's real default database file.
+
+    The folder is only named here; the first save creates it, so tests that never
+    use the default cost nothing.
+    """
+    base = tmp_path_factory.getbasetemp() / "nsn-data"
+    monkeypatch.setenv("NSN_DATA_DIR", str(base / uuid.uuid4().hex[:12]))
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     """A clock frozen at 2026-01-05 09:00 UTC (a Monday) that tests move by hand."""

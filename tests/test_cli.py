@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,25 +45,40 @@ def _numbered_names(text: str) -> list[str]:
 
 
 @pytest.fixture
-def default_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def default_file(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The default database: the file in this test's private ``$NSN_DATA_DIR``."""
     monkeypatch.delenv(connection.ENV_VAR, raising=False)
-    db = connection.connect(connection.DEFAULT_URI)
-    db.client.drop_database(db.name)
-    yield db
-    db.client.drop_database(db.name)
+    return connection.default_data_dir() / connection.DATA_FILE
 
 
-def test_init_on_the_embedded_default_prints_the_plan_in_order(default_database: Any) -> None:
+def test_init_on_the_embedded_default_prints_the_plan_in_order(default_file: Path) -> None:
     result = run("init")
     assert result.exit_code == 0, result.output
-    assert "embedded in-memory database mongomock://localhost/nsn" in result.stderr
-    assert "nothing persists" in result.stderr
+    assert f"embedded development database kept in {default_file}" in result.stderr
+    assert "saved when this command ends" in result.stderr
     assert _numbered_names(result.stdout) == list(SCHEMA.names)
     for spec in SCHEMA:
         for index in spec.indexes:
             assert re.search(rf"create\s+{index.name}\s", result.stdout), index.name
     assert "Applied 39 steps" in result.stdout
-    assert set(SCHEMA.names) <= set(default_database.list_collection_names())
+    saved = connection.connect(connection.file_uri(default_file), read_only=True)
+    assert set(SCHEMA.names) <= set(saved.list_collection_names())
+
+
+def test_the_default_file_keeps_init_for_the_next_commands(default_file: Path) -> None:
+    assert run("init").exit_code == 0
+    status = run("status")
+    assert "reading its last saved state" in status.stderr
+    assert "The database matches the schema." in status.stdout
+    assert run("verify").exit_code == 0
+    assert not default_file.with_name(default_file.name + ".lock").exists()
+
+
+def test_a_reader_on_a_missing_default_file_says_init_creates_it(default_file: Path) -> None:
+    result = run("status")
+    assert result.exit_code == 0
+    assert "no file yet, so empty: nsn-store init creates it" in result.stderr
+    assert not default_file.exists()  # a reader never saves
 
 
 def test_init_twice_says_nothing_to_do(uri: str) -> None:
@@ -167,8 +181,10 @@ def test_drop_with_yes_or_the_typed_name_drops_in_reverse(uri: str, args: tuple[
     db = _initialised(uri)
     result = run("drop", "--uri", uri, *args, input=None if args else "nsn\n")
     assert result.exit_code == 0, result.output
-    assert "Dropped 12 collections in reverse creation order: " + ", ".join(
-        reversed(SCHEMA.names)) in result.stdout
+    assert (
+        "Dropped 12 collections in reverse creation order: " + ", ".join(reversed(SCHEMA.names))
+        in result.stdout
+    )
     assert db.list_collection_names() == []
 
 
@@ -195,10 +211,33 @@ def test_status_shows_every_collection_and_the_backlog(uri: str) -> None:
 @pytest.mark.parametrize(
     ("command", "keys"),
     [
-        ("status", ["migration", "checksum", "matches", "collections", "record", "lock",
-                    "extra_collections", "differences", "backlog"]),
-        ("verify", ["migration", "checksum", "matches", "collections", "record", "lock",
-                    "extra_collections", "differences"]),
+        (
+            "status",
+            [
+                "migration",
+                "checksum",
+                "matches",
+                "collections",
+                "record",
+                "lock",
+                "extra_collections",
+                "differences",
+                "backlog",
+            ],
+        ),
+        (
+            "verify",
+            [
+                "migration",
+                "checksum",
+                "matches",
+                "collections",
+                "record",
+                "lock",
+                "extra_collections",
+                "differences",
+            ],
+        ),
         ("init", ["migration", "checksum", "host", "status", "steps", "moderated"]),
     ],
     ids=["status", "verify", "init"],
@@ -224,18 +263,28 @@ def test_verify_json_on_drift(uri: str) -> None:
     result = run("verify", "--uri", uri, "--json")
     assert result.exit_code == 1
     assert json.loads(result.stdout) == {
-        "matches": False, "differences": ["counters: collection missing"]
+        "matches": False,
+        "differences": ["counters: collection missing"],
     }
 
 
 @pytest.mark.parametrize(
     ("args", "code"),
-    [(("init", "--yes"), 0), (("init", "--dry-run", "--json"), 0), (("status",), 0),
-     (("status", "--json"), 0), (("verify",), 1), (("drop", "--yes"), 0)],
+    [
+        (("init", "--yes"), 0),
+        (("init", "--dry-run", "--json"), 0),
+        (("status",), 0),
+        (("status", "--json"), 0),
+        (("verify",), 1),
+        (("drop", "--yes"), 0),
+    ],
     ids=["init", "dry-run-json", "status", "status-json", "verify", "drop"],
 )
-@pytest.mark.parametrize("password", [SECRET, f"{SECRET}#x", f"{SECRET} ?x"],
-                         ids=["plain", "hash", "space-question-mark"])
+@pytest.mark.parametrize(
+    "password",
+    [SECRET, f"{SECRET}#x", f"{SECRET} ?x"],
+    ids=["plain", "hash", "space-question-mark"],
+)
 def test_passwords_never_appear_in_output(
     fake_server: Any, args: tuple[str, ...], code: int, password: str
 ) -> None:
@@ -256,8 +305,11 @@ def test_unreachable_server_exits_2_with_the_masked_uri(command: str) -> None:
 
 @pytest.mark.parametrize(
     ("bad_uri", "problem"),
-    [("postgres://u:pw@host/db", "scheme 'postgres'"), ("mongodb://host:port/db", "Port"),
-     ("mongodb://", "hostname")],
+    [
+        ("postgres://u:pw@host/db", "scheme 'postgres'"),
+        ("mongodb://host:port/db", "Port"),
+        ("mongodb://", "hostname"),
+    ],
     ids=["wrong-scheme", "bad-port", "no-host"],
 )
 def test_malformed_uri_exits_2_naming_the_problem(bad_uri: str, problem: str) -> None:
@@ -305,7 +357,7 @@ def test_a_refused_embedded_uri_prints_only_its_error() -> None:
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         "error: invalid database name 'bad.name' in 'mongomock://localhost/bad.name': "
-        "at most 63 bytes, none of / \\ . space \" $"
+        'at most 63 bytes, none of / \\ . space " $'
     ]
 
 

@@ -29,16 +29,24 @@ UNREACHABLE = "mongodb://admin:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=300
     ("uri", "masked"),
     [
         ("mongodb://user:pw@host/db", "mongodb://user:***@host/db"),
-        ("mongodb+srv://u:s3cr%40t@cluster.example.net/?retryWrites=true",
-         "mongodb+srv://u:***@cluster.example.net/?retryWrites=true"),
+        (
+            "mongodb+srv://u:s3cr%40t@cluster.example.net/?retryWrites=true",
+            "mongodb+srv://u:***@cluster.example.net/?retryWrites=true",
+        ),
         # The driver cannot read this one: everything up to the last "@" is hidden.
         ("mongodb://user:p@ss/word@h1:1,h2:2/db", "mongodb://***@h1:1,h2:2/db"),
         ("mongodb://user@host/db", "mongodb://user@host/db"),
         ("mongodb://host:27017/db", "mongodb://host:27017/db"),
         ("mongomock://localhost/nsn", "mongomock://localhost/nsn"),
     ],
-    ids=["password", "srv-escaped", "unescaped-at-and-slash", "user-only", "no-credentials",
-         "embedded"],
+    ids=[
+        "password",
+        "srv-escaped",
+        "unescaped-at-and-slash",
+        "user-only",
+        "no-credentials",
+        "embedded",
+    ],
 )
 def test_mask_uri_hides_the_password(uri: str, masked: str) -> None:
     assert mask_uri(uri) == masked
@@ -59,8 +67,10 @@ def test_mask_uri_never_shows_the_password(password: str) -> None:
     The user name stays too when the driver reads the URI unambiguously.
     """
     masked = mask_uri(f"mongodb://user:{password}@db.example.com:27017/nsn")
-    assert masked in {"mongodb://user:***@db.example.com:27017/nsn",
-                      "mongodb://***@db.example.com:27017/nsn"}
+    assert masked in {
+        "mongodb://user:***@db.example.com:27017/nsn",
+        "mongodb://***@db.example.com:27017/nsn",
+    }
 
 
 def test_resolve_uri_prefers_argument_then_environment_then_embedded(
@@ -85,8 +95,16 @@ def test_resolve_uri_prefers_argument_then_environment_then_embedded(
         ("mongomock://localhost/nsn?x=1", "takes no options"),
         ("mongomock://localhost/bad.name", "invalid database name"),
     ],
-    ids=["wrong-scheme", "no-scheme", "no-host", "port-not-a-number", "port-out-of-range",
-         "unknown-option", "embedded-with-options", "bad-database-name"],
+    ids=[
+        "wrong-scheme",
+        "no-scheme",
+        "no-host",
+        "port-not-a-number",
+        "port-out-of-range",
+        "unknown-option",
+        "embedded-with-options",
+        "bad-database-name",
+    ],
 )
 def test_malformed_uri_raises_configuration_error_naming_the_problem(
     uri: str, problem: str

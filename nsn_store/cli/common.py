@@ -9,6 +9,15 @@ exit code 2, never a traceback. Everything printed passes through
 :func:`~nsn_store.masking.mask_text` with the secrets of every URI in play, so
 no password or secret option leaks.
 
+The default database is the file-backed embedded database in the user data
+directory (:func:`~nsn_store.connection.default_file_uri`). A command that
+writes (:data:`WRITING_COMMANDS`, not under ``--dry-run``) opens it as the one
+writer, holding its lock; :class:`Command` closes it when the command ends,
+which saves it, whether the command succeeded or failed part way: what a
+command wrote before failing stays written, as on a server (a failed ``init``
+keeps the steps it applied and recorded, so the next ``init`` resumes). Every
+other command opens the last saved state read-only, with no lock, and never saves.
+
 Numeric options use :class:`FiniteFloatRange` (click's ``FloatRange`` that also
 refuses NaN and infinities) or ``click.IntRange``, always with a maximum.
 """
@@ -40,6 +49,14 @@ EXIT_ERROR = 2  # bad input, unreachable server, refused operation
 #: How long a command waits for a server (tests shorten it).
 CONNECT_TIMEOUT_MS = 5000
 
+#: Commands that write the database: on a file-backed embedded database they
+#: take the writer lock and save when they end. ``--dry-run`` makes any a reader.
+#: ``export`` never opens a database.
+WRITING_COMMANDS = frozenset({"init", "drop", "simulate", "worker", "shard"})
+
+# The file-backed databases the running command opened: closed (saved) when it ends.
+_OPENED: ContextVar[list[Any] | None] = ContextVar("nsn_store_cli_opened", default=None)
+
 # The URIs of this invocation (arguments, environment, the one connected to):
 # their secrets are masked wherever printed text quotes them.
 _URIS: ContextVar[tuple[str, ...]] = ContextVar("nsn_store_cli_uris", default=())
@@ -49,8 +66,10 @@ uri_option = click.option(
     metavar="URI",
     default=None,
     help=(
-        "MongoDB URI: mongodb://, mongodb+srv:// or mongomock://host/db "
-        f"[default: ${connection.ENV_VAR}, else {connection.DEFAULT_URI}]"
+        "MongoDB URI: mongodb://, mongodb+srv://, mongomock://host/db (in memory) or "
+        "mongomock:///path/to/file [default: "
+        f"${connection.ENV_VAR}, else the embedded development database "
+        f"${connection.DATA_DIR_VAR}/{connection.DATA_FILE} (a per-user data directory)]"
     ),
 )
 json_option = click.option(
@@ -95,22 +114,54 @@ def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def open_database(uri: str | None, *, timeout_ms: int | None = None) -> Database[Any]:
+def open_database(
+    uri: str | None, *, timeout_ms: int | None = None, read_only: bool | None = None
+) -> Database[Any]:
     """Connect to ``uri`` (or the default), announcing the embedded database on stderr.
 
-    The announcement comes after connecting, so a refused URI prints only its
-    error, and shows the URI masked.
+    ``read_only`` None means: a writer when the running command writes
+    (:func:`command_writes`). A file-backed database is closed, and so saved by
+    a writer, when the command ends. The announcement comes after connecting,
+    so a refused URI prints only its error, and shows the URI masked.
     """
-    resolved = connection.resolve_uri(uri)
+    resolved = connection.resolve_uri(uri, default=connection.default_file_uri())
     _URIS.set((*_URIS.get(), resolved))
-    db = connection.connect(resolved, timeout_ms=timeout_ms or CONNECT_TIMEOUT_MS)
-    if connection.scheme_of(resolved) == connection.EMBEDDED_SCHEME:
+    reader = not command_writes() if read_only is None else read_only
+    db = connection.connect(resolved, timeout_ms=timeout_ms or CONNECT_TIMEOUT_MS, read_only=reader)
+    path = connection.embedded_file(db)
+    if path is not None:
+        opened = _OPENED.get()
+        if opened is not None:
+            opened.append(db.client)
+        echo(_file_banner(path, reader), err=True)
+    elif connection.scheme_of(resolved) == connection.EMBEDDED_SCHEME:
         echo(
             f"nsn-store: using the embedded in-memory database {mask_uri(resolved)}; nothing "
             f"persists after this command (set --uri or ${connection.ENV_VAR} for a real server)",
             err=True,
         )
     return db
+
+
+def _file_banner(path: Path, reader: bool) -> str:
+    if not reader:
+        done = "saved when this command ends"
+    elif path.exists():
+        done = "reading its last saved state"
+    else:
+        done = "no file yet, so empty: nsn-store init creates it"
+    return (
+        f"nsn-store: using the embedded development database kept in {path} ({done}; "
+        f"delete the file to reset it; set --uri or ${connection.ENV_VAR} for a real server)"
+    )
+
+
+def command_writes() -> bool:
+    """Tell whether the running command writes (see :data:`WRITING_COMMANDS`)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.command.name not in WRITING_COMMANDS:
+        return False
+    return not ctx.params.get("dry_run", False)
 
 
 def target_of(db: Database[Any]) -> str:
@@ -158,8 +209,10 @@ def _plain_text(result: Any) -> str:
     data = result.to_dict() if hasattr(result, "to_dict") else result
     if not isinstance(data, dict):
         return str(data)
-    return "\n".join(f"{key}: {_json_default(value) if isinstance(value, datetime) else value}"
-                     for key, value in data.items())
+    return "\n".join(
+        f"{key}: {_json_default(value) if isinstance(value, datetime) else value}"
+        for key, value in data.items()
+    )
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
@@ -214,11 +267,39 @@ def _errors_mapped(uris: Sequence[str | None]) -> Iterator[None]:
         _URIS.reset(token)
 
 
+@contextmanager
+def _closing_files() -> Iterator[None]:
+    """Close (so save, for a writer) every file-backed database opened inside, even on error."""
+    opened: list[Any] = []
+    token = _OPENED.set(opened)
+    try:
+        yield
+    except BaseException as exc:
+        _close(opened, failing=exc)
+        raise
+    else:
+        _close(opened, failing=None)
+    finally:
+        _OPENED.reset(token)
+
+
+def _close(clients: list[Any], failing: BaseException | None) -> None:
+    """Close ``clients``; a failed save is reported, with the command's own error if any."""
+    for client in reversed(clients):
+        try:
+            client.close()
+        except NsnStoreError as exc:
+            if failing is None or isinstance(failing, click.exceptions.Exit):
+                raise
+            reason = str(failing) or type(failing).__name__
+            raise NsnStoreError(f"{exc} (after the command failed: {reason})") from exc
+
+
 class Command(click.Command):
-    """An nsn-store command: errors mapped by :func:`exit_for`, secrets masked."""
+    """An nsn-store command: errors mapped by :func:`exit_for`, secrets masked, files saved."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        with _errors_mapped([ctx.params.get("uri")]):
+        with _errors_mapped([ctx.params.get("uri")]), _closing_files():
             return super().invoke(ctx)
 
 
@@ -228,8 +309,12 @@ class Group(click.Group):
     command_class = Command
 
     def main(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, prog_name: str | None = None,
-        complete_var: str | None = None, standalone_mode: bool = True, **extra: Any,
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)

@@ -89,9 +89,11 @@ def _index_lines(index: IndexSpec, step: Step | None) -> list[str]:
     verdict = "present" if step is None else "CONFLICT" if step.is_conflict else "create"
     lines = [f"       {verdict:<9}{index.name:<27}{shown}"]
     if step is not None and step.is_conflict:
-        lines.append(f"                {step.detail.get('reason')}: found "
-                     f"{format_key(step.detail['existing']['key'])} "
-                     f"{step.detail['existing']['options'] or ''}".rstrip())
+        lines.append(
+            f"                {step.detail.get('reason')}: found "
+            f"{format_key(step.detail['existing']['key'])} "
+            f"{step.detail['existing']['options'] or ''}".rstrip()
+        )
     return lines
 
 
@@ -131,22 +133,29 @@ def render_result(result: migration.MigrationResult) -> str:
     updated = sum(1 for s in result.steps if s.action == UPDATE_VALIDATOR)
     indexes = len(result.steps) - made - updated
     lines = [
-        (f"Applied {len(result.steps)} steps on {result.host}: {made} collections created, "
-         f"{updated} validators updated, {indexes} indexes created."),
-        (f"Recorded {result.migration_id} (checksum {result.checksum[:12]}) in "
-         f"{migration.MIGRATIONS}."),
+        (
+            f"Applied {len(result.steps)} steps on {result.host}: {made} collections created, "
+            f"{updated} validators updated, {indexes} indexes created."
+        ),
+        (
+            f"Recorded {result.migration_id} (checksum {result.checksum[:12]}) in "
+            f"{migration.MIGRATIONS}."
+        ),
     ]
     if result.moderated:
         lines.append(
-            "validationLevel 'moderate' applied to " + ", ".join(result.moderated)
+            "validationLevel 'moderate' applied to "
+            + ", ".join(result.moderated)
             + ": existing documents fail the new validator (see nsn-store check-data)."
         )
     return "\n".join(lines)
 
 
 def render_drop(result: migration.DropResult) -> str:
-    lines = [f"Dropped {len(result.dropped)} collections in reverse creation order: "
-             + (", ".join(result.dropped) or "none")]
+    lines = [
+        f"Dropped {len(result.dropped)} collections in reverse creation order: "
+        + (", ".join(result.dropped) or "none")
+    ]
     if result.absent:
         lines.append("Already absent: " + ", ".join(result.absent))
     lines.append("Migration record cleared." if result.record_cleared else "No migration record.")
@@ -163,8 +172,10 @@ def render_status(report: migration.StatusReport) -> str:
             "Other collections (not in the schema): " + ", ".join(report.extra_collections)
         )
     if report.lock:
-        lines.append(f"Migration lock held by {report.lock.get('holder')} "
-                     f"until {report.lock.get('expiresAt')}")
+        lines.append(
+            f"Migration lock held by {report.lock.get('holder')} "
+            f"until {report.lock.get('expiresAt')}"
+        )
     differences = report.differences()
     if differences:
         lines.append(f"{len(differences)} difference(s):")
@@ -190,15 +201,19 @@ def _record_line(report: migration.StatusReport) -> str:
         return f"Migration {report.migration_id}: not recorded"
     when = record.get("appliedAt") or record.get("startedAt")
     steps = len(record.get("steps", []))
-    return (f"Migration {report.migration_id}: {record.get('status')} ({steps} steps recorded, "
-            f"{when}, host {record.get('host')})")
+    return (
+        f"Migration {report.migration_id}: {record.get('status')} ({steps} steps recorded, "
+        f"{when}, host {record.get('host')})"
+    )
 
 
 def _status_line(status: Any) -> str:
     if not status.exists:
         return "MISSING"
-    parts = [f"{status.count} docs",
-             "validator ok" if status.validator_equal else "validator DIFFERS"]
+    parts = [
+        f"{status.count} docs",
+        "validator ok" if status.validator_equal else "validator DIFFERS",
+    ]
     if not status.options_equal:
         parts.append("level/action DIFFER")
     if status.indexes_missing:
@@ -250,12 +265,18 @@ def _confirm_apply(db: Database[Any], steps: list[Step]) -> None:
     "validationLevel 'moderate' instead of stopping.",
 )
 @click.option(
-    "--lock-timeout", type=FiniteFloatRange(0, 86_400), default=migration.DEFAULT_LOCK_TIMEOUT,
+    "--lock-timeout",
+    type=FiniteFloatRange(0, 86_400),
+    default=migration.DEFAULT_LOCK_TIMEOUT,
     show_default=True,
     help="Seconds to wait for another init run to finish.",
 )
 def init_command(
-    uri: str | None, as_json: bool, yes: bool, dry_run: bool, allow_moderate: bool,
+    uri: str | None,
+    as_json: bool,
+    yes: bool,
+    dry_run: bool,
+    allow_moderate: bool,
     lock_timeout: float,
 ) -> None:
     """Create the collections, validators and indexes of migration 0001."""
@@ -293,8 +314,7 @@ def drop_command(uri: str | None, as_json: bool, yes: bool) -> None:
 
 def _confirm_drop(db: Database[Any]) -> None:
     echo(
-        f"This drops {len(SCHEMA)} collections and every document in them from "
-        f"{target_of(db)}.",
+        f"This drops {len(SCHEMA)} collections and every document in them from {target_of(db)}.",
         err=True,
     )
     try:
@@ -348,8 +368,12 @@ def verify_command(uri: str | None, as_json: bool) -> None:
 
 @click.command("export", cls=Command)
 @click.option(
-    "--dir", "directory", type=DirectoryPath(),
-    default=Path("collections"), show_default=True, help="Directory of the JSON files.",
+    "--dir",
+    "directory",
+    type=DirectoryPath(),
+    default=Path("collections"),
+    show_default=True,
+    help="Directory of the JSON files.",
 )
 @click.option("--check", is_flag=True, help="Compare instead of writing; exit 1 on differences.")
 @json_option

@@ -7,12 +7,15 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import click
 
+from nsn_store import connection
 from nsn_store.cli.common import (
     EXIT_DIFFERENCES,
     Command,
@@ -22,10 +25,15 @@ from nsn_store.cli.common import (
     open_database,
     uri_option,
 )
-from nsn_store.errors import ConfigurationError
+from nsn_store.errors import ConfigurationError, NsnStoreError
 
 DEFAULT_SENDER = "nsn_store.worker:LogSender"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+#: Seconds between saves of a file-backed embedded database while the worker runs
+#: (the command saves once more when it ends, after a graceful shutdown too).
+CHECKPOINT_SECONDS = 30.0
+
+log = logging.getLogger("nsn_store.worker")
 
 
 class _Fields(logging.Formatter):
@@ -196,11 +204,42 @@ def worker(
         serve_metrics(metrics_port)
     server = _serve_health(health_port, runner) if health_port is not None else None
     try:
-        report = runner.run_once() if once else runner.run()
+        with _checkpoints(db, CHECKPOINT_SECONDS):
+            report = runner.run_once() if once else runner.run()
     finally:
         if server is not None:
             server.shutdown()
     emit(report, as_json, _render_report)
+
+
+@contextmanager
+def _checkpoints(db: Any, every: float) -> Iterator[None]:
+    """Save a file-backed embedded database every ``every`` seconds while the body runs.
+
+    A checkpoint bounds what a killed worker loses: what it did after the last
+    save is gone with it, and messages it claimed since are claimed again once
+    their leases expire, so such a send may repeat (at least once, as after any
+    crash). Servers and in-memory databases need none.
+    """
+    if connection.embedded_file(db) is None or db.client.read_only:
+        yield
+        return
+    stop = threading.Event()
+
+    def save_until_stopped() -> None:
+        while not stop.wait(every):
+            try:
+                db.client.save()
+            except NsnStoreError as exc:  # keep sending; the final save reports it again
+                log.warning("checkpoint failed: %s", exc)
+
+    saver = threading.Thread(target=save_until_stopped, daemon=True, name="nsn-checkpoint")
+    saver.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        saver.join()
 
 
 def _render_report(report: Any) -> str:

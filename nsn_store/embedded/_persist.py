@@ -16,6 +16,11 @@ command that writes finishes (and at checkpoints of long-running commands).
   A lock left by a process that no longer runs on this host is taken over.
   Readers take no lock: they load the last saved state, which a rename makes
   whole, so ``status`` and ``verify`` work while a writer runs.
+- **Clients**: :func:`open_file` returns a :class:`FileBackedClient`, an
+  :class:`~nsn_store.embedded.EmbeddedClient` loaded from the file. A writer
+  holds the lock from opening to :meth:`~FileBackedClient.close`, which saves;
+  :meth:`~FileBackedClient.save` writes a checkpoint in between. A reader never
+  saves, so what it changes in memory is gone when the process ends.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from datetime import timezone
@@ -34,9 +40,11 @@ from typing import Any, BinaryIO
 import bson
 from bson.codec_options import CodecOptions
 
+from nsn_store.clock import Clock
+from nsn_store.embedded.client import EmbeddedClient
 from nsn_store.errors import ConfigurationError, DatabaseLockedError
 
-__all__ = ["FORMAT", "WriterLock", "load_into", "save_from"]
+__all__ = ["FORMAT", "FileBackedClient", "WriterLock", "load_into", "open_file", "save_from"]
 
 FORMAT = "nsn-store-embedded"
 VERSION = 1
@@ -52,14 +60,19 @@ _INDEX_FIELDS = (
 
 
 def save_from(client: Any, path: Path) -> int:
-    """Write every database of ``client`` to ``path`` atomically; return the document count."""
+    """Write every database of ``client`` to ``path`` atomically; return the document count.
+
+    The records are copied under the store's lock (when the client has one), so
+    a save that runs while other threads write captures one consistent moment.
+    """
+    records = _snapshot(client)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     written = 0
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(bson.encode({"format": FORMAT, "version": VERSION}))
-            for record in _records(client):
+            for record in records:
                 out.write(bson.encode(record, codec_options=_CODEC))
                 written += "document" in record
             out.flush()
@@ -135,6 +148,15 @@ def _create(client: Any, spec: Mapping[str, Any]) -> Any:
 def _flush(collection: Any, documents: list[dict[str, Any]]) -> None:
     if collection is not None and documents:
         collection.insert_many(documents, ordered=True, bypass_document_validation=True)
+
+
+def _snapshot(client: Any) -> list[dict[str, Any]]:
+    store = getattr(client, "_store", None)
+    lock = getattr(store, "lock", None)
+    if lock is None:
+        return list(_records(client))
+    with lock:  # re-entrant: the reads below take it again
+        return list(_records(client))
 
 
 def _records(client: Any) -> Iterator[dict[str, Any]]:
@@ -241,3 +263,84 @@ def _alive(holder: Mapping[str, Any]) -> bool:
 def _describe(holder: Mapping[str, Any]) -> str:
     command = f" ({holder['command']})" if holder.get("command") else ""
     return f"process {holder.get('pid')} on {holder.get('host')}{command}"
+
+
+def open_file(
+    path: Path, *, read_only: bool, clock: Clock | None = None, command: str = ""
+) -> FileBackedClient:
+    """Open the database kept in ``path``: a writer takes the lock first, then it loads.
+
+    A missing file is an empty database (created by the first save). Raises
+    DatabaseLockedError when another live process writes it, ConfigurationError
+    when ``path`` is a folder or not an nsn-store embedded database file.
+    """
+    if path.is_dir():
+        raise ConfigurationError(f"the embedded database file {path} is a folder: name a file")
+    client = FileBackedClient(path, read_only=read_only, clock=clock, command=command)
+    if client._writer is not None:
+        client._writer.acquire()
+    try:
+        load_into(client, path)
+    except BaseException:
+        if client._writer is not None:
+            client._writer.release()
+        raise
+    return client
+
+
+class FileBackedClient(EmbeddedClient):
+    """An embedded client kept in a file: loaded when opened, saved by a writer.
+
+    Create it with :func:`open_file`. A writer holds ``<file>.lock`` until
+    :meth:`close`; a reader (``read_only``) holds nothing and never saves.
+    """
+
+    def __init__(
+        self, path: Path, *, read_only: bool, clock: Clock | None = None, command: str = ""
+    ) -> None:
+        super().__init__("localhost", clock=clock)
+        self.path = path
+        self.read_only = read_only
+        self._writer = None if read_only else WriterLock(path, command)
+        self._saving = threading.Lock()  # a checkpoint and close() never rename at once
+        self._closed = False
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "writer"
+        return f"FileBackedClient({str(self.path)!r}, {mode}, clock={self.clock!r})"
+
+    def save(self) -> int:
+        """Write the whole database to the file atomically (a checkpoint); return its documents.
+
+        Raises ConfigurationError for a reader, a closed client or a failed write
+        (the file then still holds the previous save).
+        """
+        if self.read_only:
+            raise ConfigurationError(
+                f"the embedded database {self.path} was opened read-only: it is never saved"
+            )
+        if self._closed:
+            raise ConfigurationError(f"the embedded database {self.path} is closed")
+        with self._saving:
+            try:
+                return save_from(self, self.path)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"could not save the embedded database {self.path}: "
+                    f"{exc.strerror or exc}; the file still holds the last save"
+                ) from exc
+
+    def close(self) -> None:
+        """Save (a writer) and give the lock up; a second call does nothing.
+
+        The lock is released even when the save fails, whose error is raised.
+        """
+        if self._closed:
+            return
+        try:
+            if self._writer is not None:
+                self.save()
+        finally:
+            self._closed = True
+            if self._writer is not None:
+                self._writer.release()
