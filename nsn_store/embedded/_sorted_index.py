@@ -194,8 +194,9 @@ def watched_fields(spec: Mapping[str, Any]) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names))
 
 
-def unchanged(watched: tuple[str, ...] | None, old: Mapping[str, Any],
-              new: Mapping[str, Any]) -> bool:
+def unchanged(
+    watched: tuple[str, ...] | None, old: Mapping[str, Any], new: Mapping[str, Any]
+) -> bool:
     """Tell whether ``new`` holds exactly ``old``'s scalar values in every watched field."""
     if watched is None:
         return False
@@ -219,8 +220,13 @@ def _exists_fields(partial: Mapping[str, Any] | None) -> tuple[str, ...] | None:
         return None
     names = []
     for name, condition in partial.items():
-        if (str(name).startswith("$") or "." in str(name) or not isinstance(condition, Mapping)
-                or list(condition) != ["$exists"] or condition["$exists"] is not True):
+        if (
+            str(name).startswith("$")
+            or "." in str(name)
+            or not isinstance(condition, Mapping)
+            or list(condition) != ["$exists"]
+            or condition["$exists"] is not True
+        ):
             return None
         names.append(str(name))
     return tuple(names)
@@ -231,8 +237,9 @@ class Held:
 
     __slots__ = ("complex", "entries", "multikey")
 
-    def __init__(self, entries: frozenset[Entry], multikey: tuple[bool, ...],
-                 complex_: tuple[bool, ...]) -> None:
+    def __init__(
+        self, entries: frozenset[Entry], multikey: tuple[bool, ...], complex_: tuple[bool, ...]
+    ) -> None:
         self.entries = entries
         self.multikey = multikey
         self.complex = complex_
@@ -290,8 +297,7 @@ class SortedIndex:
             entries = frozenset((*pair, seq) for pair in per_field[0])
         else:
             entries = frozenset(
-                (*(item for pair in combo for item in pair), seq)
-                for combo in product(*per_field)
+                (*(item for pair in combo for item in pair), seq) for combo in product(*per_field)
             )
         return Held(entries, tuple(multikey), tuple(complex_))
 
@@ -363,6 +369,20 @@ class SortedIndex:
     def span(self, low: Entry, high: Entry) -> tuple[int, int]:
         """Return the positions ``[start, stop)`` of the entries between two probes."""
         return self.entries.bisect_left(low), self.entries.bisect_left(high)
+
+    def dated_until(self, cutoff: datetime) -> set[int]:
+        """Return the documents whose first field holds a date at or before ``cutoff`` (naive UTC).
+
+        One range of the ordered entries: an array of dates has an entry per
+        element, so its earliest date decides, as the server's TTL monitor reads it.
+        """
+        if self.directions[0] > 0:
+            low: Entry = (DATE_RANK, BOTTOM)
+            high: Entry = (DATE_RANK, cutoff, TOP)
+        else:
+            low, high = (-DATE_RANK, Desc(cutoff), BOTTOM), (-DATE_RANK, TOP)
+        start, stop = self.span(low, high)
+        return {entry[-1] for entry in self.walk(start, stop, reverse=False)}
 
     def walk(self, start: int, stop: int, reverse: bool) -> Iterator[Entry]:
         """Iterate the entries at positions ``[start, stop)``, backwards when ``reverse``."""

@@ -68,7 +68,10 @@ class EmbeddedClient(_MongoClient):
 
         Follows the server's monitor: single-field TTL indexes only; the field
         must hold a date or an array of dates (the earliest counts); other
-        values and missing fields never expire.
+        values and missing fields never expire, nor do documents outside a
+        partial index. Like the server's, it reads each TTL index's range of
+        dates up to the cutoff, so its cost follows what expires, not the
+        collection's size.
         """
         now = _naive_utc(self.clock.now())
         removed = 0
@@ -82,13 +85,18 @@ class EmbeddedClient(_MongoClient):
 
 
 def _expire(collection: EmbeddedCollectionStore, now: datetime) -> int:
+    """Delete the expired documents of one collection, found by range in each TTL index."""
     doomed: set[Any] = set()
-    for index in collection.indexes.values():
+    for name, index in collection.indexes.items():
         seconds = index.get("expireAfterSeconds")
         if seconds is None or len(index["key"]) != 1:
             continue
-        field = index["key"][0][0]
         cutoff = now - timedelta(seconds=seconds)
+        ordered = collection.sorted_indexes.get(name)
+        if ordered is not None:
+            doomed.update(collection.by_seq[seq] for seq in ordered.dated_until(cutoff))
+            continue
+        field = index["key"][0][0]  # not an ordered index: read every document
         for key, doc in collection._documents.items():
             moment = _earliest_date(doc, field)
             if moment is not None and moment <= cutoff:
