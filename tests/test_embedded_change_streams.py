@@ -49,7 +49,10 @@ def test_each_write_is_one_event_in_the_servers_shape(client: Any, clock: Manual
         items.delete_one({"_id": 1})
         inserted, updated, replaced, deleted = drain(stream)
     assert [e["operationType"] for e in (inserted, updated, replaced, deleted)] == [
-        "insert", "update", "replace", "delete",
+        "insert",
+        "update",
+        "replace",
+        "delete",
     ]
     for event in (inserted, updated, replaced, deleted):
         assert event["ns"] == {"db": "t", "coll": "items"}
@@ -62,7 +65,9 @@ def test_each_write_is_one_event_in_the_servers_shape(client: Any, clock: Manual
     assert updated["clusterTime"].time == int((START + timedelta(seconds=1)).timestamp())
     assert "fullDocument" not in updated
     assert updated["updateDescription"] == {
-        "updatedFields": {"a.b": 5, "e": [1]}, "removedFields": ["d"], "truncatedArrays": [],
+        "updatedFields": {"a.b": 5, "e": [1]},
+        "removedFields": ["d"],
+        "truncatedArrays": [],
     }
     assert replaced["fullDocument"] == {"_id": 1, "x": 1}
     assert "fullDocument" not in deleted
@@ -96,7 +101,12 @@ def test_upserts_bulk_writes_find_and_modify_and_ttl_expiry_all_produce_events(
         assert client.run_ttl_monitor() == 1
         kinds = [(e["operationType"], e["documentKey"]["_id"]) for e in drain(stream)]
     assert kinds == [
-        ("insert", 1), ("insert", 2), ("update", 2), ("update", 2), ("delete", 2), ("delete", 1),
+        ("insert", 1),
+        ("insert", 2),
+        ("update", 2),
+        ("update", 2),
+        ("delete", 2),
+        ("delete", 1),
     ]
 
 
@@ -113,8 +123,10 @@ def test_a_write_that_changes_nothing_and_a_rejected_write_produce_no_event(clie
 
 def test_match_stages_filter_events_and_other_stages_are_refused_by_name(client: Any) -> None:
     items = client["t"]["items"]
-    pipeline = [{"$match": {"operationType": {"$in": ["insert", "replace"]}}},
-                {"$match": {"fullDocument.keep": True}}]
+    pipeline = [
+        {"$match": {"operationType": {"$in": ["insert", "replace"]}}},
+        {"$match": {"fullDocument.keep": True}},
+    ]
     with items.watch(pipeline, max_await_time_ms=0) as stream:
         items.insert_one({"_id": 1, "keep": True})
         items.insert_one({"_id": 2, "keep": False})
@@ -176,7 +188,8 @@ def test_database_streams_see_every_collection(client: Any) -> None:
         db.b.insert_one({"_id": 2})
         client["other"].c.insert_one({"_id": 3})
         assert [e["ns"] for e in drain(stream)] == [
-            {"db": "t", "coll": "a"}, {"db": "t", "coll": "b"},
+            {"db": "t", "coll": "a"},
+            {"db": "t", "coll": "b"},
         ]
 
 
@@ -248,15 +261,29 @@ def test_an_idle_worker_wakes_on_a_new_message_well_within_a_second() -> None:
     db = client["nsn"]
     init_schema(db)
     scheduler = Scheduler(db)
-    tenant = db.tenants.insert_one({
-        "name": "org", "clerkOrgId": "org", "createdAt": datetime.now(timezone.utc),
-        "providerConfigs": [{"channel": "sms", "provider": "twilio", "fromAddress": "+15550000",
-                             "credentialsRef": "env:TWILIO_TOKEN"}],
-    }).inserted_id
-    contact = db.contacts.insert_one({
-        "tenantId": tenant, "firstName": "Ada", "phone": "+15550100",
-        "createdAt": datetime.now(timezone.utc),
-    }).inserted_id
+    tenant = db.tenants.insert_one(
+        {
+            "name": "org",
+            "clerkOrgId": "org",
+            "createdAt": datetime.now(timezone.utc),
+            "providerConfigs": [
+                {
+                    "channel": "sms",
+                    "provider": "twilio",
+                    "fromAddress": "+15550000",
+                    "credentialsRef": "env:TWILIO_TOKEN",
+                }
+            ],
+        }
+    ).inserted_id
+    contact = db.contacts.insert_one(
+        {
+            "tenantId": tenant,
+            "firstName": "Ada",
+            "phone": "+15550100",
+            "createdAt": datetime.now(timezone.utc),
+        }
+    ).inserted_id
     sender = FakeSender()
     worker = Worker(db, sender, poll=30, lease=30, scheduler=scheduler)
     runner = threading.Thread(target=worker.run, daemon=True)
@@ -268,8 +295,9 @@ def test_an_idle_worker_wakes_on_a_new_message_well_within_a_second() -> None:
             time.sleep(0.01)
         time.sleep(0.2)  # the worker has planned its 30 s sleep
         started = time.monotonic()
-        scheduler.schedule(tenant, contact, "sms", datetime.now(timezone.utc),
-                           payload={"body": "Hi {{firstName}}"})
+        scheduler.schedule(
+            tenant, contact, "sms", datetime.now(timezone.utc), payload={"body": "Hi {{firstName}}"}
+        )
         while sender.calls == 0:
             assert time.monotonic() - started < 5, "the worker slept through the new message"
             time.sleep(0.005)
