@@ -96,8 +96,12 @@ def _count(query: b.Query) -> Op:
 
 
 def _modify(filter_: Mapping[str, Any], update: Mapping[str, Any]) -> Op:
-    return Op("find_one_and_update", b.MESSAGES, (filter_, update),
-              {"return_document": ReturnDocument.AFTER})
+    return Op(
+        "find_one_and_update",
+        b.MESSAGES,
+        (filter_, update),
+        {"return_document": ReturnDocument.AFTER},
+    )
 
 
 def _insert(collection: str, document: Document) -> Op:
@@ -144,8 +148,9 @@ class _Flows:
         self.server_clock = ServerClock(self.clock, refresh=_refresh(offset_refresh))
         self.server_time = b.check_flag(server_time, "server_time")
         if counter is not None and not callable(getattr(counter, "add", None)):
-            raise InvalidArgumentError("counter must have an add method (a ShardedCounter)",
-                                       argument="counter")
+            raise InvalidArgumentError(
+                "counter must have an add method (a ShardedCounter)", argument="counter"
+            )
         self.counter = counter
         self.rng = _checked("rng", rng or random.Random(), random.Random)
         self._trips = 0
@@ -191,22 +196,31 @@ class _Flows:
 
     # -- schedule --------------------------------------------------------------
 
-    def _schedule(self, tenant_id: Any, contact_id: Any, channel: Any, send_at: Any,
-                  **optional: Any) -> Flow:
+    def _schedule(
+        self, tenant_id: Any, contact_id: Any, channel: Any, send_at: Any, **optional: Any
+    ) -> Flow:
         request = b.schedule_request(tenant_id, contact_id, channel, send_at, **optional)
         for collection, name, ref in request.references():  # at most 3 round trips
-            found = yield _find_one(b.owned_query(collection, ref, request.tenant),
-                                    projection={"_id": 1})
+            found = yield _find_one(
+                b.owned_query(collection, ref, request.tenant), projection={"_id": 1}
+            )
             b.check_reference(found, name, ref)
         key = request.idempotency_key
         lookup = b.idempotency_query(request.tenant, key) if key is not None else None
         if lookup is not None and (existing := (yield _find_one(lookup))) is not None:
             return (yield from self._queued(existing))
         message = b.new_message(
-            request.tenant, request.contact, request.channel, request.send_at,
-            (yield from self._now()), payload=request.payload,
-            workflow_step_id=request.workflow_step, template_id=request.template,
-            idempotency_key=key, message_id=ObjectId())
+            request.tenant,
+            request.contact,
+            request.channel,
+            request.send_at,
+            (yield from self._now()),
+            payload=request.payload,
+            workflow_step_id=request.workflow_step,
+            template_id=request.template,
+            idempotency_key=key,
+            message_id=ObjectId(),
+        )
         try:
             yield _insert(b.MESSAGES, message)
         except DuplicateKeyError:
@@ -220,39 +234,43 @@ class _Flows:
         """Ensure a scheduled message's ``queued`` event and counter (once each)."""
         mid, tenant = message["_id"], message["tenantId"]
         key = b.follow_up_key(mid, "queued")
-        yield from self._event(b.new_event(tenant, "queued", message["createdAt"],
-                                           message_id=mid, key=key))
+        yield from self._event(
+            b.new_event(tenant, "queued", message["createdAt"], message_id=mid, key=key)
+        )
         yield from self._bump(tenant, "messages.scheduled", key)
         return message
 
     # -- claim ---------------------------------------------------------------
 
-    def _claim_due(self, worker_id: Any, now: Any, limit: Any, lease: Any,
-                   tenants: Any = None) -> Flow:
+    def _claim_due(
+        self, worker_id: Any, now: Any, limit: Any, lease: Any, tenants: Any = None
+    ) -> Flow:
         worker, lease = b.check_worker(worker_id), b.check_lease(lease)
         limit = check_limit(limit, "limit")
         only = _tenants(tenants)
         now = yield from self._now(now)
         end = b.lease_end(now, lease)
-        due = yield _find(b.due_for_query(now, only), limit=limit,
-                          projection=b.CANDIDATE_PROJECTION)
+        due = yield _find(
+            b.due_for_query(now, only), limit=limit, projection=b.CANDIDATE_PROJECTION
+        )
         # A full page means a backlog: probe a few tenants so none waits behind another's.
         heads = (yield from self._fair_heads(now, only, limit)) if len(due) >= limit else []
-        stale = yield _find(b.stale_query(now, only), limit=limit,
-                            projection=b.STALE_PROJECTION)
+        stale = yield _find(b.stale_query(now, only), limit=limit, projection=b.STALE_PROJECTION)
         pending = [doc for doc in stale if doc["status"] == b.FAILED]
         for doc in pending:  # a give-up whose follow-ups were lost: finish them
             yield from self._given_up_follow_ups(doc, now)
         stale, abandoned = b.split_abandoned(
-            [doc for doc in stale if doc["status"] != b.FAILED], self.max_attempts)
+            [doc for doc in stale if doc["status"] != b.FAILED], self.max_attempts
+        )
         for doc in abandoned:  # rare: costs round trips only when a worker died last time
             yield from self._give_up(doc, now)
         ids = b.pick_candidates(due, stale, limit, heads)
         if not ids:
             return []
         token = secrets.token_hex(16)  # this call's claim: read back only what it won
-        won = yield _update_many(b.MESSAGES, b.claim_query(ids, now).filter,
-                                 b.claim_update(worker, now, end, token))
+        won = yield _update_many(
+            b.MESSAGES, b.claim_query(ids, now).filter, b.claim_update(worker, now, end, token)
+        )
         if won.modified_count == 0:
             return []  # every candidate went to a faster worker
         held = yield _find(b.held_query(ids, token))
@@ -273,8 +291,9 @@ class _Flows:
         start = after = self._fair_cursor
         wrapped = start is None  # starting at the first tenant, the end means all were seen
         while len(heads) < min(limit, FAIR_PROBES):
-            head = yield _find_one(b.next_tenant_query(now, after, tenants),
-                                   projection=b.CANDIDATE_PROJECTION)
+            head = yield _find_one(
+                b.next_tenant_query(now, after, tenants), projection=b.CANDIDATE_PROJECTION
+            )
             if head is None and not wrapped:
                 after, wrapped = None, True  # past the last tenant: start again at the first
                 continue
@@ -291,8 +310,9 @@ class _Flows:
         if not refs:
             return 0
         now = yield from self._now()
-        result = yield _update_many(b.MESSAGES, b.batch_filter(refs, worker, now),
-                                    b.release_update(now))
+        result = yield _update_many(
+            b.MESSAGES, b.batch_filter(refs, worker, now), b.release_update(now)
+        )
         return result.modified_count
 
     def _extend_leases(self, messages: Any, worker_id: Any, lease: Any) -> Flow:
@@ -305,9 +325,10 @@ class _Flows:
         update = b.extend_update(now, lease)
         yield _update_many(b.MESSAGES, b.batch_filter(refs, worker, now), update)
         tokens = sorted({r.token for r in refs if r.token})
-        kept = yield _find(b.held_by_query([r.id for r in refs], tokens,
-                                           update["$set"]["lockedUntil"]),
-                           projection={"_id": 1})
+        kept = yield _find(
+            b.held_by_query([r.id for r in refs], tokens, update["$set"]["lockedUntil"]),
+            projection={"_id": 1},
+        )
         return {doc["_id"] for doc in kept}
 
     def _next_due_at(self, tenants: Any) -> Flow:
@@ -315,24 +336,35 @@ class _Flows:
         only = _tenants(tenants)
         due = yield _find_one(b.next_due_query(only), projection={"sendAt": 1})
         expiry = yield _find_one(b.next_expiry_query(only), projection={"lockedUntil": 1})
-        moments = [doc[field] for doc, field in ((due, "sendAt"), (expiry, "lockedUntil"))
-                   if doc is not None and doc.get(field) is not None]
+        moments = [
+            doc[field]
+            for doc, field in ((due, "sendAt"), (expiry, "lockedUntil"))
+            if doc is not None and doc.get(field) is not None
+        ]
         return min(moments, default=None)
 
     def _cancel_opted_out(self, message: Any, worker_id: Any) -> Flow:
         """Cancel a held message whose contact opted out; record an ``opted_out`` event."""
         ref, worker = b.claim_ref(message), b.check_worker(worker_id)
         now = yield from self._now()
-        doc = yield _modify(b.holder_filter(ref.id, worker, now, ref.tenant, ref.token),
-                            b.cancel_update(now))
+        doc = yield _modify(
+            b.holder_filter(ref.id, worker, now, ref.tenant, ref.token), b.cancel_update(now)
+        )
         if doc is None:
             doc = yield _find_one(b.by_id_query(b.MESSAGES, ref.id))
             if b.own_claim(doc, ref) != b.CANCELLED:
                 raise b.lease_refusal(doc, ref.id, worker)
             assert doc is not None  # own_claim returned a status
         tenant, key = doc["tenantId"], b.follow_up_key(ref.id, b.CANCELLED)
-        yield from self._event(b.new_event(tenant, "opted_out", now, message_id=ref.id,
-                                           key=b.follow_up_key(ref.id, "opted_out")))
+        yield from self._event(
+            b.new_event(
+                tenant,
+                "opted_out",
+                now,
+                message_id=ref.id,
+                key=b.follow_up_key(ref.id, "opted_out"),
+            )
+        )
         yield from self._bump(tenant, "messages.cancelled", key)
         return doc
 
@@ -346,33 +378,45 @@ class _Flows:
         the message and nothing is written here.
         """
         message_id, attempts = candidate["_id"], candidate["attempts"]
-        doc = yield _modify(b.abandoned_filter(message_id, now, attempts),
-                            b.given_up_update(now, b.abandoned_error(attempts)))
+        doc = yield _modify(
+            b.abandoned_filter(message_id, now, attempts),
+            b.given_up_update(now, b.abandoned_error(attempts)),
+        )
         if doc is not None:
             yield from self._given_up_follow_ups(doc, now)
 
     def _given_up_follow_ups(self, doc: Mapping[str, Any], now: datetime) -> Flow:
         attempts = doc["attempts"]
-        yield from self._failed_follow_ups(doc["tenantId"], doc["_id"], now, attempts,
-                                           b.abandoned_error(attempts), None)
-        yield Op("update_one", b.MESSAGES, ({"_id": doc["_id"], "status": b.FAILED},
-                                            b.follow_ups_done_update()))
+        yield from self._failed_follow_ups(
+            doc["tenantId"], doc["_id"], now, attempts, b.abandoned_error(attempts), None
+        )
+        yield Op(
+            "update_one",
+            b.MESSAGES,
+            ({"_id": doc["_id"], "status": b.FAILED}, b.follow_ups_done_update()),
+        )
 
     # -- finish ----------------------------------------------------------------
 
-    def _mark_sent(self, message_id: Any, worker_id: Any, provider_message_id: Any,
-                   provider: Any) -> Flow:
+    def _mark_sent(
+        self, message_id: Any, worker_id: Any, provider_message_id: Any, provider: Any
+    ) -> Flow:
         ref, worker = b.claim_ref(message_id), b.check_worker(worker_id)
-        pmid = (None if provider_message_id is None
-                else b.check_provider_message_id(provider_message_id))
+        pmid = (
+            None
+            if provider_message_id is None
+            else b.check_provider_message_id(provider_message_id)
+        )
         provider = b.check_provider(provider)
         now = yield from self._now()
-        doc = yield _modify(b.holder_filter(ref.id, worker, now, ref.tenant, ref.token),
-                            b.sent_update(now))
+        doc = yield _modify(
+            b.holder_filter(ref.id, worker, now, ref.tenant, ref.token), b.sent_update(now)
+        )
         if doc is None:
             doc = yield from self._sent_without_lease(ref, worker, now)
-        yield from self._sent_follow_ups(doc, now, b.sent_provider(doc["channel"], provider, pmid),
-                                         pmid)
+        yield from self._sent_follow_ups(
+            doc, now, b.sent_provider(doc["channel"], provider, pmid), pmid
+        )
         return doc
 
     def _sent_without_lease(self, ref: b.ClaimRef, worker: str, now: datetime) -> Flow:
@@ -384,8 +428,9 @@ class _Flows:
             # Cancelled while this claim was sending: the message went out, so record it,
             # taking back the cancel's count first (keyed: a repeat changes nothing).
             yield from self._uncancel(current)
-            doc = yield _modify(b.cancelled_claim_filter(ref.id, current["claimToken"]),
-                                b.sent_update(now))
+            doc = yield _modify(
+                b.cancelled_claim_filter(ref.id, current["claimToken"]), b.sent_update(now)
+            )
             if doc is not None:
                 return doc
             current = yield _find_one(b.by_id_query(b.MESSAGES, ref.id))
@@ -398,16 +443,25 @@ class _Flows:
         yield from self._bump(message["tenantId"], "messages.cancelled", key)  # the cancel's own
         yield from self._bump(message["tenantId"], "messages.cancelled", f"{key}:undone", -1)
 
-    def _sent_follow_ups(self, doc: Document, now: datetime, provider: str | None,
-                         pmid: str | None) -> Flow:
+    def _sent_follow_ups(
+        self, doc: Document, now: datetime, provider: str | None, pmid: str | None
+    ) -> Flow:
         mid, tenant = doc["_id"], doc["tenantId"]
         key = b.follow_up_key(mid, b.SENT)
-        event = b.new_event(tenant, b.SENT, now, message_id=mid, provider=provider,
-                            provider_message_id=pmid, key=key)
+        event = b.new_event(
+            tenant,
+            b.SENT,
+            now,
+            message_id=mid,
+            provider=provider,
+            provider_message_id=pmid,
+            key=key,
+        )
         if not (yield from self._event(event)) and pmid is not None and provider is not None:
             # Written before, or the provider's "sent" webhook came first: link what it recorded.
-            yield _update_many(b.EVENTS, b.unlinked_events_filter(tenant, provider, pmid),
-                               b.link_update(mid))
+            yield _update_many(
+                b.EVENTS, b.unlinked_events_filter(tenant, provider, pmid), b.link_update(mid)
+            )
         yield from self._bump(tenant, "messages.sent", key)
 
     def _mark_failed(self, message_id: Any, worker_id: Any, error: Any, retry: Any) -> Flow:
@@ -433,30 +487,64 @@ class _Flows:
         """Complete a failure this claim already recorded (a repeated call), or refuse."""
         current = yield _find_one(b.by_id_query(b.MESSAGES, ref.id))
         status = b.own_claim(current, ref)
+        # Claimed again since: if this claim's failure was recorded (its event is there),
+        # only its count can be missing; the next attempt is someone else's.
+        moved_on = (
+            current is not None
+            and status is None
+            and ref.attempts is not None
+            and current["attempts"] > ref.attempts
+        )
+        if moved_on and (yield from self._complete_earlier_failure(current["tenantId"], ref)):
+            return current
         if current is None or status not in (b.SCHEDULED, b.FAILED):
             raise b.lease_refusal(current, ref.id, worker)
         retry_at = current["sendAt"] if status == b.SCHEDULED else None
-        yield from self._failed_follow_ups(current["tenantId"], ref.id, now, current["attempts"],
-                                           current.get("lastError", "unknown error"), retry_at)
+        yield from self._failed_follow_ups(
+            current["tenantId"],
+            ref.id,
+            now,
+            current["attempts"],
+            current.get("lastError", "unknown error"),
+            retry_at,
+        )
         return current
 
-    def _failed_follow_ups(self, tenant: ObjectId, mid: ObjectId, now: datetime, attempts: int,
-                           text: str, retry_at: datetime | None) -> Flow:
+    def _complete_earlier_failure(self, tenant: ObjectId, ref: b.ClaimRef) -> Flow:
+        """Ensure the count of this claim's recorded failure; return whether it was recorded."""
+        key = b.follow_up_key(ref.id, b.FAILED, ref.attempts)
+        event = yield _find_one(b.by_id_query(b.EVENTS, b.event_id(key)))
+        if event is None:
+            return False
+        retried = bool((event.get("raw") or {}).get("retryAt"))
+        yield from self._bump(tenant, "messages.retried" if retried else "messages.failed", key)
+        return True
+
+    def _failed_follow_ups(
+        self,
+        tenant: ObjectId,
+        mid: ObjectId,
+        now: datetime,
+        attempts: int,
+        text: str,
+        retry_at: datetime | None,
+    ) -> Flow:
         key = b.follow_up_key(mid, b.FAILED, attempts)
         raw = b.failure_raw(text, attempts, retry_at)
-        yield from self._event(b.new_event(tenant, b.FAILED, now, message_id=mid, raw=raw,
-                                           key=key))
+        yield from self._event(b.new_event(tenant, b.FAILED, now, message_id=mid, raw=raw, key=key))
         yield from self._bump(tenant, "messages.retried" if retry_at else "messages.failed", key)
 
     def _extend_lease(self, message_id: Any, worker_id: Any, lease: Any) -> Flow:
         ref, worker = b.claim_ref(message_id), b.check_worker(worker_id)
         lease = b.check_lease(lease)
         now = yield from self._now()
-        doc = yield _modify(b.holder_filter(ref.id, worker, now, ref.tenant, ref.token),
-                            b.extend_update(now, lease))
+        doc = yield _modify(
+            b.holder_filter(ref.id, worker, now, ref.tenant, ref.token), b.extend_update(now, lease)
+        )
         if doc is None:
-            raise b.lease_refusal((yield _find_one(b.by_id_query(b.MESSAGES, ref.id))), ref.id,
-                                  worker)
+            raise b.lease_refusal(
+                (yield _find_one(b.by_id_query(b.MESSAGES, ref.id))), ref.id, worker
+            )
         return doc
 
     # -- cancel, webhooks, backlog ----------------------------------------------
@@ -474,15 +562,29 @@ class _Flows:
         yield from self._bump(tenant, "messages.cancelled", b.follow_up_key(mid, b.CANCELLED))
         return doc
 
-    def _record_provider_event(self, tenant_id: Any, provider: Any, provider_message_id: Any,
-                               event_type: Any, occurred_at: Any, raw: Any) -> Flow:
-        checked = b.check_event(tenant_id, provider, provider_message_id, event_type,
-                                occurred_at, raw)
+    def _record_provider_event(
+        self,
+        tenant_id: Any,
+        provider: Any,
+        provider_message_id: Any,
+        event_type: Any,
+        occurred_at: Any,
+        raw: Any,
+    ) -> Flow:
+        checked = b.check_event(
+            tenant_id, provider, provider_message_id, event_type, occurred_at, raw
+        )
         tenant = checked.pop("tenant_id")
-        sent = yield _find_one(b.sent_event_query(tenant, checked["provider"],
-                                                  checked["provider_message_id"]))
-        event = b.new_event(tenant, checked.pop("event_type"), (yield from self._now()),
-                            message_id=(sent or {}).get("scheduledMessageId"), **checked)
+        sent = yield _find_one(
+            b.sent_event_query(tenant, checked["provider"], checked["provider_message_id"])
+        )
+        event = b.new_event(
+            tenant,
+            checked.pop("event_type"),
+            (yield from self._now()),
+            message_id=(sent or {}).get("scheduledMessageId"),
+            **checked,
+        )
         # by_provider_message_event: a DuplicateKey means this webhook was seen before.
         return (yield from self._event(event))
 
@@ -492,7 +594,9 @@ class _Flows:
         due = b.due_query(now, tenant)
         oldest = yield _find_one(due, projection={"sendAt": 1})
         return Backlog(
-            now=now, tenant_id=tenant, due_now=(yield _count(due)),
+            now=now,
+            tenant_id=tenant,
+            due_now=(yield _count(due)),
             oldest_due_send_at=oldest["sendAt"] if oldest else None,
             processing_live=(yield _count(b.live_lease_query(now, tenant))),
             processing_expired=(yield _count(b.expired_leases_count_query(now, tenant))),
@@ -515,14 +619,17 @@ def _tenants(value: Any) -> list[ObjectId] | None:
 def _refresh(value: Any) -> float:
     """Check ``offset_refresh``: seconds between measurements of the server's clock."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400:
-        raise InvalidArgumentError("offset_refresh must be from 0 to 86400 seconds",
-                                   argument="offset_refresh")
+        raise InvalidArgumentError(
+            "offset_refresh must be from 0 to 86400 seconds", argument="offset_refresh"
+        )
     return float(value)
 
 
 def _checked(argument: str, value: Any, kind: type) -> Any:
     """Return ``value`` if it is a ``kind`` (a clock must have ``now()``, an rng be a Random)."""
     if not isinstance(value, kind):
-        raise InvalidArgumentError(f"{argument} must be a {kind.__name__}, not a value of type "
-                                   f"{type(value).__name__}", argument=argument)
+        raise InvalidArgumentError(
+            f"{argument} must be a {kind.__name__}, not a value of type {type(value).__name__}",
+            argument=argument,
+        )
     return value

@@ -31,8 +31,13 @@ from nsn_store import scheduling as b
 from nsn_store.errors import ConnectionFailedError, InvalidTransitionError, LeaseLostError
 
 LEASE = timedelta(minutes=5)
-SENT_ONCE = {"messages.scheduled": 1, "messages.sent": 1, "messages.retried": 0,
-             "messages.failed": 0, "messages.cancelled": 0}
+SENT_ONCE = {
+    "messages.scheduled": 1,
+    "messages.sent": 1,
+    "messages.retried": 0,
+    "messages.failed": 0,
+    "messages.cancelled": 0,
+}
 
 
 async def assert_sent_once(kit: Kit, mid: ObjectId) -> None:
@@ -42,11 +47,15 @@ async def assert_sent_once(kit: Kit, mid: ObjectId) -> None:
     assert await kit.counts() == SENT_ONCE
 
 
-@pytest.mark.parametrize(("method", "collection"), [
-    ("find_one_and_update", b.MESSAGES),  # the status write
-    ("insert_one", b.EVENTS),  # the sent event
-    ("update_one", "counters"),  # the counter bump
-], ids=["status", "event", "counter"])
+@pytest.mark.parametrize(
+    ("method", "collection"),
+    [
+        ("find_one_and_update", b.MESSAGES),  # the status write
+        ("insert_one", b.EVENTS),  # the sent event
+        ("update_one", "counters"),  # the counter bump
+    ],
+    ids=["status", "event", "counter"],
+)
 async def mark_sent_repeated_after_a_lost_reply_completes_once(
     kit: Kit, method: str, collection: str
 ) -> None:
@@ -62,9 +71,15 @@ async def mark_sent_repeated_after_a_lost_reply_completes_once(
     assert event["providerMessageId"] == "SM1"
 
 
-@pytest.mark.parametrize(("method", "collection"), [
-    ("find_one_and_update", b.MESSAGES), ("insert_one", b.EVENTS), ("update_one", "counters"),
-], ids=["status", "event", "counter"])
+@pytest.mark.parametrize(
+    ("method", "collection"),
+    [
+        ("find_one_and_update", b.MESSAGES),
+        ("insert_one", b.EVENTS),
+        ("update_one", "counters"),
+    ],
+    ids=["status", "event", "counter"],
+)
 async def mark_failed_repeated_after_a_lost_reply_spends_one_attempt(
     kit: Kit, method: str, collection: str
 ) -> None:
@@ -78,8 +93,12 @@ async def mark_failed_repeated_after_a_lost_reply_spends_one_attempt(
     assert again["status"] == stored["status"] == "scheduled"
     assert stored["attempts"] == 1 and again["sendAt"] == stored["sendAt"]
     [event] = await kit.events(mid, "failed")
-    assert event["raw"] == {"error": "provider down", "attempts": 1, "final": False,
-                            "retryAt": stored["sendAt"]}
+    assert event["raw"] == {
+        "error": "provider down",
+        "attempts": 1,
+        "final": False,
+        "retryAt": stored["sendAt"],
+    }
     assert (await kit.counts())["messages.retried"] == 1
 
 
@@ -90,14 +109,21 @@ async def a_final_failure_repeated_after_a_lost_reply_counts_once(kit: Kit) -> N
     with pytest.raises(ConnectionFailedError):
         await do(kit.sched.mark_failed(claimed, "w", "bad number", retry=False))
     assert (await do(kit.sched.mark_failed(claimed, "w", "bad number", retry=False)))[
-        "status"] == "failed"
+        "status"
+    ] == "failed"
     assert len(await kit.events(mid, "failed")) == 1
     assert (await kit.counts())["messages.failed"] == 1
 
 
-@pytest.mark.parametrize(("method", "collection"), [
-    ("insert_one", b.MESSAGES), ("insert_one", b.EVENTS), ("update_one", "counters"),
-], ids=["message", "event", "counter"])
+@pytest.mark.parametrize(
+    ("method", "collection"),
+    [
+        ("insert_one", b.MESSAGES),
+        ("insert_one", b.EVENTS),
+        ("update_one", "counters"),
+    ],
+    ids=["message", "event", "counter"],
+)
 async def schedule_repeated_with_its_key_writes_the_queued_event_once(
     kit: Kit, method: str, collection: str
 ) -> None:
@@ -112,9 +138,14 @@ async def schedule_repeated_with_its_key_writes_the_queued_event_once(
     assert len(await kit.events(mid)) == 1 and (await kit.counts())["messages.scheduled"] == 1
 
 
-@pytest.mark.parametrize(("method", "collection"), [
-    ("find_one_and_update", b.MESSAGES), ("update_one", "counters"),
-], ids=["status", "counter"])
+@pytest.mark.parametrize(
+    ("method", "collection"),
+    [
+        ("find_one_and_update", b.MESSAGES),
+        ("update_one", "counters"),
+    ],
+    ids=["status", "counter"],
+)
 async def cancel_repeated_after_a_lost_reply_succeeds_and_counts_once(
     kit: Kit, method: str, collection: str
 ) -> None:
@@ -154,8 +185,7 @@ async def a_cancel_while_a_worker_sends_still_records_the_send(kit: Kit, lost: s
         lose_reply(kit, "find_one_and_update", b.MESSAGES)
     elif lost == "counter":
         lose_reply(kit, "update_one", "counters")
-    sent = await kit.retried(lambda: kit.sched.mark_sent(claimed, "w",
-                                                         provider_message_id="SM8"))
+    sent = await kit.retried(lambda: kit.sched.mark_sent(claimed, "w", provider_message_id="SM8"))
     assert sent["status"] == "sent"
     await assert_sent_once(kit, mid)
     with pytest.raises(InvalidTransitionError, match="sent"):  # too late to cancel it now
@@ -185,14 +215,27 @@ async def a_worker_that_gave_a_message_back_cannot_record_a_send_after_a_cancel(
     assert (await kit.counts())["messages.cancelled"] == 1
 
 
-@pytest.mark.parametrize(("fault", "method", "collection"), [
-    (Fault.BEFORE, "find_one_and_update", b.MESSAGES),
-    (Fault.AFTER, "find_one_and_update", b.MESSAGES),
-    (Fault.BEFORE, "insert_one", b.EVENTS), (Fault.AFTER, "insert_one", b.EVENTS),
-    (Fault.BEFORE, "update_one", "counters"), (Fault.AFTER, "update_one", "counters"),
-    (Fault.BEFORE, "update_one", b.MESSAGES),
-], ids=["status", "status-reply-lost", "event", "event-reply-lost", "counter",
-        "counter-reply-lost", "marker"])
+@pytest.mark.parametrize(
+    ("fault", "method", "collection"),
+    [
+        (Fault.BEFORE, "find_one_and_update", b.MESSAGES),
+        (Fault.AFTER, "find_one_and_update", b.MESSAGES),
+        (Fault.BEFORE, "insert_one", b.EVENTS),
+        (Fault.AFTER, "insert_one", b.EVENTS),
+        (Fault.BEFORE, "update_one", "counters"),
+        (Fault.AFTER, "update_one", "counters"),
+        (Fault.BEFORE, "update_one", b.MESSAGES),
+    ],
+    ids=[
+        "status",
+        "status-reply-lost",
+        "event",
+        "event-reply-lost",
+        "counter",
+        "counter-reply-lost",
+        "marker",
+    ],
+)
 async def a_give_up_that_failed_half_way_is_completed_by_the_next_claim(
     kit: Kit, fault: Fault, method: str, collection: str
 ) -> None:
@@ -221,13 +264,32 @@ async def a_give_up_that_loses_to_a_cancel_takes_its_follow_ups_back(kit: Kit) -
     for _ in range(3):
         await kit.claim("dies", lease=LEASE)
         kit.clock.advance(LEASE)
-    once_before(kit, "find_one_and_update", b.MESSAGES,
-                lambda: kit.sched.cancel(kit.tenant, mid))
+    once_before(kit, "find_one_and_update", b.MESSAGES, lambda: kit.sched.cancel(kit.tenant, mid))
     assert await kit.claim("sweeper") == []
     assert (await kit.message(mid))["status"] == "cancelled"
     assert await kit.events(mid, "failed") == []
     counts = await kit.counts()
     assert (counts["messages.failed"], counts["messages.cancelled"]) == (0, 1)
+
+
+async def a_failure_repeated_after_the_message_was_claimed_again_completes_its_count(
+    kit: Kit,
+) -> None:
+    """The retry's count was lost with the reply, and by the time the worker repeats the
+    call the backoff has passed and another worker holds the next attempt: the repeat
+    completes the earlier attempt's count (found through its keyed event), once."""
+    [mid] = await kit.due()
+    [claimed] = await kit.claim("w", lease=LEASE)
+    lose_reply(kit, "update_one", "counters")
+    with pytest.raises(ConnectionFailedError):
+        await do(kit.sched.mark_failed(claimed, "w", "provider down"))
+    kit.clock.advance(hours=7)  # past any backoff
+    [second] = await kit.claim("other", lease=LEASE)
+    assert second["attempts"] == 2
+    await do(kit.sched.mark_failed(claimed, "w", "provider down"))
+    await do(kit.sched.mark_failed(claimed, "w", "provider down"))
+    assert (await kit.counts())["messages.retried"] == 1
+    assert (await kit.message(mid))["lockedBy"] == "other"  # the next attempt is untouched
 
 
 for _scenario in (
@@ -242,5 +304,6 @@ for _scenario in (
     a_worker_that_gave_a_message_back_cannot_record_a_send_after_a_cancel,
     a_give_up_that_failed_half_way_is_completed_by_the_next_claim,
     a_give_up_that_loses_to_a_cancel_takes_its_follow_ups_back,
+    a_failure_repeated_after_the_message_was_claimed_again_completes_its_count,
 ):
     globals().update(twins(_scenario))
