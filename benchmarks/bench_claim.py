@@ -69,8 +69,9 @@ class Run:
 def seed(db: Any, stored: int, due: int, now: datetime, rng: random.Random) -> None:
     """Store ``stored`` messages of which ``due`` are due at ``now`` (the rest later or done)."""
     tenants = [ObjectId() for _ in range(20)]
-    contacts = [db[b.CONTACTS].insert_one({"tenantId": t, "createdAt": now}).inserted_id
-                for t in tenants]
+    contacts = [
+        db[b.CONTACTS].insert_one({"tenantId": t, "createdAt": now}).inserted_id for t in tenants
+    ]
     docs = []
     for i in range(stored):
         k = rng.randrange(len(tenants))
@@ -81,7 +82,7 @@ def seed(db: Any, stored: int, due: int, now: datetime, rng: random.Random) -> N
         docs.append(b.new_message(tenants[k], contacts[k], "sms", send_at, now))
     rng.shuffle(docs)
     for start in range(0, len(docs), 5_000):
-        db[b.MESSAGES].insert_many(docs[start:start + 5_000])
+        db[b.MESSAGES].insert_many(docs[start : start + 5_000])
 
 
 Trips = Callable[[], int] | None  # the server's command count, or None: count calls here
@@ -106,8 +107,9 @@ def claim_one_by_one(db: Any, now: datetime, trips: Trips) -> Run:
     started = time.perf_counter()
     while True:
         calls += 1
-        doc = collection.find_one_and_update(query.filter, update, sort=query.sort,
-                                             return_document=ReturnDocument.AFTER)
+        doc = collection.find_one_and_update(
+            query.filter, update, sort=query.sort, return_document=ReturnDocument.AFTER
+        )
         if doc is None:
             break
         claimed += 1
@@ -119,8 +121,10 @@ def claim_one_by_one(db: Any, now: datetime, trips: Trips) -> Run:
 def report(label: str, batch: Run, single: Run) -> None:
     print(f"\n{label}")
     for run in (batch, single):
-        print(f"  {run.name:<26} claimed {run.claimed:>6} in {run.seconds:8.3f} s, "
-              f"{run.round_trips:>6} round trips = {run.per_message:.4f} per message")
+        print(
+            f"  {run.name:<26} claimed {run.claimed:>6} in {run.seconds:8.3f} s, "
+            f"{run.round_trips:>6} round trips = {run.per_message:.4f} per message"
+        )
     print(f"  speed ratio (one-by-one time / batch time): {single.seconds / batch.seconds:.1f}x")
     print(f"  round-trip ratio: {single.round_trips / max(batch.round_trips, 1):.1f}x fewer")
 
@@ -134,16 +138,18 @@ def embedded(stored: int, due: int, limit: int) -> None:
         db = mongomock_client()["bench"]
         init_schema(db)
         seed(db, stored, due, now, random.Random(1))
-        runs.append(claim_batches(db, now, limit, None) if method == "batch"
-                    else claim_one_by_one(db, now, None))
+        runs.append(
+            claim_batches(db, now, limit, None)
+            if method == "batch"
+            else claim_one_by_one(db, now, None)
+        )
     assert runs[0].claimed == runs[1].claimed == due, runs
     report(f"embedded database: {stored:,} stored, {due:,} due (collection calls)", *runs)
 
 
 def server(uri: str, stored: int, due: int, limit: int) -> None:
     counter = CommandCounter()
-    client: MongoClient[dict[str, Any]] = MongoClient(uri, tz_aware=True,
-                                                      event_listeners=[counter])
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, tz_aware=True, event_listeners=[counter])
     now = ManualClock().now()
     runs = []
     try:
@@ -153,11 +159,15 @@ def server(uri: str, stored: int, due: int, limit: int) -> None:
             try:
                 init_schema(db)
                 seed(db, stored, due, now, random.Random(1))
+
                 def trips() -> int:
                     return counter.count
 
-                runs.append(claim_batches(db, now, limit, trips) if method == "batch"
-                            else claim_one_by_one(db, now, trips))
+                runs.append(
+                    claim_batches(db, now, limit, trips)
+                    if method == "batch"
+                    else claim_one_by_one(db, now, trips)
+                )
             finally:
                 client.drop_database(name)
     finally:

@@ -4,9 +4,10 @@ Usage: ``python benchmarks/bench_embedded.py [--quick]``
 
 For 1k, 10k and 50k stored documents it times ``find_one`` by ``_id``,
 ``update_one`` by ``_id``, inserts into a collection with a unique index, and
-inserts of valid documents without and with a ``$jsonSchema`` validator, on raw ``mongomock.MongoClient`` and on
-``EmbeddedClient``, and prints a table with ratios. Timings on a shared
-machine are noisy: read the ratios, not the absolute figures.
+inserts of valid documents without and with a ``$jsonSchema`` validator, on raw
+``mongomock.MongoClient`` and on ``EmbeddedClient``, and prints a table with
+ratios. Timings on a shared machine are noisy: read the ratios, not the absolute
+figures.
 """
 
 from __future__ import annotations
@@ -47,10 +48,7 @@ def _document(i: int) -> dict[str, Any]:
 def _collection(kind: str, size: int, validated: bool) -> Any:
     client = mongomock.MongoClient() if kind == "mongomock" else EmbeddedClient()
     db = client["bench"]
-    if validated:
-        coll = db.create_collection("docs", validator=VALIDATOR)
-    else:
-        coll = db["docs"]
+    coll = db.create_collection("docs", validator=VALIDATOR) if validated else db["docs"]
     coll.insert_many([_document(i) for i in range(size)])
     return coll
 
@@ -69,16 +67,21 @@ def measure(kind: str, size: int, budget: float) -> dict[str, float]:
     rates = {
         "find_one by _id": _rate(lambda i: coll.find_one({"_id": (i * 7919) % size}), budget, 5000),
         "update_one by _id": _rate(
-            lambda i: coll.update_one({"_id": (i * 7919) % size}, {"$inc": {"n": 1}}), budget, 5000),
-        "insert (no validator)": _rate(lambda i: coll.insert_one(_document(size + i)), budget, 5000),
+            lambda i: coll.update_one({"_id": (i * 7919) % size}, {"$inc": {"n": 1}}), budget, 5000
+        ),
+        "insert (no validator)": _rate(
+            lambda i: coll.insert_one(_document(size + i)), budget, 5000
+        ),
     }
     coll.create_index("u", unique=True)
     rates["insert (unique index)"] = _rate(
-        lambda i: coll.insert_one(_document(10_000_000 + i)), budget, 5000)
+        lambda i: coll.insert_one(_document(10_000_000 + i)), budget, 5000
+    )
     if kind == "embedded":
         validated = _collection(kind, size, validated=True)
         rates["insert (validator)"] = _rate(
-            lambda i: validated.insert_one(_document(size + i)), budget, 5000)
+            lambda i: validated.insert_one(_document(size + i)), budget, 5000
+        )
     return rates
 
 

@@ -80,23 +80,53 @@ def seed(db: Any, size: int, clock: ManualClock) -> dict[str, Any]:
     for i in range(size):
         tenant = tenants[i % TENANTS]
         contact = ObjectId()
-        contacts.append({"_id": contact, "tenantId": tenant, "firstName": "c",
-                         "email": f"c{i}@example.com", "phone": f"+1555{i:07d}",
-                         "createdAt": now, "updatedAt": now})
+        contacts.append(
+            {
+                "_id": contact,
+                "tenantId": tenant,
+                "firstName": "c",
+                "email": f"c{i}@example.com",
+                "phone": f"+1555{i:07d}",
+                "createdAt": now,
+                "updatedAt": now,
+            }
+        )
         send_at = now - timedelta(seconds=rng.randrange(1, 86_400))
-        messages.append(b.new_message(tenant, contact, "sms", send_at, now,
-                                      idempotency_key=f"k{i}"))
-        events.append({"tenantId": tenant, "eventType": EVENT_TYPES[i % 4],
-                       "createdAt": now - timedelta(seconds=rng.randrange(1, 30 * 86_400))})
-    shards = [{"tenantId": tenants[i % TENANTS], "metric": METRICS[(i // TENANTS) % 4],
-               "shard": i // (TENANTS * 4), "value": 1, "createdAt": now, "updatedAt": now}
-              for i in range(size)]
-    for name, docs in (("contacts", contacts), (b.MESSAGES, messages),
-                       ("messageEvents", events), ("counters", shards)):
+        messages.append(
+            b.new_message(tenant, contact, "sms", send_at, now, idempotency_key=f"k{i}")
+        )
+        events.append(
+            {
+                "tenantId": tenant,
+                "eventType": EVENT_TYPES[i % 4],
+                "createdAt": now - timedelta(seconds=rng.randrange(1, 30 * 86_400)),
+            }
+        )
+    shards = [
+        {
+            "tenantId": tenants[i % TENANTS],
+            "metric": METRICS[(i // TENANTS) % 4],
+            "shard": i // (TENANTS * 4),
+            "value": 1,
+            "createdAt": now,
+            "updatedAt": now,
+        }
+        for i in range(size)
+    ]
+    for name, docs in (
+        ("contacts", contacts),
+        (b.MESSAGES, messages),
+        ("messageEvents", events),
+        ("counters", shards),
+    ):
         for start in range(0, len(docs), 5_000):
-            db[name].insert_many(docs[start:start + 5_000], bypass_document_validation=True)
-    return {"tenant": tenants[7], "email": contacts[size // 2]["email"],
-            "key": f"k{size // 3}", "id": messages[size // 2]["_id"]}
+            db[name].insert_many(docs[start : start + 5_000], bypass_document_validation=True)
+    return {
+        "tenant": tenants[7],
+        "email": contacts[size // 2]["email"],
+        "key": f"k{size // 3}",
+        "id": messages[size // 2]["_id"],
+    }
 
 
 def operations(db: Any, clock: ManualClock, seeded: dict[str, Any]) -> dict[str, Operation]:
@@ -107,19 +137,20 @@ def operations(db: Any, clock: ManualClock, seeded: dict[str, Any]) -> dict[str,
     tenant, day = seeded["tenant"], clock.now() - timedelta(days=3)
     window = agg.period_window("day", day, day)
     return {
-        "claim_due(limit=100)": lambda n: scheduler.claim_due(f"w{n}", now=clock.now(),
-                                                              limit=100),
+        "claim_due(limit=100)": lambda n: scheduler.claim_due(f"w{n}", now=clock.now(), limit=100),
         "contact by tenant+email": lambda n: db["contacts"].find_one(
-            {"tenantId": tenant, "email": seeded["email"]}),
+            {"tenantId": tenant, "email": seeded["email"]}
+        ),
         "message by idempotencyKey": lambda n: db[b.MESSAGES].find_one(
-            {"tenantId": tenant, "idempotencyKey": seeded["key"]}),
+            {"tenantId": tenant, "idempotencyKey": seeded["key"]}
+        ),
         "ShardedCounter.count": lambda n: counter.count(tenant, METRICS[0]),
         "ShardedCounter.add (upsert)": lambda n: counter.add(tenant, METRICS[1]),
         "rollup reads (a day)": lambda n: (
             list(db["messageEvents"].find(agg.event_match(tenant, window), {"eventType": 1})),
-            list(db["aggregates"].find(agg.rows_filter(tenant, window)))),
-        "Aggregates.rollup (a day)": lambda n: aggregates.rollup(tenant, "day", start=day,
-                                                                 end=day),
+            list(db["aggregates"].find(agg.rows_filter(tenant, window))),
+        ),
+        "Aggregates.rollup (a day)": lambda n: aggregates.rollup(tenant, "day", start=day, end=day),
         "find_one by _id": lambda n: db[b.MESSAGES].find_one({"_id": seeded["id"]}),
     }
 
@@ -153,12 +184,18 @@ def exponent(sizes: list[int], times: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,10000,50000,100000",
-                        help="stored documents per collection, comma-separated")
+    parser.add_argument(
+        "--sizes",
+        default="1000,10000,50000,100000",
+        help="stored documents per collection, comma-separated",
+    )
     parser.add_argument("--repeat", type=int, default=7, help="runs per figure (median)")
-    parser.add_argument("--wall", action="store_true",
-                        help="time wall-clock (default: this process's CPU time, steadier on a "
-                             "shared machine; every operation is single-threaded)")
+    parser.add_argument(
+        "--wall",
+        action="store_true",
+        help="time wall-clock (default: this process's CPU time, steadier on a "
+        "shared machine; every operation is single-threaded)",
+    )
     args = parser.parse_args(argv)
     clock_of = time.perf_counter if args.wall else time.process_time
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -178,13 +215,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<28}{size:>8}{raw:>14.3f}{ours:>13.3f}{raw / ours:>8.1f}x")
             else:
                 print(f"{name:<28}{size:>8}{'n/a':>14}{ours:>13.3f}")
-        k_raw = (exponent(sizes, [results["mongomock"][s][name] for s in sizes])
-                 if raw_only else None)
+        k_raw = (
+            exponent(sizes, [results["mongomock"][s][name] for s in sizes]) if raw_only else None
+        )
         k_ours = exponent(sizes, [results["embedded"][s][name] for s in sizes])
         growth = results["embedded"][sizes[-1]][name] / results["embedded"][sizes[0]][name]
         shown = f"{k_raw:>14.2f}" if k_raw is not None else f"{'':>14}"
-        print(f"{'  growth N^k':<28}{'':>8}{shown}{k_ours:>13.2f}"
-              f"   embedded {sizes[-1]:,}/{sizes[0]:,}: {growth:.2f}x")
+        print(
+            f"{'  growth N^k':<28}{'':>8}{shown}{k_ours:>13.2f}"
+            f"   embedded {sizes[-1]:,}/{sizes[0]:,}: {growth:.2f}x"
+        )
     return 0
 
 

@@ -165,8 +165,9 @@ def _select(schema: Schema, names: Iterable[str] | None) -> list[Any]:
         )
     wanted = list(names)
     if not all(isinstance(name, str) for name in wanted):
-        raise InvalidArgumentError("collections must hold collection names (strings)",
-                                   argument="collections")
+        raise InvalidArgumentError(
+            "collections must hold collection names (strings)", argument="collections"
+        )
     wanted = list(dict.fromkeys(wanted))
     unknown = [name for name in wanted if name not in schema.names]
     if unknown:

@@ -112,8 +112,13 @@ class ServerClock:
     Safe to share between threads (a measurement replaces the offset whole).
     """
 
-    def __init__(self, base: Clock, *, refresh: float = OFFSET_REFRESH,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        base: Clock,
+        *,
+        refresh: float = OFFSET_REFRESH,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.base = base
         self.refresh = refresh
         self._monotonic = monotonic

@@ -191,7 +191,9 @@ def _from_code(
     if code == DOCUMENT_VALIDATION_FAILURE:
         return DocumentValidationError(
             f"document failed validation{where}: {_rules(details)}",
-            code=code, collection=collection, details=details,
+            code=code,
+            collection=collection,
+            details=details,
         )
     if code == DUPLICATE_KEY:
         key = details.get("keyValue") or details.get("keyPattern") or ""

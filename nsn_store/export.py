@@ -92,7 +92,8 @@ def _first_difference(actual: str, expected: str) -> int | None:
     if actual == expected:
         return None
     actual_lines, expected_lines = actual.splitlines(), expected.splitlines()
-    for number, (left, right) in enumerate(zip(actual_lines, expected_lines), start=1):
+    pairs = zip(actual_lines, expected_lines, strict=False)  # one may be longer
+    for number, (left, right) in enumerate(pairs, start=1):
         if left != right:
             return number
     return min(len(actual_lines), len(expected_lines)) + 1

@@ -37,9 +37,12 @@ MASK: Final = "***"
 # Options whose values are secrets: the URI options spec's sensitive options
 # (pymongo's list), authMechanismProperties (AWS_SESSION_TOKEN:...), and,
 # conservatively, anything named like a password, secret or token.
-_SENSITIVE: Final = frozenset(
-    getattr(common, "SENSITIVE_OPTIONS_FOR_REPR", ())
-) | {"proxyusername", "proxypassword", "tlscertificatekeyfilepassword", "authmechanismproperties"}
+_SENSITIVE: Final = frozenset(getattr(common, "SENSITIVE_OPTIONS_FOR_REPR", ())) | {
+    "proxyusername",
+    "proxypassword",
+    "tlscertificatekeyfilepassword",
+    "authmechanismproperties",
+}
 _KNOWN_OPTIONS: Final = frozenset(common.URI_OPTIONS_VALIDATOR_MAP)
 _SECRET_WORDS: Final = ("password", "passwd", "secret", "token", "passphrase", "credential")
 
@@ -272,7 +275,7 @@ def _hide_value(match: re.Match[str]) -> str:
 
 def _already_masked(value: str) -> bool:
     """Tell a value that is the mask (perhaps followed by quotes or punctuation)."""
-    return value.startswith(MASK) and not value[len(MASK):].strip("'\"),.:!]}")
+    return value.startswith(MASK) and not value[len(MASK) :].strip("'\"),.:!]}")
 
 
 def _mask_line(line: str) -> str:
@@ -294,7 +297,7 @@ def _mask_line(line: str) -> str:
 def _mask_segment(segment: str) -> str:
     """Mask a segment of text that starts with a URI and holds no other."""
     token = re.split(r"\s", segment, maxsplit=1)[0]
-    tail = segment[len(token):]
+    tail = segment[len(token) :]
     if "@" in _mask_options(tail):
         scheme = _SCHEME.match(segment)
         assert scheme is not None  # segments start at a scheme

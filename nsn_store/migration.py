@@ -128,8 +128,9 @@ def init_schema(
     schema = _check_schema(schema)
     clock = _check_clock(clock)
     if type(allow_moderate) is not bool:
-        raise InvalidArgumentError("allow_moderate must be True or False",
-                                   argument="allow_moderate")
+        raise InvalidArgumentError(
+            "allow_moderate must be True or False", argument="allow_moderate"
+        )
     if on_step is not None and not callable(on_step):
         raise InvalidArgumentError("on_step must be callable or None", argument="on_step")
     digest = checksum(schema)
@@ -161,11 +162,16 @@ def init_schema(
         lock.fence()
         record.finish(clock.now())
     if reconciled:
-        log.info("migration %s: recorded %d step(s) an interrupted run applied: %s",
-                 MIGRATION_ID, len(reconciled), ", ".join(s.describe() for s in reconciled))
+        log.info(
+            "migration %s: recorded %d step(s) an interrupted run applied: %s",
+            MIGRATION_ID,
+            len(reconciled),
+            ", ".join(s.describe() for s in reconciled),
+        )
     log.info("migration %s applied %d steps on %s", MIGRATION_ID, len(steps), host)
-    return MigrationResult(MIGRATION_ID, digest, host, steps, sorted(moderated),
-                           reconciled=reconciled)
+    return MigrationResult(
+        MIGRATION_ID, digest, host, steps, sorted(moderated), reconciled=reconciled
+    )
 
 
 def drop_schema(
@@ -386,9 +392,14 @@ class _Record:
             previous: dict[str, Any] | None = self.collection.find_one_and_update(
                 {"_id": MIGRATION_ID},
                 {
-                    "$set": {"checksum": digest, "status": APPLYING, "startedAt": now,
-                             "host": host, "lockToken": self.token,
-                             "holder": self.lock.holder},
+                    "$set": {
+                        "checksum": digest,
+                        "status": APPLYING,
+                        "startedAt": now,
+                        "host": host,
+                        "lockToken": self.token,
+                        "holder": self.lock.holder,
+                    },
                     "$unset": {"appliedAt": ""},
                     "$setOnInsert": {"steps": []},
                 },
@@ -413,8 +424,12 @@ class _Record:
             self._update({"$unset": {"pending": ""}})
             return []
         entry = {k: v for k, v in pending.items() if k != "since"}
-        self._update({"$push": {"steps": {**entry, "at": now, "reconciled": True}},
-                      "$unset": {"pending": ""}})
+        self._update(
+            {
+                "$push": {"steps": {**entry, "at": now, "reconciled": True}},
+                "$unset": {"pending": ""},
+            }
+        )
         action, collection, index = _triple(pending)
         return [Step(str(action), str(collection), index)]
 

@@ -154,7 +154,10 @@ def _create(name: str, wanted: Mapping[str, Any]) -> Step:
 
 
 def _conflict(
-    name: str, reason: str, found: Mapping[str, Any], wanted: Mapping[str, Any],
+    name: str,
+    reason: str,
+    found: Mapping[str, Any],
+    wanted: Mapping[str, Any],
     existing_name: str | None = None,
 ) -> Step:
     detail = {"reason": reason, "existing": _printable(found), "requested": _printable(wanted)}
@@ -286,8 +289,12 @@ def collection_status(spec: CollectionSpec, state: CollectionState) -> Collectio
             continue
         extra.append(name)
     return CollectionStatus(
-        spec.name, True, state.count,
+        spec.name,
+        True,
+        state.count,
         validator_equal="validator" not in changes,
         options_equal=not {"validationLevel", "validationAction"} & set(changes),
-        indexes_missing=missing, indexes_extra=extra, indexes_different=different,
+        indexes_missing=missing,
+        indexes_extra=extra,
+        indexes_different=different,
     )

@@ -103,7 +103,10 @@ def take_lock_update(
 ) -> dict[str, Any]:
     """Return the update that records ``holder`` as the lock owner until ``now + lease``."""
     fields: dict[str, Any] = {
-        "holder": holder, "acquiredAt": now, "renewedAt": now, "expiresAt": now + lease
+        "holder": holder,
+        "acquiredAt": now,
+        "renewedAt": now,
+        "expiresAt": now + lease,
     }
     if token is not None:
         fields["token"] = token
@@ -247,8 +250,8 @@ class MigrationLock:
         self.poll = check_duration(
             poll, "poll", minimum=MIN_POLL, maximum=self.lease / 3
         ).total_seconds()
-        self.holder = new_holder_id() if holder is None else check_text(
-            holder, "holder", maximum=MAX_HOLDER
+        self.holder = (
+            new_holder_id() if holder is None else check_text(holder, "holder", maximum=MAX_HOLDER)
         )
         self.collection = collection
         self.clock = clock
@@ -292,8 +295,9 @@ class MigrationLock:
 
     def _renew(self) -> None:
         if self.token is None:
-            raise MigrationLockedError(f"{self.holder} does not hold the migration lock",
-                                       holder=None)
+            raise MigrationLockedError(
+                f"{self.holder} does not hold the migration lock", holder=None
+            )
         now = self.clock.now()
         try:
             result = self.collection.update_one(
@@ -342,7 +346,8 @@ class MigrationLock:
         holder = current.get("holder")
         now_held = (
             f"it is now held by {holder} (taken at {current.get('acquiredAt')})"
-            if holder else "it is no longer held"
+            if holder
+            else "it is no longer held"
         )
         return MigrationLockedError(
             f"{self.holder} lost the migration lock: its lease ended and {now_held}; "

@@ -39,8 +39,16 @@ APPLIED_WINDOW = 256
 Channel = Literal["sms", "email"]
 MessageStatus = Literal["scheduled", "processing", "sent", "failed", "cancelled"]
 EventType = Literal[
-    "queued", "sent", "delivered", "failed", "undelivered",
-    "bounced", "opened", "clicked", "replied", "opted_out",
+    "queued",
+    "sent",
+    "delivered",
+    "failed",
+    "undelivered",
+    "bounced",
+    "opened",
+    "clicked",
+    "replied",
+    "opted_out",
 ]
 Provider = Literal["twilio", "resend"]
 Role = Literal["owner", "admin", "user"]
@@ -162,9 +170,9 @@ class Tenant(Document):
     clerkOrgId: Identifier = Field(description="Clerk organisation id")
     plan: PlanName | None = Field(default=None, description="billing plan")
     clerkUserId: Identifier | None = Field(default=None, description="Clerk id of the creator")
-    providerConfigs: (
-        Annotated[list[ProviderConfig], Field(max_length=20)] | None
-    ) = Field(default=None, description="per-channel provider settings")
+    providerConfigs: Annotated[list[ProviderConfig], Field(max_length=20)] | None = Field(
+        default=None, description="per-channel provider settings"
+    )
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
     updatedAt: UtcDatetime | None = Field(default=None, description="last change (UTC)")
 
@@ -315,9 +323,9 @@ class RagDocument(Document):
     text: Text = Field(description="passage text")
     title: Title | None = Field(default=None, description="passage title")
     metadata: dict[str, Any] | None = Field(default=None, description="free-form attributes")
-    embedding: (
-        Annotated[list[Double], Field(min_length=1, max_length=8192)] | None
-    ) = Field(default=None, description="embedding vector (doubles)")
+    embedding: Annotated[list[Double], Field(min_length=1, max_length=8192)] | None = Field(
+        default=None, description="embedding vector (doubles)"
+    )
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
 
 
@@ -353,6 +361,16 @@ class Aggregate(Document):
 
 #: Every collection model, in the plan's creation order.
 MODELS: tuple[type[Document], ...] = (
-    Tenant, User, Contact, Workflow, WorkflowStep, Template,
-    ScheduledMessage, MessageEvent, AIPreview, RagDocument, Counter, Aggregate,
+    Tenant,
+    User,
+    Contact,
+    Workflow,
+    WorkflowStep,
+    Template,
+    ScheduledMessage,
+    MessageEvent,
+    AIPreview,
+    RagDocument,
+    Counter,
+    Aggregate,
 )

@@ -77,18 +77,41 @@ class Scheduler(_Flows):
     and a repeated ``mark_sent``/``mark_failed`` by bare id is refused.
     """
 
-    def schedule(self, tenant_id: Any, contact_id: Any, channel: str, send_at: datetime, *,
-                 payload: Mapping[str, Any] | None = None, workflow_step_id: Any = None,
-                 template_id: Any = None, idempotency_key: str | None = None) -> Document:
+    def schedule(
+        self,
+        tenant_id: Any,
+        contact_id: Any,
+        channel: str,
+        send_at: datetime,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        workflow_step_id: Any = None,
+        template_id: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Document:
         """Schedule a message to the tenant's own contact; a repeated key returns the first."""
-        return self._run(self._schedule(
-            tenant_id, contact_id, channel, send_at, payload=payload,
-            workflow_step_id=workflow_step_id, template_id=template_id,
-            idempotency_key=idempotency_key))
+        return self._run(
+            self._schedule(
+                tenant_id,
+                contact_id,
+                channel,
+                send_at,
+                payload=payload,
+                workflow_step_id=workflow_step_id,
+                template_id=template_id,
+                idempotency_key=idempotency_key,
+            )
+        )
 
-    def claim_due(self, worker_id: str, *, now: datetime | None = None, limit: int = 100,
-                  lease: timedelta = b.DEFAULT_LEASE,
-                  tenants: Iterable[Any] | None = None) -> list[Document]:
+    def claim_due(
+        self,
+        worker_id: str,
+        *,
+        now: datetime | None = None,
+        limit: int = 100,
+        lease: timedelta = b.DEFAULT_LEASE,
+        tenants: Iterable[Any] | None = None,
+    ) -> list[Document]:
         """Claim up to ``limit`` due messages for ``worker_id`` (of ``tenants``, or all).
 
         Oldest ``sendAt`` first; when more are due than fit, each claim also
@@ -97,13 +120,20 @@ class Scheduler(_Flows):
         """
         return self._run(self._claim_due(worker_id, now, limit, lease, tenants))
 
-    def mark_sent(self, message_id: Any, worker_id: str, *,
-                  provider_message_id: str | None = None, provider: str | None = None) -> Document:
+    def mark_sent(
+        self,
+        message_id: Any,
+        worker_id: str,
+        *,
+        provider_message_id: str | None = None,
+        provider: str | None = None,
+    ) -> Document:
         """Mark a held (or, while held, cancelled) message sent; LeaseLostError if not held."""
         return self._run(self._mark_sent(message_id, worker_id, provider_message_id, provider))
 
-    def mark_failed(self, message_id: Any, worker_id: str, error: str | BaseException, *,
-                    retry: bool = True) -> Document:
+    def mark_failed(
+        self, message_id: Any, worker_id: str, error: str | BaseException, *, retry: bool = True
+    ) -> Document:
         """Record a failed attempt: retry later with backoff, or fail for good."""
         return self._run(self._mark_failed(message_id, worker_id, error, retry))
 
@@ -115,19 +145,30 @@ class Scheduler(_Flows):
         """Cancel a tenant's scheduled or processing message (again: return it as it is)."""
         return self._run(self._cancel(tenant_id, message_id))
 
-    def record_provider_event(self, tenant_id: Any, provider: str, provider_message_id: str,
-                              event_type: str, *, occurred_at: datetime | None = None,
-                              raw: Mapping[str, Any] | None = None) -> bool:
+    def record_provider_event(
+        self,
+        tenant_id: Any,
+        provider: str,
+        provider_message_id: str,
+        event_type: str,
+        *,
+        occurred_at: datetime | None = None,
+        raw: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Record a provider webhook once; return False if it was already recorded."""
-        return self._run(self._record_provider_event(
-            tenant_id, provider, provider_message_id, event_type, occurred_at, raw))
+        return self._run(
+            self._record_provider_event(
+                tenant_id, provider, provider_message_id, event_type, occurred_at, raw
+            )
+        )
 
     def release(self, messages: Iterable[Mapping[str, Any]], worker_id: str) -> int:
         """Hand claimed, unstarted messages back to ``scheduled`` without spending an attempt."""
         return self._run(self._release(messages, worker_id))
 
-    def extend_leases(self, messages: Iterable[Mapping[str, Any]], worker_id: str,
-                      lease: timedelta) -> set[ObjectId]:
+    def extend_leases(
+        self, messages: Iterable[Mapping[str, Any]], worker_id: str, lease: timedelta
+    ) -> set[ObjectId]:
         """Extend every lease of ``messages`` still held, in one write; return the ids kept."""
         return self._run(self._extend_leases(messages, worker_id, lease))
 
@@ -177,18 +218,41 @@ class AsyncScheduler(_Flows):
     ``AsyncShardedCounter`` (its ``add`` is awaited) or a sync one.
     """
 
-    async def schedule(self, tenant_id: Any, contact_id: Any, channel: str, send_at: datetime,
-                       *, payload: Mapping[str, Any] | None = None, workflow_step_id: Any = None,
-                       template_id: Any = None, idempotency_key: str | None = None) -> Document:
+    async def schedule(
+        self,
+        tenant_id: Any,
+        contact_id: Any,
+        channel: str,
+        send_at: datetime,
+        *,
+        payload: Mapping[str, Any] | None = None,
+        workflow_step_id: Any = None,
+        template_id: Any = None,
+        idempotency_key: str | None = None,
+    ) -> Document:
         """Schedule a message to the tenant's own contact; a repeated key returns the first."""
-        return await self._run(self._schedule(
-            tenant_id, contact_id, channel, send_at, payload=payload,
-            workflow_step_id=workflow_step_id, template_id=template_id,
-            idempotency_key=idempotency_key))
+        return await self._run(
+            self._schedule(
+                tenant_id,
+                contact_id,
+                channel,
+                send_at,
+                payload=payload,
+                workflow_step_id=workflow_step_id,
+                template_id=template_id,
+                idempotency_key=idempotency_key,
+            )
+        )
 
-    async def claim_due(self, worker_id: str, *, now: datetime | None = None, limit: int = 100,
-                        lease: timedelta = b.DEFAULT_LEASE,
-                        tenants: Iterable[Any] | None = None) -> list[Document]:
+    async def claim_due(
+        self,
+        worker_id: str,
+        *,
+        now: datetime | None = None,
+        limit: int = 100,
+        lease: timedelta = b.DEFAULT_LEASE,
+        tenants: Iterable[Any] | None = None,
+    ) -> list[Document]:
         """Claim up to ``limit`` due messages for ``worker_id`` (of ``tenants``, or all).
 
         Oldest ``sendAt`` first; when more are due than fit, each claim also
@@ -197,15 +261,22 @@ class AsyncScheduler(_Flows):
         """
         return await self._run(self._claim_due(worker_id, now, limit, lease, tenants))
 
-    async def mark_sent(self, message_id: Any, worker_id: str, *,
-                        provider_message_id: str | None = None,
-                        provider: str | None = None) -> Document:
+    async def mark_sent(
+        self,
+        message_id: Any,
+        worker_id: str,
+        *,
+        provider_message_id: str | None = None,
+        provider: str | None = None,
+    ) -> Document:
         """Mark a held (or, while held, cancelled) message sent; LeaseLostError if not held."""
-        return await self._run(self._mark_sent(message_id, worker_id, provider_message_id,
-                                               provider))
+        return await self._run(
+            self._mark_sent(message_id, worker_id, provider_message_id, provider)
+        )
 
-    async def mark_failed(self, message_id: Any, worker_id: str, error: str | BaseException, *,
-                          retry: bool = True) -> Document:
+    async def mark_failed(
+        self, message_id: Any, worker_id: str, error: str | BaseException, *, retry: bool = True
+    ) -> Document:
         """Record a failed attempt: retry later with backoff, or fail for good."""
         return await self._run(self._mark_failed(message_id, worker_id, error, retry))
 
@@ -217,20 +288,30 @@ class AsyncScheduler(_Flows):
         """Cancel a tenant's scheduled or processing message (again: return it as it is)."""
         return await self._run(self._cancel(tenant_id, message_id))
 
-    async def record_provider_event(self, tenant_id: Any, provider: str,
-                                    provider_message_id: str, event_type: str, *,
-                                    occurred_at: datetime | None = None,
-                                    raw: Mapping[str, Any] | None = None) -> bool:
+    async def record_provider_event(
+        self,
+        tenant_id: Any,
+        provider: str,
+        provider_message_id: str,
+        event_type: str,
+        *,
+        occurred_at: datetime | None = None,
+        raw: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Record a provider webhook once; return False if it was already recorded."""
-        return await self._run(self._record_provider_event(
-            tenant_id, provider, provider_message_id, event_type, occurred_at, raw))
+        return await self._run(
+            self._record_provider_event(
+                tenant_id, provider, provider_message_id, event_type, occurred_at, raw
+            )
+        )
 
     async def release(self, messages: Iterable[Mapping[str, Any]], worker_id: str) -> int:
         """Hand claimed, unstarted messages back to ``scheduled`` without spending an attempt."""
         return await self._run(self._release(messages, worker_id))
 
-    async def extend_leases(self, messages: Iterable[Mapping[str, Any]], worker_id: str,
-                            lease: timedelta) -> set[ObjectId]:
+    async def extend_leases(
+        self, messages: Iterable[Mapping[str, Any]], worker_id: str, lease: timedelta
+    ) -> set[ObjectId]:
         """Extend every lease of ``messages`` still held, in one write; return the ids kept."""
         return await self._run(self._extend_leases(messages, worker_id, lease))
 

@@ -23,11 +23,6 @@ from bson import ObjectId
 
 from nsn_store.arguments import as_object_id
 from nsn_store.scheduling_updates import (
-    follow_ups_done_update,
-    given_up_update,
-    batch_filter,
-    claimed_refs,
-    release_update,
     CANCELLABLE,
     CANCELLED,
     CLAIM_FIELDS,
@@ -54,6 +49,7 @@ from nsn_store.scheduling_updates import (
     abandoned_error,
     abandoned_filter,
     backoff,
+    batch_filter,
     cancel_filter,
     cancel_refusal,
     cancel_update,
@@ -71,12 +67,15 @@ from nsn_store.scheduling_updates import (
     check_worker,
     claim_ref,
     claim_update,
+    claimed_refs,
     clip_error,
     event_id,
     extend_update,
     failed_update,
     failure_raw,
     follow_up_key,
+    follow_ups_done_update,
+    given_up_update,
     holder_filter,
     lease_end,
     lease_refusal,
@@ -84,6 +83,7 @@ from nsn_store.scheduling_updates import (
     new_message,
     not_found,
     own_claim,
+    release_update,
     retry_update,
     schedule_request,
     sent_provider,
@@ -92,18 +92,6 @@ from nsn_store.scheduling_updates import (
 )
 
 __all__ = [
-    "STALE_PROJECTION",
-    "follow_ups_done_update",
-    "given_up_update",
-    "stale_query",
-    "batch_filter",
-    "claimed_refs",
-    "due_for_query",
-    "held_by_query",
-    "next_due_query",
-    "next_expiry_query",
-    "next_tenant_query",
-    "release_update",
     "CANCELLABLE",
     "CANCELLED",
     "CANDIDATE_PROJECTION",
@@ -126,6 +114,7 @@ __all__ = [
     "PROCESSING",
     "SCHEDULED",
     "SENT",
+    "STALE_PROJECTION",
     "STEPS",
     "TEMPLATES",
     "TEXT_LIMIT",
@@ -141,6 +130,7 @@ __all__ = [
     "all_queries",
     "as_object_id",
     "backoff",
+    "batch_filter",
     "by_id_query",
     "cancel_filter",
     "cancel_refusal",
@@ -161,7 +151,9 @@ __all__ = [
     "claim_ref",
     "claim_update",
     "claimable_condition",
+    "claimed_refs",
     "clip_error",
+    "due_for_query",
     "due_query",
     "event_id",
     "expired_lease_query",
@@ -171,6 +163,9 @@ __all__ = [
     "failed_update",
     "failure_raw",
     "follow_up_key",
+    "follow_ups_done_update",
+    "given_up_update",
+    "held_by_query",
     "held_query",
     "holder_filter",
     "idempotency_query",
@@ -182,11 +177,15 @@ __all__ = [
     "message_ref",
     "new_event",
     "new_message",
+    "next_due_query",
+    "next_expiry_query",
+    "next_tenant_query",
     "not_found",
     "oldest_first",
     "own_claim",
     "owned_query",
     "pick_candidates",
+    "release_update",
     "retry_update",
     "schedule_request",
     "sent_event_query",
@@ -194,6 +193,7 @@ __all__ = [
     "sent_update",
     "should_retry",
     "split_abandoned",
+    "stale_query",
     "unlinked_events_filter",
 ]
 
@@ -254,14 +254,14 @@ def due_for_query(now: datetime, tenants: Sequence[ObjectId] | None) -> Query:
     """Select due messages of ``tenants`` (all when None), oldest ``sendAt`` first."""
     if tenants is None:
         return due_query(now)
-    condition = {"tenantId": {"$in": list(tenants)}, "status": SCHEDULED,
-                 "sendAt": {"$lte": now}}
+    condition = {"tenantId": {"$in": list(tenants)}, "status": SCHEDULED, "sendAt": {"$lte": now}}
     # by_tenantId {tenantId, status, sendAt}: one point range per tenant, merged in sendAt order.
     return Query(MESSAGES, condition, "by_tenantId", [("sendAt", 1)])
 
 
-def next_tenant_query(now: datetime, after: ObjectId | None,
-                      tenants: Sequence[ObjectId] | None = None) -> Query:
+def next_tenant_query(
+    now: datetime, after: ObjectId | None, tenants: Sequence[ObjectId] | None = None
+) -> Query:
     """Select the oldest due message of the first tenant after ``after`` (a fairness probe).
 
     by_tenantId {tenantId, status, sendAt}: a range on the tenant, then equality
@@ -274,16 +274,21 @@ def next_tenant_query(now: datetime, after: ObjectId | None,
     condition: Filter = {"status": SCHEDULED, "sendAt": {"$lte": now}}
     if tenant:
         condition = {"tenantId": tenant, **condition}
-    return Query(MESSAGES, condition, "by_tenantId",
-                 [("tenantId", 1), ("status", 1), ("sendAt", 1)])
+    return Query(
+        MESSAGES, condition, "by_tenantId", [("tenantId", 1), ("status", 1), ("sendAt", 1)]
+    )
 
 
 def next_due_query(tenants: Sequence[ObjectId] | None = None) -> Query:
     """Select the scheduled message with the earliest ``sendAt`` (the worker's wake-up)."""
     if tenants is None:
         return Query(MESSAGES, {"status": SCHEDULED}, "by_sendAt", [("sendAt", 1)])
-    return Query(MESSAGES, {"tenantId": {"$in": list(tenants)}, "status": SCHEDULED},
-                 "by_tenantId", [("sendAt", 1)])
+    return Query(
+        MESSAGES,
+        {"tenantId": {"$in": list(tenants)}, "status": SCHEDULED},
+        "by_tenantId",
+        [("sendAt", 1)],
+    )
 
 
 def next_expiry_query(tenants: Sequence[ObjectId] | None = None) -> Query:
@@ -291,14 +296,22 @@ def next_expiry_query(tenants: Sequence[ObjectId] | None = None) -> Query:
     condition: Filter = {"status": PROCESSING}
     if tenants is not None:
         condition["tenantId"] = {"$in": list(tenants)}
-    return Query(MESSAGES, condition, "by_status", [("lockedUntil", 1)],
-                 residual=("tenantId",) if tenants is not None else ())
+    return Query(
+        MESSAGES,
+        condition,
+        "by_status",
+        [("lockedUntil", 1)],
+        residual=("tenantId",) if tenants is not None else (),
+    )
 
 
 def held_by_query(ids: Sequence[ObjectId], tokens: Sequence[str], lease_end: datetime) -> Query:
     """Select the messages a heartbeat kept: those of these claims with the new lease end."""
-    condition = {"_id": {"$in": list(ids)}, "claimToken": {"$in": list(tokens)},
-                 "lockedUntil": lease_end}
+    condition = {
+        "_id": {"$in": list(ids)},
+        "claimToken": {"$in": list(tokens)},
+        "lockedUntil": lease_end,
+    }
     return Query(MESSAGES, condition, "_id_", residual=("claimToken", "lockedUntil"))
 
 
@@ -308,8 +321,13 @@ def expired_lease_query(now: datetime, tenants: Sequence[ObjectId] | None = None
     condition: Filter = {"status": PROCESSING, "lockedUntil": {"$lte": now}}
     if tenants is None:
         return Query(MESSAGES, condition, "by_status", [("lockedUntil", 1)])
-    return Query(MESSAGES, {**condition, "tenantId": {"$in": list(tenants)}}, "by_status",
-                 [("lockedUntil", 1)], residual=("tenantId",))
+    return Query(
+        MESSAGES,
+        {**condition, "tenantId": {"$in": list(tenants)}},
+        "by_status",
+        [("lockedUntil", 1)],
+        residual=("tenantId",),
+    )
 
 
 def stale_query(now: datetime, tenants: Sequence[ObjectId] | None = None) -> Query:
@@ -321,8 +339,13 @@ def stale_query(now: datetime, tenants: Sequence[ObjectId] | None = None) -> Que
     condition: Filter = {"status": {"$in": [PROCESSING, FAILED]}, "lockedUntil": {"$lte": now}}
     if tenants is None:
         return Query(MESSAGES, condition, "by_status", [("lockedUntil", 1)])
-    return Query(MESSAGES, {**condition, "tenantId": {"$in": list(tenants)}}, "by_status",
-                 [("lockedUntil", 1)], residual=("tenantId",))
+    return Query(
+        MESSAGES,
+        {**condition, "tenantId": {"$in": list(tenants)}},
+        "by_status",
+        [("lockedUntil", 1)],
+        residual=("tenantId",),
+    )
 
 
 def live_lease_query(now: datetime, tenant_id: ObjectId | None = None) -> Query:
@@ -341,8 +364,9 @@ def _processing_query(bound: Mapping[str, Any], tenant_id: ObjectId | None) -> Q
         return Query(MESSAGES, condition, "by_status")  # by_status {status, lockedUntil}
     # by_tenantId {tenantId, status, ...}: a tenant's in-flight messages are few,
     # so lockedUntil is checked on the fetched documents.
-    return Query(MESSAGES, {"tenantId": tenant_id, **condition}, "by_tenantId",
-                 residual=("lockedUntil",))
+    return Query(
+        MESSAGES, {"tenantId": tenant_id, **condition}, "by_tenantId", residual=("lockedUntil",)
+    )
 
 
 def failed_since_query(since: datetime, tenant_id: ObjectId | None = None) -> Query:
@@ -352,15 +376,20 @@ def failed_since_query(since: datetime, tenant_id: ObjectId | None = None) -> Qu
         return Query(MESSAGES, condition, "by_status_updatedAt")  # {status, updatedAt}
     # by_status_updatedAt again: one day of failures across tenants is small, while
     # a tenant prefix (by_tenantId) would walk every failure the tenant ever had.
-    return Query(MESSAGES, {**condition, "tenantId": tenant_id}, "by_status_updatedAt",
-                 residual=("tenantId",))
+    return Query(
+        MESSAGES,
+        {**condition, "tenantId": tenant_id},
+        "by_status_updatedAt",
+        residual=("tenantId",),
+    )
 
 
 def idempotency_query(tenant_id: ObjectId, key: str) -> Query:
     """Find a tenant's message by its idempotency key."""
     # by_tenant_idempotencyKey {tenantId, idempotencyKey} unique, partial on the key.
-    return Query(MESSAGES, {"tenantId": tenant_id, "idempotencyKey": key},
-                 "by_tenant_idempotencyKey")
+    return Query(
+        MESSAGES, {"tenantId": tenant_id, "idempotencyKey": key}, "by_tenant_idempotencyKey"
+    )
 
 
 def by_id_query(collection: str, document_id: ObjectId) -> Query:
@@ -370,24 +399,32 @@ def by_id_query(collection: str, document_id: ObjectId) -> Query:
 
 def owned_query(collection: str, document_id: ObjectId, tenant_id: ObjectId) -> Query:
     """Find a tenant's document by ``_id``: another tenant's is as absent as a missing one."""
-    return Query(collection, {"_id": document_id, "tenantId": tenant_id}, "_id_",
-                 residual=("tenantId",))
+    return Query(
+        collection, {"_id": document_id, "tenantId": tenant_id}, "_id_", residual=("tenantId",)
+    )
 
 
 def sent_event_query(tenant_id: ObjectId, provider: str, provider_message_id: str) -> Query:
     """Find the ``sent`` event that links a provider's message id to our message."""
     # by_provider_message_event {tenantId, provider, providerMessageId, eventType}.
-    condition = {"tenantId": tenant_id, "provider": provider,
-                 "providerMessageId": provider_message_id, "eventType": SENT}
+    condition = {
+        "tenantId": tenant_id,
+        "provider": provider,
+        "providerMessageId": provider_message_id,
+        "eventType": SENT,
+    }
     return Query(EVENTS, condition, "by_provider_message_event")
 
 
-def unlinked_events_filter(tenant_id: ObjectId, provider: str,
-                           provider_message_id: str) -> Filter:
+def unlinked_events_filter(tenant_id: ObjectId, provider: str, provider_message_id: str) -> Filter:
     """Match a provider message's webhook events recorded before we knew our message."""
     # by_provider_message_event {tenantId, provider, providerMessageId, eventType}: a prefix.
-    return {"tenantId": tenant_id, "provider": provider, "providerMessageId": provider_message_id,
-            "scheduledMessageId": {"$exists": False}}
+    return {
+        "tenantId": tenant_id,
+        "provider": provider,
+        "providerMessageId": provider_message_id,
+        "scheduledMessageId": {"$exists": False},
+    }
 
 
 def link_update(message_id: ObjectId) -> Update:
@@ -398,8 +435,12 @@ def link_update(message_id: ObjectId) -> Update:
 def message_events_query(tenant_id: ObjectId, message_id: ObjectId) -> Query:
     """List one message's events in the order they were written."""
     # by_scheduledMessageId {tenantId, scheduledMessageId, createdAt}.
-    return Query(EVENTS, {"tenantId": tenant_id, "scheduledMessageId": message_id},
-                 "by_scheduledMessageId", [("createdAt", 1)])
+    return Query(
+        EVENTS,
+        {"tenantId": tenant_id, "scheduledMessageId": message_id},
+        "by_scheduledMessageId",
+        [("createdAt", 1)],
+    )
 
 
 # --- claiming ----------------------------------------------------------------
@@ -407,10 +448,12 @@ def message_events_query(tenant_id: ObjectId, message_id: ObjectId) -> Query:
 
 def claimable_condition(now: datetime) -> Filter:
     """Return the condition under which a message may be claimed at ``now``."""
-    return {"$or": [
-        {"status": SCHEDULED, "sendAt": {"$lte": now}},
-        {"status": PROCESSING, "lockedUntil": {"$lte": now}},
-    ]}
+    return {
+        "$or": [
+            {"status": SCHEDULED, "sendAt": {"$lte": now}},
+            {"status": PROCESSING, "lockedUntil": {"$lte": now}},
+        ]
+    }
 
 
 def claim_query(ids: Sequence[ObjectId], now: datetime) -> Query:
@@ -419,8 +462,9 @@ def claim_query(ids: Sequence[ObjectId], now: datetime) -> Query:
     The update re-evaluates this filter on each document as it writes it, so of
     two workers racing for one candidate only the first matches it.
     """
-    return Query(MESSAGES, {"_id": {"$in": list(ids)}, **claimable_condition(now)}, "_id_",
-                 residual=("$or",))
+    return Query(
+        MESSAGES, {"_id": {"$in": list(ids)}, **claimable_condition(now)}, "_id_", residual=("$or",)
+    )
 
 
 def held_query(ids: Sequence[ObjectId], token: str) -> Query:
@@ -435,7 +479,9 @@ def held_query(ids: Sequence[ObjectId], token: str) -> Query:
 
 
 def pick_candidates(
-    due: Iterable[Mapping[str, Any]], expired: Iterable[Mapping[str, Any]], limit: int,
+    due: Iterable[Mapping[str, Any]],
+    expired: Iterable[Mapping[str, Any]],
+    limit: int,
     heads: Iterable[Mapping[str, Any]] = (),
 ) -> list[ObjectId]:
     """Return up to ``limit`` candidate ids: the oldest, each tenant's head, then oldest first.
@@ -483,31 +529,67 @@ def all_queries(now: datetime) -> list[Query]:
     tenant, other = ObjectId(), ObjectId()
     ids = [other]
     return [
-        due_query(now), due_query(now, tenant), expired_lease_query(now),
-        due_for_query(now, [tenant, other]), expired_lease_query(now, [tenant]),
-        next_tenant_query(now, None), next_tenant_query(now, tenant),
+        due_query(now),
+        due_query(now, tenant),
+        expired_lease_query(now),
+        due_for_query(now, [tenant, other]),
+        expired_lease_query(now, [tenant]),
+        next_tenant_query(now, None),
+        next_tenant_query(now, tenant),
         next_tenant_query(now, tenant, [tenant, other]),
-        next_due_query(), next_due_query([tenant]), next_expiry_query(),
-        next_expiry_query([tenant]), held_by_query(ids, ["token"], now),
-        stale_query(now), stale_query(now, [tenant]),
-        live_lease_query(now), live_lease_query(now, tenant),
-        expired_leases_count_query(now), expired_leases_count_query(now, tenant),
-        failed_since_query(now), failed_since_query(now, tenant),
-        idempotency_query(tenant, "key"), by_id_query(MESSAGES, other),
-        by_id_query(CONTACTS, other), sent_event_query(tenant, "twilio", "SM1"),
-        message_events_query(tenant, other), claim_query(ids, now),
+        next_due_query(),
+        next_due_query([tenant]),
+        next_expiry_query(),
+        next_expiry_query([tenant]),
+        held_by_query(ids, ["token"], now),
+        stale_query(now),
+        stale_query(now, [tenant]),
+        live_lease_query(now),
+        live_lease_query(now, tenant),
+        expired_leases_count_query(now),
+        expired_leases_count_query(now, tenant),
+        failed_since_query(now),
+        failed_since_query(now, tenant),
+        idempotency_query(tenant, "key"),
+        by_id_query(MESSAGES, other),
+        by_id_query(CONTACTS, other),
+        sent_event_query(tenant, "twilio", "SM1"),
+        message_events_query(tenant, other),
+        claim_query(ids, now),
         held_query(ids, "token"),
-        owned_query(CONTACTS, other, tenant), owned_query(TEMPLATES, other, tenant),
-        owned_query(STEPS, other, tenant), owned_query(MESSAGES, other, tenant),
-        Query(EVENTS, unlinked_events_filter(tenant, "twilio", "SM1"),
-              "by_provider_message_event", residual=("scheduledMessageId",)),
-        Query(MESSAGES, holder_filter(other, "w", now), "_id_",
-              residual=("status", "lockedBy", "lockedUntil")),
-        Query(MESSAGES, holder_filter(other, "w", now, tenant, "token"), "_id_",
-              residual=("tenantId", "status", "lockedBy", "lockedUntil", "claimToken")),
-        Query(MESSAGES, cancelled_claim_filter(other, "token"), "_id_",
-              residual=("status", "claimToken")),
+        owned_query(CONTACTS, other, tenant),
+        owned_query(TEMPLATES, other, tenant),
+        owned_query(STEPS, other, tenant),
+        owned_query(MESSAGES, other, tenant),
+        Query(
+            EVENTS,
+            unlinked_events_filter(tenant, "twilio", "SM1"),
+            "by_provider_message_event",
+            residual=("scheduledMessageId",),
+        ),
+        Query(
+            MESSAGES,
+            holder_filter(other, "w", now),
+            "_id_",
+            residual=("status", "lockedBy", "lockedUntil"),
+        ),
+        Query(
+            MESSAGES,
+            holder_filter(other, "w", now, tenant, "token"),
+            "_id_",
+            residual=("tenantId", "status", "lockedBy", "lockedUntil", "claimToken"),
+        ),
+        Query(
+            MESSAGES,
+            cancelled_claim_filter(other, "token"),
+            "_id_",
+            residual=("status", "claimToken"),
+        ),
         Query(MESSAGES, cancel_filter(tenant, other), "_id_", residual=("tenantId", "status")),
-        Query(MESSAGES, abandoned_filter(other, now, 5), "_id_",
-              residual=("status", "lockedUntil", "attempts")),
+        Query(
+            MESSAGES,
+            abandoned_filter(other, now, 5),
+            "_id_",
+            residual=("status", "lockedUntil", "attempts"),
+        ),
     ]

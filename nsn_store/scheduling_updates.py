@@ -37,7 +37,11 @@ from nsn_store.errors import (
 from nsn_store.models import CHANNELS, EVENT_TYPES, PROVIDERS
 
 SCHEDULED, PROCESSING, SENT, FAILED, CANCELLED = (
-    "scheduled", "processing", "sent", "failed", "cancelled",
+    "scheduled",
+    "processing",
+    "sent",
+    "failed",
+    "cancelled",
 )
 CANCELLABLE = (SCHEDULED, PROCESSING)
 DEFAULT_PROVIDER = {"sms": "twilio", "email": "resend"}
@@ -89,13 +93,11 @@ def claim_ref(message: Any) -> ClaimRef:
     token = message.get("claimToken")
     attempts = message.get("attempts")
     if attempts is not None and (type(attempts) is not int or attempts < 0):
-        raise InvalidArgumentError("message['attempts'] must be a whole number",
-                                   argument="message")
+        raise InvalidArgumentError("message['attempts'] must be a whole number", argument="message")
     return ClaimRef(
         as_object_id(message.get("_id"), "message['_id']"),
         optional_object_id(message.get("tenantId"), "message['tenantId']"),
-        None if token is None else check_text(token, "message['claimToken']",
-                                              maximum=TEXT_LIMIT),
+        None if token is None else check_text(token, "message['claimToken']", maximum=TEXT_LIMIT),
         attempts,
     )
 
@@ -107,30 +109,38 @@ def claimed_refs(messages: Any, argument: str = "messages") -> list[ClaimRef]:
     hold, so a bare id, which names no claim, is refused.
     """
     if isinstance(messages, Mapping | str | bytes) or not hasattr(messages, "__iter__"):
-        raise InvalidArgumentError(f"{argument} must be a list of claimed documents",
-                                   argument=argument)
+        raise InvalidArgumentError(
+            f"{argument} must be a list of claimed documents", argument=argument
+        )
     refs = [claim_ref(m) if isinstance(m, Mapping) else None for m in messages]
     if any(ref is None or ref.token is None for ref in refs):
         raise InvalidArgumentError(
             f"{argument} must be documents claim_due returned (with their claimToken)",
-            argument=argument)
+            argument=argument,
+        )
     if len(refs) > 10_000:
-        raise InvalidArgumentError(f"{argument} holds more than 10000 messages",
-                                   argument=argument)
+        raise InvalidArgumentError(f"{argument} holds more than 10000 messages", argument=argument)
     return [ref for ref in refs if ref is not None]
 
 
 def batch_filter(refs: list[ClaimRef], worker_id: str, now: datetime) -> Filter:
     """Match the messages these claims still hold with a live lease (for batch writes)."""
-    return {"_id": {"$in": [r.id for r in refs]}, "status": PROCESSING, "lockedBy": worker_id,
-            "claimToken": {"$in": sorted({r.token for r in refs if r.token})},
-            "lockedUntil": {"$gt": now}}
+    return {
+        "_id": {"$in": [r.id for r in refs]},
+        "status": PROCESSING,
+        "lockedBy": worker_id,
+        "claimToken": {"$in": sorted({r.token for r in refs if r.token})},
+        "lockedUntil": {"$gt": now},
+    }
 
 
 def release_update(now: datetime) -> Update:
     """Hand a claimed, unstarted message back: scheduled again, its attempt not spent."""
-    return {"$set": {"status": SCHEDULED, "updatedAt": now}, "$unset": CLAIM_FIELDS,
-            "$inc": {"attempts": -1}}
+    return {
+        "$set": {"status": SCHEDULED, "updatedAt": now},
+        "$unset": CLAIM_FIELDS,
+        "$inc": {"attempts": -1},
+    }
 
 
 def check_worker(worker_id: Any) -> str:
@@ -147,15 +157,16 @@ def check_max_attempts(value: Any) -> int:
     """Return ``max_attempts`` if it is a whole number from 1 to ``MAX_ATTEMPTS``."""
     if type(value) is not int or not 1 <= value <= MAX_ATTEMPTS:
         raise InvalidArgumentError(
-            f"max_attempts must be a whole number from 1 to {MAX_ATTEMPTS}",
-            argument="max_attempts")
+            f"max_attempts must be a whole number from 1 to {MAX_ATTEMPTS}", argument="max_attempts"
+        )
     return value
 
 
 def check_backoff(value: Any) -> timedelta:
     """Return ``base_backoff`` from 1 ms to ``MAX_BACKOFF``."""
-    return check_duration(value, "base_backoff", minimum=timedelta(milliseconds=1),
-                          maximum=MAX_BACKOFF)
+    return check_duration(
+        value, "base_backoff", minimum=timedelta(milliseconds=1), maximum=MAX_BACKOFF
+    )
 
 
 def check_choice(value: Any, argument: str, choices: tuple[str, ...]) -> str:
@@ -189,18 +200,22 @@ def check_error(error: Any) -> str:
     return clip_error(error)
 
 
-def check_event(tenant_id: Any, provider: Any, provider_message_id: Any, event_type: Any,
-                occurred_at: Any, raw: Any) -> dict[str, Any]:
+def check_event(
+    tenant_id: Any,
+    provider: Any,
+    provider_message_id: Any,
+    event_type: Any,
+    occurred_at: Any,
+    raw: Any,
+) -> dict[str, Any]:
     """Check a provider webhook's arguments; return them as ``new_event`` keywords."""
     return {
         "tenant_id": as_object_id(tenant_id, "tenant_id"),
         "provider": check_choice(provider, "provider", PROVIDERS),
         "provider_message_id": check_provider_message_id(provider_message_id),
         "event_type": check_choice(event_type, "event_type", EVENT_TYPES),
-        "occurred_at": None if occurred_at is None else check_datetime(occurred_at,
-                                                                       "occurred_at"),
-        "raw": None if raw is None else check_document(raw, "raw",
-                                                       maximum_bytes=PAYLOAD_LIMIT),
+        "occurred_at": None if occurred_at is None else check_datetime(occurred_at, "occurred_at"),
+        "raw": None if raw is None else check_document(raw, "raw", maximum_bytes=PAYLOAD_LIMIT),
     }
 
 
@@ -219,26 +234,39 @@ class ScheduleRequest:
 
     def references(self) -> list[tuple[str, str, ObjectId]]:
         """Return ``(collection, name, id)`` of each document the message refers to."""
-        named = [("contacts", "contact", self.contact), ("templates", "template", self.template),
-                 ("workflowSteps", "workflow step", self.workflow_step)]
+        named = [
+            ("contacts", "contact", self.contact),
+            ("templates", "template", self.template),
+            ("workflowSteps", "workflow step", self.workflow_step),
+        ]
         return [(collection, name, ref) for collection, name, ref in named if ref is not None]
 
 
-def schedule_request(tenant_id: Any, contact_id: Any, channel: Any, send_at: Any, *,
-                     payload: Any = None, workflow_step_id: Any = None, template_id: Any = None,
-                     idempotency_key: Any = None) -> ScheduleRequest:
+def schedule_request(
+    tenant_id: Any,
+    contact_id: Any,
+    channel: Any,
+    send_at: Any,
+    *,
+    payload: Any = None,
+    workflow_step_id: Any = None,
+    template_id: Any = None,
+    idempotency_key: Any = None,
+) -> ScheduleRequest:
     """Check every ``schedule`` argument (before any I/O)."""
     return ScheduleRequest(
         tenant=as_object_id(tenant_id, "tenant_id"),
         contact=as_object_id(contact_id, "contact_id"),
         channel=check_choice(channel, "channel", CHANNELS),
         send_at=to_bson_time(check_datetime(send_at, "send_at")),
-        payload=None if payload is None else check_document(payload, "payload",
-                                                            maximum_bytes=PAYLOAD_LIMIT),
+        payload=None
+        if payload is None
+        else check_document(payload, "payload", maximum_bytes=PAYLOAD_LIMIT),
         workflow_step=optional_object_id(workflow_step_id, "workflow_step_id"),
         template=optional_object_id(template_id, "template_id"),
-        idempotency_key=None if idempotency_key is None else check_text(
-            idempotency_key, "idempotency_key", maximum=TEXT_LIMIT),
+        idempotency_key=None
+        if idempotency_key is None
+        else check_text(idempotency_key, "idempotency_key", maximum=TEXT_LIMIT),
     )
 
 
@@ -265,8 +293,13 @@ def event_id(key: str) -> ObjectId:
 def claim_update(worker_id: str, now: datetime, lease_end: datetime, token: str) -> Update:
     """Stamp the worker, its lease end, this claim's token and one more attempt onto messages."""
     return {
-        "$set": {"status": PROCESSING, "lockedBy": worker_id, "lockedUntil": lease_end,
-                 "claimToken": token, "updatedAt": now},
+        "$set": {
+            "status": PROCESSING,
+            "lockedBy": worker_id,
+            "lockedUntil": lease_end,
+            "claimToken": token,
+            "updatedAt": now,
+        },
         "$inc": {"attempts": 1},
     }
 
@@ -280,8 +313,12 @@ def lease_end(now: datetime, lease: timedelta) -> datetime:
 
 def abandoned_filter(message_id: ObjectId, now: datetime, attempts: int) -> Filter:
     """Match a message whose lease expired on its last attempt, if nobody took it since."""
-    return {"_id": message_id, "status": PROCESSING, "lockedUntil": {"$lte": now},
-            "attempts": attempts}
+    return {
+        "_id": message_id,
+        "status": PROCESSING,
+        "lockedUntil": {"$lte": now},
+        "attempts": attempts,
+    }
 
 
 def abandoned_error(attempts: int) -> str:
@@ -292,8 +329,13 @@ def abandoned_error(attempts: int) -> str:
 # --- finishing ---------------------------------------------------------------
 
 
-def holder_filter(message_id: ObjectId, worker_id: str, now: datetime,
-                  tenant_id: ObjectId | None = None, token: str | None = None) -> Filter:
+def holder_filter(
+    message_id: ObjectId,
+    worker_id: str,
+    now: datetime,
+    tenant_id: ObjectId | None = None,
+    token: str | None = None,
+) -> Filter:
     """Match the message only while ``worker_id`` holds a live lease on it.
 
     With ``tenant_id`` (known when the worker passes back the claimed document)
@@ -304,8 +346,14 @@ def holder_filter(message_id: ObjectId, worker_id: str, now: datetime,
     """
     tenant = {} if tenant_id is None else {"tenantId": tenant_id}
     claim = {} if token is None else {"claimToken": token}
-    return {"_id": message_id, **tenant, "status": PROCESSING, "lockedBy": worker_id,
-            "lockedUntil": {"$gt": now}, **claim}
+    return {
+        "_id": message_id,
+        **tenant,
+        "status": PROCESSING,
+        "lockedBy": worker_id,
+        "lockedUntil": {"$gt": now},
+        **claim,
+    }
 
 
 def cancelled_claim_filter(message_id: ObjectId, token: str) -> Filter:
@@ -339,14 +387,23 @@ def sent_update(now: datetime) -> Update:
 
 def retry_update(now: datetime, send_at: datetime, error: str) -> Update:
     """Return a message to the queue at ``send_at`` after a transient failure."""
-    return {"$set": {"status": SCHEDULED, "sendAt": send_at, "lastError": clip_error(error),
-                     "updatedAt": now}, "$unset": CLAIM_FIELDS}
+    return {
+        "$set": {
+            "status": SCHEDULED,
+            "sendAt": send_at,
+            "lastError": clip_error(error),
+            "updatedAt": now,
+        },
+        "$unset": CLAIM_FIELDS,
+    }
 
 
 def failed_update(now: datetime, error: str) -> Update:
     """Mark a message failed for good with its last error."""
-    return {"$set": {"status": FAILED, "lastError": clip_error(error), "updatedAt": now},
-            "$unset": CLAIM_FIELDS}
+    return {
+        "$set": {"status": FAILED, "lastError": clip_error(error), "updatedAt": now},
+        "$unset": CLAIM_FIELDS,
+    }
 
 
 def given_up_update(now: datetime, error: str) -> Update:
@@ -358,8 +415,10 @@ def given_up_update(now: datetime, error: str) -> Update:
     reply was lost is finished by the next claim, and a cancel can no longer
     race it (a failed message cannot be cancelled).
     """
-    return {"$set": {"status": FAILED, "lastError": clip_error(error), "updatedAt": now},
-            "$unset": {"lockedBy": "", "claimToken": ""}}
+    return {
+        "$set": {"status": FAILED, "lastError": clip_error(error), "updatedAt": now},
+        "$unset": {"lockedBy": "", "claimToken": ""},
+    }
 
 
 def follow_ups_done_update() -> Update:
@@ -437,13 +496,24 @@ def new_message(
     message_id: ObjectId | None = None,
 ) -> dict[str, Any]:
     """Build a new scheduled message; optional fields are left out, never null."""
-    optional = {"workflowStepId": workflow_step_id, "templateId": template_id,
-                "payload": dict(payload) if payload is not None else None,
-                "idempotencyKey": idempotency_key}
+    optional = {
+        "workflowStepId": workflow_step_id,
+        "templateId": template_id,
+        "payload": dict(payload) if payload is not None else None,
+        "idempotencyKey": idempotency_key,
+    }
     first = {} if message_id is None else {"_id": message_id}
-    return {**first, "tenantId": tenant_id, "contactId": contact_id, "channel": channel,
-            "sendAt": to_bson_time(send_at), "status": SCHEDULED, "attempts": 0,
-            **{k: v for k, v in optional.items() if v is not None}, "createdAt": now}
+    return {
+        **first,
+        "tenantId": tenant_id,
+        "contactId": contact_id,
+        "channel": channel,
+        "sendAt": to_bson_time(send_at),
+        "status": SCHEDULED,
+        "attempts": 0,
+        **{k: v for k, v in optional.items() if v is not None},
+        "createdAt": now,
+    }
 
 
 def new_event(
@@ -463,17 +533,25 @@ def new_event(
     With a follow-up ``key`` the ``_id`` is derived from it, so writing the
     same transition's event again is a duplicate key, not a second event.
     """
-    optional = {"_id": None if key is None else event_id(key),
-                "scheduledMessageId": message_id, "provider": provider,
-                "providerMessageId": provider_message_id,
-                "occurredAt": to_bson_time(occurred_at) if occurred_at else None,
-                "raw": dict(raw) if raw is not None else None}
-    return {"tenantId": tenant_id, "eventType": event_type,
-            **{k: v for k, v in optional.items() if v is not None}, "createdAt": now}
+    optional = {
+        "_id": None if key is None else event_id(key),
+        "scheduledMessageId": message_id,
+        "provider": provider,
+        "providerMessageId": provider_message_id,
+        "occurredAt": to_bson_time(occurred_at) if occurred_at else None,
+        "raw": dict(raw) if raw is not None else None,
+    }
+    return {
+        "tenantId": tenant_id,
+        "eventType": event_type,
+        **{k: v for k, v in optional.items() if v is not None},
+        "createdAt": now,
+    }
 
 
-def sent_provider(channel: str, provider: str | None,
-                  provider_message_id: str | None) -> str | None:
+def sent_provider(
+    channel: str, provider: str | None, provider_message_id: str | None
+) -> str | None:
     """Return the provider to record on a ``sent`` event (the channel's default if unnamed)."""
     if provider is not None or provider_message_id is None:
         return provider
@@ -482,8 +560,11 @@ def sent_provider(channel: str, provider: str | None,
 
 def failure_raw(error: str, attempts: int, retry_at: datetime | None) -> dict[str, Any]:
     """Describe a failed attempt for the ``failed`` event's ``raw`` field."""
-    raw: dict[str, Any] = {"error": clip_error(error), "attempts": attempts,
-                           "final": retry_at is None}
+    raw: dict[str, Any] = {
+        "error": clip_error(error),
+        "attempts": attempts,
+        "final": retry_at is None,
+    }
     if retry_at is not None:
         raw["retryAt"] = retry_at
     return raw

@@ -161,75 +161,85 @@ def _collection(model: type[models.Document], *indexes: IndexSpec) -> Collection
     return CollectionSpec(model.collection_name, model, indexes, validator_for(model))
 
 
-SCHEMA = Schema([
-    _collection(models.Tenant, _index("by_clerkOrgId", "clerkOrgId", unique=True)),
-    _collection(
-        models.User,
-        _index("by_tenantId", "tenantId"),
-        _index("by_clerkUserId", "clerkUserId", unique=True),
-    ),
-    _collection(
-        models.Contact,
-        _index("by_tenantId", "tenantId"),
-        _index("by_phone", "tenantId", "phone"),
-        _index("by_email", "tenantId", "email"),
-    ),
-    _collection(models.Workflow, _index("by_tenantId", "tenantId")),
-    _collection(
-        models.WorkflowStep,
-        _index("by_workflowId", "workflowId", "order"),
-        _index("by_tenantId", "tenantId"),
-    ),
-    _collection(
-        models.Template,
-        _index("by_tenantId", "tenantId"),
-        _index("by_channel", "tenantId", "channel"),
-    ),
-    _collection(
-        models.ScheduledMessage,
-        _index("by_tenantId", "tenantId", "status", "sendAt"),
-        # ESR: equality on status, then sendAt serves both the range and the sort
-        # of the due scan (status=scheduled, sendAt<=now, oldest first).
-        _index("by_sendAt", "status", "sendAt"),
-        # Expired leases: status=processing and lockedUntil<=now.
-        _index("by_status", "status", "lockedUntil"),
-        _index("by_contactId", "tenantId", "contactId", "sendAt"),
-        # Addition: schedule(idempotency_key=...) dedups per tenant; partial so
-        # messages without a key never collide.
-        _index(
-            "by_tenant_idempotencyKey", "tenantId", "idempotencyKey",
-            unique=True, partial_filter={"idempotencyKey": {"$exists": True}},
+SCHEMA = Schema(
+    [
+        _collection(models.Tenant, _index("by_clerkOrgId", "clerkOrgId", unique=True)),
+        _collection(
+            models.User,
+            _index("by_tenantId", "tenantId"),
+            _index("by_clerkUserId", "clerkUserId", unique=True),
         ),
-        # Addition: backlog's "failed in the last day" (status=failed, updatedAt>=t).
-        _index("by_status_updatedAt", "status", "updatedAt"),
-    ),
-    _collection(
-        models.MessageEvent,
-        _index("by_scheduledMessageId", "tenantId", "scheduledMessageId", "createdAt"),
-        _index("by_tenantId", "tenantId", "createdAt"),
-        _index("by_eventType", "tenantId", "eventType", "createdAt"),
-        # Addition: a webhook delivered twice records one event.
-        _index(
-            "by_provider_message_event", "tenantId", "provider", "providerMessageId", "eventType",
-            unique=True, partial_filter={"providerMessageId": {"$exists": True}},
+        _collection(
+            models.Contact,
+            _index("by_tenantId", "tenantId"),
+            _index("by_phone", "tenantId", "phone"),
+            _index("by_email", "tenantId", "email"),
         ),
-    ),
-    _collection(
-        models.AIPreview,
-        _index("by_tenantId", "tenantId"),
-        _index("by_expiresAt", "expiresAt", expire_after_seconds=0),
-    ),
-    _collection(models.RagDocument, _index("by_tenantId", "tenantId")),
-    _collection(
-        models.Counter,
-        _index("by_tenant_metric_shard", "tenantId", "metric", "shard", unique=True),
-    ),
-    _collection(
-        models.Aggregate,
-        _index("by_tenant_date_metric", "tenantId", "date", "metric", "period", unique=True),
-        _index("by_tenant_period", "tenantId", "period", "date"),
-    ),
-])
+        _collection(models.Workflow, _index("by_tenantId", "tenantId")),
+        _collection(
+            models.WorkflowStep,
+            _index("by_workflowId", "workflowId", "order"),
+            _index("by_tenantId", "tenantId"),
+        ),
+        _collection(
+            models.Template,
+            _index("by_tenantId", "tenantId"),
+            _index("by_channel", "tenantId", "channel"),
+        ),
+        _collection(
+            models.ScheduledMessage,
+            _index("by_tenantId", "tenantId", "status", "sendAt"),
+            # ESR: equality on status, then sendAt serves both the range and the sort
+            # of the due scan (status=scheduled, sendAt<=now, oldest first).
+            _index("by_sendAt", "status", "sendAt"),
+            # Expired leases: status=processing and lockedUntil<=now.
+            _index("by_status", "status", "lockedUntil"),
+            _index("by_contactId", "tenantId", "contactId", "sendAt"),
+            # Addition: schedule(idempotency_key=...) dedups per tenant; partial so
+            # messages without a key never collide.
+            _index(
+                "by_tenant_idempotencyKey",
+                "tenantId",
+                "idempotencyKey",
+                unique=True,
+                partial_filter={"idempotencyKey": {"$exists": True}},
+            ),
+            # Addition: backlog's "failed in the last day" (status=failed, updatedAt>=t).
+            _index("by_status_updatedAt", "status", "updatedAt"),
+        ),
+        _collection(
+            models.MessageEvent,
+            _index("by_scheduledMessageId", "tenantId", "scheduledMessageId", "createdAt"),
+            _index("by_tenantId", "tenantId", "createdAt"),
+            _index("by_eventType", "tenantId", "eventType", "createdAt"),
+            # Addition: a webhook delivered twice records one event.
+            _index(
+                "by_provider_message_event",
+                "tenantId",
+                "provider",
+                "providerMessageId",
+                "eventType",
+                unique=True,
+                partial_filter={"providerMessageId": {"$exists": True}},
+            ),
+        ),
+        _collection(
+            models.AIPreview,
+            _index("by_tenantId", "tenantId"),
+            _index("by_expiresAt", "expiresAt", expire_after_seconds=0),
+        ),
+        _collection(models.RagDocument, _index("by_tenantId", "tenantId")),
+        _collection(
+            models.Counter,
+            _index("by_tenant_metric_shard", "tenantId", "metric", "shard", unique=True),
+        ),
+        _collection(
+            models.Aggregate,
+            _index("by_tenant_date_metric", "tenantId", "date", "metric", "period", unique=True),
+            _index("by_tenant_period", "tenantId", "period", "date"),
+        ),
+    ]
+)
 
 
 def checksum(schema: Schema = SCHEMA) -> str:

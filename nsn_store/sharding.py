@@ -51,45 +51,59 @@ _CHOICES: dict[str, tuple[dict[str, KeyValue] | None, str]] = {
     "users": (None, "small; unique clerkUserId is global, so a tenant prefix would break it"),
     "contacts": (
         TENANT_HASHED_ID,
-        ("large and no unique index: tenantId targets every per-tenant lookup, "
-        "the hashed _id spreads a big tenant's contacts (and bulk imports) over chunks"),
+        (
+            "large and no unique index: tenantId targets every per-tenant lookup, "
+            "the hashed _id spreads a big tenant's contacts (and bulk imports) over chunks"
+        ),
     ),
     "workflows": (None, "a handful per tenant"),
     "workflowSteps": (None, "a handful per workflow"),
     "templates": (None, "a handful per tenant"),
     "scheduledMessages": (
         TENANT_RANGED,
-        ("the unique {tenantId, idempotencyKey} index only allows a key that is a "
-        "prefix of it; ranged tenantId keeps tenants splittable at tenant "
-        "boundaries and allows per-tenant zones; the cross-tenant due scan is a "
-        "broadcast that each shard serves from its own by_sendAt index"),
+        (
+            "the unique {tenantId, idempotencyKey} index only allows a key that is a "
+            "prefix of it; ranged tenantId keeps tenants splittable at tenant "
+            "boundaries and allows per-tenant zones; the cross-tenant due scan is a "
+            "broadcast that each shard serves from its own by_sendAt index"
+        ),
     ),
     "messageEvents": (
         TENANT_RANGED,
-        ("append-only and the largest; the unique {tenantId, provider, "
-        "providerMessageId, eventType} webhook index only allows a tenantId "
-        "prefix; every read (timeline, rollups) is per tenant"),
+        (
+            "append-only and the largest; the unique {tenantId, provider, "
+            "providerMessageId, eventType} webhook index only allows a tenantId "
+            "prefix; every read (timeline, rollups) is per tenant"
+        ),
     ),
     "aiPreviews": (
         None,
-        ("the TTL index bounds it to the previews alive right now; shard with "
-        "{tenantId: 1, _id: 'hashed'} if streaming writes ever outgrow one shard"),
+        (
+            "the TTL index bounds it to the previews alive right now; shard with "
+            "{tenantId: 1, _id: 'hashed'} if streaming writes ever outgrow one shard"
+        ),
     ),
     "ragDocuments": (
         TENANT_HASHED_ID,
-        ("large (text and embeddings), no unique index, read per tenant: tenant "
-        "targeting plus an even spread inside big knowledge bases"),
+        (
+            "large (text and embeddings), no unique index, read per tenant: tenant "
+            "targeting plus an even spread inside big knowledge bases"
+        ),
     ),
     "counters": (
         {"tenantId": 1, "metric": 1},
-        ("bumped on every message transition, so its writes must spread like the "
-        "messages'; a prefix of the unique {tenantId, metric, shard} index, and "
-        "count() reads one contiguous range"),
+        (
+            "bumped on every message transition, so its writes must spread like the "
+            "messages'; a prefix of the unique {tenantId, metric, shard} index, and "
+            "count() reads one contiguous range"
+        ),
     ),
     "aggregates": (
         {"tenantId": 1, "date": 1},
-        ("grows by date for every tenant; a prefix of the unique {tenantId, date, "
-        "metric, period} index, series reads are one tenant's date range"),
+        (
+            "grows by date for every tenant; a prefix of the unique {tenantId, date, "
+            "metric, period} index, series reads are one tenant's date range"
+        ),
     ),
 }
 
@@ -218,8 +232,9 @@ def shard_plan(schema: Schema = SCHEMA) -> ShardPlan:
             choices.append(ShardKeyChoice(spec.name, None, reason))
             continue
         check_shard_key(spec, key)
-        choices.append(ShardKeyChoice(spec.name, dict(key), reason,
-                                      index=supporting_index(spec, key)))
+        choices.append(
+            ShardKeyChoice(spec.name, dict(key), reason, index=supporting_index(spec, key))
+        )
     return ShardPlan(tuple(choices))
 
 
@@ -253,8 +268,11 @@ def supporting_index(spec: CollectionSpec, key: Mapping[str, KeyValue]) -> str |
     index is the cheapest for the balancer's range scans.
     """
     wanted = list(key.items())
-    usable = [index for index in spec.indexes
-              if index.partial_filter is None and list(index.keys[: len(wanted)]) == wanted]
+    usable = [
+        index
+        for index in spec.indexes
+        if index.partial_filter is None and list(index.keys[: len(wanted)]) == wanted
+    ]
     return min(usable, key=lambda index: len(index.keys)).name if usable else None
 
 
@@ -270,13 +288,16 @@ def shard_commands(database: str, plan: ShardPlan) -> list[dict[str, Any]]:
     for choice in plan.sharded:
         assert choice.key is not None
         if choice.index is None:
-            commands.append({
-                "createIndexes": choice.collection,
-                "indexes": [{"name": choice.index_name, "key": dict(choice.key)}],
-                "$db": database,
-            })
+            commands.append(
+                {
+                    "createIndexes": choice.collection,
+                    "indexes": [{"name": choice.index_name, "key": dict(choice.key)}],
+                    "$db": database,
+                }
+            )
         command: dict[str, Any] = {
-            "shardCollection": f"{database}.{choice.collection}", "key": dict(choice.key)
+            "shardCollection": f"{database}.{choice.collection}",
+            "key": dict(choice.key),
         }
         if choice.unique:
             command["unique"] = True
@@ -285,7 +306,10 @@ def shard_commands(database: str, plan: ShardPlan) -> list[dict[str, Any]]:
 
 
 def apply_shard_plan(
-    client_or_db: Any, plan: ShardPlan | None = None, *, dry_run: bool = True,
+    client_or_db: Any,
+    plan: ShardPlan | None = None,
+    *,
+    dry_run: bool = True,
     database: str | None = None,
 ) -> ShardResult:
     """Return the plan's admin commands and, unless ``dry_run``, run them on a mongos."""
@@ -312,11 +336,12 @@ _DATABASE_MAX_BYTES = 63
 def check_database_name(value: Any, argument: str = "database") -> str:
     """Return ``value`` if MongoDB accepts it as a database name; else InvalidArgumentError."""
     if not isinstance(value, str) or not value:
-        raise InvalidArgumentError(f"{argument} must be a non-empty database name",
-                                   argument=argument)
+        raise InvalidArgumentError(
+            f"{argument} must be a non-empty database name", argument=argument
+        )
     if _DATABASE_FORBIDDEN & set(value):
         raise InvalidArgumentError(
-            f"{argument} must not contain any of / \\ . space \" $ or NUL", argument=argument
+            f'{argument} must not contain any of / \\ . space " $ or NUL', argument=argument
         )
     try:
         size = len(value.encode("utf-8"))
@@ -348,8 +373,10 @@ def _check_key(key: Any) -> None:
             argument="key",
         )
     for name, kind in key.items():
-        if not isinstance(name, str) or not name or (
-            kind not in (1, -1, "hashed") or isinstance(kind, bool)
+        if (
+            not isinstance(name, str)
+            or not name
+            or (kind not in (1, -1, "hashed") or isinstance(kind, bool))
         ):
             raise InvalidArgumentError(
                 "key must map field names to 1, -1 or 'hashed'", argument="key"
@@ -415,6 +442,7 @@ def describe(choices: Sequence[ShardKeyChoice]) -> list[str]:
     for choice in choices:
         key = json.dumps(choice.key) if choice.key is not None else "-"
         index = f" [index: {choice.index_name}]" if choice.key else ""
-        lines.append(f"{choice.collection:<18} {key!s:<34} {choice.strategy:<16} "
-                     f"{choice.reason}{index}")
+        lines.append(
+            f"{choice.collection:<18} {key!s:<34} {choice.strategy:<16} {choice.reason}{index}"
+        )
     return lines

@@ -8,7 +8,7 @@ async code (shaped like PyMongo's ``AsyncMongoClient``) over the same store.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nsn_store.clock import Clock
 

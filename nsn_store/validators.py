@@ -32,11 +32,25 @@ from pydantic.fields import FieldInfo
 
 #: The order in which keywords appear in every generated subschema.
 KEY_ORDER: tuple[str, ...] = (
-    "bsonType", "title", "description", "enum",
-    "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "multipleOf",
-    "minLength", "maxLength", "pattern",
-    "items", "minItems", "maxItems",
-    "required", "properties", "additionalProperties", "dependencies",
+    "bsonType",
+    "title",
+    "description",
+    "enum",
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "items",
+    "minItems",
+    "maxItems",
+    "required",
+    "properties",
+    "additionalProperties",
+    "dependencies",
 )
 
 # Constraint attribute (annotated_types / pydantic) -> keyword, per target type.
@@ -140,8 +154,12 @@ def _bare_type_schema(annotation: Any) -> dict[str, Any]:
 def _scalar_type(annotation: Any) -> str | list[str]:
     """Return the BSON alias of a scalar Python type (bool before int: bool is not a number)."""
     scalars: list[tuple[type, str | list[str]]] = [
-        (bool, "bool"), (int, list(_INTEGER)), (float, "double"), (str, "string"),
-        (datetime, "date"), (ObjectId, "objectId"),
+        (bool, "bool"),
+        (int, list(_INTEGER)),
+        (float, "double"),
+        (str, "string"),
+        (datetime, "date"),
+        (ObjectId, "objectId"),
     ]
     for python_type, alias in scalars:
         if annotation is python_type or (

@@ -117,9 +117,7 @@ def _field(keywords: dict[str, Any]) -> dict[str, Any]:
     return {"properties": {"f": keywords}}
 
 
-def _family(
-    prefix: str, keywords: dict[str, Any], rows: list[tuple[str, Any, bool]]
-) -> list[Case]:
+def _family(prefix: str, keywords: dict[str, Any], rows: list[tuple[str, Any, bool]]) -> list[Case]:
     """Cases for one keyword set applied to the field ``f``; MISSING omits the field."""
     return [
         (

@@ -64,9 +64,7 @@ BOUNDARIES = [
     [case[1:] for case in BOUNDARIES],
     ids=[case[0] for case in BOUNDARIES],
 )
-def test_period_start_matches_date_trunc(
-    moment: datetime, period: str, expected: datetime
-) -> None:
+def test_period_start_matches_date_trunc(moment: datetime, period: str, expected: datetime) -> None:
     assert period_start(moment, period) == expected
 
 
@@ -80,12 +78,8 @@ def test_period_start_takes_a_date_and_refuses_unknown_periods() -> None:
     st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)),
     st.sampled_from(PERIODS),
 )
-def test_every_moment_falls_in_exactly_one_period(
-    moment: datetime, period: str
-) -> None:
-    aware = moment.replace(
-        tzinfo=timezone.utc, microsecond=moment.microsecond // 1000 * 1000
-    )
+def test_every_moment_falls_in_exactly_one_period(moment: datetime, period: str) -> None:
+    aware = moment.replace(tzinfo=timezone.utc, microsecond=moment.microsecond // 1000 * 1000)
     start = period_start(aware, period)
     after = next_period_start(start, period)
     assert start <= aware < after
@@ -216,10 +210,7 @@ def test_rollup_buckets_events_across_boundaries(
     aggregates: Aggregates, tenant: Any, period: str, metric: str, expected: list[Any]
 ) -> None:
     aggregates.rollup(tenant, period, start=utc(2026, 1, 1), end=utc(2026, 3, 1))
-    assert (
-        aggregates.series(tenant, metric, period, utc(2026, 1, 1), utc(2026, 3, 1))
-        == expected
-    )
+    assert aggregates.series(tenant, metric, period, utc(2026, 1, 1), utc(2026, 3, 1)) == expected
 
 
 def test_rollup_twice_changes_nothing(
@@ -242,40 +233,31 @@ def test_rerun_after_new_events_updates_the_value_and_keeps_created_at(
     store.messageEvents.insert_one(event(tenant, "sent", utc(2026, 1, 20)))
     later = clock.advance(hours=2)
     aggregates.rollup(tenant, "month", start=utc(2026, 1, 1), end=utc(2026, 2, 1))
-    row = store.aggregates.find_one(
-        {"tenantId": tenant, "metric": "sent", "period": "month"}
-    )
+    row = store.aggregates.find_one({"tenantId": tenant, "metric": "sent", "period": "month"})
     assert (row["value"], row["createdAt"], row["updatedAt"]) == (3, created, later)
 
 
 def test_a_partial_window_still_writes_whole_period_counts(
     aggregates: Aggregates, tenant: Any
 ) -> None:
-    window = aggregates.rollup(
-        tenant, "week", start=utc(2026, 1, 14, 9), end=utc(2026, 1, 14, 10)
-    )
+    window = aggregates.rollup(tenant, "week", start=utc(2026, 1, 14, 9), end=utc(2026, 1, 14, 10))
     assert window == RollupWindow("week", utc(2026, 1, 12), utc(2026, 1, 19))
-    assert aggregates.series(
-        tenant, "sent", "week", utc(2026, 1, 1), utc(2026, 3, 1)
-    ) == [("2026-01-12", 1)]
+    assert aggregates.series(tenant, "sent", "week", utc(2026, 1, 1), utc(2026, 3, 1)) == [
+        ("2026-01-12", 1)
+    ]
 
 
 def test_series_is_limited_to_the_range_metric_and_tenant(
     aggregates: Aggregates, tenant: Any
 ) -> None:
     aggregates.rollup(tenant, "day", start=utc(2026, 1, 1), end=utc(2026, 3, 1))
-    assert aggregates.series(
-        tenant, "sent", "day", utc(2026, 1, 12), utc(2026, 1, 31)
-    ) == [("2026-01-12", 1)]
-    assert (
-        aggregates.series(ObjectId(), "sent", "day", utc(2026, 1, 1), utc(2026, 3, 1))
-        == []
-    )
+    assert aggregates.series(tenant, "sent", "day", utc(2026, 1, 12), utc(2026, 1, 31)) == [
+        ("2026-01-12", 1)
+    ]
+    assert aggregates.series(ObjectId(), "sent", "day", utc(2026, 1, 1), utc(2026, 3, 1)) == []
 
 
-def test_rows_satisfy_the_schema_fields(
-    aggregates: Aggregates, tenant: Any, store: Any
-) -> None:
+def test_rows_satisfy_the_schema_fields(aggregates: Aggregates, tenant: Any, store: Any) -> None:
     aggregates.rollup(tenant, "day", start=utc(2026, 1, 1), end=utc(2026, 3, 1))
     fields = {
         "_id",
@@ -337,13 +319,9 @@ def test_rebuild_of_a_tenant_without_events_clears_its_rows(
     assert store.aggregates.count_documents({"tenantId": tenant}) == 0
 
 
-def test_date_trunc_on_the_server_agrees_with_period_start(
-    store: Any, backend: str
-) -> None:
+def test_date_trunc_on_the_server_agrees_with_period_start(store: Any, backend: str) -> None:
     if backend == "embedded":
-        pytest.skip(
-            "mongomock has no $dateTrunc; the table above pins its documented semantics"
-        )
+        pytest.skip("mongomock has no $dateTrunc; the table above pins its documented semantics")
     moments = [case[1] for case in BOUNDARIES]
     store.probe.insert_many({"at": at} for at in moments)
     projection = {p: truncate_expression(p) for p in PERIODS}
@@ -356,27 +334,19 @@ def test_date_trunc_on_the_server_agrees_with_period_start(
 # ---------------------------------------------------------------- async twin
 
 
-
-
 async def test_async_rollup_series_and_rebuild(async_db: Any, clock: Any) -> None:
     await init_schema_async(async_db)
     tenant = ObjectId()
-    await async_db.messageEvents.insert_many(
-        [event(tenant, t, at) for t, at in BOUNDARY_EVENTS]
-    )
+    await async_db.messageEvents.insert_many([event(tenant, t, at) for t, at in BOUNDARY_EVENTS])
     aggregates = AsyncAggregates(async_db, clock=clock)
     await aggregates.rollup(tenant, "week", start=utc(2026, 1, 1), end=utc(2026, 3, 1))
     expected = SERIES[1][2]
     assert (
-        await aggregates.series(
-            tenant, "sent", "week", utc(2026, 1, 1), utc(2026, 3, 1)
-        )
+        await aggregates.series(tenant, "sent", "week", utc(2026, 1, 1), utc(2026, 3, 1))
         == expected
     )
     await aggregates.rebuild(tenant)
-    assert await aggregates.series(
-        tenant, "sent", "month", utc(2026, 1, 1), utc(2026, 3, 1)
-    ) == [
+    assert await aggregates.series(tenant, "sent", "month", utc(2026, 1, 1), utc(2026, 3, 1)) == [
         ("2026-01-01", 2),
         ("2026-02-01", 1),
     ]

@@ -32,11 +32,15 @@ def _valid(n: int) -> dict[str, Any]:
 def _invalid() -> list[tuple[dict[str, Any], str]]:
     """Invalid contacts, each with a rule its report must name (in _id order)."""
     return [
-        ({"_id": ObjectId(), "phone": "+15550001111", "createdAt": NOW},
-         "$: required (missing tenantId)"),
+        (
+            {"_id": ObjectId(), "phone": "+15550001111", "createdAt": NOW},
+            "$: required (missing tenantId)",
+        ),
         ({**_valid(1), "_id": ObjectId(), "phone": "555-1234"}, "phone: pattern"),
-        ({**_valid(2), "_id": ObjectId(), "nickname": "Bob"},
-         "$: additionalProperties (unexpected nickname)"),
+        (
+            {**_valid(2), "_id": ObjectId(), "nickname": "Bob"},
+            "$: additionalProperties (unexpected nickname)",
+        ),
         ({**_valid(3), "_id": ObjectId(), "optedOut": "yes"}, "optedOut: bsonType"),
     ]
 
@@ -92,7 +96,9 @@ def test_valid_data_is_clean(db: Any) -> None:
 def test_collections_not_created_yet_are_reported_as_such(db: Any) -> None:
     report = check_data(db, collections=["tenants", "aggregates"])
     assert [(r.collection, r.exists, r.count) for r in report.results] == [
-        ("tenants", False, 0), ("aggregates", False, 0)]
+        ("tenants", False, 0),
+        ("aggregates", False, 0),
+    ]
 
 
 def test_documents_written_past_a_validator_are_found(db: Any) -> None:
@@ -129,18 +135,58 @@ def test_violation_filter_negates_the_validator() -> None:
     ("details", "rules"),
     [
         pytest.param(None, [], id="valid"),
-        pytest.param({"operatorName": "$jsonSchema", "schemaRulesNotSatisfied": [
-            {"operatorName": "properties", "propertiesNotSatisfied": [
-                {"propertyName": "meta", "details": [
-                    {"operatorName": "properties", "propertiesNotSatisfied": [
-                        {"propertyName": "age", "details": [{"operatorName": "minimum"}]}]}]}]},
-        ]}, ["meta.age: minimum"], id="nested-property"),
-        pytest.param({"operatorName": "$jsonSchema", "schemaRulesNotSatisfied": [
-            {"operatorName": "properties", "propertiesNotSatisfied": [
-                {"propertyName": "tags", "details": [
-                    {"operatorName": "items", "itemIndex": 2, "details": [
-                        {"operatorName": "bsonType"}]}]}]}]},
-            ["tags[2]: bsonType"], id="array-item"),
+        pytest.param(
+            {
+                "operatorName": "$jsonSchema",
+                "schemaRulesNotSatisfied": [
+                    {
+                        "operatorName": "properties",
+                        "propertiesNotSatisfied": [
+                            {
+                                "propertyName": "meta",
+                                "details": [
+                                    {
+                                        "operatorName": "properties",
+                                        "propertiesNotSatisfied": [
+                                            {
+                                                "propertyName": "age",
+                                                "details": [{"operatorName": "minimum"}],
+                                            }
+                                        ],
+                                    }
+                                ],
+                            }
+                        ],
+                    },
+                ],
+            },
+            ["meta.age: minimum"],
+            id="nested-property",
+        ),
+        pytest.param(
+            {
+                "operatorName": "$jsonSchema",
+                "schemaRulesNotSatisfied": [
+                    {
+                        "operatorName": "properties",
+                        "propertiesNotSatisfied": [
+                            {
+                                "propertyName": "tags",
+                                "details": [
+                                    {
+                                        "operatorName": "items",
+                                        "itemIndex": 2,
+                                        "details": [{"operatorName": "bsonType"}],
+                                    }
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            },
+            ["tags[2]: bsonType"],
+            id="array-item",
+        ),
     ],
 )
 def test_failing_rules_flatten_err_info(details: Any, rules: list[str]) -> None:
@@ -187,14 +233,16 @@ def test_check_data_text_names_ids_and_rules(embedded_uri: str) -> None:
     doc, rule = _invalid()[1]
     _seed(embedded_uri, [doc])
     result = CliRunner().invoke(
-        _cli(), ["check-data", "--uri", embedded_uri, "--collection", "contacts"])
+        _cli(), ["check-data", "--uri", embedded_uri, "--collection", "contacts"]
+    )
     assert result.exit_code == 1
     assert str(doc["_id"]) in result.stdout and rule in result.stdout
 
 
 def test_check_data_unknown_collection_exits_2(embedded_uri: str) -> None:
     result = CliRunner().invoke(
-        _cli(), ["check-data", "--uri", embedded_uri, "--collection", "patients"])
+        _cli(), ["check-data", "--uri", embedded_uri, "--collection", "patients"]
+    )
     assert result.exit_code == 2
     assert "patients" in result.stderr and "contacts" in result.stderr
 

@@ -61,17 +61,13 @@ def test_a_keyed_update_skips_a_shard_holding_the_key_and_remembers_the_last_256
         "shard": 3,
         "applied": {"$ne": "msg:sent:1"},
     }
-    assert update["$push"] == {
-        "applied": {"$each": ["msg:sent:1"], "$slice": -APPLIED_WINDOW}
-    }
+    assert update["$push"] == {"applied": {"$each": ["msg:sent:1"], "$slice": -APPLIED_WINDOW}}
     assert update["$inc"] == {"value": 1}
 
 
 def test_only_a_duplicate_of_the_shard_key_means_already_applied() -> None:
     shard_key = {"tenantId": 1, "metric": 1, "shard": 1}
-    assert is_shard_duplicate(
-        PyMongoDuplicateKeyError("E11000", 11000, {"keyPattern": shard_key})
-    )
+    assert is_shard_duplicate(PyMongoDuplicateKeyError("E11000", 11000, {"keyPattern": shard_key}))
     assert not is_shard_duplicate(
         PyMongoDuplicateKeyError("E11000", 11000, {"keyPattern": {"_id": 1}})
     )
@@ -84,9 +80,7 @@ def test_only_a_duplicate_of_the_shard_key_means_already_applied() -> None:
 
 def test_sticky_shard_is_a_stable_crc32_not_the_salted_hash() -> None:
     assert shard_for_key("worker-7", 16) == zlib.crc32(b"worker-7") % 16
-    assert pick_shard(16, random.Random(1), key="worker-7") == shard_for_key(
-        "worker-7", 16
-    )
+    assert pick_shard(16, random.Random(1), key="worker-7") == shard_for_key("worker-7", 16)
 
 
 def test_random_shard_comes_from_the_given_rng() -> None:
@@ -95,9 +89,7 @@ def test_random_shard_comes_from_the_given_rng() -> None:
 
 
 @given(st.integers(1, 64), st.integers(1, 64), st.integers(0, 2**32))
-def test_sample_is_distinct_sorted_and_bounded(
-    shards: int, sample: int, seed: int
-) -> None:
+def test_sample_is_distinct_sorted_and_bounded(shards: int, sample: int, seed: int) -> None:
     chosen = pick_sample(shards, sample, random.Random(seed))
     assert chosen == sorted(set(chosen))
     assert len(chosen) == min(sample, shards)
@@ -110,30 +102,22 @@ def test_sample_below_one_is_refused() -> None:
 
 
 @given(st.integers(-(10**6), 10**9), st.integers(1, 64))
-def test_even_targets_keep_the_total_and_differ_by_at_most_one(
-    total: int, shards: int
-) -> None:
+def test_even_targets_keep_the_total_and_differ_by_at_most_one(total: int, shards: int) -> None:
     targets = even_targets(total, shards)
     assert sum(targets) == total
     assert max(targets) - min(targets) <= 1
 
 
-@given(
-    st.dictionaries(st.integers(0, 40), st.integers(-100, 10**6)), st.integers(1, 32)
-)
+@given(st.dictionaries(st.integers(0, 40), st.integers(-100, 10**6)), st.integers(1, 32))
 def test_rebalance_deltas_reach_even_targets_without_changing_the_total(
     current: dict[int, int], shards: int
 ) -> None:
     total = sum(current.values())
     deltas = rebalance_deltas(current, shards, total)
     assert sum(deltas.values()) == 0
-    after = {
-        s: current.get(s, 0) + deltas.get(s, 0) for s in set(current) | set(deltas)
-    }
+    after = {s: current.get(s, 0) + deltas.get(s, 0) for s in set(current) | set(deltas)}
     assert all(after[s] == 0 for s in after if s >= shards)
-    assert sorted(after.get(s, 0) for s in range(shards)) == sorted(
-        even_targets(total, shards)
-    )
+    assert sorted(after.get(s, 0) for s in range(shards)) == sorted(even_targets(total, shards))
 
 
 def test_a_counter_needs_at_least_one_shard() -> None:
@@ -187,23 +171,17 @@ def test_shard_documents_are_valid_and_within_the_shard_count(
     docs = list(store.counters.find({"tenantId": tenant}))
     assert 1 < len(docs) <= DEFAULT_SHARDS
     assert {d["shard"] for d in docs} <= set(range(DEFAULT_SHARDS))
-    assert all(
-        d["createdAt"] == clock.now() and d["updatedAt"] == clock.now() for d in docs
-    )
+    assert all(d["createdAt"] == clock.now() and d["updatedAt"] == clock.now() for d in docs)
     fields = {"_id", "tenantId", "metric", "shard", "value", "createdAt", "updatedAt"}
     assert all(set(d) == fields for d in docs)
 
 
 def test_shards_for_gives_a_metric_its_own_shard_count(store: Any, clock: Any) -> None:
     tenant = ObjectId()
-    counter = ShardedCounter(
-        store, clock=clock, rng=random.Random(1), shards_for={"hot": 2}
-    )
+    counter = ShardedCounter(store, clock=clock, rng=random.Random(1), shards_for={"hot": 2})
     for _ in range(50):
         counter.add(tenant, "hot")
-    shards = {
-        d["shard"] for d in store.counters.find({"tenantId": tenant, "metric": "hot"})
-    }
+    shards = {d["shard"] for d in store.counters.find({"tenantId": tenant, "metric": "hot"})}
     assert shards == {0, 1}
     assert counter.count(tenant, "hot") == 50
 
@@ -213,9 +191,7 @@ def test_a_key_sticks_to_one_shard(counter: ShardedCounter, store: Any) -> None:
     for _ in range(20):
         counter.add(tenant, METRIC, key="worker-1")
     docs = list(store.counters.find({"tenantId": tenant}))
-    assert [(d["shard"], d["value"]) for d in docs] == [
-        (shard_for_key("worker-1", 16), 20)
-    ]
+    assert [(d["shard"], d["value"]) for d in docs] == [(shard_for_key("worker-1", 16), 20)]
 
 
 def test_concurrent_adds_from_eight_threads_sum_exactly(store: Any, clock: Any) -> None:
@@ -236,9 +212,7 @@ def test_concurrent_adds_from_eight_threads_sum_exactly(store: Any, clock: Any) 
     assert counter.count(tenant, METRIC) == 8 * per_thread
 
 
-def test_estimate_is_within_five_percent_on_uniform_traffic(
-    store: Any, clock: Any
-) -> None:
+def test_estimate_is_within_five_percent_on_uniform_traffic(store: Any, clock: Any) -> None:
     # 10,000 unit adds over 16 shards, 8 sampled: relative standard error
     # sqrt((16/8 - 1) / 10000) = 1%, so 5% is five standard errors.
     tenant, total = ObjectId(), 10_000
@@ -294,9 +268,7 @@ def test_rebalance_keeps_an_add_that_lands_between_its_read_and_write(
     counter.add(tenant, METRIC, 40, key="k")
     current = counter._shards(tenant, METRIC)  # rebalance's read ...
     counter.add(tenant, METRIC, 5)  # ... a concurrent writer ...
-    counter._apply(
-        tenant, METRIC, current, sum(current.values())
-    )  # ... rebalance's $inc deltas
+    counter._apply(tenant, METRIC, current, sum(current.values()))  # ... rebalance's $inc deltas
     assert counter.count(tenant, METRIC) == 45
 
 
@@ -307,11 +279,7 @@ def test_rebalance_to_fewer_shards_moves_the_counts(store: Any, clock: Any) -> N
         wide.add(tenant, METRIC)
     narrow = ShardedCounter(store, clock=clock, shards=4)
     narrow.rebalance(tenant, METRIC)
-    live = {
-        d["shard"]: d["value"]
-        for d in store.counters.find({"tenantId": tenant})
-        if d["value"]
-    }
+    live = {d["shard"]: d["value"] for d in store.counters.find({"tenantId": tenant}) if d["value"]}
     assert live == {0: 50, 1: 50, 2: 50, 3: 50}
 
 
@@ -321,16 +289,12 @@ def _seed_events(store: Any, tenant: Any, sent: int, failed: int) -> None:
     store.messageEvents.insert_many([dict(e) for e in events])
 
 
-def test_reconcile_leaves_a_correct_counter_alone(
-    counter: ShardedCounter, store: Any
-) -> None:
+def test_reconcile_leaves_a_correct_counter_alone(counter: ShardedCounter, store: Any) -> None:
     tenant, other = ObjectId(), ObjectId()
     _seed_events(store, tenant, sent=7, failed=2)
     _seed_events(store, other, sent=3, failed=0)
     counter.add(tenant, METRIC, 7)
-    result = counter.reconcile(
-        tenant, METRIC, source="messageEvents", filter={"eventType": "sent"}
-    )
+    result = counter.reconcile(tenant, METRIC, source="messageEvents", filter={"eventType": "sent"})
     assert result == ReconcileResult(before=7, actual=7, repaired=False)
 
 
@@ -344,34 +308,24 @@ def test_reconcile_repairs_a_damaged_counter(
         counter.add(tenant, METRIC)
     store.counters.delete_one({"tenantId": tenant, "value": {"$gt": 0}})  # a lost shard
     damaged = counter.count(tenant, METRIC)
-    result = counter.reconcile(
-        tenant, METRIC, source="messageEvents", filter={"eventType": "sent"}
-    )
+    result = counter.reconcile(tenant, METRIC, source="messageEvents", filter={"eventType": "sent"})
     assert result == ReconcileResult(before=damaged, actual=7, repaired=True)
     assert damaged < 7 and counter.count(tenant, METRIC) == 7
     assert result.to_dict() == {"before": damaged, "actual": 7, "repaired": True}
     assert "repairing" in caplog.text  # logged, never printed
 
 
-def test_reconcile_filter_cannot_count_another_tenant(
-    counter: ShardedCounter, store: Any
-) -> None:
+def test_reconcile_filter_cannot_count_another_tenant(counter: ShardedCounter, store: Any) -> None:
     tenant, other = ObjectId(), ObjectId()
     _seed_events(store, other, sent=5, failed=0)
-    result = counter.reconcile(
-        tenant, METRIC, source="messageEvents", filter={"tenantId": other}
-    )
+    result = counter.reconcile(tenant, METRIC, source="messageEvents", filter={"tenantId": other})
     assert result.actual == 0 and counter.count(tenant, METRIC) == 0
 
 
 # ---------------------------------------------------------------- behaviour (async)
 
 
-
-
-async def test_async_adds_from_eight_tasks_sum_exactly(
-    async_db: Any, clock: Any
-) -> None:
+async def test_async_adds_from_eight_tasks_sum_exactly(async_db: Any, clock: Any) -> None:
     await init_schema_async(async_db)
     tenant, per_task = ObjectId(), 100
     counter = AsyncShardedCounter(async_db, clock=clock, rng=random.Random(5))
@@ -384,9 +338,7 @@ async def test_async_adds_from_eight_tasks_sum_exactly(
     assert await counter.count(tenant, METRIC) == 8 * per_task
 
 
-async def test_async_twin_behaves_like_the_sync_counter(
-    async_db: Any, clock: Any
-) -> None:
+async def test_async_twin_behaves_like_the_sync_counter(async_db: Any, clock: Any) -> None:
     await init_schema_async(async_db)
     tenant = ObjectId()
     counter = AsyncShardedCounter(async_db, clock=clock, rng=random.Random(5))

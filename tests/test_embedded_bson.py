@@ -33,7 +33,9 @@ def test_datetimes_are_stored_in_utc_at_millisecond_precision_on_every_write(db:
 
 def test_a_long_reads_back_as_int64_and_an_int_as_int(db: Any) -> None:
     coll = db["docs"]
-    coll.insert_one({"_id": 1, "small": 5, "big": 2**40, "long": Int64(5), "nested": {"big": -(2**33)}})
+    coll.insert_one(
+        {"_id": 1, "small": 5, "big": 2**40, "long": Int64(5), "nested": {"big": -(2**33)}}
+    )
     doc = coll.find_one({"_id": 1})
     assert doc == {"_id": 1, "small": 5, "big": 2**40, "long": 5, "nested": {"big": -(2**33)}}
     assert [type(doc[k]) for k in ("small", "big", "long")] == [int, Int64, Int64]
@@ -42,10 +44,19 @@ def test_a_long_reads_back_as_int64_and_an_int_as_int(db: Any) -> None:
 
 def test_inc_and_mul_keep_the_servers_numeric_types(db: Any) -> None:
     coll = db["docs"]
-    coll.insert_one({"_id": 1, "long": Int64(5), "int": 2**31 - 1, "dbl": 1, "dec": Decimal128("1.5"),
-                     "m": Int64(3)})
-    coll.update_one({"_id": 1}, {"$inc": {"long": 1, "int": 1, "dbl": 0.5, "dec": 1},
-                                 "$mul": {"m": 2}})
+    coll.insert_one(
+        {
+            "_id": 1,
+            "long": Int64(5),
+            "int": 2**31 - 1,
+            "dbl": 1,
+            "dec": Decimal128("1.5"),
+            "m": Int64(3),
+        }
+    )
+    coll.update_one(
+        {"_id": 1}, {"$inc": {"long": 1, "int": 1, "dbl": 0.5, "dec": 1}, "$mul": {"m": 2}}
+    )
     doc = coll.find_one({"_id": 1})
     assert doc == {"_id": 1, "long": 6, "int": 2**31, "dbl": 1.5, "dec": Decimal128("2.5"), "m": 6}
     # long + int stays long; an int that overflows becomes a long; a double widens.
@@ -71,8 +82,15 @@ def test_id_is_stored_first_on_insert_and_upsert(db: Any) -> None:
 
 def test_values_read_back_as_their_bson_types(db: Any) -> None:
     coll = db["docs"]
-    coll.insert_one({"_id": 1, "bin": Binary(b"raw", 0), "uuid_bin": Binary(b"0" * 16, 4),
-                     "tuple": (1, (2, 3)), "regex": re.compile("^a", re.IGNORECASE)})
+    coll.insert_one(
+        {
+            "_id": 1,
+            "bin": Binary(b"raw", 0),
+            "uuid_bin": Binary(b"0" * 16, 4),
+            "tuple": (1, (2, 3)),
+            "regex": re.compile("^a", re.IGNORECASE),
+        }
+    )
     doc = coll.find_one({"_id": 1})
     assert type(doc["bin"]) is bytes and doc["bin"] == b"raw"
     assert doc["uuid_bin"] == Binary(b"0" * 16, 4)
@@ -89,7 +107,9 @@ def test_a_stored_document_is_not_the_callers_object(db: Any) -> None:
     assert coll.find_one({"_id": 1}) == {"_id": 1, "tags": ["a"]}
 
 
-def test_hello_reports_the_limits_and_a_datetime_local_time(db: Any, backend: str, clock: Any) -> None:
+def test_hello_reports_the_limits_and_a_datetime_local_time(
+    db: Any, backend: str, clock: Any
+) -> None:
     for command in ("hello", "isMaster", "ismaster"):
         reply = db.command(command)
         assert reply["maxBsonObjectSize"] == 16 * 1024 * 1024

@@ -23,10 +23,13 @@ def test_create_collection_reports_the_validator_exactly_as_given(db: Any) -> No
 
 
 def test_explicit_level_and_action_are_reported(db: Any) -> None:
-    db.create_collection("people", validator=VALIDATOR, validationLevel="moderate",
-                         validationAction="warn")
+    db.create_collection(
+        "people", validator=VALIDATOR, validationLevel="moderate", validationAction="warn"
+    )
     assert _options(db, "people") == {
-        "validator": VALIDATOR, "validationLevel": "moderate", "validationAction": "warn",
+        "validator": VALIDATOR,
+        "validationLevel": "moderate",
+        "validationAction": "warn",
     }
 
 
@@ -54,7 +57,13 @@ def test_existing_collection_is_refused(db: Any) -> None:
         ({"validator": {"$jsonSchema": {"bsonType": "thing"}}}, 2),
         ({"validator": {"$jsonSchema": {"bsonType": "object", "format": "email"}}}, 9),
     ],
-    ids=["unknown-level", "unknown-action", "level-not-a-string", "unknown-bson-type", "format-keyword"],
+    ids=[
+        "unknown-level",
+        "unknown-action",
+        "level-not-a-string",
+        "unknown-bson-type",
+        "format-keyword",
+    ],
 )
 def test_invalid_options_fail_at_create_time(db: Any, options: dict[str, Any], code: int) -> None:
     with pytest.raises(OperationFailure) as caught:
@@ -81,8 +90,12 @@ def test_coll_mod_of_a_missing_collection_is_namespace_not_found(db: Any) -> Non
 def test_coll_mod_with_an_invalid_validator_changes_nothing(db: Any) -> None:
     db.create_collection("people", validator=VALIDATOR)
     with pytest.raises(OperationFailure) as caught:
-        db.command("collMod", "people", validator={"$jsonSchema": {"bsonType": "thing"}},
-                   validationLevel="off")
+        db.command(
+            "collMod",
+            "people",
+            validator={"$jsonSchema": {"bsonType": "thing"}},
+            validationLevel="off",
+        )
     assert caught.value.code == 2
     assert _options(db, "people") == {"validator": VALIDATOR}
 

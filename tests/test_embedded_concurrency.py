@@ -25,8 +25,10 @@ def _claim_all(db: Any, worker: str) -> list[Any]:
     claimed = []
     while True:
         doc = db["jobs"].find_one_and_update(
-            {"status": "new"}, {"$set": {"status": "claimed", "worker": worker}},
-            sort=[("_id", 1)], return_document=ReturnDocument.AFTER,
+            {"status": "new"},
+            {"$set": {"status": "claimed", "worker": worker}},
+            sort=[("_id", 1)],
+            return_document=ReturnDocument.AFTER,
         )
         if doc is None:
             return claimed
@@ -47,7 +49,7 @@ def test_eight_threads_claim_every_document_exactly_once(db: Any) -> None:
     claimed = [doc_id for batch in batches for doc_id in batch]
     assert sorted(claimed) == list(range(JOBS))
     assert db["jobs"].count_documents({"status": "claimed"}) == JOBS
-    for worker, batch in zip((f"w{n}" for n in range(CLAIMERS)), batches):
+    for worker, batch in zip((f"w{n}" for n in range(CLAIMERS)), batches, strict=False):
         assert db["jobs"].count_documents({"worker": worker}) == len(batch)
 
 
@@ -103,11 +105,15 @@ async def test_async_wrapper_runs_on_the_same_rules(async_db: Any) -> None:
     listed = await (await async_db.list_collections()).to_list(None)
     assert [info["options"]["validator"] for info in listed] == [validator]
     claimed = await jobs.find_one_and_update(
-        {"status": "new"}, {"$set": {"status": "claimed"}}, sort=[("_id", 1)],
+        {"status": "new"},
+        {"$set": {"status": "claimed"}},
+        sort=[("_id", 1)],
         return_document=ReturnDocument.AFTER,
     )
     assert claimed == {"_id": 0, "status": "claimed"}
-    assert (await jobs.update_many({"status": "new"}, {"$set": {"status": "done"}})).modified_count == 2
+    assert (
+        await jobs.update_many({"status": "new"}, {"$set": {"status": "done"}})
+    ).modified_count == 2
     assert len(await jobs.find({"status": "done"}).to_list(None)) == 2
     # PyMongo's async aggregate() is a coroutine; Motor's and mongomock-motor's return a cursor.
     cursor = jobs.aggregate([{"$group": {"_id": "$status", "n": {"$sum": 1}}}])

@@ -36,8 +36,9 @@ def test_valid_document_is_inserted(schema_db: Any, name: str, variant: str) -> 
 
 
 @pytest.mark.parametrize(("name", "document"), [*cases._cases(), *cases.SPECIFIC_REJECTS])
-def test_invalid_document_is_refused_with_121(schema_db: Any, name: str,
-                                              document: dict[str, Any]) -> None:
+def test_invalid_document_is_refused_with_121(
+    schema_db: Any, name: str, document: dict[str, Any]
+) -> None:
     with pytest.raises(WriteError) as caught:
         schema_db[name].insert_one({"_id": ObjectId(), **document})
     assert caught.value.code == 121

@@ -159,12 +159,14 @@ def test_bulk_write_keeps_earlier_writes_and_reports_the_invalid_ones(
 
 
 def test_bulk_write_result_counts_a_fully_valid_batch(items: Collection[dict[str, Any]]) -> None:
-    result = items.bulk_write([
-        InsertOne({"_id": 2, "name": "pear", "qty": 1}),
-        UpdateOne({"_id": 1}, {"$inc": {"qty": 1}}),
-        UpdateOne({"_id": 3}, {"$set": {"name": "fig", "qty": 0}}, upsert=True),
-        DeleteOne({"_id": 2}),
-    ])
+    result = items.bulk_write(
+        [
+            InsertOne({"_id": 2, "name": "pear", "qty": 1}),
+            UpdateOne({"_id": 1}, {"$inc": {"qty": 1}}),
+            UpdateOne({"_id": 3}, {"$set": {"name": "fig", "qty": 0}}, upsert=True),
+            DeleteOne({"_id": 2}),
+        ]
+    )
     assert (result.inserted_count, result.matched_count, result.modified_count) == (1, 1, 1)
     assert (result.upserted_ids, result.deleted_count) == ({2: 3}, 1)
 
@@ -183,8 +185,9 @@ def test_bypass_document_validation_accepts_invalid_documents(
     assert caught.value.code == 121
 
 
-def test_validation_action_warn_accepts_and_logs(db: Any, backend: str,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_validation_action_warn_accepts_and_logs(
+    db: Any, backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
     warned = db.create_collection("warned", validator=VALIDATOR, validationAction="warn")
     warned.insert_one({"_id": 1, "name": 7})
     assert warned.find_one({"_id": 1}) == {"_id": 1, "name": 7}

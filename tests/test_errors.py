@@ -16,7 +16,8 @@ VALIDATION_DETAILS = {
         "details": {
             "operatorName": "$jsonSchema",
             "schemaRulesNotSatisfied": [
-                {"operatorName": "required"}, {"operatorName": "properties"}
+                {"operatorName": "required"},
+                {"operatorName": "properties"},
             ],
         },
     },
@@ -56,13 +57,18 @@ def test_duplicate_key_carries_the_key_value() -> None:
 @pytest.mark.parametrize(
     ("exc", "expected"),
     [
-        pytest.param(pymongo_errors.ServerSelectionTimeoutError("no servers"),
-                     errors.ConnectionFailedError, id="unreachable"),
-        pytest.param(pymongo_errors.AutoReconnect("reset"), errors.ConnectionFailedError,
-                     id="reset"),
+        pytest.param(
+            pymongo_errors.ServerSelectionTimeoutError("no servers"),
+            errors.ConnectionFailedError,
+            id="unreachable",
+        ),
+        pytest.param(
+            pymongo_errors.AutoReconnect("reset"), errors.ConnectionFailedError, id="reset"
+        ),
         pytest.param(pymongo_errors.InvalidURI("bad"), errors.ConfigurationError, id="bad-uri"),
-        pytest.param(pymongo_errors.OperationFailure("boom", 2), errors.ServerError,
-                     id="other-code"),
+        pytest.param(
+            pymongo_errors.OperationFailure("boom", 2), errors.ServerError, id="other-code"
+        ),
     ],
 )
 def test_translation_picks_the_branch(exc: Exception, expected: type) -> None:
@@ -78,8 +84,10 @@ def test_translated_chains_the_driver_error() -> None:
 
 
 def test_bulk_write_error_with_only_a_write_concern_error() -> None:
-    reply = {"writeErrors": [],
-             "writeConcernErrors": [{"code": 64, "errmsg": "waiting for replication timed out"}]}
+    reply = {
+        "writeErrors": [],
+        "writeConcernErrors": [{"code": 64, "errmsg": "waiting for replication timed out"}],
+    }
     err = errors.translate(pymongo_errors.BulkWriteError(reply))
     assert type(err) is errors.ServerError
     assert err.code == 64 and "replication" in str(err)
@@ -87,6 +95,8 @@ def test_bulk_write_error_with_only_a_write_concern_error() -> None:
 
 def test_translated_messages_that_quote_a_uri_are_masked() -> None:
     uri = "mongodb://app:s3cr#t@db.example.com/nsn"
-    for exc in (pymongo_errors.ServerSelectionTimeoutError(f"{uri} timed out"),
-                pymongo_errors.ConfigurationError(f"bad {uri}")):
+    for exc in (
+        pymongo_errors.ServerSelectionTimeoutError(f"{uri} timed out"),
+        pymongo_errors.ConfigurationError(f"bad {uri}"),
+    ):
         assert "s3cr" not in str(errors.translate(exc))

@@ -167,54 +167,80 @@ CASES: list[tuple[str, Callable[[Any, ManualClock], Any], Expected]] = [
     ("counters.rebalance", lambda db, c: _counter(db, c).rebalance(TENANT, METRIC), SHARD_KEY),
     # The source filter is the caller's: this one, a tenant's sent messages, is the
     # documented use and rides by_tenantId {tenantId, status, sendAt}.
-    ("counters.reconcile",
-     lambda db, c: _counter(db, c).reconcile(TENANT, METRIC, source="scheduledMessages",
-                                             filter={"status": "sent"}),
-     [("by_tenantId", ()), *SHARD_KEY]),
-    ("aggregates.rollup",  # the server pipeline's leading $match
-     lambda db, c: Aggregates(db, clock=c).rollup(TENANT, "week", start=NOW, end=NOW),
-     [("by_tenantId", ())]),
-    ("aggregates.series",
-     lambda db, c: Aggregates(db, clock=c).series(TENANT, "sent", "day", NOW,
-                                                  NOW + timedelta(days=30)),
-     [("by_tenant_date_metric", ())]),
-    ("aggregates.rebuild",  # delete the rows; first and last event by createdAt
-     lambda db, c: Aggregates(db, clock=c).rebuild(TENANT),
-     [("by_tenant_date_metric", ()), ("by_tenantId", ()), ("by_tenantId", ())]),
+    (
+        "counters.reconcile",
+        lambda db, c: _counter(db, c).reconcile(
+            TENANT, METRIC, source="scheduledMessages", filter={"status": "sent"}
+        ),
+        [("by_tenantId", ()), *SHARD_KEY],
+    ),
+    (
+        "aggregates.rollup",  # the server pipeline's leading $match
+        lambda db, c: Aggregates(db, clock=c).rollup(TENANT, "week", start=NOW, end=NOW),
+        [("by_tenantId", ())],
+    ),
+    (
+        "aggregates.series",
+        lambda db, c: Aggregates(db, clock=c).series(
+            TENANT, "sent", "day", NOW, NOW + timedelta(days=30)
+        ),
+        [("by_tenant_date_metric", ())],
+    ),
+    (
+        "aggregates.rebuild",  # delete the rows; first and last event by createdAt
+        lambda db, c: Aggregates(db, clock=c).rebuild(TENANT),
+        [("by_tenant_date_metric", ()), ("by_tenantId", ()), ("by_tenantId", ())],
+    ),
     # One preview by _id: the tenant and expiry are checked on that one document.
-    ("previews.get", lambda db, c: AIPreviews(db, clock=c).get(TENANT, ObjectId()),
-     [("_id_", ("tenantId", "expiresAt"))]),
-    ("previews.append_tokens",
-     lambda db, c: AIPreviews(db, clock=c).append_tokens(TENANT, ObjectId(), "hi"),
-     [("_id_", ("tenantId", "expiresAt", "status"))]),
-    ("previews.complete", lambda db, c: AIPreviews(db, clock=c).complete(TENANT, ObjectId()),
-     [("_id_", ("tenantId", "expiresAt", "status"))]),
-    ("previews.fail", lambda db, c: AIPreviews(db, clock=c).fail(TENANT, ObjectId()),
-     [("_id_", ("tenantId", "expiresAt", "status"))]),
+    (
+        "previews.get",
+        lambda db, c: AIPreviews(db, clock=c).get(TENANT, ObjectId()),
+        [("_id_", ("tenantId", "expiresAt"))],
+    ),
+    (
+        "previews.append_tokens",
+        lambda db, c: AIPreviews(db, clock=c).append_tokens(TENANT, ObjectId(), "hi"),
+        [("_id_", ("tenantId", "expiresAt", "status"))],
+    ),
+    (
+        "previews.complete",
+        lambda db, c: AIPreviews(db, clock=c).complete(TENANT, ObjectId()),
+        [("_id_", ("tenantId", "expiresAt", "status"))],
+    ),
+    (
+        "previews.fail",
+        lambda db, c: AIPreviews(db, clock=c).fail(TENANT, ObjectId()),
+        [("_id_", ("tenantId", "expiresAt", "status"))],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("action", "expected"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("action", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_every_query_of_the_data_classes_is_served_in_esr_order(
     action: Callable[[Any, ManualClock], Any], expected: Expected
 ) -> None:
     sent = sent_by(action)
     assert len(sent) == len(expected), [s.method for s in sent]
-    for query, (index, residual) in zip(sent, expected):
+    for query, (index, residual) in zip(sent, expected, strict=False):
         assert esr(query.query(index, residual)) == [], (query, index)
 
 
 def test_the_hot_paths_send_exactly_their_pure_builders_filters() -> None:
     (count,) = sent_by(lambda db, c: _counter(db, c).count(TENANT, METRIC))
     assert count.filter == counter_filter(TENANT, METRIC) and count.sort == []
-    (series,) = sent_by(lambda db, c: Aggregates(db, clock=c).series(
-        TENANT, "sent", "week", NOW, NOW + timedelta(days=14)))
+    (series,) = sent_by(
+        lambda db, c: Aggregates(db, clock=c).series(
+            TENANT, "sent", "week", NOW, NOW + timedelta(days=14)
+        )
+    )
     window = agg.period_window("week", NOW, NOW + timedelta(days=14))
     assert series.filter == agg.series_filter(TENANT, "sent", window)
     assert series.sort == [("date", 1)]
-    (rollup,) = sent_by(lambda db, c: Aggregates(db, clock=c).rollup(
-        TENANT, "week", start=NOW, end=NOW + timedelta(days=14)))
+    (rollup,) = sent_by(
+        lambda db, c: Aggregates(db, clock=c).rollup(
+            TENANT, "week", start=NOW, end=NOW + timedelta(days=14)
+        )
+    )
     assert rollup.filter == agg.event_match(TENANT, window)
     preview_id = ObjectId()
     (get,) = sent_by(lambda db, c: AIPreviews(db, clock=c).get(TENANT, preview_id))
@@ -226,8 +252,10 @@ def test_a_series_lists_each_period_start_so_the_date_is_an_equality() -> None:
     query = agg.series_filter(TENANT, "sent", window)
     assert query["date"] == {"$in": ["2026-01-01", "2026-02-01", "2026-03-01", "2026-04-01"]}
     # by_tenant_period would serve it too, but only with metric checked after the fetch.
-    assert esr(Query("aggregates", query, "by_tenant_period", [("date", 1)],
-                     residual=("metric",))) == []
+    assert (
+        esr(Query("aggregates", query, "by_tenant_period", [("date", 1)], residual=("metric",)))
+        == []
+    )
     assert esr(Query("aggregates", query, "by_tenant_period", [("date", 1)]))
 
 
@@ -242,25 +270,40 @@ def test_the_rollup_merge_key_is_a_declared_unique_index() -> None:
 WINDOW = agg.period_window("week", NOW, NOW + timedelta(days=7))
 BUILDER_QUERIES: list[tuple[str, Query]] = [
     # The embedded rollup fallback: its events, the rows it compares, one row upsert.
-    ("aggregates.embedded.events",
-     Query("messageEvents", agg.event_match(TENANT, WINDOW), "by_tenantId")),
-    ("aggregates.embedded.rows",
-     Query("aggregates", agg.rows_filter(TENANT, WINDOW), "by_tenant_period")),
-    ("aggregates.embedded.row",
-     Query("aggregates", agg.row_filter(TENANT, "week", "sent", "2026-01-05"),
-           "by_tenant_date_metric")),
+    (
+        "aggregates.embedded.events",
+        Query("messageEvents", agg.event_match(TENANT, WINDOW), "by_tenantId"),
+    ),
+    (
+        "aggregates.embedded.rows",
+        Query("aggregates", agg.rows_filter(TENANT, WINDOW), "by_tenant_period"),
+    ),
+    (
+        "aggregates.embedded.row",
+        Query(
+            "aggregates",
+            agg.row_filter(TENANT, "week", "sent", "2026-01-05"),
+            "by_tenant_date_metric",
+        ),
+    ),
     # The migration lock and record are single documents in nsn_migrations, by _id.
-    ("migrations.take_lock",
-     Query(MIGRATIONS, migration_lock.free_lock_filter(NOW), "_id_", residual=("expiresAt",))),
-    ("migrations.refresh_or_release",
-     Query(MIGRATIONS, {"_id": migration_lock.LOCK_ID, "holder": "h"}, "_id_",
-           residual=("holder",))),
+    (
+        "migrations.take_lock",
+        Query(MIGRATIONS, migration_lock.free_lock_filter(NOW), "_id_", residual=("expiresAt",)),
+    ),
+    (
+        "migrations.refresh_or_release",
+        Query(
+            MIGRATIONS, {"_id": migration_lock.LOCK_ID, "holder": "h"}, "_id_", residual=("holder",)
+        ),
+    ),
     ("migrations.record", Query(MIGRATIONS, {"_id": MIGRATION_ID}, "_id_")),
 ]
 
 
-@pytest.mark.parametrize("query", [q for _, q in BUILDER_QUERIES],
-                         ids=[name for name, _ in BUILDER_QUERIES])
+@pytest.mark.parametrize(
+    "query", [q for _, q in BUILDER_QUERIES], ids=[name for name, _ in BUILDER_QUERIES]
+)
 def test_builder_queries_are_served_in_esr_order(query: Query) -> None:
     assert esr(query) == []
 
@@ -284,8 +327,10 @@ def test_every_tenant_scope_filter_has_an_index_led_by_tenant_id(name: str) -> N
     # A scoped find and a scoped pipeline's leading $match are {tenantId, ...}.
     led = [i.name for i in SCHEMA.get(name).indexes if i.keys[0][0] == "tenantId"]
     assert led, f"{name} has no index starting with tenantId"
-    for query in (tenancy.scope_filter(TENANT, None),
-                  tenancy.scope_pipeline(TENANT, [])[0]["$match"]):
+    for query in (
+        tenancy.scope_filter(TENANT, None),
+        tenancy.scope_pipeline(TENANT, [])[0]["$match"],
+    ):
         assert esr(Query(name, query, led[0])) == []
 
 
@@ -301,15 +346,30 @@ def test_the_data_check_is_a_full_scan_by_design() -> None:
 UNSERVED: list[tuple[str, Callable[[Any, ManualClock], Any], str, tuple[str, ...], int]] = [
     # data-model.md fixes aiPreviews.by_tenantId to {tenantId}: newest-first needs a
     # top-k SORT of the tenant's live previews, which TTL keeps few; limit bounds it.
-    ("previews.list", lambda db, c: AIPreviews(db, clock=c).list(TENANT), "by_tenantId",
-     ("expiresAt",), previews.DEFAULT_LIST_LIMIT),
+    (
+        "previews.list",
+        lambda db, c: AIPreviews(db, clock=c).list(TENANT),
+        "by_tenantId",
+        ("expiresAt",),
+        previews.DEFAULT_LIST_LIMIT,
+    ),
     # ragDocuments.by_tenantId is {tenantId} too: a top-k SORT over the tenant's passages.
-    ("rag.list", lambda db, c: RagDocuments(db, clock=c).list(TENANT), "by_tenantId", (),
-     rag.DEFAULT_LIST_LIMIT),
+    (
+        "rag.list",
+        lambda db, c: RagDocuments(db, clock=c).list(TENANT),
+        "by_tenantId",
+        (),
+        rag.DEFAULT_LIST_LIMIT,
+    ),
     # Substring search is a regex over text/title: no B-tree index can seek it, so the
     # tenant's passages are scanned (Atlas Search or $text is the at-scale answer).
-    ("rag.search", lambda db, c: RagDocuments(db, clock=c).search(TENANT, "x"), "by_tenantId",
-     ("$or",), rag.DEFAULT_LIMIT),
+    (
+        "rag.search",
+        lambda db, c: RagDocuments(db, clock=c).search(TENANT, "x"),
+        "by_tenantId",
+        ("$or",),
+        rag.DEFAULT_LIMIT,
+    ),
 ]
 
 
@@ -318,16 +378,22 @@ def _serving_indexes(query: Query) -> list[str]:
     names = ["_id_", *(i.name for i in SCHEMA.get(query.collection).indexes)]
     serving = []
     for name in names:
-        keys = ["_id"] if name == "_id_" else [k for k, _ in SCHEMA.get(
-            query.collection).index(name).keys]
+        keys = (
+            ["_id"]
+            if name == "_id_"
+            else [k for k, _ in SCHEMA.get(query.collection).index(name).keys]
+        )
         residual = tuple(f for f in query.filter if f not in keys)
         if not esr(replace(query, index=name, residual=residual)):
             serving.append(name)
     return serving
 
 
-@pytest.mark.parametrize(("action", "index", "residual", "limit"), [u[1:] for u in UNSERVED],
-                         ids=[u[0] for u in UNSERVED])
+@pytest.mark.parametrize(
+    ("action", "index", "residual", "limit"),
+    [u[1:] for u in UNSERVED],
+    ids=[u[0] for u in UNSERVED],
+)
 def test_deliberately_unserved_sorts_are_bounded_and_no_index_could_serve_them(
     action: Callable[[Any, ManualClock], Any], index: str, residual: tuple[str, ...], limit: int
 ) -> None:
@@ -360,8 +426,11 @@ def _plan(explained: dict[str, Any]) -> tuple[list[str], list[str]]:
     """Return (stage names, index names) of a winning plan; IDHACK reads ``_id_``."""
     stages = _stages(explained["queryPlanner"]["winningPlan"])
     names = [stage["stage"] for stage in stages]
-    indexes = [stage.get("indexName", "_id_") for stage in stages
-               if stage["stage"] in ("IXSCAN", "EXPRESS_IXSCAN", "IDHACK")]
+    indexes = [
+        stage.get("indexName", "_id_")
+        for stage in stages
+        if stage["stage"] in ("IXSCAN", "EXPRESS_IXSCAN", "IDHACK")
+    ]
     return names, indexes
 
 
@@ -376,13 +445,22 @@ def test_counter_count_scans_the_shard_key(server_db: Any, clock: ManualClock) -
     assert indexes == ["by_tenant_metric_shard"] and "SORT" not in names
 
 
-def test_aggregates_series_reads_the_unique_row_key_in_date_order(
-    server_db: Any
-) -> None:
+def test_aggregates_series_reads_the_unique_row_key_in_date_order(server_db: Any) -> None:
     day = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    rows = [{"tenantId": tenant, "period": "day", "metric": metric, "value": 1,
-             "date": agg.date_key(day + timedelta(days=n)), "createdAt": NOW, "updatedAt": NOW}
-            for tenant in (TENANT, OTHER) for metric in EVENT_TYPES for n in range(60)]
+    rows = [
+        {
+            "tenantId": tenant,
+            "period": "day",
+            "metric": metric,
+            "value": 1,
+            "date": agg.date_key(day + timedelta(days=n)),
+            "createdAt": NOW,
+            "updatedAt": NOW,
+        }
+        for tenant in (TENANT, OTHER)
+        for metric in EVENT_TYPES
+        for n in range(60)
+    ]
     server_db["aggregates"].insert_many(rows)
     # Every event type has a row per day, as after a rollup: by_tenant_period would
     # fetch them all and drop the other metrics; the unique key reads only "sent".
@@ -400,8 +478,7 @@ def test_preview_get_is_one_id_lookup(server_db: Any, clock: ManualClock) -> Non
     assert indexes == ["_id_"] and "SORT" not in names
 
 
-@pytest.mark.parametrize(("action", "expected"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("action", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_every_query_of_the_data_classes_uses_its_index_on_the_embedded_database(
     action: Callable[[Any, ManualClock], Any], expected: Expected, backend: str
 ) -> None:
@@ -413,8 +490,9 @@ def test_every_query_of_the_data_classes_uses_its_index_on_the_embedded_database
     db = mongomock_client()["coverage"]
     init_schema(db)
     for sent, (index, _) in zip(sent_by(action), expected, strict=True):
-        cursor = db[sent.collection].find(sent.filter, sort=sent.sort or None,
-                                          limit=sent.limit or 0)
+        cursor = db[sent.collection].find(
+            sent.filter, sort=sent.sort or None, limit=sent.limit or 0
+        )
         names, indexes = _plan(cursor.explain())
         assert indexes == [index], (sent, names)
         assert "SORT" not in names and "COLLSCAN" not in names, (sent, names)

@@ -154,7 +154,10 @@ def test_find_refuses_an_invalid_json_schema_without_validator_context(
     [pytest.param(*c[1:], id=c[0]) for c in ERRINFO_CASES],
 )
 def test_write_error_carries_server_shaped_errinfo(
-    db: Db, backend: str, schema: dict[str, Any], document: dict[str, Any],
+    db: Db,
+    backend: str,
+    schema: dict[str, Any],
+    document: dict[str, Any],
     expected: dict[str, Any],
 ) -> None:
     if backend == "server" and tuple(db.client.server_info()["versionArray"][:2]) < (5, 1):

@@ -132,7 +132,8 @@ def test_a_smaller_schema_is_walked_the_same_way(db: Any) -> None:
     small = Schema([SCHEMA["tenants"], SCHEMA["counters"]])
     result = init_schema(db, schema=small)
     assert [s.collection for s in result.steps if s.action == CREATE_COLLECTION] == [
-        "tenants", "counters"
+        "tenants",
+        "counters",
     ]
     assert set(db.list_collection_names()) == {"tenants", "counters", MIGRATIONS}
     assert drop_schema(db, schema=small).dropped == ["counters", "tenants"]
@@ -146,12 +147,28 @@ def test_results_serialise_to_stable_json(db: Any) -> None:
     assert list(drop_schema(db).to_dict()) == ["dropped", "absent", "record_cleared"]
 
 
-WRITE_METHODS = frozenset({
-    "bulk_write", "command", "create_collection", "create_index", "create_indexes",
-    "delete_many", "delete_one", "drop", "drop_collection", "drop_index", "find_one_and_delete",
-    "find_one_and_replace", "find_one_and_update", "insert_many", "insert_one", "replace_one",
-    "update_many", "update_one",
-})
+WRITE_METHODS = frozenset(
+    {
+        "bulk_write",
+        "command",
+        "create_collection",
+        "create_index",
+        "create_indexes",
+        "delete_many",
+        "delete_one",
+        "drop",
+        "drop_collection",
+        "drop_index",
+        "find_one_and_delete",
+        "find_one_and_replace",
+        "find_one_and_update",
+        "insert_many",
+        "insert_one",
+        "replace_one",
+        "update_many",
+        "update_one",
+    }
+)
 
 
 class _WriteSpy:

@@ -33,8 +33,12 @@ def _server_indexes(spec: Any) -> list[dict[str, Any]]:
 
 
 def _state(spec: Any, **changes: Any) -> CollectionState:
-    base = {"name": spec.name, "exists": True, "options": spec.create_options(),
-            "indexes": _server_indexes(spec)}
+    base = {
+        "name": spec.name,
+        "exists": True,
+        "options": spec.create_options(),
+        "indexes": _server_indexes(spec),
+    }
     return CollectionState(**{**base, **changes})
 
 
@@ -47,13 +51,27 @@ def _state(spec: Any, **changes: Any) -> CollectionState:
         ({"key": {"a": 1, "b": 1}}, {"key": {"b": 1, "a": 1}}, False),
         ({"key": {"a": 1, "b": -1}}, {"key": {"a": 1, "b": 1}}, False),
         ({"key": {"a": 1}, "unique": True}, {"key": {"a": 1}}, False),
-        ({"key": {"a": 1}, "expireAfterSeconds": 0}, {"key": {"a": 1}, "expireAfterSeconds": 60},
-         False),
-        ({"key": {"a": 1}, "partialFilterExpression": {"a": {"$exists": True}}},
-         {"key": {"a": 1}}, False),
+        (
+            {"key": {"a": 1}, "expireAfterSeconds": 0},
+            {"key": {"a": 1}, "expireAfterSeconds": 60},
+            False,
+        ),
+        (
+            {"key": {"a": 1}, "partialFilterExpression": {"a": {"$exists": True}}},
+            {"key": {"a": 1}},
+            False,
+        ),
     ],
-    ids=["bookkeeping-ignored", "absent-unique-is-false", "float-direction", "reordered-key",
-         "direction", "unique", "ttl", "partial"],
+    ids=[
+        "bookkeeping-ignored",
+        "absent-unique-is-false",
+        "float-direction",
+        "reordered-key",
+        "direction",
+        "unique",
+        "ttl",
+        "partial",
+    ],
 )
 def test_normalise_index_compares_as_the_server_does(left: Any, right: Any, same: bool) -> None:
     assert (normalise_index(left) == normalise_index(right)) is same

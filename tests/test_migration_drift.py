@@ -60,16 +60,32 @@ DRIFTS: list[tuple[str, Callable[[Any], None], list[str], bool]] = [
     ("changed-validator", _change_validator, ["tenants: validator differs"], False),
     ("changed-level", _change_level, ["users: validationLevel/validationAction differ"], False),
     ("missing-index", _drop_index, ["users: index by_clerkUserId missing"], False),
-    ("reordered-compound-key", _reorder_compound_key,
-     ["contacts: index by_phone differs (expected {tenantId: 1, phone: 1}, found "
-      + "{phone: 1, tenantId: 1})"], True),
-    ("unique-removed", _remove_unique,
-     ["tenants: index by_clerkOrgId differs (expected {clerkOrgId: 1} unique=True, found "
-      + "{clerkOrgId: 1})"], True),
+    (
+        "reordered-compound-key",
+        _reorder_compound_key,
+        [
+            "contacts: index by_phone differs (expected {tenantId: 1, phone: 1}, found "
+            + "{phone: 1, tenantId: 1})"
+        ],
+        True,
+    ),
+    (
+        "unique-removed",
+        _remove_unique,
+        [
+            "tenants: index by_clerkOrgId differs (expected {clerkOrgId: 1} unique=True, found "
+            + "{clerkOrgId: 1})"
+        ],
+        True,
+    ),
     ("extra-index", _add_index, ["templates: unexpected index by_updatedAt"], False),
     ("missing-collection", _drop_collection, ["ragDocuments: collection missing"], False),
-    ("same-key-other-name", _rename_index,
-     ["workflows: index by_tenantId missing", "workflows: unexpected index tenantId_1"], True),
+    (
+        "same-key-other-name",
+        _rename_index,
+        ["workflows: index by_tenantId missing", "workflows: unexpected index tenantId_1"],
+        True,
+    ),
 ]
 
 
@@ -157,7 +173,6 @@ def test_verify_reports_a_stale_checksum(db: Any) -> None:
         verify_schema(db)
 
 
-
 def test_the_index_backing_the_shard_key_is_not_drift(db: Any) -> None:
     """`nsn-store shard` creates the index for a hashed key; verify must not flag it."""
     init_schema(db)
@@ -165,8 +180,9 @@ def test_the_index_backing_the_shard_key_is_not_drift(db: Any) -> None:
     for command in shard_commands(db.name, shard_plan()):
         if "createIndexes" in command:
             for index in command["indexes"]:
-                db[command["createIndexes"]].create_index(list(index["key"].items()),
-                                                          name=index["name"])
+                db[command["createIndexes"]].create_index(
+                    list(index["key"].items()), name=index["name"]
+                )
                 created.append((command["createIndexes"], index["name"]))
     # The plan's hashed keys really added indexes, so "no drift" below is meaningful.
     assert {collection for collection, _ in created} == {"contacts", "ragDocuments"}

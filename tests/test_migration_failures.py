@@ -55,8 +55,12 @@ def test_two_concurrent_inits_apply_once(db: Any) -> None:
 def _hold_lock(db: Any, clock: Any, expires_in: timedelta) -> None:
     now = clock.now()
     db[MIGRATIONS].insert_one(
-        {"_id": "lock", "holder": "other-host:42:abcd", "acquiredAt": now,
-         "expiresAt": now + expires_in}
+        {
+            "_id": "lock",
+            "holder": "other-host:42:abcd",
+            "acquiredAt": now,
+            "expiresAt": now + expires_in,
+        }
     )
 
 
@@ -170,10 +174,12 @@ def _all_steps() -> list[tuple[str, str, str | None]]:
 
 def _tenants_with_an_invalid_document(db: Any) -> None:
     db.create_collection("tenants")  # created before any validator existed
-    db.tenants.insert_many([
-        {"_id": "bad", "clerkOrgId": "org_a", "name": 42},
-        {"_id": "extra", "clerkOrgId": "org_b", "unknownField": True},
-    ])
+    db.tenants.insert_many(
+        [
+            {"_id": "bad", "clerkOrgId": "org_a", "name": 42},
+            {"_id": "extra", "clerkOrgId": "org_b", "unknownField": True},
+        ]
+    )
 
 
 def test_init_stops_before_a_collmod_that_existing_documents_would_fail(db: Any) -> None:
@@ -195,8 +201,11 @@ def test_allow_moderate_applies_the_validator_with_level_moderate(db: Any) -> No
     assert options["validator"] == SCHEMA["tenants"].validator
     assert options["validationLevel"] == "moderate"
     record = db[MIGRATIONS].find_one({"_id": MIGRATION_ID})
-    assert {"action": "update_validator", "collection": "tenants",
-            "validationLevel": "moderate"}.items() <= record["steps"][0].items()
+    assert {
+        "action": "update_validator",
+        "collection": "tenants",
+        "validationLevel": "moderate",
+    }.items() <= record["steps"][0].items()
     # Honest status: the collection is not at the declared strict level.
     assert schema_status(db).differences() == ["tenants: validationLevel/validationAction differ"]
     assert [s.collection for s in plan(db)] == ["tenants"]

@@ -39,14 +39,12 @@ def test_a_new_preview_is_pending_and_expires_after_its_ttl() -> None:
         "expiresAt": NOW + timedelta(minutes=5),
         "createdAt": NOW,
     }
-    assert preview_document(tenant, "p", NOW, 30, ObjectId())[
-        "expiresAt"
-    ] == NOW + timedelta(seconds=30)
+    assert preview_document(tenant, "p", NOW, 30, ObjectId())["expiresAt"] == NOW + timedelta(
+        seconds=30
+    )
 
 
-@pytest.mark.parametrize(
-    "ttl", [0, -1, timedelta(0)], ids=["zero", "negative", "zero-delta"]
-)
+@pytest.mark.parametrize("ttl", [0, -1, timedelta(0)], ids=["zero", "negative", "zero-delta"])
 def test_a_ttl_must_be_positive(ttl: Any) -> None:
     with pytest.raises(ConfigurationError):
         preview_document(ObjectId(), "p", NOW, ttl)
@@ -83,14 +81,10 @@ def test_create_then_get(previews: AIPreviews, db: Any, clock: Any) -> None:
     user = db.users.insert_one(
         {"clerkUserId": "user_1", "tenantId": tenant, "role": "user", "createdAt": clock.now()}
     ).inserted_id
-    created = previews.create(
-        tenant, "Draft a reminder", ttl=timedelta(minutes=5), user_id=user
-    )
+    created = previews.create(tenant, "Draft a reminder", ttl=timedelta(minutes=5), user_id=user)
     assert previews.get(tenant, created["_id"]) == created
     assert previews.get(tenant, str(created["_id"])) == created
-    assert created["userId"] == user and created[
-        "expiresAt"
-    ] == clock.now() + timedelta(minutes=5)
+    assert created["userId"] == user and created["expiresAt"] == clock.now() + timedelta(minutes=5)
 
 
 def test_tokens_stream_in_order_and_finish(previews: AIPreviews) -> None:
@@ -123,9 +117,7 @@ def test_concurrent_appends_are_never_lost(previews: AIPreviews) -> None:
 
 
 @pytest.mark.parametrize("finish", ["complete", "fail"])
-def test_a_finished_preview_accepts_no_more_changes(
-    previews: AIPreviews, finish: str
-) -> None:
+def test_a_finished_preview_accepts_no_more_changes(previews: AIPreviews, finish: str) -> None:
     tenant = ObjectId()
     preview_id = previews.create(tenant, "p", ttl=60)["_id"]
     ended = getattr(previews, finish)(tenant, preview_id)
@@ -161,9 +153,7 @@ def test_an_expired_preview_is_never_served(previews: AIPreviews, clock: Any) ->
     tenant = ObjectId()
     short = previews.create(tenant, "short", ttl=timedelta(seconds=30))["_id"]
     long = previews.create(tenant, "long", ttl=timedelta(minutes=10))["_id"]
-    clock.advance(
-        seconds=30
-    )  # expiresAt == now counts as expired, as for the TTL monitor
+    clock.advance(seconds=30)  # expiresAt == now counts as expired, as for the TTL monitor
     assert previews.get(tenant, short) is None
     assert [p["_id"] for p in previews.list(tenant)] == [long]
     with pytest.raises(NotFoundError):
@@ -180,9 +170,7 @@ def test_the_ttl_monitor_removes_what_reads_already_hid(
     alive = previews.create(tenant, "long", ttl=600)["_id"]
     clock.advance(minutes=1)
     assert previews.get(tenant, expired) is None
-    assert (
-        db.aiPreviews.count_documents({"_id": expired}) == 1
-    )  # not removed yet, only hidden
+    assert db.aiPreviews.count_documents({"_id": expired}) == 1  # not removed yet, only hidden
     assert ttl_monitor() == 1
     assert db.aiPreviews.count_documents({}) == 1
     assert previews.get(tenant, alive)["prompt"] == "long"
@@ -196,11 +184,7 @@ def test_an_unknown_preview_is_not_found(previews: AIPreviews) -> None:
 # ---------------------------------------------------------------- async twin
 
 
-
-
-async def test_async_previews_stream_expire_and_scope(
-    async_db: Any, clock: Any
-) -> None:
+async def test_async_previews_stream_expire_and_scope(async_db: Any, clock: Any) -> None:
     await init_schema_async(async_db)
     clock.set(FUTURE)
     previews = AsyncAIPreviews(async_db, clock=clock)

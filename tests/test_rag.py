@@ -38,9 +38,7 @@ def test_embeddings_are_stored_as_doubles() -> None:
     assert vector == [1.0, 0.5, -2.0] and all(type(v) is float for v in vector)
 
 
-@pytest.mark.parametrize(
-    "bad", [[], ["0.1"], [True, 0.2]], ids=["empty", "strings", "bools"]
-)
+@pytest.mark.parametrize("bad", [[], ["0.1"], [True, 0.2]], ids=["empty", "strings", "bools"])
 def test_bad_embeddings_are_refused(bad: list[Any]) -> None:
     with pytest.raises(ConfigurationError):
         as_embedding(bad)
@@ -71,9 +69,7 @@ def rag(db: Any, clock: Any) -> RagDocuments:
 
 def test_add_stores_every_given_field(rag: RagDocuments, db: Any) -> None:
     tenant = ObjectId()
-    added = rag.add(
-        tenant, "Open 9-5", title="Hours", metadata={"lang": "en"}, embedding=[1, 2]
-    )
+    added = rag.add(tenant, "Open 9-5", title="Hours", metadata={"lang": "en"}, embedding=[1, 2])
     stored = db.ragDocuments.find_one({"_id": added["_id"]})
     assert stored == added
     assert stored["embedding"] == [1.0, 2.0]
@@ -133,15 +129,11 @@ def test_search_respects_the_limit(rag: RagDocuments) -> None:
 # ---------------------------------------------------------------- async twin
 
 
-
-
 async def test_async_add_list_and_search(async_db: Any, clock: Any) -> None:
     await init_schema_async(async_db)
     rag = AsyncRagDocuments(async_db, clock=clock)
     tenant, other = ObjectId(), ObjectId()
-    added = await rag.add(
-        tenant, "Parking is free", title="Visit", embedding=[0.1, 0.2]
-    )
+    added = await rag.add(tenant, "Parking is free", title="Visit", embedding=[0.1, 0.2])
     await rag.add(other, "Parking is free")
     assert [d["_id"] for d in await rag.list(tenant)] == [added["_id"]]
     assert [d["_id"] for d in await rag.search(tenant, "PARKING")] == [added["_id"]]

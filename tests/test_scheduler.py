@@ -42,8 +42,16 @@ def seed_due(db: Any, count: int, now: datetime, tenants: int = 3) -> list[Objec
     """Insert ``count`` messages already due at ``now`` (bulk, bypassing schedule())."""
     tenant_ids = [ObjectId() for _ in range(tenants)]
     contacts = [add_contact(db, tenant, now) for tenant in tenant_ids]
-    docs = [b.new_message(tenant_ids[i % tenants], contacts[i % tenants], "sms",
-                          now - timedelta(seconds=count - i), now) for i in range(count)]
+    docs = [
+        b.new_message(
+            tenant_ids[i % tenants],
+            contacts[i % tenants],
+            "sms",
+            now - timedelta(seconds=count - i),
+            now,
+        )
+        for i in range(count)
+    ]
     return list(db[b.MESSAGES].insert_many(docs).inserted_ids)
 
 
@@ -63,8 +71,7 @@ class RecordingCounter:
         self.calls: list[tuple[ObjectId, str]] = []
         self.keys: set[tuple[ObjectId, str, str]] = set()
 
-    def add(self, tenant_id: ObjectId, metric: str, n: int = 1, *,
-            once: str | None = None) -> bool:
+    def add(self, tenant_id: ObjectId, metric: str, n: int = 1, *, once: str | None = None) -> bool:
         if once is not None and (tenant_id, metric, once) in self.keys:
             return False
         if once is not None:
@@ -96,8 +103,14 @@ def counter() -> RecordingCounter:
 
 @pytest.fixture
 def sched(store: Any, clock: ManualClock, counter: RecordingCounter) -> Scheduler:
-    return Scheduler(store, clock=clock, counter=counter, max_attempts=3,
-                     base_backoff=timedelta(seconds=30), rng=random.Random(42))
+    return Scheduler(
+        store,
+        clock=clock,
+        counter=counter,
+        max_attempts=3,
+        base_backoff=timedelta(seconds=30),
+        rng=random.Random(42),
+    )
 
 
 def _message(db: Any, message_id: ObjectId) -> dict[str, Any]:
@@ -116,8 +129,12 @@ LIFECYCLE = {"queued": 0, "failed": 1, "sent": 1}
 def write_order(event: dict[str, Any]) -> tuple[Any, ...]:
     """Sort key: when, then where in the lifecycle, then (for webhooks) insertion order."""
     rank = LIFECYCLE.get(event["eventType"], 2)
-    return (event["createdAt"], rank, event.get("raw", {}).get("attempts", 0),
-            event["_id"] if rank == 2 else 0)
+    return (
+        event["createdAt"],
+        rank,
+        event.get("raw", {}).get("attempts", 0),
+        event["_id"] if rank == 2 else 0,
+    )
 
 
 def _events(db: Any, message_id: ObjectId) -> list[str]:
@@ -129,7 +146,11 @@ def _events(db: Any, message_id: ObjectId) -> list[str]:
 
 
 def test_schedule_stores_a_valid_message_and_a_queued_event(
-    sched: Scheduler, store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock,
+    sched: Scheduler,
+    store: Any,
+    tenant: ObjectId,
+    contact: ObjectId,
+    clock: ManualClock,
     counter: RecordingCounter,
 ) -> None:
     message = sched.schedule(tenant, contact, "sms", clock.now() + MINUTE, payload={"name": "A"})
@@ -141,9 +162,9 @@ def test_schedule_stores_a_valid_message_and_a_queued_event(
     assert counter.calls == [(tenant, "messages.scheduled")]
 
 
-def test_schedule_refuses_an_unknown_contact(sched: Scheduler, store: Any, tenant: ObjectId,
-                                             clock: ManualClock,
-                                             counter: RecordingCounter) -> None:
+def test_schedule_refuses_an_unknown_contact(
+    sched: Scheduler, store: Any, tenant: ObjectId, clock: ManualClock, counter: RecordingCounter
+) -> None:
     with pytest.raises(NotFoundError, match="contact"):
         sched.schedule(tenant, ObjectId(), "sms", clock.now())
     assert store[b.MESSAGES].count_documents({}) == 0
@@ -163,7 +184,11 @@ def test_schedule_refuses_another_tenants_contact_as_if_it_did_not_exist(
 
 
 def test_schedule_with_an_unknown_channel_is_refused_before_any_write(
-    sched: Scheduler, store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock,
+    sched: Scheduler,
+    store: Any,
+    tenant: ObjectId,
+    contact: ObjectId,
+    clock: ManualClock,
     counter: RecordingCounter,
 ) -> None:
     """Adapted (issue 9): the channel is checked up front, not left to the validator."""
@@ -202,8 +227,9 @@ def test_racing_schedules_with_one_key_create_one_message(
 
     def schedule() -> None:
         barrier.wait()
-        results.append(sched.schedule(tenant, contact, "sms", clock.now(),
-                                      idempotency_key="race")["_id"])
+        results.append(
+            sched.schedule(tenant, contact, "sms", clock.now(), idempotency_key="race")["_id"]
+        )
 
     threads = [threading.Thread(target=schedule) for _ in range(6)]
     for thread in threads:
@@ -221,8 +247,9 @@ def test_only_due_messages_are_claimed(
     sched: Scheduler, tenant: ObjectId, contact: ObjectId, clock: ManualClock
 ) -> None:
     now = clock.now()
-    past, present, future = (sched.schedule(tenant, contact, "sms", now + MINUTE * k)["_id"]
-                             for k in (-1, 0, 1))
+    past, present, future = (
+        sched.schedule(tenant, contact, "sms", now + MINUTE * k)["_id"] for k in (-1, 0, 1)
+    )
     assert [m["_id"] for m in sched.claim_due("w1")] == [past, present]
     assert sched.claim_due("w1") == []
     clock.advance(MINUTE)
@@ -247,9 +274,7 @@ def test_claims_oldest_first_across_tenants_up_to_the_limit(
         assert message["lockedUntil"] == now + b.DEFAULT_LEASE and message["attempts"] == 1
 
 
-def test_round_trips_per_claim_do_not_grow_with_the_batch(
-    store: Any, clock: ManualClock
-) -> None:
+def test_round_trips_per_claim_do_not_grow_with_the_batch(store: Any, clock: ManualClock) -> None:
     seed_due(store, 60, clock.now())
     trips = []
     for limit in (5, 50):
@@ -291,7 +316,11 @@ def test_mark_sent_after_the_lease_ran_out_is_refused(
 
 
 def test_mark_sent_records_the_provider_and_releases_the_lease(
-    sched: Scheduler, store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock,
+    sched: Scheduler,
+    store: Any,
+    tenant: ObjectId,
+    contact: ObjectId,
+    clock: ManualClock,
     counter: RecordingCounter,
 ) -> None:
     message_id = sched.schedule(tenant, contact, "sms", clock.now())["_id"]
@@ -329,7 +358,11 @@ def test_mark_sent_of_an_unknown_message_is_not_found(sched: Scheduler) -> None:
 
 
 def test_failures_back_off_exponentially_then_fail_for_good(
-    sched: Scheduler, store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock,
+    sched: Scheduler,
+    store: Any,
+    tenant: ObjectId,
+    contact: ObjectId,
+    clock: ManualClock,
     counter: RecordingCounter,
 ) -> None:
     message_id = sched.schedule(tenant, contact, "sms", clock.now())["_id"]
@@ -351,13 +384,21 @@ def test_failures_back_off_exponentially_then_fail_for_good(
     failures = sorted(store[b.EVENTS].find({"eventType": "failed"}), key=write_order)
     finals = [e["raw"]["final"] for e in failures]
     assert finals == [False, False, True]
-    assert [m for _, m in counter.calls] == ["messages.scheduled", "messages.retried",
-                                             "messages.retried", "messages.failed"]
+    assert [m for _, m in counter.calls] == [
+        "messages.scheduled",
+        "messages.retried",
+        "messages.retried",
+        "messages.failed",
+    ]
     assert sched.claim_due("w1", now=clock.now() + timedelta(days=1)) == []
 
 
 def test_a_permanent_failure_does_not_retry(
-    sched: Scheduler, store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock,
+    sched: Scheduler,
+    store: Any,
+    tenant: ObjectId,
+    contact: ObjectId,
+    clock: ManualClock,
     counter: RecordingCounter,
 ) -> None:
     message_id = sched.schedule(tenant, contact, "sms", clock.now())["_id"]
@@ -400,7 +441,11 @@ def test_extend_lease_keeps_other_workers_out(
 
 @pytest.mark.parametrize("claimed", [False, True], ids=["scheduled", "processing"])
 def test_cancel_a_scheduled_or_processing_message(
-    sched: Scheduler, tenant: ObjectId, contact: ObjectId, clock: ManualClock, claimed: bool,
+    sched: Scheduler,
+    tenant: ObjectId,
+    contact: ObjectId,
+    clock: ManualClock,
+    claimed: bool,
     counter: RecordingCounter,
 ) -> None:
     message_id = sched.schedule(tenant, contact, "sms", clock.now())["_id"]
@@ -429,7 +474,10 @@ def test_cancel_refuses_finished_messages(
 
 
 def test_cancelling_twice_succeeds_and_counts_once(
-    sched: Scheduler, tenant: ObjectId, contact: ObjectId, clock: ManualClock,
+    sched: Scheduler,
+    tenant: ObjectId,
+    contact: ObjectId,
+    clock: ManualClock,
     counter: RecordingCounter,
 ) -> None:
     """Adapted (issue 9): a second cancel was refused, so a retried cancel lost its count."""
@@ -463,8 +511,14 @@ def test_a_repeated_webhook_is_recorded_once_and_linked_to_the_message(
     sched.claim_due("w1")
     sched.mark_sent(message_id, "w1", provider_message_id="SM9")
     occurred = clock.now() - timedelta(seconds=1)
-    assert sched.record_provider_event(tenant, "twilio", "SM9", "delivered",
-                                       occurred_at=occurred, raw={"MessageStatus": "delivered"})
+    assert sched.record_provider_event(
+        tenant,
+        "twilio",
+        "SM9",
+        "delivered",
+        occurred_at=occurred,
+        raw={"MessageStatus": "delivered"},
+    )
     assert not sched.record_provider_event(tenant, "twilio", "SM9", "delivered")
     assert sched.record_provider_event(tenant, "twilio", "SM9", "clicked")
     assert _events(store, message_id) == ["queued", "sent", "delivered", "clicked"]
@@ -498,16 +552,28 @@ def test_backlog_counts_each_state_per_tenant_and_in_total(
     clock.advance(seconds=30)  # the short leases on ids[2] and ids[1] expire
     total = sched.backlog()
     assert total.to_dict() == {
-        "now": clock.now().isoformat(), "tenant_id": None, "due_now": 1,
-        "oldest_due_send_at": now.isoformat(), "processing_live": 1,
-        "processing_expired": 2, "failed_last_day": 1,
+        "now": clock.now().isoformat(),
+        "tenant_id": None,
+        "due_now": 1,
+        "oldest_due_send_at": now.isoformat(),
+        "processing_live": 1,
+        "processing_expired": 2,
+        "failed_last_day": 1,
     }
     mine = sched.backlog(tenant)
-    assert (mine.due_now, mine.processing_live, mine.processing_expired,
-            mine.failed_last_day) == (1, 0, 2, 1)
+    assert (mine.due_now, mine.processing_live, mine.processing_expired, mine.failed_last_day) == (
+        1,
+        0,
+        2,
+        1,
+    )
     theirs = sched.backlog(other, now=clock.now() + timedelta(days=2))
-    assert (theirs.due_now, theirs.processing_live, theirs.processing_expired,
-            theirs.failed_last_day) == (0, 0, 1, 0)
+    assert (
+        theirs.due_now,
+        theirs.processing_live,
+        theirs.processing_expired,
+        theirs.failed_last_day,
+    ) == (0, 0, 1, 0)
     assert sched.backlog(now=clock.now() + timedelta(days=2)).failed_last_day == 0
 
 
@@ -550,19 +616,29 @@ def test_transitions_bump_the_tenants_sharded_counters(
 
     counters = ShardedCounter(store, shards=4, clock=clock, rng=random.Random(1))
     sched = Scheduler(store, clock=clock, counter=counters, max_attempts=2)
-    first, second, third = (sched.schedule(tenant, contact, "sms", clock.now())["_id"]
-                            for _ in range(3))
+    first, second, third = (
+        sched.schedule(tenant, contact, "sms", clock.now())["_id"] for _ in range(3)
+    )
     sched.claim_due("w1")
     sched.mark_sent(first, "w1")
     sched.mark_failed(second, "w1", "busy")
     sched.cancel(tenant, third)
-    expected = {"messages.scheduled": 3, "messages.sent": 1, "messages.retried": 1,
-                "messages.failed": 0, "messages.cancelled": 1}
+    expected = {
+        "messages.scheduled": 3,
+        "messages.sent": 1,
+        "messages.retried": 1,
+        "messages.failed": 0,
+        "messages.cancelled": 1,
+    }
     assert {metric: counters.count(tenant, metric) for metric in expected} == expected
 
 
 def test_a_message_whose_worker_dies_on_every_attempt_fails_instead_of_looping(
-    sched: Scheduler, store: Any, tenant: ObjectId, contact: ObjectId, clock: ManualClock,
+    sched: Scheduler,
+    store: Any,
+    tenant: ObjectId,
+    contact: ObjectId,
+    clock: ManualClock,
     counter: RecordingCounter,
 ) -> None:
     message_id = sched.schedule(tenant, contact, "sms", clock.now())["_id"]

@@ -36,8 +36,14 @@ async def add_contact_async(db: Any, tenant_id: ObjectId, now: datetime) -> Obje
 def test_sync_and_async_surfaces_match() -> None:
     assert_async_twin(Scheduler, AsyncScheduler)
     assert set(public_surface(Scheduler)) >= {
-        "schedule", "claim_due", "mark_sent", "mark_failed", "extend_lease",
-        "cancel", "record_provider_event", "backlog",
+        "schedule",
+        "claim_due",
+        "mark_sent",
+        "mark_failed",
+        "extend_lease",
+        "cancel",
+        "record_provider_event",
+        "backlog",
     }
 
 
@@ -101,8 +107,9 @@ class AsyncRecordingCounter:
     def __init__(self) -> None:
         self.metrics: list[str] = []
 
-    async def add(self, tenant_id: ObjectId, metric: str, n: int = 1, *,
-                  once: str | None = None) -> bool:
+    async def add(
+        self, tenant_id: ObjectId, metric: str, n: int = 1, *, once: str | None = None
+    ) -> bool:
         self.metrics.append(metric)
         return True
 

@@ -23,8 +23,7 @@ WORKERS = 8
 LEASE = timedelta(minutes=5)
 
 
-def drain(sched: Scheduler, worker_id: str, limit: int = 25, *,
-          leases_expire: bool = False) -> int:
+def drain(sched: Scheduler, worker_id: str, limit: int = 25, *, leases_expire: bool = False) -> int:
     """Claim and send until nothing is due; return how many this worker sent.
 
     A lost lease is an error unless ``leases_expire`` says the test makes time run
@@ -48,12 +47,15 @@ def _idle(sched: Scheduler) -> bool:
     return backlog.due_now == 0 and backlog.processing_expired == 0
 
 
-def run_workers(sched: Scheduler, count: int, prefix: str = "w", limit: int = 25, *,
-                leases_expire: bool = False) -> list[int]:
+def run_workers(
+    sched: Scheduler, count: int, prefix: str = "w", limit: int = 25, *, leases_expire: bool = False
+) -> list[int]:
     """Run ``count`` draining threads; re-raise the first exception any of them hit."""
     with ThreadPoolExecutor(count) as pool:
-        futures = [pool.submit(drain, sched, f"{prefix}{i}", limit, leases_expire=leases_expire)
-                   for i in range(count)]
+        futures = [
+            pool.submit(drain, sched, f"{prefix}{i}", limit, leases_expire=leases_expire)
+            for i in range(count)
+        ]
         return [future.result() for future in futures]
 
 
@@ -75,9 +77,7 @@ def test_eight_threads_drain_2000_messages_exactly_once(db: Any, clock: ManualCl
     assert_sent_exactly_once(db, ids)
 
 
-def test_a_dead_workers_messages_are_reclaimed_after_its_lease(
-    db: Any, clock: ManualClock
-) -> None:
+def test_a_dead_workers_messages_are_reclaimed_after_its_lease(db: Any, clock: ManualClock) -> None:
     prepare(db)
     ids = seed_due(db, 300, clock.now())
     sched = Scheduler(db, clock=clock)
@@ -90,14 +90,13 @@ def test_a_dead_workers_messages_are_reclaimed_after_its_lease(
         with pytest.raises(LeaseLostError):
             sched.mark_sent(message["_id"], "dead")
     assert_sent_exactly_once(db, ids)
-    reclaimed = db[b.MESSAGES].count_documents({"_id": {"$in": [m["_id"] for m in abandoned]},
-                                                "attempts": 2})
+    reclaimed = db[b.MESSAGES].count_documents(
+        {"_id": {"$in": [m["_id"] for m in abandoned]}, "attempts": 2}
+    )
     assert reclaimed == 40
 
 
-def test_leases_expiring_while_workers_run_never_send_twice(
-    db: Any, clock: ManualClock
-) -> None:
+def test_leases_expiring_while_workers_run_never_send_twice(db: Any, clock: ManualClock) -> None:
     prepare(db)
     ids = seed_due(db, 200, clock.now())
     # A lease lasts ~25 ms of wall time here; on a real server (slower round trips) a
@@ -135,8 +134,10 @@ async def adrain(sched: AsyncScheduler, worker_id: str, limit: int = 25) -> int:
 async def aseed_due(db: Any, count: int, now: datetime) -> list[ObjectId]:
     tenant = ObjectId()
     contact = (await db[b.CONTACTS].insert_one({"tenantId": tenant, "createdAt": now})).inserted_id
-    docs = [b.new_message(tenant, contact, "sms", now - timedelta(seconds=count - i), now)
-            for i in range(count)]
+    docs = [
+        b.new_message(tenant, contact, "sms", now - timedelta(seconds=count - i), now)
+        for i in range(count)
+    ]
     return list((await db[b.MESSAGES].insert_many(docs)).inserted_ids)
 
 

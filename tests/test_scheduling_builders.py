@@ -46,10 +46,10 @@ def esr_problems(query: b.Query) -> list[str]:
     problems = []
     if set(keys[: len(equality)]) != equality:
         problems.append(f"equality fields {sorted(equality)} are not the prefix of {keys}")
-    after = keys[len(equality):]
+    after = keys[len(equality) :]
     if after[: len(sort)] != sort:
         problems.append(f"sort {sort} does not follow the equality fields in {keys}")
-    after = after[len(sort):]
+    after = after[len(sort) :]
     range_only = [f for f in ranges if f not in sort]
     if set(after[: len(range_only)]) != set(range_only):
         problems.append(f"range fields {range_only} do not come after the sort in {keys}")
@@ -71,8 +71,9 @@ def test_every_query_is_served_by_its_declared_index_in_esr_order(query: b.Query
 
 def test_the_esr_check_rejects_a_range_before_the_sort() -> None:
     # by_status is {status, lockedUntil}: sorting by sendAt on it needs an in-memory sort.
-    wrong = b.Query(b.MESSAGES, {"status": "scheduled", "sendAt": {"$lte": NOW}}, "by_status",
-                    [("sendAt", 1)])
+    wrong = b.Query(
+        b.MESSAGES, {"status": "scheduled", "sendAt": {"$lte": NOW}}, "by_status", [("sendAt", 1)]
+    )
     assert esr_problems(wrong)
 
 
@@ -105,8 +106,17 @@ MINUTE = timedelta(minutes=1)
         (_message("failed", NOW - MINUTE), False),
         (_message("cancelled", NOW - MINUTE), False),
     ],
-    ids=["scheduled-past", "scheduled-now", "scheduled-future", "lease-expired",
-         "lease-ends-now", "lease-live", "sent", "failed", "cancelled"],
+    ids=[
+        "scheduled-past",
+        "scheduled-now",
+        "scheduled-future",
+        "lease-expired",
+        "lease-ends-now",
+        "lease-live",
+        "sent",
+        "failed",
+        "cancelled",
+    ],
 )
 def test_claim_filter_matches_only_claimable_messages(doc: dict, claimable: bool) -> None:
     assert filter_applies(b.claim_query([doc["_id"]], NOW).filter, doc) is claimable
@@ -125,8 +135,7 @@ def test_a_claimed_message_no_longer_matches_the_claim_filter() -> None:
 
 
 def test_holder_filter_needs_the_worker_and_a_live_lease() -> None:
-    doc = {"_id": ObjectId(), "status": "processing", "lockedBy": "w1",
-           "lockedUntil": NOW + MINUTE}
+    doc = {"_id": ObjectId(), "status": "processing", "lockedBy": "w1", "lockedUntil": NOW + MINUTE}
     assert filter_applies(b.holder_filter(doc["_id"], "w1", NOW), doc)
     assert not filter_applies(b.holder_filter(doc["_id"], "w2", NOW), doc)
     assert not filter_applies(b.holder_filter(doc["_id"], "w1", NOW + MINUTE), doc)
@@ -134,8 +143,13 @@ def test_holder_filter_needs_the_worker_and_a_live_lease() -> None:
 
 def test_a_claimed_document_gives_the_shard_key_to_finishing_writes() -> None:
     tenant, other = ObjectId(), ObjectId()
-    doc = {"_id": ObjectId(), "tenantId": tenant, "status": "processing", "lockedBy": "w1",
-           "lockedUntil": NOW + MINUTE}
+    doc = {
+        "_id": ObjectId(),
+        "tenantId": tenant,
+        "status": "processing",
+        "lockedBy": "w1",
+        "lockedUntil": NOW + MINUTE,
+    }
     assert b.message_ref(doc) == (doc["_id"], tenant)
     assert b.message_ref(str(doc["_id"])) == (doc["_id"], None)
     targeted = b.holder_filter(doc["_id"], "w1", NOW, tenant)
@@ -152,7 +166,8 @@ def test_pick_candidates_merges_both_scans_oldest_first_without_duplicates() -> 
 
 def test_lease_end_is_at_bson_precision_and_positive() -> None:
     assert b.lease_end(NOW, timedelta(seconds=1, microseconds=1500)) == NOW + timedelta(
-        seconds=1, milliseconds=1)
+        seconds=1, milliseconds=1
+    )
     with pytest.raises(ValueError, match="positive"):
         b.lease_end(NOW, timedelta(0))
 
@@ -168,8 +183,9 @@ def test_backoff_schedule_is_reproducible_with_a_seeded_rng() -> None:
 
 @settings(deadline=None)  # a noisy shared machine must not fail a pure property
 @given(attempts=st.integers(1, 200), seed=st.integers(0, 2**32), base_s=st.integers(1, 600))
-def test_backoff_is_within_half_step_and_step_and_capped(attempts: int, seed: int,
-                                                         base_s: int) -> None:
+def test_backoff_is_within_half_step_and_step_and_capped(
+    attempts: int, seed: int, base_s: int
+) -> None:
     base = timedelta(seconds=base_s)
     step = min(b.MAX_BACKOFF.total_seconds(), base_s * 2.0 ** (attempts - 1))
     delay = b.backoff(attempts, base, random.Random(seed)).total_seconds()
@@ -189,12 +205,27 @@ def test_should_retry_until_max_attempts(attempts: int, retry: bool, expected: b
 def test_new_message_leaves_optional_fields_out_and_fits_the_model() -> None:
     tenant, contact = ObjectId(), ObjectId()
     doc = b.new_message(tenant, contact, "sms", NOW + MINUTE, NOW)
-    assert set(doc) == {"tenantId", "contactId", "channel", "sendAt", "status", "attempts",
-                        "createdAt"}
+    assert set(doc) == {
+        "tenantId",
+        "contactId",
+        "channel",
+        "sendAt",
+        "status",
+        "attempts",
+        "createdAt",
+    }
     ScheduledMessage.model_validate(doc)
-    full = b.new_message(tenant, contact, "email", NOW, NOW, payload={"a": 1},
-                         workflow_step_id=ObjectId(), template_id=ObjectId(),
-                         idempotency_key="k")
+    full = b.new_message(
+        tenant,
+        contact,
+        "email",
+        NOW,
+        NOW,
+        payload={"a": 1},
+        workflow_step_id=ObjectId(),
+        template_id=ObjectId(),
+        idempotency_key="k",
+    )
     ScheduledMessage.model_validate(full)
     assert full["idempotencyKey"] == "k"
 
@@ -204,14 +235,19 @@ def test_new_event_leaves_optional_fields_out_and_fits_the_model() -> None:
     assert set(event) == {"tenantId", "eventType", "createdAt"}
     MessageEvent.model_validate(event)
     raw = b.failure_raw("timeout", 2, NOW + MINUTE)
-    MessageEvent.model_validate(b.new_event(ObjectId(), "failed", NOW, message_id=ObjectId(),
-                                            raw=raw))
+    MessageEvent.model_validate(
+        b.new_event(ObjectId(), "failed", NOW, message_id=ObjectId(), raw=raw)
+    )
     assert raw == {"error": "timeout", "attempts": 2, "final": False, "retryAt": NOW + MINUTE}
 
 
 def test_finishing_updates_release_the_lease() -> None:
-    for update in (b.sent_update(NOW), b.retry_update(NOW, NOW, "x"), b.failed_update(NOW, "x"),
-                   b.cancel_update(NOW)):
+    for update in (
+        b.sent_update(NOW),
+        b.retry_update(NOW, NOW, "x"),
+        b.failed_update(NOW, "x"),
+        b.cancel_update(NOW),
+    ):
         assert {"lockedBy": "", "lockedUntil": ""}.items() <= update["$unset"].items()
 
 
@@ -226,13 +262,17 @@ def test_a_failure_drops_the_claim_and_a_send_or_cancel_keeps_it() -> None:
 
 @pytest.mark.parametrize(
     ("channel", "provider", "provider_id", "expected"),
-    [("sms", None, "SM1", "twilio"), ("email", None, "re_1", "resend"),
-     ("sms", "twilio", None, "twilio"), ("sms", None, None, None)],
+    [
+        ("sms", None, "SM1", "twilio"),
+        ("email", None, "re_1", "resend"),
+        ("sms", "twilio", None, "twilio"),
+        ("sms", None, None, None),
+    ],
     ids=["sms-default", "email-default", "explicit", "no-id"],
 )
-def test_sent_provider_defaults_from_the_channel(channel: str, provider: str | None,
-                                                 provider_id: str | None,
-                                                 expected: str | None) -> None:
+def test_sent_provider_defaults_from_the_channel(
+    channel: str, provider: str | None, provider_id: str | None, expected: str | None
+) -> None:
     assert b.sent_provider(channel, provider, provider_id) == expected
 
 

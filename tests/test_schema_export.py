@@ -29,7 +29,12 @@ def test_file_holds_exactly_what_init_applies(order: int) -> None:
     assert text.endswith("}\n") and "\t" not in text
     content = json.loads(text)
     assert list(content) == [
-        "collection", "order", "validator", "validationLevel", "validationAction", "indexes",
+        "collection",
+        "order",
+        "validator",
+        "validationLevel",
+        "validationAction",
+        "indexes",
     ]
     assert (content["collection"], content["order"]) == (spec.name, order)
     assert content["validator"] == spec.validator
@@ -44,7 +49,11 @@ def test_render_is_deterministic_across_processes() -> None:
     script = "import json; from nsn_store.export import render; print(json.dumps(render()))"
     outputs = {
         subprocess.run(
-            [sys.executable, "-c", script], cwd=REPO, check=True, capture_output=True, text=True,
+            [sys.executable, "-c", script],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
             env={**os.environ, "PYTHONHASHSEED": seed},
         ).stdout
         for seed in ("1", "2")

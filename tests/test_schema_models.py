@@ -24,32 +24,63 @@ REQUIRED: dict[type[models.Document], dict[str, Any]] = {
     models.Contact: {"tenantId": TENANT, "createdAt": NOW},
     models.Workflow: {"tenantId": TENANT, "name": "Reminders", "createdAt": NOW},
     models.WorkflowStep: {
-        "workflowId": TENANT, "tenantId": TENANT, "order": 0, "channel": "sms", "createdAt": NOW,
+        "workflowId": TENANT,
+        "tenantId": TENANT,
+        "order": 0,
+        "channel": "sms",
+        "createdAt": NOW,
     },
     models.Template: {
-        "tenantId": TENANT, "name": "T", "channel": "sms", "body": "Hi", "createdAt": NOW,
+        "tenantId": TENANT,
+        "name": "T",
+        "channel": "sms",
+        "body": "Hi",
+        "createdAt": NOW,
     },
     models.ScheduledMessage: {
-        "tenantId": TENANT, "contactId": TENANT, "channel": "sms", "sendAt": NOW,
-        "status": "scheduled", "attempts": 0, "createdAt": NOW,
+        "tenantId": TENANT,
+        "contactId": TENANT,
+        "channel": "sms",
+        "sendAt": NOW,
+        "status": "scheduled",
+        "attempts": 0,
+        "createdAt": NOW,
     },
     models.MessageEvent: {"tenantId": TENANT, "eventType": "queued", "createdAt": NOW},
     models.AIPreview: {
-        "tenantId": TENANT, "prompt": "p", "status": "pending", "expiresAt": NOW, "createdAt": NOW,
+        "tenantId": TENANT,
+        "prompt": "p",
+        "status": "pending",
+        "expiresAt": NOW,
+        "createdAt": NOW,
     },
     models.RagDocument: {"tenantId": TENANT, "text": "t", "createdAt": NOW},
     models.Counter: {
-        "tenantId": TENANT, "metric": "m", "shard": 0, "value": 0, "createdAt": NOW, "updatedAt": NOW,
+        "tenantId": TENANT,
+        "metric": "m",
+        "shard": 0,
+        "value": 0,
+        "createdAt": NOW,
+        "updatedAt": NOW,
     },
     models.Aggregate: {
-        "tenantId": TENANT, "period": "day", "date": "2026-01-05", "metric": "m", "value": 0,
-        "createdAt": NOW, "updatedAt": NOW,
+        "tenantId": TENANT,
+        "period": "day",
+        "date": "2026-01-05",
+        "metric": "m",
+        "value": 0,
+        "createdAt": NOW,
+        "updatedAt": NOW,
     },
 }
 BY_NAME = {model.collection_name: model for model in models.MODELS}
 ENUM_FIELDS: list[tuple[type[models.Document], str]] = [
-    (models.User, "role"), (models.WorkflowStep, "channel"), (models.ScheduledMessage, "status"),
-    (models.MessageEvent, "eventType"), (models.AIPreview, "status"), (models.Aggregate, "period"),
+    (models.User, "role"),
+    (models.WorkflowStep, "channel"),
+    (models.ScheduledMessage, "status"),
+    (models.MessageEvent, "eventType"),
+    (models.AIPreview, "status"),
+    (models.Aggregate, "period"),
 ]
 
 
@@ -71,8 +102,11 @@ def test_enumerations_are_exported_as_tuples() -> None:
 @pytest.mark.parametrize("model", models.MODELS, ids=lambda m: m.collection_name)
 def test_to_document_omits_unset_optional_fields(model: type[models.Document]) -> None:
     document = model(**REQUIRED[model]).to_document()
-    defaults = {name for name, f in model.model_fields.items()
-                if not f.is_required() and f.default is not None}
+    defaults = {
+        name
+        for name, f in model.model_fields.items()
+        if not f.is_required() and f.default is not None
+    }
     assert set(document) == set(REQUIRED[model]) | defaults
     assert None not in document.values()
 
@@ -100,8 +134,9 @@ def test_unknown_fields_are_forbidden(model: type[models.Document]) -> None:
         model(**{**REQUIRED[model], "nickname": "x"})
 
 
-@pytest.mark.parametrize(("model", "field"), ENUM_FIELDS,
-                         ids=[f"{m.collection_name}-{f}" for m, f in ENUM_FIELDS])
+@pytest.mark.parametrize(
+    ("model", "field"), ENUM_FIELDS, ids=[f"{m.collection_name}-{f}" for m, f in ENUM_FIELDS]
+)
 def test_values_outside_an_enum_are_rejected(model: type[models.Document], field: str) -> None:
     with pytest.raises(ValidationError):
         model(**{**REQUIRED[model], field: "bogus"})
@@ -109,11 +144,26 @@ def test_values_outside_an_enum_are_rejected(model: type[models.Document], field
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("attempts", -1), ("attempts", True), ("attempts", "1"), ("sendAt", "2026-01-05T09:00:00Z"),
-     ("sendAt", 1767603600000), ("sendAt", datetime(2026, 1, 5, 9)), ("tenantId", "not-an-id"),
-     ("tenantId", 12)],
-    ids=["negative", "bool", "numeric-string", "iso-string", "epoch-ms", "naive-datetime",
-         "bad-hex", "int-id"],
+    [
+        ("attempts", -1),
+        ("attempts", True),
+        ("attempts", "1"),
+        ("sendAt", "2026-01-05T09:00:00Z"),
+        ("sendAt", 1767603600000),
+        ("sendAt", datetime(2026, 1, 5, 9)),
+        ("tenantId", "not-an-id"),
+        ("tenantId", 12),
+    ],
+    ids=[
+        "negative",
+        "bool",
+        "numeric-string",
+        "iso-string",
+        "epoch-ms",
+        "naive-datetime",
+        "bad-hex",
+        "int-id",
+    ],
 )
 def test_wrong_values_are_rejected(field: str, value: Any) -> None:
     with pytest.raises(ValidationError):
@@ -127,20 +177,29 @@ def test_object_id_accepts_its_hex_form() -> None:
 
 def test_times_are_normalised_to_utc_milliseconds() -> None:
     paris = timezone(timedelta(hours=1))
-    contact = models.Contact(tenantId=TENANT, createdAt=datetime(2026, 1, 5, 10, 0, 0, 123456, paris))
+    contact = models.Contact(
+        tenantId=TENANT, createdAt=datetime(2026, 1, 5, 10, 0, 0, 123456, paris)
+    )
     assert contact.createdAt == datetime(2026, 1, 5, 9, 0, 0, 123000, timezone.utc)
     assert contact.createdAt.utcoffset() == timedelta(0)
 
 
 @pytest.mark.parametrize(
     ("model", "field", "value"),
-    [(models.Contact, "phone", "555-1234"), (models.Contact, "email", "nobody"),
-     (models.Aggregate, "date", "05/01/2026"), (models.Tenant, "name", ""),
-     (models.Tenant, "name", "x" * 201), (models.AIPreview, "prompt", "x" * 10_001),
-     (models.ScheduledMessage, "lastError", "x" * 2001)],
+    [
+        (models.Contact, "phone", "555-1234"),
+        (models.Contact, "email", "nobody"),
+        (models.Aggregate, "date", "05/01/2026"),
+        (models.Tenant, "name", ""),
+        (models.Tenant, "name", "x" * 201),
+        (models.AIPreview, "prompt", "x" * 10_001),
+        (models.ScheduledMessage, "lastError", "x" * 2001),
+    ],
     ids=["phone", "email", "day", "empty-name", "long-name", "long-prompt", "long-error"],
 )
-def test_patterns_and_lengths_are_enforced(model: type[models.Document], field: str, value: Any) -> None:
+def test_patterns_and_lengths_are_enforced(
+    model: type[models.Document], field: str, value: Any
+) -> None:
     with pytest.raises(ValidationError):
         model(**{**REQUIRED[model], field: value})
 
@@ -173,8 +232,9 @@ def test_assignment_is_validated() -> None:
     period=st.sampled_from(models.PERIODS),
 )
 def test_aggregate_round_trips_through_to_document(value: float, day: str, period: str) -> None:
-    aggregate = models.Aggregate(**{**REQUIRED[models.Aggregate], "value": value, "date": day,
-                                    "period": period})
+    aggregate = models.Aggregate(
+        **{**REQUIRED[models.Aggregate], "value": value, "date": day, "period": period}
+    )
     again = models.Aggregate.model_validate(aggregate.to_document())
     assert again == aggregate
     assert type(again.value) is type(value)  # an int stays an int (BSON int/long), a float a double

@@ -26,8 +26,18 @@ from nsn_store.validators import validator_for
 
 #: migration-plan-0001.md, "Table Creation Order".
 PLAN_ORDER = (
-    "tenants", "users", "contacts", "workflows", "workflowSteps", "templates",
-    "scheduledMessages", "messageEvents", "aiPreviews", "ragDocuments", "counters", "aggregates",
+    "tenants",
+    "users",
+    "contacts",
+    "workflows",
+    "workflowSteps",
+    "templates",
+    "scheduledMessages",
+    "messageEvents",
+    "aiPreviews",
+    "ragDocuments",
+    "counters",
+    "aggregates",
 )
 
 #: The contract's index table: (collection, index) -> ordered key fields.
@@ -61,13 +71,20 @@ PLAN_INDEXES: dict[tuple[str, str], tuple[str, ...]] = {
 ADDITIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("scheduledMessages", "by_tenant_idempotencyKey"): ("tenantId", "idempotencyKey"),
     ("scheduledMessages", "by_status_updatedAt"): ("status", "updatedAt"),
-    ("messageEvents", "by_provider_message_event"):
-        ("tenantId", "provider", "providerMessageId", "eventType"),
+    ("messageEvents", "by_provider_message_event"): (
+        "tenantId",
+        "provider",
+        "providerMessageId",
+        "eventType",
+    ),
 }
 UNIQUE = {
-    ("tenants", "by_clerkOrgId"), ("users", "by_clerkUserId"),
-    ("counters", "by_tenant_metric_shard"), ("aggregates", "by_tenant_date_metric"),
-    ("scheduledMessages", "by_tenant_idempotencyKey"), ("messageEvents", "by_provider_message_event"),
+    ("tenants", "by_clerkOrgId"),
+    ("users", "by_clerkUserId"),
+    ("counters", "by_tenant_metric_shard"),
+    ("aggregates", "by_tenant_date_metric"),
+    ("scheduledMessages", "by_tenant_idempotencyKey"),
+    ("messageEvents", "by_provider_message_event"),
 }
 ALL_INDEXES = {**PLAN_INDEXES, **ADDITIONS}
 
@@ -84,7 +101,9 @@ def test_collections_are_in_plan_order() -> None:
 
 
 @pytest.mark.parametrize(("where", "fields"), PLAN_INDEXES.items(), ids=lambda v: "-".join(v))
-def test_every_plan_index_is_declared_with_its_key(where: tuple[str, str], fields: tuple[str, ...]) -> None:
+def test_every_plan_index_is_declared_with_its_key(
+    where: tuple[str, str], fields: tuple[str, ...]
+) -> None:
     index = _declared()[where]
     assert index.keys == tuple((field, 1) for field in fields)  # ordered pairs
 
@@ -99,15 +118,20 @@ def test_uniqueness_is_as_declared(where: tuple[str, str]) -> None:
 
 
 def test_preview_expiry_is_a_ttl_index_and_the_only_one() -> None:
-    ttl = {where: i.expire_after_seconds for where, i in _declared().items()
-           if i.expire_after_seconds is not None}
+    ttl = {
+        where: i.expire_after_seconds
+        for where, i in _declared().items()
+        if i.expire_after_seconds is not None
+    }
     assert ttl == {("aiPreviews", "by_expiresAt"): 0}
 
 
 @pytest.mark.parametrize(
     ("where", "field"),
-    [(("scheduledMessages", "by_tenant_idempotencyKey"), "idempotencyKey"),
-     (("messageEvents", "by_provider_message_event"), "providerMessageId")],
+    [
+        (("scheduledMessages", "by_tenant_idempotencyKey"), "idempotencyKey"),
+        (("messageEvents", "by_provider_message_event"), "providerMessageId"),
+    ],
     ids=["idempotency", "webhook"],
 )
 def test_optional_unique_keys_are_partial(where: tuple[str, str], field: str) -> None:
@@ -139,7 +163,9 @@ def test_spec_carries_its_model_validator_and_options(spec: CollectionSpec) -> N
     assert spec.model.collection_name == spec.name  # type: ignore[attr-defined]
     assert spec.validator == validator_for(spec.model)
     assert spec.create_options() == {
-        "validator": spec.validator, "validationLevel": "strict", "validationAction": "error",
+        "validator": spec.validator,
+        "validationLevel": "strict",
+        "validationAction": "error",
     }
 
 
@@ -171,8 +197,9 @@ def test_lookup_by_name_and_position() -> None:
     assert len(SCHEMA) == 12
 
 
-@pytest.mark.parametrize("lookup", [lambda: SCHEMA.get("Tenants"), lambda: SCHEMA["nope"]],
-                         ids=["get", "getitem"])
+@pytest.mark.parametrize(
+    "lookup", [lambda: SCHEMA.get("Tenants"), lambda: SCHEMA["nope"]], ids=["get", "getitem"]
+)
 def test_unknown_collection_is_a_configuration_error(lookup: Any) -> None:
     with pytest.raises(ConfigurationError, match="unknown collection"):
         lookup()
@@ -195,8 +222,12 @@ def test_checksum_is_stable_hex() -> None:
     script = "from nsn_store.schema import checksum; print(checksum())"
     for hash_seed in ("1", "2"):
         other = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parents[1], env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
         )
         assert other.stdout.strip() == checksum()
 
@@ -221,9 +252,15 @@ def _changed_validator() -> Schema:
 
 @pytest.mark.parametrize(
     "changed",
-    [lambda: _replace_spec(0, validation_level="moderate"), _reordered_key, _changed_validator,
-     lambda: _replace_spec(10, indexes=(dataclasses.replace(SCHEMA[10].indexes[0], unique=False),)),
-     lambda: Schema(reversed(list(SCHEMA)))],
+    [
+        lambda: _replace_spec(0, validation_level="moderate"),
+        _reordered_key,
+        _changed_validator,
+        lambda: _replace_spec(
+            10, indexes=(dataclasses.replace(SCHEMA[10].indexes[0], unique=False),)
+        ),
+        lambda: Schema(reversed(list(SCHEMA))),
+    ],
     ids=["validation-level", "reordered-compound-key", "validator", "index-option", "order"],
 )
 def test_checksum_changes_when_a_spec_changes(changed: Any) -> None:

@@ -51,8 +51,12 @@ def _is_long(_: Any, value: Any) -> bool:
 def _is_number(checker: Any, value: Any) -> bool:
     return any(
         test(checker, value)
-        for test in (_is_int, _is_long, lambda _, v: type(v) is float,
-                     lambda _, v: isinstance(v, Decimal128))
+        for test in (
+            _is_int,
+            _is_long,
+            lambda _, v: type(v) is float,
+            lambda _, v: isinstance(v, Decimal128),
+        )
     )
 
 
@@ -72,7 +76,9 @@ BSON_CHECKS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _bson_type(validator: Any, aliases: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+def _bson_type(
+    validator: Any, aliases: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
     wanted = [aliases] if isinstance(aliases, str) else list(aliases)
     if not any(validator.is_type(instance, alias) for alias in wanted):
         yield ValidationError(f"{instance!r} is not of bsonType {wanted}")
@@ -106,65 +112,135 @@ def accepts(request: pytest.FixtureRequest) -> Callable[[str, Mapping[str, Any]]
 # --- sample documents -------------------------------------------------------
 
 SMS = models.ProviderConfig(
-    channel="sms", provider="twilio", fromAddress="+15550001111",
+    channel="sms",
+    provider="twilio",
+    fromAddress="+15550001111",
     credentialsRef="vault://kv/tenants/acme/twilio",
 )
 MAIL = models.ProviderConfig(
-    channel="email", provider="resend", fromAddress="Acme <hi@acme.test>",
+    channel="email",
+    provider="resend",
+    fromAddress="Acme <hi@acme.test>",
     credentialsRef="env:RESEND_API_KEY",
 )
 
 #: One instance per collection with every optional field set.
 FULL: dict[str, models.Document] = {
     "tenants": models.Tenant(
-        name="Acme Dental", clerkOrgId="org_2abc", plan="pro", clerkUserId="user_1",
-        providerConfigs=[SMS, MAIL], createdAt=NOW, updatedAt=LATER,
+        name="Acme Dental",
+        clerkOrgId="org_2abc",
+        plan="pro",
+        clerkUserId="user_1",
+        providerConfigs=[SMS, MAIL],
+        createdAt=NOW,
+        updatedAt=LATER,
     ),
     "users": models.User(
-        clerkUserId="user_1", tenantId=TENANT, role="owner", email="o@acme.test", createdAt=NOW,
+        clerkUserId="user_1",
+        tenantId=TENANT,
+        role="owner",
+        email="o@acme.test",
+        createdAt=NOW,
     ),
     "contacts": models.Contact(
-        tenantId=TENANT, firstName="Ada", lastName="Lovelace", phone="+447700900123",
-        email="ada@example.org", optedOut=False, metadata={"source": "import", "n": 1},
-        createdAt=NOW, updatedAt=LATER,
+        tenantId=TENANT,
+        firstName="Ada",
+        lastName="Lovelace",
+        phone="+447700900123",
+        email="ada@example.org",
+        optedOut=False,
+        metadata={"source": "import", "n": 1},
+        createdAt=NOW,
+        updatedAt=LATER,
     ),
     "workflows": models.Workflow(
-        tenantId=TENANT, name="Reminders", description="24h and 1h before",
-        createdAt=NOW, updatedAt=LATER,
+        tenantId=TENANT,
+        name="Reminders",
+        description="24h and 1h before",
+        createdAt=NOW,
+        updatedAt=LATER,
     ),
     "workflowSteps": models.WorkflowStep(
-        workflowId=OTHER, tenantId=TENANT, order=1, channel="sms", delaySeconds=3600,
-        templateId=OTHER, useAi=True, createdAt=NOW,
+        workflowId=OTHER,
+        tenantId=TENANT,
+        order=1,
+        channel="sms",
+        delaySeconds=3600,
+        templateId=OTHER,
+        useAi=True,
+        createdAt=NOW,
     ),
     "templates": models.Template(
-        tenantId=TENANT, name="Reminder", channel="email", subject="See you soon",
-        body="Hi {{firstName}}", createdAt=NOW, updatedAt=LATER,
+        tenantId=TENANT,
+        name="Reminder",
+        channel="email",
+        subject="See you soon",
+        body="Hi {{firstName}}",
+        createdAt=NOW,
+        updatedAt=LATER,
     ),
     "scheduledMessages": models.ScheduledMessage(
-        tenantId=TENANT, contactId=OTHER, channel="sms", sendAt=LATER, status="processing",
-        attempts=2, workflowStepId=OTHER, templateId=OTHER, payload={"firstName": "Ada"},
-        lockedBy="worker-1", lockedUntil=LATER, lastError="timeout", sentAt=LATER,
-        idempotencyKey="appt-42-24h", createdAt=NOW, updatedAt=LATER,
+        tenantId=TENANT,
+        contactId=OTHER,
+        channel="sms",
+        sendAt=LATER,
+        status="processing",
+        attempts=2,
+        workflowStepId=OTHER,
+        templateId=OTHER,
+        payload={"firstName": "Ada"},
+        lockedBy="worker-1",
+        lockedUntil=LATER,
+        lastError="timeout",
+        sentAt=LATER,
+        idempotencyKey="appt-42-24h",
+        createdAt=NOW,
+        updatedAt=LATER,
     ),
     "messageEvents": models.MessageEvent(
-        tenantId=TENANT, eventType="delivered", scheduledMessageId=OTHER, provider="twilio",
-        providerMessageId="SM123", occurredAt=NOW, raw={"MessageStatus": "delivered"},
+        tenantId=TENANT,
+        eventType="delivered",
+        scheduledMessageId=OTHER,
+        provider="twilio",
+        providerMessageId="SM123",
+        occurredAt=NOW,
+        raw={"MessageStatus": "delivered"},
         createdAt=NOW,
     ),
     "aiPreviews": models.AIPreview(
-        tenantId=TENANT, prompt="Write a friendly reminder", status="streaming",
-        expiresAt=LATER, userId=OTHER, tokens="Hi Ada,", createdAt=NOW, updatedAt=NOW,
+        tenantId=TENANT,
+        prompt="Write a friendly reminder",
+        status="streaming",
+        expiresAt=LATER,
+        userId=OTHER,
+        tokens="Hi Ada,",
+        createdAt=NOW,
+        updatedAt=NOW,
     ),
     "ragDocuments": models.RagDocument(
-        tenantId=TENANT, text="Opening hours: 9-5", title="Hours",
-        metadata={"lang": "en"}, embedding=[0.25, -1.5, 3.0], createdAt=NOW,
+        tenantId=TENANT,
+        text="Opening hours: 9-5",
+        title="Hours",
+        metadata={"lang": "en"},
+        embedding=[0.25, -1.5, 3.0],
+        createdAt=NOW,
     ),
     "counters": models.Counter(
-        tenantId=TENANT, metric="messages.sent", shard=15, value=7, createdAt=NOW, updatedAt=NOW,
+        tenantId=TENANT,
+        metric="messages.sent",
+        shard=15,
+        value=7,
+        createdAt=NOW,
+        updatedAt=NOW,
     ),
     "aggregates": models.Aggregate(
-        tenantId=TENANT, period="week", date="2026-01-05", metric="messages.sent", value=12,
-        createdAt=NOW, updatedAt=NOW,
+        tenantId=TENANT,
+        period="week",
+        date="2026-01-05",
+        metric="messages.sent",
+        value=12,
+        createdAt=NOW,
+        updatedAt=NOW,
     ),
 }
 
@@ -215,14 +291,21 @@ def _without(document: dict[str, Any], field: str) -> dict[str, Any]:
 
 
 ENUM_FIELDS = [
-    ("users", "role"), ("workflowSteps", "channel"), ("templates", "channel"),
-    ("scheduledMessages", "channel"), ("scheduledMessages", "status"),
-    ("messageEvents", "eventType"), ("messageEvents", "provider"),
-    ("aiPreviews", "status"), ("aggregates", "period"),
+    ("users", "role"),
+    ("workflowSteps", "channel"),
+    ("templates", "channel"),
+    ("scheduledMessages", "channel"),
+    ("scheduledMessages", "status"),
+    ("messageEvents", "eventType"),
+    ("messageEvents", "provider"),
+    ("aiPreviews", "status"),
+    ("aggregates", "period"),
 ]
 NON_NEGATIVE = [
-    ("workflowSteps", "order"), ("workflowSteps", "delaySeconds"),
-    ("scheduledMessages", "attempts"), ("counters", "shard"),
+    ("workflowSteps", "order"),
+    ("workflowSteps", "delaySeconds"),
+    ("scheduledMessages", "attempts"),
+    ("counters", "shard"),
 ]
 
 
@@ -238,9 +321,15 @@ def _with(collection: str, /, **fields: Any) -> dict[str, Any]:
 
 # Specific rules a user relies on, beyond the generic mutations above.
 SPECIFIC_REJECTS = [
-    pytest.param("scheduledMessages", _with("scheduledMessages", attempts=True), id="bool-is-not-int"),
-    pytest.param("scheduledMessages", _with("scheduledMessages", attempts=2.0), id="double-is-not-int"),
-    pytest.param("scheduledMessages", _with("scheduledMessages", status="Sent"), id="enum-is-case-sensitive"),
+    pytest.param(
+        "scheduledMessages", _with("scheduledMessages", attempts=True), id="bool-is-not-int"
+    ),
+    pytest.param(
+        "scheduledMessages", _with("scheduledMessages", attempts=2.0), id="double-is-not-int"
+    ),
+    pytest.param(
+        "scheduledMessages", _with("scheduledMessages", status="Sent"), id="enum-is-case-sensitive"
+    ),
     pytest.param("contacts", _with("contacts", phone="07700 900123"), id="phone-not-e164"),
     pytest.param("contacts", _with("contacts", phone="+0123"), id="phone-leading-zero"),
     pytest.param("contacts", _with("contacts", email="ada at example"), id="email-malformed"),
@@ -254,17 +343,27 @@ SPECIFIC_REJECTS = [
     pytest.param("tenants", _tenant_with(credentialsRef="AC0123456789abcdef"), id="raw-secret"),
     pytest.param("tenants", _tenant_with(provider="sendgrid"), id="nested-enum"),
     pytest.param("tenants", _tenant_with(apiKey="env:X"), id="nested-unknown-field"),
-    pytest.param("tenants", _with("tenants", providerConfigs=[{"channel": "sms"}]), id="nested-missing"),
-    pytest.param("ragDocuments", _with("ragDocuments", embedding=["0.1"]), id="embedding-item-type"),
+    pytest.param(
+        "tenants", _with("tenants", providerConfigs=[{"channel": "sms"}]), id="nested-missing"
+    ),
+    pytest.param(
+        "ragDocuments", _with("ragDocuments", embedding=["0.1"]), id="embedding-item-type"
+    ),
 ]
 SPECIFIC_ACCEPTS = [
-    pytest.param("scheduledMessages", _with("scheduledMessages", attempts=Int64(3)), id="int64-attempts"),
+    pytest.param(
+        "scheduledMessages", _with("scheduledMessages", attempts=Int64(3)), id="int64-attempts"
+    ),
     pytest.param("counters", _with("counters", value=2**40), id="counter-beyond-int32"),
     pytest.param("counters", _with("counters", value=-3), id="counter-negative-value"),
     pytest.param("aggregates", _with("aggregates", value=2.5), id="aggregate-double"),
     pytest.param("aggregates", _with("aggregates", value=Int64(9)), id="aggregate-long"),
-    pytest.param("templates", _without(_with("templates", channel="sms"), "subject"), id="sms-no-subject"),
-    pytest.param("contacts", _with("contacts", metadata={"any": {"nested": [1, None]}}), id="free-metadata"),
+    pytest.param(
+        "templates", _without(_with("templates", channel="sms"), "subject"), id="sms-no-subject"
+    ),
+    pytest.param(
+        "contacts", _with("contacts", metadata={"any": {"nested": [1, None]}}), id="free-metadata"
+    ),
 ]
 
 
@@ -307,15 +406,27 @@ _times = st.datetimes(
     min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(timezone.utc)
 )
 _keys = st.text(min_size=1, max_size=200)
-_payloads = st.dictionaries(st.text(max_size=8), st.integers(-(2**31), 2**31) | st.text(max_size=20))
+_payloads = st.dictionaries(
+    st.text(max_size=8), st.integers(-(2**31), 2**31) | st.text(max_size=20)
+)
 scheduled_messages = st.builds(
     models.ScheduledMessage,
-    tenantId=_ids, contactId=_ids, channel=st.sampled_from(models.CHANNELS), sendAt=_times,
-    status=st.sampled_from(models.MESSAGE_STATUSES), attempts=st.integers(0, 2**63 - 1),
-    workflowStepId=st.none() | _ids, templateId=st.none() | _ids, payload=st.none() | _payloads,
-    lockedBy=st.none() | _keys, lockedUntil=st.none() | _times,
-    lastError=st.none() | st.text(max_size=2000), sentAt=st.none() | _times,
-    idempotencyKey=st.none() | _keys, createdAt=_times, updatedAt=st.none() | _times,
+    tenantId=_ids,
+    contactId=_ids,
+    channel=st.sampled_from(models.CHANNELS),
+    sendAt=_times,
+    status=st.sampled_from(models.MESSAGE_STATUSES),
+    attempts=st.integers(0, 2**63 - 1),
+    workflowStepId=st.none() | _ids,
+    templateId=st.none() | _ids,
+    payload=st.none() | _payloads,
+    lockedBy=st.none() | _keys,
+    lockedUntil=st.none() | _times,
+    lastError=st.none() | st.text(max_size=2000),
+    sentAt=st.none() | _times,
+    idempotencyKey=st.none() | _keys,
+    createdAt=_times,
+    updatedAt=st.none() | _times,
 )
 
 
@@ -332,22 +443,73 @@ def test_any_valid_scheduled_message_passes_its_validator(
 # --- the dialect: only keywords MongoDB accepts ------------------------------
 
 #: The keywords MongoDB's $jsonSchema parser recognises (mongodb-semantics.md §1.1).
-MONGODB_KEYWORDS = frozenset({
-    "type", "bsonType", "enum", "allOf", "anyOf", "oneOf", "not", "title", "description",
-    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-    "minLength", "maxLength", "pattern", "properties", "required", "additionalProperties",
-    "patternProperties", "minProperties", "maxProperties", "dependencies", "items",
-    "additionalItems", "minItems", "maxItems", "uniqueItems", "encrypt", "encryptMetadata",
-})
-BSON_ALIASES = frozenset({
-    "double", "string", "object", "array", "binData", "undefined", "objectId", "bool", "date",
-    "null", "regex", "dbPointer", "javascript", "symbol", "javascriptWithScope", "int",
-    "timestamp", "long", "decimal", "minKey", "maxKey", "number",
-})
+MONGODB_KEYWORDS = frozenset(
+    {
+        "type",
+        "bsonType",
+        "enum",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "title",
+        "description",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "multipleOf",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "properties",
+        "required",
+        "additionalProperties",
+        "patternProperties",
+        "minProperties",
+        "maxProperties",
+        "dependencies",
+        "items",
+        "additionalItems",
+        "minItems",
+        "maxItems",
+        "uniqueItems",
+        "encrypt",
+        "encryptMetadata",
+    }
+)
+BSON_ALIASES = frozenset(
+    {
+        "double",
+        "string",
+        "object",
+        "array",
+        "binData",
+        "undefined",
+        "objectId",
+        "bool",
+        "date",
+        "null",
+        "regex",
+        "dbPointer",
+        "javascript",
+        "symbol",
+        "javascriptWithScope",
+        "int",
+        "timestamp",
+        "long",
+        "decimal",
+        "minKey",
+        "maxKey",
+        "number",
+    }
+)
 COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
 
 
-def subschemas(schema: Mapping[str, Any], path: str = "$") -> Iterator[tuple[str, Mapping[str, Any]]]:
+def subschemas(
+    schema: Mapping[str, Any], path: str = "$"
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
     """Yield every (path, subschema) of a schema tree, the root first."""
     yield path, schema
     for key in ("properties", "patternProperties"):
@@ -371,7 +533,9 @@ def dialect_problems(schema: Mapping[str, Any]) -> list[str]:
     """Return every way ``schema`` strays from what MongoDB accepts (or what we require)."""
     problems = []
     for path, node in subschemas(schema):
-        problems += [f"{path}: unsupported keyword {k!r}" for k in node if k not in MONGODB_KEYWORDS]
+        problems += [
+            f"{path}: unsupported keyword {k!r}" for k in node if k not in MONGODB_KEYWORDS
+        ]
         if "type" in node:
             problems.append(f"{path}: JSON 'type' used; the schema must say bsonType")
         aliases = node.get("bsonType", [])
@@ -382,8 +546,11 @@ def dialect_problems(schema: Mapping[str, Any]) -> list[str]:
             if key in node and not isinstance(node[key], str):
                 problems.append(f"{path}: {key} is not a string")
         required = node.get("required")
-        if required is not None and (not required or len(set(required)) != len(required)
-                                     or not set(required) <= set(node.get("properties", {}))):
+        if required is not None and (
+            not required
+            or len(set(required)) != len(required)
+            or not set(required) <= set(node.get("properties", {}))
+        ):
             problems.append(f"{path}: bad required {required}")
         enum = node.get("enum")
         if enum is not None and (not enum or len(set(map(repr, enum))) != len(enum)):
@@ -415,11 +582,24 @@ def test_validator_is_closed_and_allows_id(spec: Any) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"type": "integer"}, {"bsonType": "int", "format": "int32"}, {"$ref": "#/x"},
-     {"properties": {"a": {"bsonType": ["string", "null"], "default": None}}},
-     {"bsonType": "object", "properties": {"a": {"anyOf": [{"const": 1}]}}},
-     {"bsonType": "object", "required": []}, {"title": 3}],
-    ids=["type-integer", "format", "ref", "nullable-default", "nested-const", "empty-required", "title"],
+    [
+        {"type": "integer"},
+        {"bsonType": "int", "format": "int32"},
+        {"$ref": "#/x"},
+        {"properties": {"a": {"bsonType": ["string", "null"], "default": None}}},
+        {"bsonType": "object", "properties": {"a": {"anyOf": [{"const": 1}]}}},
+        {"bsonType": "object", "required": []},
+        {"title": 3},
+    ],
+    ids=[
+        "type-integer",
+        "format",
+        "ref",
+        "nullable-default",
+        "nested-const",
+        "empty-required",
+        "title",
+    ],
 )
 def test_dialect_check_catches_pydantic_style_output(bad: dict[str, Any]) -> None:
     assert dialect_problems(bad)
@@ -442,7 +622,13 @@ def test_optional_fields_are_not_nullable_and_not_required() -> None:
     assert "lockedUntil" not in root["required"]
     assert root["properties"]["lockedUntil"]["bsonType"] == "date"
     assert root["required"] == [
-        "tenantId", "contactId", "channel", "sendAt", "status", "attempts", "createdAt",
+        "tenantId",
+        "contactId",
+        "channel",
+        "sendAt",
+        "status",
+        "attempts",
+        "createdAt",
     ]
 
 

@@ -68,14 +68,26 @@ def test_the_check_covers_at_least_the_four_unique_indexes_of_sharded_collection
 @pytest.mark.parametrize(
     ("collection", "key", "index"),
     [
-        pytest.param("scheduledMessages", {"tenantId": 1, "_id": 1}, "by_tenant_idempotencyKey",
-                     id="messages-tenant-id"),
-        pytest.param("messageEvents", {"tenantId": 1, "createdAt": 1}, "by_provider_message_event",
-                     id="events-tenant-createdAt"),
+        pytest.param(
+            "scheduledMessages",
+            {"tenantId": 1, "_id": 1},
+            "by_tenant_idempotencyKey",
+            id="messages-tenant-id",
+        ),
+        pytest.param(
+            "messageEvents",
+            {"tenantId": 1, "createdAt": 1},
+            "by_provider_message_event",
+            id="events-tenant-createdAt",
+        ),
         pytest.param("users", {"tenantId": 1}, "by_clerkUserId", id="users-tenant"),
         pytest.param("counters", {"metric": 1}, "by_tenant_metric_shard", id="counters-metric"),
-        pytest.param("aggregates", {"tenantId": 1, "metric": 1}, "by_tenant_date_metric",
-                     id="aggregates-tenant-metric"),
+        pytest.param(
+            "aggregates",
+            {"tenantId": 1, "metric": 1},
+            "by_tenant_date_metric",
+            id="aggregates-tenant-metric",
+        ),
         pytest.param("tenants", {"name": "hashed"}, "by_clerkOrgId", id="tenants-hashed-name"),
     ],
 )
@@ -129,7 +141,8 @@ def test_commands_enable_sharding_then_index_and_shard_each_collection() -> None
     first_index = next(i for i, c in enumerate(commands) if c.get("createIndexes") == "contacts")
     assert commands[first_index + 1]["shardCollection"] == "nsn.contacts"
     assert commands[first_index]["indexes"] == [
-        {"name": "shardkey_tenantId_1__id_hashed", "key": {"tenantId": 1, "_id": "hashed"}}]
+        {"name": "shardkey_tenantId_1__id_hashed", "key": {"tenantId": 1, "_id": "hashed"}}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -189,8 +202,9 @@ def test_shard_dry_run_prints_every_key_with_its_reason() -> None:
     assert "would run (dry run)" in result.stdout
     commands = result.stdout.split("would run (dry run)", 1)[1].splitlines()[1:]
     # Each command is JSON an operator can paste into mongosh.
-    assert [json.loads(line)["shardCollection"] for line in commands
-            if "shardCollection" in line] == [f"nsn.{c.collection}" for c in PLAN.sharded]
+    assert [
+        json.loads(line)["shardCollection"] for line in commands if "shardCollection" in line
+    ] == [f"nsn.{c.collection}" for c in PLAN.sharded]
 
 
 def test_shard_dry_run_json_lists_commands_and_plan() -> None:
@@ -199,7 +213,8 @@ def test_shard_dry_run_json_lists_commands_and_plan() -> None:
     from click.testing import CliRunner
 
     result = CliRunner().invoke(
-        _cli(), ["shard", "--dry-run", "--json", "--uri", "mongomock://shard/nsn"])
+        _cli(), ["shard", "--dry-run", "--json", "--uri", "mongomock://shard/nsn"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["applied"] is False and data["commands"][0] == {"enableSharding": "nsn"}
@@ -232,9 +247,22 @@ def test_shard_without_dry_run_on_the_embedded_database_exits_2() -> None:
         (lambda db: check_shard_key(SCHEMA.get("contacts"), {"tenantId": 2.5}), "key"),
         (lambda db: check_shard_key(SCHEMA.get("contacts"), {"tenantId": True}), "key"),
     ],
-    ids=["plan-int", "plan-items", "apply-plan", "dry-run", "database-int", "database-dot",
-         "database-nul", "database-long", "commands-empty", "commands-plan", "spec", "key-list",
-         "key-float", "key-bool"],
+    ids=[
+        "plan-int",
+        "plan-items",
+        "apply-plan",
+        "dry-run",
+        "database-int",
+        "database-dot",
+        "database-nul",
+        "database-long",
+        "commands-empty",
+        "commands-plan",
+        "spec",
+        "key-list",
+        "key-float",
+        "key-bool",
+    ],
 )
 def test_bad_arguments_are_refused_by_name(db: Any, call: Any, argument: str) -> None:
     from nsn_store.errors import InvalidArgumentError

@@ -23,13 +23,21 @@ def _seed_messages(db: Any, clock: ManualClock, count: int) -> tuple[Any, list[O
 
     init_schema(db)
     now = clock.now()
-    tenant = db["tenants"].insert_one({"name": "Clinic", "clerkOrgId": "org_crash",
-                                       "createdAt": now}).inserted_id
-    contact = db["contacts"].insert_one({"tenantId": tenant, "phone": "+15550001111",
-                                         "createdAt": now}).inserted_id
+    tenant = (
+        db["tenants"]
+        .insert_one({"name": "Clinic", "clerkOrgId": "org_crash", "createdAt": now})
+        .inserted_id
+    )
+    contact = (
+        db["contacts"]
+        .insert_one({"tenantId": tenant, "phone": "+15550001111", "createdAt": now})
+        .inserted_id
+    )
     scheduler = Scheduler(db, clock=clock)
-    ids = [scheduler.schedule(tenant, contact, "sms", now + timedelta(seconds=i))["_id"]
-           for i in range(count)]
+    ids = [
+        scheduler.schedule(tenant, contact, "sms", now + timedelta(seconds=i))["_id"]
+        for i in range(count)
+    ]
     return scheduler, ids
 
 
@@ -48,7 +56,9 @@ def _drain_in_parallel(scheduler: Any, workers: int) -> list[ObjectId]:
         return [mid for future in futures for mid in future.result()]
 
 
-def test_messages_of_a_dead_worker_are_sent_once_after_its_lease(db: Any, clock: ManualClock) -> None:
+def test_messages_of_a_dead_worker_are_sent_once_after_its_lease(
+    db: Any, clock: ManualClock
+) -> None:
     scheduler, ids = _seed_messages(db, clock, 40)
     clock.advance(minutes=1)
     doomed = scheduler.claim_due("doomed", limit=10, lease=LEASE)  # then the process dies
@@ -61,8 +71,9 @@ def test_messages_of_a_dead_worker_are_sent_once_after_its_lease(db: Any, clock:
     second = _drain_in_parallel(scheduler, 3)
     assert sorted(second) == sorted(m["_id"] for m in doomed)
 
-    sent_events = Counter(e["scheduledMessageId"] for e in db["messageEvents"].find(
-        {"eventType": "sent"}))
+    sent_events = Counter(
+        e["scheduledMessageId"] for e in db["messageEvents"].find({"eventType": "sent"})
+    )
     assert sorted(sent_events) == sorted(ids)
     assert set(sent_events.values()) == {1}
     assert db["scheduledMessages"].count_documents({"status": {"$ne": "sent"}}) == 0
@@ -76,14 +87,26 @@ def test_the_dead_worker_cannot_mark_a_message_taken_over(db: Any, clock: Manual
     assert _drain(scheduler, "survivor")
     with pytest.raises(LeaseLostError):
         scheduler.mark_sent(message["_id"], "doomed")  # a zombie coming back
-    assert db["messageEvents"].count_documents(
-        {"eventType": "sent", "scheduledMessageId": message["_id"]}) == 1
+    assert (
+        db["messageEvents"].count_documents(
+            {"eventType": "sent", "scheduledMessageId": message["_id"]}
+        )
+        == 1
+    )
 
 
 @pytest.mark.parametrize("mode", ["threads", "asyncio"])
 def test_simulation_with_crashing_workers_loses_nothing(db: Any, mode: str) -> None:
-    config = SimulationConfig(tenants=3, messages_per_tenant=20, workers=3, batch=5, crashes=2,
-                              failure_rate=0.1, mode=mode, seed=11)  # type: ignore[arg-type]
+    config = SimulationConfig(
+        tenants=3,
+        messages_per_tenant=20,
+        workers=3,
+        batch=5,
+        crashes=2,
+        failure_rate=0.1,
+        mode=mode,
+        seed=11,
+    )  # type: ignore[arg-type]
     report = run_simulation(db, config)
     assert 0 < report.crashed_claims <= config.crashes * config.batch
     assert (report.duplicates, report.lost) == (0, 0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -89,7 +90,9 @@ class FakeSender:
     ``failure_rate`` applies to first attempts and ``retry_failure_rate`` to
     later ones; failures are transient unless ``permanent_rate`` says otherwise.
     ``sent`` counts the calls that succeeded, per message id, so a test can
-    check that nothing was sent twice.
+    check that nothing was sent twice. ``key`` names a message in the draws
+    (default: its id); ``simulate`` passes a name that is stable across runs,
+    so the same seed fails the same attempts in every run.
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class FakeSender:
         permanent_rate: float = 0.0,
         latency: float = 0.0,
         jitter: float = 0.0,
+        key: Callable[[Delivery], Any] | None = None,
     ) -> None:
         for name, rate in (
             ("failure_rate", failure_rate),
@@ -117,13 +121,18 @@ class FakeSender:
         self.permanent_rate = permanent_rate
         self.latency = latency
         self.jitter = jitter
+        self.key = key or (lambda delivery: delivery.message_id)
         self.sent: dict[Any, int] = {}
         self.calls = 0
+        self._lock = threading.Lock()  # sender threads share the counts
 
     def _draw(self, delivery: Delivery, salt: str) -> float:
-        text = f"{self.seed}:{delivery.message_id}:{delivery.attempt}:{salt}"
-        digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
-        return int.from_bytes(digest, "big") / 2**64
+        return _draw(self.seed, self.key(delivery), delivery.attempt, salt)
+
+    def fails(self, key: Any, attempt: int) -> bool:
+        """Return whether attempt ``attempt`` of the message named ``key`` fails (pure)."""
+        rate = self.failure_rate if attempt <= 1 else self.retry_failure_rate
+        return _draw(self.seed, key, attempt, "fail") < rate
 
     def delay(self, delivery: Delivery) -> float:
         """Return how long this attempt takes, in seconds."""
@@ -131,19 +140,27 @@ class FakeSender:
 
     def outcome(self, delivery: Delivery) -> SendResult:
         """Decide this attempt: raise the failure it meets, or return its result."""
-        self.calls += 1
-        rate = self.failure_rate if delivery.attempt <= 1 else self.retry_failure_rate
-        if self._draw(delivery, "fail") < rate:
+        with self._lock:
+            self.calls += 1
+        if self.fails(self.key(delivery), delivery.attempt):
             if self._draw(delivery, "permanent") < self.permanent_rate:
                 raise PermanentSendError("fake provider refused the message for good")
             raise TransientSendError("fake provider error")
-        self.sent[delivery.message_id] = self.sent.get(delivery.message_id, 0) + 1
+        with self._lock:
+            self.sent[delivery.message_id] = self.sent.get(delivery.message_id, 0) + 1
         return SendResult(provider_message_id=f"fake-{delivery.idempotency_key}")
 
     def __call__(self, delivery: Delivery) -> SendResult:
         if (pause := self.delay(delivery)) > 0:
             time.sleep(pause)
         return self.outcome(delivery)
+
+
+def _draw(seed: int, key: Any, attempt: int, salt: str) -> float:
+    """Return a uniform draw in [0, 1) fixed by its inputs (no process-seeded hash)."""
+    text = f"{seed}:{key}:{attempt}:{salt}"
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
 
 
 class AsyncFakeSender(FakeSender):

@@ -36,11 +36,24 @@ from nsn_store.errors import ConnectionFailedError
 from nsn_store.migration import init_schema
 from nsn_store.scheduler import AsyncScheduler, Scheduler
 
-__all__ = ["Fault", "Kit", "async_kit_fixture", "do", "lose_reply", "once_before",
-           "sync_kit_fixture", "twins"]
+__all__ = [
+    "Fault",
+    "Kit",
+    "async_kit_fixture",
+    "do",
+    "lose_reply",
+    "once_before",
+    "sync_kit_fixture",
+    "twins",
+]
 
-METRICS = ("messages.scheduled", "messages.sent", "messages.retried", "messages.failed",
-           "messages.cancelled")
+METRICS = (
+    "messages.scheduled",
+    "messages.sent",
+    "messages.retried",
+    "messages.failed",
+    "messages.cancelled",
+)
 Hook = Callable[[Call], Any]
 
 
@@ -107,16 +120,20 @@ class Kit:
 
     async def writes(self) -> tuple[int, int, int]:
         """Return how many messages, events and counter shards exist (to prove none was added)."""
-        return (await self.count(b.MESSAGES), await self.count(b.EVENTS),
-                await self.count("counters"))
+        return (
+            await self.count(b.MESSAGES),
+            await self.count(b.EVENTS),
+            await self.count("counters"),
+        )
 
     async def due(self, count: int = 1, **options: Any) -> list[ObjectId]:
         """Schedule ``count`` messages due now through the scheduler; return their ids."""
         assert self.contact is not None
         ids = []
         for _ in range(count):
-            message = await do(self.sched.schedule(self.tenant, self.contact, "sms",
-                                                   self.clock.now(), **options))
+            message = await do(
+                self.sched.schedule(self.tenant, self.contact, "sms", self.clock.now(), **options)
+            )
             ids.append(message["_id"])
         return ids
 
@@ -140,11 +157,11 @@ def sync_kit_fixture(db: Any, clock: ManualClock) -> Kit:
     plan, hooks = FaultPlan(), []
     faulty = FaultyDatabase(db, _policy(hooks, plan))
     counter = ShardedCounter(faulty, shards=4, clock=clock, rng=random.Random(1))
-    sched = Scheduler(faulty, clock=clock, counter=counter, max_attempts=3,
-                      rng=random.Random(7))
+    sched = Scheduler(faulty, clock=clock, counter=counter, max_attempts=3, rng=random.Random(7))
     kit = Kit("sync", db, faulty, plan, clock, counter, sched, hooks=hooks)
-    kit.contact = db[b.CONTACTS].insert_one({"tenantId": kit.tenant,
-                                             "createdAt": clock.now()}).inserted_id
+    kit.contact = (
+        db[b.CONTACTS].insert_one({"tenantId": kit.tenant, "createdAt": clock.now()}).inserted_id
+    )
     return kit
 
 
@@ -157,11 +174,13 @@ async def async_kit_fixture(async_db: Any, clock: ManualClock) -> Kit:
     plan, hooks = FaultPlan(), []
     faulty = AsyncFaultyDatabase(async_db, plan, hooks)
     counter = AsyncShardedCounter(faulty, shards=4, clock=clock, rng=random.Random(1))
-    sched = AsyncScheduler(faulty, clock=clock, counter=counter, max_attempts=3,
-                           rng=random.Random(7))
+    sched = AsyncScheduler(
+        faulty, clock=clock, counter=counter, max_attempts=3, rng=random.Random(7)
+    )
     kit = Kit("async", async_db, faulty, plan, clock, counter, sched, hooks=hooks)
-    inserted = await async_db[b.CONTACTS].insert_one({"tenantId": kit.tenant,
-                                                      "createdAt": clock.now()})
+    inserted = await async_db[b.CONTACTS].insert_one(
+        {"tenantId": kit.tenant, "createdAt": clock.now()}
+    )
     kit.contact = inserted.inserted_id
     return kit
 
@@ -227,8 +246,9 @@ class AsyncFaultyDatabase:
         return AsyncFaultyCollection(self._db[name], self._plan, self._hooks)
 
     def get_collection(self, name: str, **options: Any) -> AsyncFaultyCollection:
-        return AsyncFaultyCollection(self._db.get_collection(name, **options), self._plan,
-                                     self._hooks)
+        return AsyncFaultyCollection(
+            self._db.get_collection(name, **options), self._plan, self._hooks
+        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._db, name)
@@ -239,8 +259,9 @@ def lose_reply(kit: Kit, method: str, collection: str) -> None:
     kit.plan.arm(Fault.AFTER, method=method, collection=collection)
 
 
-def once_before(kit: Kit, method: str, collection: str | None,
-                action: Callable[[], Any]) -> list[Any]:
+def once_before(
+    kit: Kit, method: str, collection: str | None, action: Callable[[], Any]
+) -> list[Any]:
     """Run ``action`` (awaited if async) just before the next matching call; return its result."""
     results: list[Any] = []
 
@@ -251,15 +272,16 @@ def once_before(kit: Kit, method: str, collection: str | None,
         kit.hooks.remove(hook)
         outcome = action()
         if inspect.isawaitable(outcome):
+
             async def keep() -> None:
                 results[0] = await outcome
+
             return keep()
         results[0] = outcome
         return None
 
     kit.hooks.append(hook)
     return results
-
 
 
 def twins(scenario: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
@@ -278,8 +300,8 @@ def twins(scenario: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
             await scenario(kwargs.pop(fixture), **kwargs)
 
         test.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY)
-             for name in (fixture, *params)])
+            [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in (fixture, *params)]
+        )
         test.__doc__ = scenario.__doc__
         test.__name__ = f"test_{scenario.__name__}_{fixture.split('_')[0]}"
         test.pytestmark = list(getattr(scenario, "pytestmark", []))  # type: ignore[attr-defined]

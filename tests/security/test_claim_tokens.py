@@ -24,8 +24,9 @@ async def two_claims_in_one_millisecond_share_nothing(kit: Kit) -> None:
     """Claim A finds 4 candidates; claim B (same scheduler, same worker id, same instant)
     takes the 2 oldest before A's update runs; A wins the other 2 and must get only those."""
     ids = await kit.due(4)
-    second = once_before(kit, "update_many", b.MESSAGES,
-                         lambda: kit.sched.claim_due("w", limit=2, lease=LEASE))
+    second = once_before(
+        kit, "update_many", b.MESSAGES, lambda: kit.sched.claim_due("w", limit=2, lease=LEASE)
+    )
     first = await kit.claim("w", limit=4, lease=LEASE)
     won_a, won_b = {m["_id"] for m in first}, {m["_id"] for m in second[0]}
     assert won_a.isdisjoint(won_b), "one message handed to two claims"
@@ -41,9 +42,11 @@ async def a_superseded_claim_cannot_finish_under_the_same_worker_id(kit: Kit) ->
     kit.clock.advance(LEASE)
     [new] = await kit.claim("w", lease=LEASE)
     assert new["_id"] == mid and new["claimToken"] != old["claimToken"]
-    for finish in (lambda: kit.sched.mark_sent(old, "w"),
-                   lambda: kit.sched.mark_failed(old, "w", "timeout"),
-                   lambda: kit.sched.extend_lease(old, "w", LEASE)):
+    for finish in (
+        lambda: kit.sched.mark_sent(old, "w"),
+        lambda: kit.sched.mark_failed(old, "w", "timeout"),
+        lambda: kit.sched.extend_lease(old, "w", LEASE),
+    ):
         with pytest.raises(LeaseLostError):
             await do(finish())
     assert (await kit.message(mid))["claimToken"] == new["claimToken"]
@@ -85,8 +88,10 @@ def test_six_threads_sharing_a_scheduler_and_a_worker_id_never_share_a_message(
     from threading import Barrier
 
     kit = sync_kit
-    due = [b.new_message(kit.tenant, kit.contact, "sms", kit.clock.now(), kit.clock.now())
-           for _ in range(120)]
+    due = [
+        b.new_message(kit.tenant, kit.contact, "sms", kit.clock.now(), kit.clock.now())
+        for _ in range(120)
+    ]
     kit.db[b.MESSAGES].insert_many(due)
     barrier = Barrier(6)
 
@@ -98,6 +103,7 @@ def test_six_threads_sharing_a_scheduler_and_a_worker_id_never_share_a_message(
         return won
 
     with ThreadPoolExecutor(6) as pool:
-        claimed = [mid for future in [pool.submit(drain) for _ in range(6)]
-                   for mid in future.result()]
+        claimed = [
+            mid for future in [pool.submit(drain) for _ in range(6)] for mid in future.result()
+        ]
     assert len(claimed) == len(set(claimed)) == 120

@@ -116,8 +116,11 @@ SPECIALS = st.text(alphabet="#?@ :/%&=;[]\t\udcff", max_size=3)
 @st.composite
 def secret_uris(draw: st.DrawFn) -> str:
     """A mostly malformed URI with TOKENS in its password and secret options."""
-    scheme = draw(st.sampled_from(
-        ["mongodb://", "mongodb+srv://", "mongomock://", "MongoDB://", "postgres://", ""]))
+    scheme = draw(
+        st.sampled_from(
+            ["mongodb://", "mongodb+srv://", "mongomock://", "MongoDB://", "postgres://", ""]
+        )
+    )
     user = draw(st.sampled_from(["app", "app user", "app@corp", "", "a:b", "%zz", "u\udcff"]))
     password = draw(SPECIALS) + TOKENS[0] + draw(SPECIALS) + TOKENS[1] + draw(SPECIALS)
     # Without its "@" (forgotten), an "@" inside the password would make the
@@ -126,19 +129,45 @@ def secret_uris(draw: st.DrawFn) -> str:
     userinfo = draw(st.sampled_from([f"{user}:{password}@", forgotten, ""]))
     # Hosts that fail fast: no name to resolve (a DNS lookup may hang here),
     # nothing listening on port 1. Only the embedded database gets a name.
-    hosts = ["127.0.0.1:1", "[::1]:1", "[::1", "::1]", "127.0.0.1:notaport", "127.0.0.1:99999",
-             "", "127.0.0.1,", "h%zz"]
+    hosts = [
+        "127.0.0.1:1",
+        "[::1]:1",
+        "[::1",
+        "::1]",
+        "127.0.0.1:notaport",
+        "127.0.0.1:99999",
+        "",
+        "127.0.0.1,",
+        "h%zz",
+    ]
     host = draw(st.sampled_from([*hosts, "fuzzhost"] if scheme == "mongomock://" else hosts))
-    path = draw(st.sampled_from(["/nsn", "", "/", "/bad.name", "/d b", "/db\udcff",
-                                 "/" + "x" * 70, "/%zz", "/nsn#frag"]))
-    options = draw(st.lists(st.sampled_from([
-        f"tlsCertificateKeyFilePassword={draw(SPECIALS)}{TOKENS[2]}",
-        f"authMechanismProperties=AWS_SESSION_TOKEN:{TOKENS[2]}{draw(SPECIALS)}",
-        f"proxyHost=p&proxyPassword={TOKENS[2]}",
-        "serverSelectionTimeoutMS=nan", "connectTimeoutMS=1e308", "maxPoolSize=1e20",
-        "tlsCAFile=/nonexistent/ca.pem", "tls=true&tlsCertificateKeyFile=/nonexistent/k.pem",
-        "w=-1", "x", "=", "", "compressors=zstd",
-    ]), max_size=3))
+    path = draw(
+        st.sampled_from(
+            ["/nsn", "", "/", "/bad.name", "/d b", "/db\udcff", "/" + "x" * 70, "/%zz", "/nsn#frag"]
+        )
+    )
+    options = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    f"tlsCertificateKeyFilePassword={draw(SPECIALS)}{TOKENS[2]}",
+                    f"authMechanismProperties=AWS_SESSION_TOKEN:{TOKENS[2]}{draw(SPECIALS)}",
+                    f"proxyHost=p&proxyPassword={TOKENS[2]}",
+                    "serverSelectionTimeoutMS=nan",
+                    "connectTimeoutMS=1e308",
+                    "maxPoolSize=1e20",
+                    "tlsCAFile=/nonexistent/ca.pem",
+                    "tls=true&tlsCertificateKeyFile=/nonexistent/k.pem",
+                    "w=-1",
+                    "x",
+                    "=",
+                    "",
+                    "compressors=zstd",
+                ]
+            ),
+            max_size=3,
+        )
+    )
     separator = draw(st.sampled_from(["&", ";"]))
     query = ("?" + separator.join(options)) if options else draw(st.sampled_from(["", "?"]))
     uri = f"{scheme}{userinfo}{host}{path}{query}"
@@ -148,8 +177,11 @@ def secret_uris(draw: st.DrawFn) -> str:
     return uri
 
 
-@settings(max_examples=URI_EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=URI_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(uri=secret_uris(), command=st.sampled_from(sorted(URI_COMMANDS)))
 def test_fuzzed_uris_give_one_line_and_never_a_secret(
     fast_cli: None, uri: str, command: tuple[str, ...]
@@ -179,8 +211,13 @@ NUMERIC = _numeric_options()
 def test_every_numeric_option_is_found_and_bounded() -> None:
     """The fuzzing covers them all; each has both bounds and floats refuse NaN/inf."""
     names = {(command, param.opts[0]) for command, param in NUMERIC}
-    assert {("init", "--lock-timeout"), ("simulate", "--lease"), ("simulate", "--tick"),
-            ("simulate", "--spread"), ("check-data", "--sample")} <= names
+    assert {
+        ("init", "--lock-timeout"),
+        ("simulate", "--lease"),
+        ("simulate", "--tick"),
+        ("simulate", "--spread"),
+        ("check-data", "--sample"),
+    } <= names
     for command, param in NUMERIC:
         assert isinstance(param.type, click.IntRange | click.FloatRange), (command, param.name)
         assert param.type.min is not None and param.type.max is not None, (command, param.name)
@@ -188,10 +225,35 @@ def test_every_numeric_option_is_found_and_bounded() -> None:
             assert isinstance(param.type, common.FiniteFloatRange), (command, param.name)
 
 
-SPECIAL_NUMBERS = ["nan", "NaN", "-nan", "inf", "-inf", "+inf", "Infinity", "1e308", "1e309",
-                   "-1e308", "1e20", "-1e20", "1e-320", "-1", "-0.0", "0", "0.0001", "1.5", "",
-                   " ", "abc", "0x10", "1_000", "\u0661\u0662", "12\udcff", "9" * 40,
-                   "-" + "9" * 40]
+SPECIAL_NUMBERS = [
+    "nan",
+    "NaN",
+    "-nan",
+    "inf",
+    "-inf",
+    "+inf",
+    "Infinity",
+    "1e308",
+    "1e309",
+    "-1e308",
+    "1e20",
+    "-1e20",
+    "1e-320",
+    "-1",
+    "-0.0",
+    "0",
+    "0.0001",
+    "1.5",
+    "",
+    " ",
+    "abc",
+    "0x10",
+    "1_000",
+    "\u0661\u0662",
+    "12\udcff",
+    "9" * 40,
+    "-" + "9" * 40,
+]
 NUMBERS = st.one_of(
     st.sampled_from(SPECIAL_NUMBERS),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
@@ -226,8 +288,11 @@ def stop_before_the_database(monkeypatch: pytest.MonkeyPatch, fast_cli: None) ->
     monkeypatch.setattr(schema, "open_database", reached)
 
 
-@settings(max_examples=NUMBER_EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=NUMBER_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(option=st.sampled_from(NUMERIC), value=NUMBERS)
 def test_fuzzed_numeric_options_give_one_line_exit_2(
     stop_before_the_database: None, option: tuple[str, click.Option], value: str
@@ -238,8 +303,7 @@ def test_fuzzed_numeric_options_give_one_line_exit_2(
     assert_one_clean_line(result, logs, set())
     if _accepted(param, value):
         # Accepted as documented; simulate may still refuse a run too large to finish.
-        assert "reached the database" in result.stderr or "the run " in result.stderr, (
-            result.stderr)
+        assert "reached the database" in result.stderr or "the run " in result.stderr, result.stderr
     else:
         assert flag in result.stderr, result.stderr
 
@@ -251,19 +315,28 @@ KNOWN = [
     ["status", "--uri", "mongomock://h/d\udcffb"],
     ["status", "--uri", "mongomock://h/db\x00"],
     ["status", "--uri", f"mongodb://u:{TOKENS[0]}@127.0.0.1:1/db?tls=true&tlsCAFile=/nope/ca.pem"],
-    ["status", "--uri", "mongodb://127.0.0.1:1/db?tlsCertificateKeyFile=/nope/k.pem"
-                        f"&tlsCertificateKeyFilePassword={TOKENS[2]}"],
+    [
+        "status",
+        "--uri",
+        "mongodb://127.0.0.1:1/db?tlsCertificateKeyFile=/nope/k.pem"
+        f"&tlsCertificateKeyFilePassword={TOKENS[2]}",
+    ],
     ["status", "--uri", "mongodb://127.0.0.1:1/db?tlsCRLFile=/nope/crl.pem"],
-    *[["simulate", flag, value] for flag in ("--lease", "--tick", "--spread")
-      for value in ("nan", "inf", "1e308", "1e20")],
+    *[
+        ["simulate", flag, value]
+        for flag in ("--lease", "--tick", "--spread")
+        for value in ("nan", "inf", "1e308", "1e20")
+    ],
     ["simulate", "--tick", "1e-320"],
     ["simulate", "--failure-rate", "nan"],
     ["simulate", "--retry-success-rate", "nan"],
     ["simulate", "--contacts", "99999999999999999999"],
     ["simulate", "--max-attempts", "99999999999999999999"],
     ["simulate", "--tenants", "10000", "--messages", "1000000"],
-    *[["init", "--lock-timeout", value, "--uri", "mongomock://known/nsn"]
-      for value in ("nan", "inf", "1e308", "-1")],
+    *[
+        ["init", "--lock-timeout", value, "--uri", "mongomock://known/nsn"]
+        for value in ("nan", "inf", "1e308", "-1")
+    ],
     ["check-data", "--sample", "99999999999999999999"],
     ["export", "--dir", "a\x00b"],
     ["export", "--dir", "a\x00b", "--check"],
@@ -274,8 +347,9 @@ KNOWN = [
 ]
 
 
-@pytest.mark.parametrize("args", KNOWN, ids=lambda args: " ".join(args)[:60].encode(
-    "ascii", "backslashreplace").decode())
+@pytest.mark.parametrize(
+    "args", KNOWN, ids=lambda args: " ".join(args)[:60].encode("ascii", "backslashreplace").decode()
+)
 def test_inputs_that_printed_tracebacks_now_exit_2_with_one_line(
     fast_cli: None, args: list[str]
 ) -> None:
@@ -306,8 +380,12 @@ def test_an_unexpected_error_is_still_one_line(
 
 
 def test_usage_errors_are_one_line_and_keep_exit_2(fast_cli: None) -> None:
-    for args in (["status", "--bogus"], ["nope"], ["status", f"mongodb://u:{TOKENS[0]}@h/db"],
-                 ["simulate", "--mode", "fibers"]):
+    for args in (
+        ["status", "--bogus"],
+        ["nope"],
+        ["status", f"mongodb://u:{TOKENS[0]}@h/db"],
+        ["simulate", "--mode", "fibers"],
+    ):
         result, logs = invoke(args)
         assert_one_clean_line(result, logs, set())
 
@@ -317,14 +395,24 @@ def test_usage_errors_are_one_line_and_keep_exit_2(fast_cli: None) -> None:
 
 @pytest.mark.parametrize(
     ("uri", "argument"),
-    [("mongodb://127.0.0.1:1/db?tls=true&tlsCAFile=/nope/ca.pem", "tlsCAFile"),
-     ("mongodb://127.0.0.1:1/db?tlsCertificateKeyFile=/nope/k.pem", "tlsCertificateKeyFile"),
-     ("mongodb://127.0.0.1:1/db?tls=true&tlsCRLFile=/nope/crl.pem", "tlsCRLFile"),
-     ("mongodb://127.0.0.1:1/db?tlscafile=/nope/ca.pem", "tlsCAFile"),
-     ("mongomock://h/d\udcffb", "uri"), ("mongodb://127.0.0.1:1/d\udcffb", "uri"),
-     ("mongomock://h/db\x00", "uri")],
-    ids=["missing-ca", "missing-key", "missing-crl", "lower-case-option", "embedded-not-utf8",
-         "server-not-utf8", "nul"],
+    [
+        ("mongodb://127.0.0.1:1/db?tls=true&tlsCAFile=/nope/ca.pem", "tlsCAFile"),
+        ("mongodb://127.0.0.1:1/db?tlsCertificateKeyFile=/nope/k.pem", "tlsCertificateKeyFile"),
+        ("mongodb://127.0.0.1:1/db?tls=true&tlsCRLFile=/nope/crl.pem", "tlsCRLFile"),
+        ("mongodb://127.0.0.1:1/db?tlscafile=/nope/ca.pem", "tlsCAFile"),
+        ("mongomock://h/d\udcffb", "uri"),
+        ("mongodb://127.0.0.1:1/d\udcffb", "uri"),
+        ("mongomock://h/db\x00", "uri"),
+    ],
+    ids=[
+        "missing-ca",
+        "missing-key",
+        "missing-crl",
+        "lower-case-option",
+        "embedded-not-utf8",
+        "server-not-utf8",
+        "nul",
+    ],
 )
 def test_connect_refuses_bad_input_by_name_before_any_io(uri: str, argument: str) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
@@ -333,15 +421,19 @@ def test_connect_refuses_bad_input_by_name_before_any_io(uri: str, argument: str
     assert isinstance(caught.value, NsnStoreError)
 
 
-@pytest.mark.parametrize("uri", ["mongomock://[::1/db", "mongomock://u:p@[::1/db"],
-                         ids=["bracket", "bracket-with-user"])
+@pytest.mark.parametrize(
+    "uri", ["mongomock://[::1/db", "mongomock://u:p@[::1/db"], ids=["bracket", "bracket-with-user"]
+)
 def test_connect_reports_a_malformed_embedded_uri(uri: str) -> None:
     with pytest.raises(ConfigurationError, match="malformed mongomock URI"):
         connect(uri)
 
 
-@pytest.mark.parametrize("timeout", [float("nan"), 0, -1, 10**12, True, 1.5],
-                         ids=["nan", "zero", "negative", "huge", "bool", "float"])
+@pytest.mark.parametrize(
+    "timeout",
+    [float("nan"), 0, -1, 10**12, True, 1.5],
+    ids=["nan", "zero", "negative", "huge", "bool", "float"],
+)
 def test_connect_refuses_a_bad_timeout_by_name(timeout: Any) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         connect("mongodb://127.0.0.1:1/db", timeout_ms=timeout)
@@ -367,17 +459,29 @@ def _nsn_store() -> list[str]:
 
 @pytest.mark.parametrize(
     "args",
-    [[b"status", b"--uri", b"mongomock://h/d\xffb"],
-     [b"status", b"--uri", b"mongomock://[::1/db"],
-     [b"simulate", b"--lease", b"nan"],
-     [b"status", b"--uri", f"mongodb://app:{TOKENS[0]}#{TOKENS[1]}@127.0.0.1:1/db"
-                           "?tls=true&tlsCAFile=/nope/ca.pem".encode()]],
+    [
+        [b"status", b"--uri", b"mongomock://h/d\xffb"],
+        [b"status", b"--uri", b"mongomock://[::1/db"],
+        [b"simulate", b"--lease", b"nan"],
+        [
+            b"status",
+            b"--uri",
+            f"mongodb://app:{TOKENS[0]}#{TOKENS[1]}@127.0.0.1:1/db"
+            "?tls=true&tlsCAFile=/nope/ca.pem".encode(),
+        ],
+    ],
     ids=["not-utf8", "bracket", "nan-lease", "missing-ca-with-secret"],
 )
 def test_a_real_process_prints_one_line_and_exits_2(args: list[bytes], tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if key != connection.ENV_VAR}
-    done = subprocess.run([*(os.fsencode(part) for part in _nsn_store()), *args],
-                          capture_output=True, cwd=tmp_path, env=env, timeout=60, check=False)
+    done = subprocess.run(
+        [*(os.fsencode(part) for part in _nsn_store()), *args],
+        capture_output=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     stderr = done.stderr.decode("utf-8", "backslashreplace")
     assert done.returncode == 2, stderr
     assert len(stderr.splitlines()) == 1 and stderr.startswith("error: "), stderr

@@ -114,10 +114,18 @@ def test_an_update_command_over_the_limit_is_refused_before_sending(db: Any) -> 
 # --- values BSON cannot encode -----------------------------------------------
 
 UNENCODABLE: list[tuple[str, Any, type[Exception], str]] = [
-    ("Decimal", decimal.Decimal("1.5"), InvalidDocument,
-     "cannot encode object: Decimal('1.5'), of type: <class 'decimal.Decimal'>"),
-    ("date", datetime.date(2026, 1, 5), InvalidDocument,
-     "cannot encode object: datetime.date(2026, 1, 5), of type: <class 'datetime.date'>"),
+    (
+        "Decimal",
+        decimal.Decimal("1.5"),
+        InvalidDocument,
+        "cannot encode object: Decimal('1.5'), of type: <class 'decimal.Decimal'>",
+    ),
+    (
+        "date",
+        datetime.date(2026, 1, 5),
+        InvalidDocument,
+        "cannot encode object: datetime.date(2026, 1, 5), of type: <class 'datetime.date'>",
+    ),
     ("set", {1}, InvalidDocument, "cannot encode object: {1}, of type: <class 'set'>"),
     ("int-over-64-bits", 2**64, OverflowError, "MongoDB can only handle up to 8-byte ints"),
 ]
@@ -131,20 +139,34 @@ WRITES: list[tuple[str, Callable[[Any, Any], Any]]] = [
     ("upsert", lambda c, v: c.update_one({"_id": 2}, {"$set": {"v": v}}, upsert=True)),
     ("filter", lambda c, v: c.update_one({"v": v}, {"$set": {"w": 1}})),
     ("delete_filter", lambda c, v: c.delete_many({"v": v})),
-    ("bulk_write", lambda c, v: c.bulk_write([InsertOne({"_id": 10}), UpdateOne({"_id": 1}, {"$set": {"v": v}})])),
+    (
+        "bulk_write",
+        lambda c, v: c.bulk_write(
+            [InsertOne({"_id": 10}), UpdateOne({"_id": 1}, {"$set": {"v": v}})]
+        ),
+    ),
     ("find_one_and_update", lambda c, v: c.find_one_and_update({"_id": 1}, {"$set": {"v": v}})),
     ("find_one_and_replace", lambda c, v: c.find_one_and_replace({"_id": 1}, {"v": v})),
-    ("find_one_and_upsert", lambda c, v: c.find_one_and_update(
-        {"_id": 3}, {"$set": {"v": v}}, upsert=True, return_document=ReturnDocument.AFTER)),
+    (
+        "find_one_and_upsert",
+        lambda c, v: c.find_one_and_update(
+            {"_id": 3}, {"$set": {"v": v}}, upsert=True, return_document=ReturnDocument.AFTER
+        ),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("kind", "value", "error", "message"), UNENCODABLE,
-                         ids=[u[0] for u in UNENCODABLE])
+@pytest.mark.parametrize(
+    ("kind", "value", "error", "message"), UNENCODABLE, ids=[u[0] for u in UNENCODABLE]
+)
 @pytest.mark.parametrize("write", [w for _, w in WRITES], ids=[n for n, _ in WRITES])
 def test_a_value_bson_cannot_encode_raises_what_pymongo_raises_and_writes_nothing(
-    db: Any, write: Callable[[Any, Any], Any], kind: str, value: Any,
-    error: type[Exception], message: str,
+    db: Any,
+    write: Callable[[Any, Any], Any],
+    kind: str,
+    value: Any,
+    error: type[Exception],
+    message: str,
 ) -> None:
     coll = db["docs"]
     coll.insert_one({"_id": 1, "n": 1})
@@ -189,8 +211,9 @@ ARITHMETIC = [
 ]
 
 
-@pytest.mark.parametrize(("update", "message"), [(u, m) for _, u, m in ARITHMETIC],
-                         ids=[i for i, _, _ in ARITHMETIC])
+@pytest.mark.parametrize(
+    ("update", "message"), [(u, m) for _, u, m in ARITHMETIC], ids=[i for i, _, _ in ARITHMETIC]
+)
 def test_arithmetic_by_a_non_number_is_refused_with_type_mismatch(
     db: Any, update: dict[str, Any], message: str
 ) -> None:
@@ -212,7 +235,9 @@ def test_arithmetic_by_a_non_number_is_refused_with_type_mismatch(
 
 
 @pytest.mark.parametrize("operator", ["$inc", "$mul"])
-@pytest.mark.parametrize("stored", [True, "text", None, [1]], ids=["bool", "string", "null", "array"])
+@pytest.mark.parametrize(
+    "stored", [True, "text", None, [1]], ids=["bool", "string", "null", "array"]
+)
 def test_arithmetic_on_a_non_numeric_field_is_refused_with_type_mismatch(
     db: Any, operator: str, stored: Any
 ) -> None:
@@ -242,8 +267,9 @@ CONFLICTS = [
 ]
 
 
-@pytest.mark.parametrize(("filter", "message"), [(f, m) for _, f, m in CONFLICTS],
-                         ids=[i for i, _, _ in CONFLICTS])
+@pytest.mark.parametrize(
+    ("filter", "message"), [(f, m) for _, f, m in CONFLICTS], ids=[i for i, _, _ in CONFLICTS]
+)
 def test_an_upsert_whose_filter_pins_a_path_twice_is_refused_with_not_single_value_field(
     db: Any, filter: dict[str, Any], message: str
 ) -> None:
@@ -264,7 +290,12 @@ def test_an_upsert_whose_filter_pins_a_path_twice_is_refused_with_not_single_val
 
 def test_an_upsert_takes_the_equalities_inside_and(db: Any) -> None:
     coll = db["docs"]
-    result = coll.update_one({"$and": [{"a": 5}, {"b": {"$eq": "x"}}], "c": {"$gt": 1}},
-                             {"$set": {"d": 1}}, upsert=True)
+    result = coll.update_one(
+        {"$and": [{"a": 5}, {"b": {"$eq": "x"}}], "c": {"$gt": 1}}, {"$set": {"d": 1}}, upsert=True
+    )
     assert coll.find_one({"_id": result.upserted_id}) == {
-        "_id": result.upserted_id, "a": 5, "b": "x", "d": 1}
+        "_id": result.upserted_id,
+        "a": 5,
+        "b": "x",
+        "d": 1,
+    }

@@ -38,8 +38,9 @@ class SkewedClock:
 
 async def a_worker_whose_clock_runs_ahead_steals_no_live_lease(kit: Kit) -> None:
     [mid] = await kit.due()
-    later = await do(kit.sched.schedule(kit.tenant, kit.contact, "sms",
-                                        kit.clock.now() + timedelta(minutes=1)))
+    later = await do(
+        kit.sched.schedule(kit.tenant, kit.contact, "sms", kit.clock.now() + timedelta(minutes=1))
+    )
     [held] = await kit.claim("w1", lease=LEASE)
     ahead = kit.scheduler(clock=SkewedClock(kit.clock, SKEW))
     assert await do(ahead.claim_due("w2", lease=LEASE)) == []  # neither the live lease
@@ -65,8 +66,10 @@ async def a_worker_whose_clock_runs_behind_cannot_finish_after_its_lease(kit: Ki
     [held] = await do(behind.claim_due("w1", lease=LEASE))
     assert held["lockedUntil"] == kit.clock.now() + LEASE  # the lease is in server time
     kit.clock.advance(LEASE)
-    for finish in (lambda: behind.mark_sent(held, "w1"),
-                   lambda: behind.extend_lease(held, "w1", LEASE)):
+    for finish in (
+        lambda: behind.mark_sent(held, "w1"),
+        lambda: behind.extend_lease(held, "w1", LEASE),
+    ):
         with pytest.raises(LeaseLostError):
             await do(finish())
 
@@ -101,8 +104,9 @@ class CountingDatabase:
 
 
 @pytest.mark.parametrize(("refresh", "hellos"), [(60.0, 1), (0.0, 4)])
-def test_the_offset_is_measured_once_per_refresh(sync_kit: Kit, refresh: float,
-                                                 hellos: int) -> None:
+def test_the_offset_is_measured_once_per_refresh(
+    sync_kit: Kit, refresh: float, hellos: int
+) -> None:
     counting = CountingDatabase(sync_kit.db)
     sched = Scheduler(counting, clock=sync_kit.clock, offset_refresh=refresh)
     for _ in range(4):

@@ -87,8 +87,9 @@ class _HookedCollection:
         collection = self._collection.name
 
         def hooked(*args: Any, **kwargs: Any) -> Any:
-            return self._hook(Call(name, collection, args, kwargs,
-                                   lambda: attribute(*args, **kwargs)))
+            return self._hook(
+                Call(name, collection, args, kwargs, lambda: attribute(*args, **kwargs))
+            )
 
         return hooked
 
@@ -184,8 +185,9 @@ def _slow_data_check(db: Any, clock: Any, inside: Callable[[], None]) -> Hook:
     return hook
 
 
-@pytest.mark.parametrize("slow", [_slow_index_build, _slow_data_check],
-                         ids=["index-build", "data-check"])
+@pytest.mark.parametrize(
+    "slow", [_slow_index_build, _slow_data_check], ids=["index-build", "data-check"]
+)
 def test_a_step_longer_than_the_lease_does_not_let_a_second_init_in(
     db: Any, clock: Any, slow: Callable[..., Hook]
 ) -> None:
@@ -203,8 +205,10 @@ def test_a_step_longer_than_the_lease_does_not_let_a_second_init_in(
         except MigrationLockedError as exc:
             second.append(exc)
 
-    result = init_schema(HookedDatabase(db, slow(db, clock, inside_the_step)),  # type: ignore[arg-type]
-                         clock=clock)
+    result = init_schema(
+        HookedDatabase(db, slow(db, clock, inside_the_step)),  # type: ignore[arg-type]
+        clock=clock,
+    )
     renewed, outcome = second
     assert renewed, "the lease was not renewed while the step ran"
     assert isinstance(outcome, MigrationLockedError), f"a second init ran inside: {outcome}"
@@ -234,10 +238,15 @@ def test_a_holder_whose_lease_was_taken_over_writes_nothing_more(db: Any, clock:
         if call.method == "create_index" and len(_recorded_steps(db)) >= 3:
             # This run's lease lapsed (a stalled process) and another run took it over.
             now = clock.now()
-            db[MIGRATIONS].replace_one({"_id": LOCK_ID}, {
-                "holder": OTHER_HOLDER, "token": "theirs", "acquiredAt": now,
-                "expiresAt": now + timedelta(hours=1),
-            })
+            db[MIGRATIONS].replace_one(
+                {"_id": LOCK_ID},
+                {
+                    "holder": OTHER_HOLDER,
+                    "token": "theirs",
+                    "acquiredAt": now,
+                    "expiresAt": now + timedelta(hours=1),
+                },
+            )
             snapshot["record"] = db[MIGRATIONS].find_one({"_id": MIGRATION_ID})
             snapshot["lock"] = _lock_document(db)
             snapshot["collections"] = sorted(db.list_collection_names())
@@ -296,9 +305,13 @@ def _record_lost_after_index(nth: int) -> Callable[[Call, dict[str, int]], Any]:
     def fault(call: Call, seen: dict[str, int]) -> Any:
         if call.method == "create_index":
             seen["indexes"] = seen.get("indexes", 0) + 1
-        elif (call.method == "update_one" and call.collection == MIGRATIONS
-              and "$push" in call.args[1] and seen.get("indexes") == nth
-              and not seen.get("failed")):
+        elif (
+            call.method == "update_one"
+            and call.collection == MIGRATIONS
+            and "$push" in call.args[1]
+            and seen.get("indexes") == nth
+            and not seen.get("failed")
+        ):
             seen["failed"] = 1
             raise AutoReconnect("connection reset before the record was written (injected)")
         return call.proceed()
@@ -367,8 +380,10 @@ def test_status_names_the_step_an_interrupted_run_left_unrecorded(db: Any, clock
     seen: dict[str, int] = {}
     fault = _reply_lost_on("create_index", 2)
     with pytest.raises(ConnectionFailedError):
-        init_schema(HookedDatabase(db, lambda call: fault(call, seen)),  # type: ignore[arg-type]
-                    clock=clock)
+        init_schema(
+            HookedDatabase(db, lambda call: fault(call, seen)),  # type: ignore[arg-type]
+            clock=clock,
+        )
     index = [step for step in ALL_STEPS if step[0] == CREATE_INDEX][1][2]
     differences = schema_status(db).differences()
     unrecorded = [line for line in differences if "not recorded" in line]
@@ -385,9 +400,7 @@ def _fails_on_first_index(call: Call) -> Any:
     return call.proceed()
 
 
-def test_the_renewer_runs_during_every_step_and_stops_on_every_exit(
-    db: Any, clock: Any
-) -> None:
+def test_the_renewer_runs_during_every_step_and_stops_on_every_exit(db: Any, clock: Any) -> None:
     during: list[int] = []
     init_schema(db, clock=clock, on_step=lambda *_: during.append(len(_renewer_threads())))
     assert during and set(during) == {1}

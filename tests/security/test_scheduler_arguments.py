@@ -28,17 +28,25 @@ Case = Callable[[Kit, dict[str, Any]], Any]
 
 def _schedule(**override: Any) -> Case:
     def call(kit: Kit, claimed: dict[str, Any]) -> Any:
-        args = {"tenant_id": kit.tenant, "contact_id": kit.contact, "channel": "sms",
-                "send_at": kit.clock.now(), **override}
+        args = {
+            "tenant_id": kit.tenant,
+            "contact_id": kit.contact,
+            "channel": "sms",
+            "send_at": kit.clock.now(),
+            **override,
+        }
         return kit.sched.schedule(**args)
+
     return call
 
 
 def _method(name: str, *args: Any, **kwargs: Any) -> Case:
     """Call ``name`` on the claimed document by worker ``w``, with these arguments."""
+
     def call(kit: Kit, claimed: dict[str, Any]) -> Any:
         positional = [claimed if arg is CLAIMED else arg for arg in args]
         return getattr(kit.sched, name)(*positional, **kwargs)
+
     return call
 
 
@@ -81,16 +89,27 @@ BAD = [
     ("now", _method("claim_due", "w2", now=date(2026, 1, 5)), "now-date"),
     ("now", _method("claim_due", "w2", now="now"), "now-string"),
     # mark_sent
-    ("provider_message_id", _method("mark_sent", CLAIMED, "w", provider_message_id=""),
-     "pmid-empty"),
-    ("provider_message_id", _method("mark_sent", CLAIMED, "w", provider_message_id="S" * 201),
-     "pmid-too-long"),
-    ("provider_message_id", _method("mark_sent", CLAIMED, "w", provider_message_id=5),
-     "pmid-number"),
-    ("provider_message_id", _method("mark_sent", CLAIMED, "w", provider_message_id=SURROGATE),
-     "pmid-surrogate"),
-    ("provider", _method("mark_sent", CLAIMED, "w", provider="carrier-pigeon"),
-     "provider-unknown"),
+    (
+        "provider_message_id",
+        _method("mark_sent", CLAIMED, "w", provider_message_id=""),
+        "pmid-empty",
+    ),
+    (
+        "provider_message_id",
+        _method("mark_sent", CLAIMED, "w", provider_message_id="S" * 201),
+        "pmid-too-long",
+    ),
+    (
+        "provider_message_id",
+        _method("mark_sent", CLAIMED, "w", provider_message_id=5),
+        "pmid-number",
+    ),
+    (
+        "provider_message_id",
+        _method("mark_sent", CLAIMED, "w", provider_message_id=SURROGATE),
+        "pmid-surrogate",
+    ),
+    ("provider", _method("mark_sent", CLAIMED, "w", provider="carrier-pigeon"), "provider-unknown"),
     ("worker_id", _method("mark_sent", CLAIMED, None), "sent-worker-none"),
     ("message_id", _method("mark_sent", ["$ne", None], "w"), "sent-message-list"),
     ("message['_id']", _method("mark_sent", {"_id": {"$ne": None}}, "w"), "sent-message-op"),
@@ -103,23 +122,41 @@ BAD = [
     # cancel, webhooks, backlog
     ("tenant_id", _method("cancel", {"$gt": ""}, CLAIMED), "cancel-tenant-op"),
     ("message_id", _method("cancel", ObjectId(), 1), "cancel-message-number"),
-    ("event_type", _method("record_provider_event", ObjectId(), "twilio", "SM1", "read"),
-     "event-unknown"),
-    ("provider", _method("record_provider_event", ObjectId(), "pigeon", "SM1", "sent"),
-     "event-provider"),
-    ("provider_message_id", _method("record_provider_event", ObjectId(), "twilio", "", "sent"),
-     "event-pmid-empty"),
-    ("raw", _method("record_provider_event", ObjectId(), "twilio", "SM1", "sent",
-                    raw={"x": {1}}), "event-raw-set"),
-    ("occurred_at", _method("record_provider_event", ObjectId(), "twilio", "SM1", "sent",
-                            occurred_at="yesterday"), "event-occurred-string"),
+    (
+        "event_type",
+        _method("record_provider_event", ObjectId(), "twilio", "SM1", "read"),
+        "event-unknown",
+    ),
+    (
+        "provider",
+        _method("record_provider_event", ObjectId(), "pigeon", "SM1", "sent"),
+        "event-provider",
+    ),
+    (
+        "provider_message_id",
+        _method("record_provider_event", ObjectId(), "twilio", "", "sent"),
+        "event-pmid-empty",
+    ),
+    (
+        "raw",
+        _method("record_provider_event", ObjectId(), "twilio", "SM1", "sent", raw={"x": {1}}),
+        "event-raw-set",
+    ),
+    (
+        "occurred_at",
+        _method(
+            "record_provider_event", ObjectId(), "twilio", "SM1", "sent", occurred_at="yesterday"
+        ),
+        "event-occurred-string",
+    ),
     ("tenant_id", _method("backlog", {"$ne": None}), "backlog-tenant-op"),
     ("now", _method("backlog", now=20260105), "backlog-now-number"),
 ]
 
 
-@pytest.mark.parametrize(("argument", "case"), [(a, c) for a, c, _ in BAD],
-                         ids=[i for _, _, i in BAD])
+@pytest.mark.parametrize(
+    ("argument", "case"), [(a, c) for a, c, _ in BAD], ids=[i for _, _, i in BAD]
+)
 async def a_bad_argument_is_refused_by_name_before_any_write(
     kit: Kit, argument: str, case: Case
 ) -> None:
@@ -159,25 +196,40 @@ for _scenario in (
 
 
 @pytest.mark.parametrize("cls", [Scheduler, AsyncScheduler], ids=["sync", "async"])
-@pytest.mark.parametrize(("argument", "options"), [
-    ("max_attempts", {"max_attempts": 0}),
-    ("max_attempts", {"max_attempts": 1.5}),
-    ("max_attempts", {"max_attempts": True}),
-    ("max_attempts", {"max_attempts": 10**12}),
-    ("base_backoff", {"base_backoff": float("nan")}),
-    ("base_backoff", {"base_backoff": timedelta(seconds=-1)}),
-    ("base_backoff", {"base_backoff": timedelta(days=30)}),
-    ("base_backoff", {"base_backoff": "30s"}),
-    ("server_time", {"server_time": "yes"}),
-    ("offset_refresh", {"offset_refresh": float("nan")}),
-    ("clock", {"clock": "system"}),
-    ("rng", {"rng": 42}),
-    ("counter", {"counter": object()}),
-], ids=["attempts-zero", "attempts-float", "attempts-bool", "attempts-huge", "backoff-nan",
-        "backoff-negative", "backoff-month", "backoff-string", "server-time-string",
-        "refresh-nan", "clock-string", "rng-number", "counter-without-add"])
-def test_constructor_options_are_checked(cls: type, argument: str,
-                                         options: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("argument", "options"),
+    [
+        ("max_attempts", {"max_attempts": 0}),
+        ("max_attempts", {"max_attempts": 1.5}),
+        ("max_attempts", {"max_attempts": True}),
+        ("max_attempts", {"max_attempts": 10**12}),
+        ("base_backoff", {"base_backoff": float("nan")}),
+        ("base_backoff", {"base_backoff": timedelta(seconds=-1)}),
+        ("base_backoff", {"base_backoff": timedelta(days=30)}),
+        ("base_backoff", {"base_backoff": "30s"}),
+        ("server_time", {"server_time": "yes"}),
+        ("offset_refresh", {"offset_refresh": float("nan")}),
+        ("clock", {"clock": "system"}),
+        ("rng", {"rng": 42}),
+        ("counter", {"counter": object()}),
+    ],
+    ids=[
+        "attempts-zero",
+        "attempts-float",
+        "attempts-bool",
+        "attempts-huge",
+        "backoff-nan",
+        "backoff-negative",
+        "backoff-month",
+        "backoff-string",
+        "server-time-string",
+        "refresh-nan",
+        "clock-string",
+        "rng-number",
+        "counter-without-add",
+    ],
+)
+def test_constructor_options_are_checked(cls: type, argument: str, options: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgumentError) as refused:
         cls(object(), **options)
     assert refused.value.argument == argument

@@ -25,37 +25,65 @@ async def insert(kit: Kit, collection: str, document: dict[str, Any]) -> ObjectI
 
 
 async def template(kit: Kit, tenant: ObjectId) -> ObjectId:
-    return await insert(kit, b.TEMPLATES, {"tenantId": tenant, "name": "Reminder",
-                                           "channel": "sms", "body": "Hi",
-                                           "createdAt": kit.clock.now()})
+    return await insert(
+        kit,
+        b.TEMPLATES,
+        {
+            "tenantId": tenant,
+            "name": "Reminder",
+            "channel": "sms",
+            "body": "Hi",
+            "createdAt": kit.clock.now(),
+        },
+    )
 
 
 async def step(kit: Kit, tenant: ObjectId) -> ObjectId:
-    workflow = await insert(kit, "workflows", {"tenantId": tenant, "name": "Flow",
-                                               "createdAt": kit.clock.now()})
-    return await insert(kit, b.STEPS, {"tenantId": tenant, "workflowId": workflow, "order": 0,
-                                       "channel": "sms", "delaySeconds": 0, "useAi": False,
-                                       "createdAt": kit.clock.now()})
+    workflow = await insert(
+        kit, "workflows", {"tenantId": tenant, "name": "Flow", "createdAt": kit.clock.now()}
+    )
+    return await insert(
+        kit,
+        b.STEPS,
+        {
+            "tenantId": tenant,
+            "workflowId": workflow,
+            "order": 0,
+            "channel": "sms",
+            "delaySeconds": 0,
+            "useAi": False,
+            "createdAt": kit.clock.now(),
+        },
+    )
 
 
 async def refusal(kit: Kit, **references: Any) -> str:
     """Schedule with ``references``; assert it is refused as not found, writing nothing."""
     before = await kit.writes()
     with pytest.raises(NotFoundError) as refused:
-        await do(kit.sched.schedule(kit.tenant, references.pop("contact_id", kit.contact),
-                                    "sms", kit.clock.now(), **references))
+        await do(
+            kit.sched.schedule(
+                kit.tenant,
+                references.pop("contact_id", kit.contact),
+                "sms",
+                kit.clock.now(),
+                **references,
+            )
+        )
     assert await kit.writes() == before
     return str(refused.value)
 
 
 @pytest.mark.parametrize("reference", ["template_id", "workflow_step_id", "contact_id"])
-async def another_tenants_reference_is_refused_like_a_missing_one(
-    kit: Kit, reference: str
-) -> None:
+async def another_tenants_reference_is_refused_like_a_missing_one(kit: Kit, reference: str) -> None:
     other = ObjectId()
-    make = {"template_id": template, "workflow_step_id": step,
-            "contact_id": lambda k, t: insert(k, b.CONTACTS, {"tenantId": t,
-                                                              "createdAt": k.clock.now()})}
+    make = {
+        "template_id": template,
+        "workflow_step_id": step,
+        "contact_id": lambda k, t: insert(
+            k, b.CONTACTS, {"tenantId": t, "createdAt": k.clock.now()}
+        ),
+    }
     foreign, missing = await make[reference](kit, other), ObjectId()
     said_foreign = await refusal(kit, **{reference: foreign})
     said_missing = await refusal(kit, **{reference: missing})
@@ -65,9 +93,16 @@ async def another_tenants_reference_is_refused_like_a_missing_one(
 async def the_tenants_own_references_are_accepted_in_constant_round_trips(kit: Kit) -> None:
     mine_template, mine_step = await template(kit, kit.tenant), await step(kit, kit.tenant)
     before = kit.sched.round_trips
-    message = await do(kit.sched.schedule(kit.tenant, kit.contact, "sms", kit.clock.now(),
-                                          template_id=mine_template,
-                                          workflow_step_id=mine_step))
+    message = await do(
+        kit.sched.schedule(
+            kit.tenant,
+            kit.contact,
+            "sms",
+            kit.clock.now(),
+            template_id=mine_template,
+            workflow_step_id=mine_step,
+        )
+    )
     assert (message["templateId"], message["workflowStepId"]) == (mine_template, mine_step)
     # 3 reference lookups, the message, its queued event (the counter is not a collection call)
     assert kit.sched.round_trips - before == 5

@@ -31,32 +31,65 @@ SECRET = f"{PARTS[0]}#{PARTS[1]}"
 
 # (URI, what must still be readable after masking), one per defect.
 LEAKS = [
-    pytest.param(f"mongodb://app:{PARTS[0]}#{PARTS[1]}@db.example.com/nsn", "db.example.com/nsn",
-                 id="password-with-hash"),
-    pytest.param(f"mongodb://app:{PARTS[0]}?{PARTS[1]}@db.example.com/nsn", "db.example.com/nsn",
-                 id="password-with-question-mark"),
-    pytest.param(f"mongodb://app:{PARTS[0]} {PARTS[1]}@db.example.com/nsn", "db.example.com/nsn",
-                 id="password-with-space"),
-    pytest.param(f"mongodb://app:{PARTS[0]}\t{PARTS[1]}@db.example.com/nsn", "db.example.com/nsn",
-                 id="password-with-tab"),
-    pytest.param(f"mongodb://app@corp:{PARTS[0]}{PARTS[1]}@db.example.com/nsn",
-                 "db.example.com/nsn", id="user-with-at"),
-    pytest.param(f"mongodb://app user:{PARTS[0]}{PARTS[1]}@db.example.com/nsn",
-                 "db.example.com/nsn", id="user-with-space"),
-    pytest.param(f"mongodb://app:{PARTS[0]}/{PARTS[1]}@db.example.com/nsn", "db.example.com/nsn",
-                 id="password-with-slash"),
-    pytest.param("mongodb://db.example.com/nsn?tls=true&tlsCertificateKeyFile=/k.pem"
-                 f"&tlsCertificateKeyFilePassword={PARTS[0]}{PARTS[1]}",
-                 "tlsCertificateKeyFile=/k.pem", id="tls-key-password"),
-    pytest.param("mongodb://db.example.com/nsn?authMechanism=MONGODB-AWS"
-                 f"&authMechanismProperties=AWS_SESSION_TOKEN:{PARTS[0]}{PARTS[1]}",
-                 "authMechanism=MONGODB-AWS", id="aws-session-token"),
+    pytest.param(
+        f"mongodb://app:{PARTS[0]}#{PARTS[1]}@db.example.com/nsn",
+        "db.example.com/nsn",
+        id="password-with-hash",
+    ),
+    pytest.param(
+        f"mongodb://app:{PARTS[0]}?{PARTS[1]}@db.example.com/nsn",
+        "db.example.com/nsn",
+        id="password-with-question-mark",
+    ),
+    pytest.param(
+        f"mongodb://app:{PARTS[0]} {PARTS[1]}@db.example.com/nsn",
+        "db.example.com/nsn",
+        id="password-with-space",
+    ),
+    pytest.param(
+        f"mongodb://app:{PARTS[0]}\t{PARTS[1]}@db.example.com/nsn",
+        "db.example.com/nsn",
+        id="password-with-tab",
+    ),
+    pytest.param(
+        f"mongodb://app@corp:{PARTS[0]}{PARTS[1]}@db.example.com/nsn",
+        "db.example.com/nsn",
+        id="user-with-at",
+    ),
+    pytest.param(
+        f"mongodb://app user:{PARTS[0]}{PARTS[1]}@db.example.com/nsn",
+        "db.example.com/nsn",
+        id="user-with-space",
+    ),
+    pytest.param(
+        f"mongodb://app:{PARTS[0]}/{PARTS[1]}@db.example.com/nsn",
+        "db.example.com/nsn",
+        id="password-with-slash",
+    ),
+    pytest.param(
+        "mongodb://db.example.com/nsn?tls=true&tlsCertificateKeyFile=/k.pem"
+        f"&tlsCertificateKeyFilePassword={PARTS[0]}{PARTS[1]}",
+        "tlsCertificateKeyFile=/k.pem",
+        id="tls-key-password",
+    ),
+    pytest.param(
+        "mongodb://db.example.com/nsn?authMechanism=MONGODB-AWS"
+        f"&authMechanismProperties=AWS_SESSION_TOKEN:{PARTS[0]}{PARTS[1]}",
+        "authMechanism=MONGODB-AWS",
+        id="aws-session-token",
+    ),
     # Not a URI option of this driver: pymongo refuses it without naming it, and
     # so is every piece of an option string the driver does not know.
-    pytest.param(f"mongodb://db.example.com/nsn?proxyHost=p&proxyPassword={PARTS[0]}{PARTS[1]}",
-                 "db.example.com/nsn", id="proxy-password"),
-    pytest.param(f"mongodb://db.example.com/nsn?tlsCertificateKeyFilePassword={PARTS[0]}"
-                 f"&{PARTS[1]}", "db.example.com", id="secret-option-then-garbage"),
+    pytest.param(
+        f"mongodb://db.example.com/nsn?proxyHost=p&proxyPassword={PARTS[0]}{PARTS[1]}",
+        "db.example.com/nsn",
+        id="proxy-password",
+    ),
+    pytest.param(
+        f"mongodb://db.example.com/nsn?tlsCertificateKeyFilePassword={PARTS[0]}&{PARTS[1]}",
+        "db.example.com",
+        id="secret-option-then-garbage",
+    ),
 ]
 
 
@@ -116,9 +149,11 @@ def test_unreachable_server_error_never_carries_the_secret() -> None:
 
 @pytest.mark.parametrize(
     "uri",
-    [f"mongodb://app:{SECRET}@127.0.0.1:notaport/nsn",
-     f"mongodb://app@corp:{PARTS[0]}{PARTS[1]}@127.0.0.1:1/nsn?bogusOption=1",
-     f"mongodb://127.0.0.1:1/nsn?tlsCertificateKeyFilePassword={SECRET}&maxPoolSize=nope"],
+    [
+        f"mongodb://app:{SECRET}@127.0.0.1:notaport/nsn",
+        f"mongodb://app@corp:{PARTS[0]}{PARTS[1]}@127.0.0.1:1/nsn?bogusOption=1",
+        f"mongodb://127.0.0.1:1/nsn?tlsCertificateKeyFilePassword={SECRET}&maxPoolSize=nope",
+    ],
     ids=["bad-port", "user-with-at-and-unknown-option", "secret-option-and-bad-w"],
 )
 def test_malformed_uri_errors_never_carry_the_secret(uri: str) -> None:
@@ -129,8 +164,10 @@ def test_malformed_uri_errors_never_carry_the_secret(uri: str) -> None:
 
 def test_translated_driver_errors_are_masked() -> None:
     uri = f"mongodb://app:{SECRET}@db.example.com/nsn"
-    for exc in (pymongo_errors.ServerSelectionTimeoutError(f"{uri}: timed out"),
-                pymongo_errors.InvalidURI(f"bad URI {uri}")):
+    for exc in (
+        pymongo_errors.ServerSelectionTimeoutError(f"{uri}: timed out"),
+        pymongo_errors.InvalidURI(f"bad URI {uri}"),
+    ):
         error = translate(exc)
         assert isinstance(error, NsnStoreError)
         assert _leaked(str(error)) == [], str(error)
@@ -170,8 +207,10 @@ def test_driver_warnings_are_masked_and_kept_off_stderr(
 
 @pytest.mark.parametrize(
     "uri",
-    [f"mongomock://app:{PARTS[0]} {PARTS[1]}@bannerhost-{{}}/nsn",
-     f"mongomock://app@corp:{PARTS[0]}{PARTS[1]}@bannerhost-{{}}/nsn"],
+    [
+        f"mongomock://app:{PARTS[0]} {PARTS[1]}@bannerhost-{{}}/nsn",
+        f"mongomock://app@corp:{PARTS[0]}{PARTS[1]}@bannerhost-{{}}/nsn",
+    ],
     ids=["space", "user-with-at"],
 )
 def test_embedded_banner_masks_the_uri(uri: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -23,7 +23,8 @@ def _plan_indexes() -> list[tuple[str, dict[str, Any]]]:
     """The indexes ``nsn-store shard`` creates: (collection, index document)."""
     return [
         (command["createIndexes"], index)
-        for command in shard_commands("nsn", PLAN) if "createIndexes" in command
+        for command in shard_commands("nsn", PLAN)
+        if "createIndexes" in command
         for index in command["indexes"]
     ]
 
