@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 
 from nsn_store import connection
 from nsn_store.cli import common, main, ops, schema
+from nsn_store.cli import worker as worker_cli
 from nsn_store.connection import connect
 from nsn_store.errors import ConfigurationError, InvalidArgumentError, NsnStoreError
 
@@ -286,6 +287,7 @@ def stop_before_the_database(monkeypatch: pytest.MonkeyPatch, fast_cli: None) ->
 
     monkeypatch.setattr(ops, "open_database", reached)
     monkeypatch.setattr(schema, "open_database", reached)
+    monkeypatch.setattr(worker_cli, "open_database", reached)
 
 
 @settings(
