@@ -80,13 +80,16 @@ POOL = [
     str(OIDS[0]),
     *OIDS,
     *DATES,
-    math.nan,
     math.inf,
 ]
+# No NaN in the random values: the reference, raw mongomock, matches NaN only by
+# object identity (a server matches NaN to NaN), and the BSON round trip of stored
+# documents breaks identity, so the two disagree for reasons that are not the
+# planner's. NaN has its own named cases below.
 scalars = st.one_of(
     st.sampled_from(POOL),
     st.sampled_from(POOL),
-    st.floats(allow_nan=True, width=32),
+    st.floats(allow_nan=False, width=32),
     st.integers(-3, 3),
 )
 values = st.one_of(
