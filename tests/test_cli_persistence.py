@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -208,3 +209,29 @@ def test_the_default_data_dir_follows_the_platform(
 def test_nsn_data_dir_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(connection.DATA_DIR_VAR, str(tmp_path))
     assert connection.default_file_uri() == file_uri(tmp_path / "nsn.bson")
+
+
+def test_a_worker_stopped_by_sigterm_saves_and_releases_the_lock(data_dir: Path) -> None:
+    assert nsn_store(data_dir, "init").returncode == 0
+    path, lock = data_dir / "nsn.bson", data_dir / "nsn.bson.lock"
+    before = path.stat().st_ino
+    env = {key: value for key, value in os.environ.items() if key != connection.ENV_VAR}
+    env[connection.DATA_DIR_VAR] = str(data_dir)
+    worker = subprocess.Popen(
+        [*_program(), "worker", "--poll", "0.2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while not lock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert lock.exists(), "the worker never took the lock"
+    time.sleep(2)  # the lock comes just before run() installs its signal handlers
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "stopped by SIGTERM" in out
+    assert not lock.exists()
+    assert path.stat().st_ino != before  # saved on shutdown: a new file renamed over the old
