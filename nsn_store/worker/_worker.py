@@ -188,13 +188,15 @@ class Worker:
         with self._cond:
             self._held.update({m["_id"]: m for m in batch})
         prepared = run_flow(self.db, load_deliveries(batch))
+        deliveries = [item for item in prepared if not isinstance(item, Refusal)]
+        with self._cond:
+            self._pending.extend(deliveries)
+            # notify_all, once: the claiming loop and the heartbeat wait on this condition
+            # too, so a single notify() could wake one of them and leave the batch unsent.
+            self._cond.notify_all()
         for item in prepared:
             if isinstance(item, Refusal):
                 self._finish(item.message, self._refuse, item)
-            else:
-                with self._cond:
-                    self._pending.append(item)
-                    self._cond.notify()
         return True
 
     def _idle(self) -> bool:
