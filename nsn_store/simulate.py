@@ -2,15 +2,18 @@
 
 The original load script (tenants x messages spread over ten minutes, a cron
 every minute, a pool of senders, 5% failures of which 80% succeed on retry)
-never touched a database. This one seeds real documents and drives workers
-through ``claim_due`` / ``mark_sent`` / ``mark_failed`` with sharded counters
-and a final rollup.
+never touched a database. This one seeds real documents and runs the real
+workers (:class:`~nsn_store.Worker` threads or :class:`~nsn_store.AsyncWorker`
+tasks) with the fake sender, sharded counters and a final rollup.
 
-Time is *virtual* (a :class:`ManualClock`): each cron tick advances it by
-``tick`` seconds, then the workers drain what is due while it stands still.
-Wall time measures the code (throughput); virtual time measures the schedule
-(lag from ``sendAt`` to claim). Whether a send fails is a hash of (seed,
-message key, attempt), so the counts do not depend on thread interleaving.
+By default time is *virtual* (a :class:`SimulationClock` standing still): each
+cron tick advances it by ``tick`` seconds, then every worker's ``run_once()``
+drains what is due. Wall time measures the code (throughput); virtual time
+measures the schedule (lag from ``sendAt`` to claim). With ``clock="wall"``
+the clock runs in real time once the workers start and the workers wake at
+the next ``sendAt`` by themselves, so the lag is the real claim lag. Whether a
+send fails is the fake sender's hash of (seed, message key, attempt), so the
+counts do not depend on thread interleaving or on the clock.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, TypeVar
 
 from bson import ObjectId
 
-from nsn_store.clock import ManualClock
+from nsn_store.clock import Clock
 from nsn_store.simulate_report import (
     METRICS,
     START,
@@ -34,6 +37,8 @@ from nsn_store.simulate_report import (
     SimulationReport,
     Tally,
     build_report,
+    fake_sender,
+    horizon,
     max_ticks,
     percentile,
     send_fails,
@@ -41,11 +46,14 @@ from nsn_store.simulate_report import (
 from nsn_store.simulate_seed import SEEDED, Documents, build_seed, seed_database
 from nsn_store.simulate_workers import (
     SEND_ERROR,
-    Call,
+    SimulationClock,
+    SimulationMetrics,
     Workers,
     drive,
     drive_asyncio,
     drive_threads,
+    run_asyncio_wall,
+    run_threads_wall,
 )
 
 # The config and report, the seeding and the worker drivers live in their own
@@ -56,10 +64,11 @@ __all__ = [
     "SEEDED",
     "SEND_ERROR",
     "START",
-    "Call",
     "Documents",
     "Progress",
+    "SimulationClock",
     "SimulationConfig",
+    "SimulationMetrics",
     "SimulationReport",
     "Tally",
     "Workers",
@@ -68,10 +77,14 @@ __all__ = [
     "drive",
     "drive_asyncio",
     "drive_threads",
+    "fake_sender",
+    "horizon",
     "max_ticks",
     "percentile",
     "rollup",
+    "run_asyncio_wall",
     "run_simulation",
+    "run_threads_wall",
     "seed_database",
     "send_fails",
     "verify",
@@ -81,10 +94,13 @@ T = TypeVar("T")
 
 
 def run_simulation(
-    db: Any, config: SimulationConfig | None = None, *, progress: Progress | None = None,
+    db: Any,
+    config: SimulationConfig | None = None,
+    *,
+    progress: Progress | None = None,
     async_db: Any = None,
 ) -> SimulationReport:
-    """Seed a scenario on ``db``, drive workers through it and report what happened.
+    """Seed a scenario on ``db``, run the workers through it and report what happened.
 
     ``async_db`` (asyncio mode) is the same database through an async driver;
     by default it is derived from ``db`` (mongomock-motor over the embedded
@@ -95,23 +111,29 @@ def run_simulation(
     config = config or SimulationConfig()
     began = time.perf_counter()
     init_schema(db)  # writes nothing when the schema is already there
-    clock = ManualClock(START)
+    clock = SimulationClock(START)
     counter, tenants, timings = _seed(db, config, clock)
     workers = Workers(config, clock, Tally(config.total, progress))
     timings["run"], ticks = _timed(lambda: drive(db, async_db, workers, counter))
-    found = verify(db, tenants, workers.tally.deliveries)
+    workers.tally.count("sender_calls", workers.sender.calls)
+    found = verify(db, tenants, Counter(workers.deliveries()))
     timings["rollup"], rows = _timed(lambda: rollup(db, clock, tenants))
     virtual_seconds = (clock.now() - START).total_seconds()
     timings["wall"] = time.perf_counter() - began
     return build_report(
-        config, workers.tally, found, ticks=ticks, virtual_seconds=virtual_seconds,
-        timings=timings, aggregate_rows=rows,
+        config,
+        workers.tally,
+        found,
+        ticks=ticks,
+        virtual_seconds=virtual_seconds,
+        timings=timings,
+        aggregate_rows=rows,
         counters={m: sum(counter.count(t, m) for t in tenants) for m in METRICS},
     )
 
 
 def _seed(
-    db: Any, config: SimulationConfig, clock: ManualClock
+    db: Any, config: SimulationConfig, clock: Clock
 ) -> tuple[Any, list[ObjectId], dict[str, float]]:
     """Seed the run; return its counter, its tenants' ids and ``{"seed": seconds}``."""
     from nsn_store.counters import ShardedCounter
@@ -126,15 +148,20 @@ def verify(db: Any, tenants: list[ObjectId], deliveries: Counter[ObjectId]) -> d
     """Count final statuses and double sends for the run's tenants, from the database."""
     where = {"tenantId": {"$in": tenants}}
     statuses = Counter(d["status"] for d in db["scheduledMessages"].find(where, {"status": 1}))
-    sent_events = Counter(d.get("scheduledMessageId") for d in db["messageEvents"].find(
-        {**where, "eventType": "sent"}, {"scheduledMessageId": 1}))
+    sent_events = Counter(
+        d.get("scheduledMessageId")
+        for d in db["messageEvents"].find({**where, "eventType": "sent"}, {"scheduledMessageId": 1})
+    )
     doubles = {mid for mid, n in [*sent_events.items(), *deliveries.items()] if n > 1}
-    return {"sent": statuses["sent"], "failed": statuses["failed"],
-            "lost": sum(n for s, n in statuses.items() if s not in ("sent", "failed")),
-            "duplicates": len(doubles)}
+    return {
+        "sent": statuses["sent"],
+        "failed": statuses["failed"],
+        "lost": sum(n for s, n in statuses.items() if s not in ("sent", "failed")),
+        "duplicates": len(doubles),
+    }
 
 
-def rollup(db: Any, clock: ManualClock, tenants: list[ObjectId]) -> int:
+def rollup(db: Any, clock: Clock, tenants: list[ObjectId]) -> int:
     """Roll the run's events up into daily aggregates; return how many rows exist."""
     from nsn_store.aggregates import Aggregates
 

@@ -1,14 +1,14 @@
 """Describe a simulation: its config, what the workers saw, and the report (pure).
 
-The failure model (:func:`send_fails`) and the run's bound (:func:`max_ticks`)
-are functions of the config alone; :func:`build_report` turns what the
+The failure model (:func:`send_fails`, the fake sender's own decision) and
+the run's bound (:func:`max_ticks`, :func:`horizon`) are functions of the
+config alone; :func:`build_report` turns what the
 workers saw and what the database holds into a :class:`SimulationReport`
 without rendering it (the CLI does that).
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections import Counter
@@ -20,7 +20,6 @@ from typing import Any, Literal
 from bson import ObjectId
 
 from nsn_store.errors import ConfigurationError
-from nsn_store.scheduling import DEFAULT_BASE_BACKOFF
 
 Progress = Callable[[int, int], None]
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -35,7 +34,7 @@ class SimulationConfig:
     messages_per_tenant: int = 500
     spread: float = 600.0  # seconds over which sendAt is spread
     workers: int = 4
-    mode: Literal["threads", "asyncio"] = "threads"
+    mode: Literal["threads", "asyncio"] = "threads"  # Worker or AsyncWorker
     failure_rate: float = 0.05  # share of first attempts that fail
     retry_success_rate: float = 0.8  # share of retries that succeed
     seed: int = 42
@@ -45,17 +44,39 @@ class SimulationConfig:
     contacts_per_tenant: int = 10
     max_attempts: int = 5
     crashes: int = 0  # workers that claim a batch and die without marking it
+    concurrency: int = 8  # senders per worker (threads or tasks)
+    clock: Literal["virtual", "wall"] = "virtual"  # ManualClock ticks, or real time
+    backoff: float = 30.0  # the scheduler's base backoff, seconds
+    latency: float = 0.0  # the fake sender's latency per send, wall seconds
 
     def __post_init__(self) -> None:
-        ones = ("tenants", "messages_per_tenant", "workers", "batch", "contacts_per_tenant",
-                "max_attempts")
+        ones = (
+            "tenants",
+            "messages_per_tenant",
+            "workers",
+            "batch",
+            "contacts_per_tenant",
+            "max_attempts",
+            "concurrency",
+        )
         problems = [f"{name} must be at least 1" for name in ones if getattr(self, name) < 1]
-        problems += [f"{name} must be positive" for name in ("lease", "tick")
-                     if getattr(self, name) <= 0]
-        problems += [f"{name} must be between 0 and 1" for name in
-                     ("failure_rate", "retry_success_rate") if not 0 <= getattr(self, name) <= 1]
-        problems += [f"{name} must not be negative" for name in ("spread", "crashes")
-                     if getattr(self, name) < 0]
+        problems += [
+            f"{name} must be positive" for name in ("lease", "tick") if getattr(self, name) <= 0
+        ]
+        problems += [
+            f"{name} must be between 0 and 1"
+            for name in ("failure_rate", "retry_success_rate")
+            if not 0 <= getattr(self, name) <= 1
+        ]
+        problems += [
+            f"{name} must not be negative"
+            for name in ("spread", "crashes", "latency")
+            if getattr(self, name) < 0
+        ]
+        if not 0.001 <= self.backoff <= 6 * 3600:
+            problems.append("backoff must be from 0.001 to 21600 seconds")
+        if self.clock not in ("virtual", "wall"):
+            problems.append(f"clock must be 'virtual' or 'wall', not {self.clock!r}")
         if self.mode not in ("threads", "asyncio"):
             problems.append(f"mode must be 'threads' or 'asyncio', not {self.mode!r}")
         if problems:
@@ -68,7 +89,7 @@ class SimulationConfig:
 
 @dataclass
 class SimulationReport:
-    """What a run did: counts, lag in virtual seconds, wall-clock throughput."""
+    """What a run did: counts, lag (virtual or wall seconds), wall-clock throughput."""
 
     config: SimulationConfig
     total: int
@@ -90,6 +111,9 @@ class SimulationReport:
     counters: dict[str, int] = field(default_factory=dict)
     aggregate_rows: int = 0
     crashed_claims: int = 0
+    handed_back: int = 0
+    lease_lost: int = 0
+    sender_calls: int = 0
 
     @property
     def throughput(self) -> float:
@@ -110,7 +134,7 @@ class SimulationReport:
 
 @dataclass
 class Tally:
-    """What the workers saw, merged under a lock."""
+    """What the workers saw (through their metrics hook), merged under a lock."""
 
     total: int
     progress: Progress | None
@@ -123,24 +147,45 @@ class Tally:
     def done(self) -> int:
         return self.outcomes["sent"] + self.outcomes["failed"]
 
-    def record(self, now: datetime, batch: list[Mapping[str, Any]], results: list[str]) -> None:
-        """Merge one claimed batch: its lags, outcomes and deliveries."""
+    def count(self, outcome: str, n: int = 1) -> None:
+        """Count ``n`` messages with ``outcome``; report progress when one finished."""
         with self.lock:
-            self.lags.extend((now - m["sendAt"]).total_seconds() for m in batch)
-            self.outcomes.update(results)
-            self.outcomes["claims"] += len(batch)
-            self.deliveries.update(m["_id"] for m, r in zip(batch, results) if r == "sent")
-            if self.progress is not None and {"sent", "failed"} & set(results):
+            self.outcomes[outcome] += n
+            if self.progress is not None and outcome in ("sent", "failed"):
                 self.progress(self.done, self.total)
+
+    def lag(self, claimed_at: datetime, send_at: datetime) -> None:
+        """Record one claim lag (claim time minus ``sendAt``), in seconds."""
+        with self.lock:
+            self.lags.append((claimed_at - send_at).total_seconds())
 
 
 def send_fails(seed: int, key: str, attempt: int, config: SimulationConfig) -> bool:
-    """Decide whether attempt ``attempt`` of message ``key`` fails (deterministic)."""
-    digest = hashlib.blake2b(f"{seed}:{key}:{attempt}".encode(), digest_size=8).digest()
-    draw = int.from_bytes(digest, "big") / 2**64
-    if attempt <= 1:
-        return draw < config.failure_rate
-    return draw >= config.retry_success_rate
+    """Decide whether attempt ``attempt`` of message ``key`` fails (deterministic).
+
+    This is the fake sender's own decision (:meth:`FakeSender.fails`), so what
+    the report predicts and what the workers meet are the same draw.
+    """
+    return fake_sender(config, seed=seed).fails(key, attempt)
+
+
+def fake_sender(
+    config: SimulationConfig, *, seed: int | None = None, asynchronous: bool = False
+) -> Any:
+    """Return the run's fake sender: the config's rates, latency and seed.
+
+    Messages are named by ``payload.sim`` (stable across runs) in the draws.
+    """
+    from nsn_store.worker import AsyncFakeSender, FakeSender
+
+    kind = AsyncFakeSender if asynchronous else FakeSender
+    return kind(
+        seed=config.seed if seed is None else seed,
+        failure_rate=config.failure_rate,
+        retry_failure_rate=1.0 - config.retry_success_rate,
+        latency=config.latency,
+        key=lambda d: d.payload.get("sim", d.message_id),
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -152,17 +197,26 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def horizon(config: SimulationConfig) -> float:
+    """Return the seconds a run may need: the spread, every backoff step, a lease per crash."""
+    backoff = sum(config.backoff * 2**k for k in range(config.max_attempts))
+    return config.spread + backoff + config.lease * (config.crashes + 1)
+
+
 def max_ticks(config: SimulationConfig) -> int:
-    """Bound the run: the spread, every backoff step, a lost lease per crash, plus slack."""
-    base = DEFAULT_BASE_BACKOFF.total_seconds()
-    backoff = sum(base * 2 ** k for k in range(config.max_attempts))
-    horizon = config.spread + backoff + config.lease * (config.crashes + 1)
-    return int(horizon / config.tick) + 10
+    """Bound a virtual run: the :func:`horizon` in ticks, plus slack."""
+    return int(horizon(config) / config.tick) + 10
 
 
 def build_report(
-    config: SimulationConfig, tally: Tally, found: Mapping[str, int], *, ticks: int,
-    virtual_seconds: float, timings: Mapping[str, float], counters: dict[str, int],
+    config: SimulationConfig,
+    tally: Tally,
+    found: Mapping[str, int],
+    *,
+    ticks: int,
+    virtual_seconds: float,
+    timings: Mapping[str, float],
+    counters: dict[str, int],
     aggregate_rows: int,
 ) -> SimulationReport:
     """Build the report from the workers' tally, the database's counts and the timings.
@@ -172,12 +226,27 @@ def build_report(
     whole (``wall``).
     """
     return SimulationReport(
-        config=config, total=config.total, sent=found["sent"], failed=found["failed"],
-        retries=tally.outcomes["retried"], claims=tally.outcomes["claims"],
-        duplicates=found["duplicates"], lost=found["lost"],
-        lag_p50=percentile(tally.lags, 50), lag_p95=percentile(tally.lags, 95),
-        lag_max=max(tally.lags, default=0.0), ticks=ticks, virtual_seconds=virtual_seconds,
-        seed_seconds=timings["seed"], run_seconds=timings["run"],
-        rollup_seconds=timings["rollup"], wall_seconds=timings["wall"], counters=counters,
-        aggregate_rows=aggregate_rows, crashed_claims=tally.outcomes["crashed_claims"],
+        config=config,
+        total=config.total,
+        sent=found["sent"],
+        failed=found["failed"],
+        retries=tally.outcomes["retried"],
+        claims=tally.outcomes["claimed"],
+        duplicates=found["duplicates"],
+        lost=found["lost"],
+        lag_p50=percentile(tally.lags, 50),
+        lag_p95=percentile(tally.lags, 95),
+        lag_max=max(tally.lags, default=0.0),
+        ticks=ticks,
+        virtual_seconds=virtual_seconds,
+        seed_seconds=timings["seed"],
+        run_seconds=timings["run"],
+        rollup_seconds=timings["rollup"],
+        wall_seconds=timings["wall"],
+        counters=counters,
+        aggregate_rows=aggregate_rows,
+        crashed_claims=tally.outcomes["crashed_claims"],
+        handed_back=tally.outcomes["handed_back"],
+        lease_lost=tally.outcomes["lease_lost"],
+        sender_calls=tally.outcomes["sender_calls"],
     )

@@ -1,4 +1,4 @@
-"""The load simulation: real workers, no duplicates, nothing lost, reproducible."""
+"""The load simulation: the real Worker/AsyncWorker, no duplicates, nothing lost, reproducible."""
 
 from __future__ import annotations
 
@@ -46,7 +46,9 @@ def other_db(client: Any) -> Iterator[Any]:
 
 
 @given(key=st.text(max_size=20), attempt=st.integers(1, 10), seed=st.integers(0, 2**32))
-def test_send_outcome_depends_only_on_seed_key_and_attempt(key: str, attempt: int, seed: int) -> None:
+def test_send_outcome_depends_only_on_seed_key_and_attempt(
+    key: str, attempt: int, seed: int
+) -> None:
     first = send_fails(seed, key, attempt, SMALL)
     random.seed(seed ^ 0x5EED)  # global randomness must not matter
     random.random()
@@ -65,8 +67,12 @@ def test_send_outcome_is_the_same_in_another_process() -> None:
     assert "0" in here and "1" in here
     for hash_seed in ("1", "2"):
         other = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).resolve().parents[1], env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
         )
         assert other.stdout.strip() == here
 
@@ -135,8 +141,10 @@ def test_small_run_sends_everything_exactly_once(db: Any) -> None:
 def test_counters_and_events_agree_with_the_outcome(db: Any) -> None:
     report = run_simulation(db, SMALL)
     assert report.counters == {
-        "messages.scheduled": 60, "messages.sent": report.sent,
-        "messages.retried": report.retries, "messages.failed": report.failed,
+        "messages.scheduled": 60,
+        "messages.sent": report.sent,
+        "messages.retried": report.retries,
+        "messages.failed": report.failed,
     }
     assert db["messageEvents"].count_documents({"eventType": "sent"}) == report.sent
     assert report.aggregate_rows > 0
@@ -154,11 +162,66 @@ def test_asyncio_mode_gives_the_same_counts_as_threads(db: Any, other_db: Any) -
 
 
 def test_messages_failing_every_attempt_end_failed_not_lost(db: Any) -> None:
-    config = SimulationConfig(tenants=2, messages_per_tenant=10, failure_rate=1.0,
-                              retry_success_rate=0.0, max_attempts=2, seed=1)
+    config = SimulationConfig(
+        tenants=2,
+        messages_per_tenant=10,
+        failure_rate=1.0,
+        retry_success_rate=0.0,
+        max_attempts=2,
+        seed=1,
+    )
     report = run_simulation(db, config)
     assert (report.sent, report.failed, report.lost) == (0, 20, 0)
     assert report.retries == 20  # one retry each, then failed for good
+
+
+def test_the_fake_sender_decides_every_outcome(db: Any) -> None:
+    # The workers meet exactly the failures send_fails predicts for each message.
+    report = run_simulation(db, SMALL)
+    for doc in db["scheduledMessages"].find({}, {"payload.sim": 1, "status": 1, "attempts": 1}):
+        fails = [
+            send_fails(SMALL.seed, doc["payload"]["sim"], k, SMALL)
+            for k in range(1, SMALL.max_attempts + 1)
+        ]
+        expected = fails.index(False) + 1 if False in fails else SMALL.max_attempts
+        assert doc["attempts"] == expected
+        assert doc["status"] == ("sent" if False in fails else "failed")
+    assert report.sender_calls == report.claims
+
+
+def test_crashed_workers_claims_are_sent_once_after_their_lease(db: Any) -> None:
+    config = SimulationConfig(**{**vars(SMALL), "crashes": 2, "lease": 60.0, "batch": 5})
+    report = run_simulation(db, config)
+    assert report.crashed_claims > 0
+    assert (report.duplicates, report.lost) == (0, 0) and report.ok
+    assert report.lag_max > config.tick  # the abandoned ones waited for the lease to expire
+
+
+@pytest.mark.parametrize("mode", ["threads", "asyncio"])
+def test_wall_clock_mode_gives_the_virtual_counts_and_real_lag(
+    db: Any, other_db: Any, mode: str
+) -> None:
+    config = SimulationConfig(
+        tenants=2,
+        messages_per_tenant=15,
+        workers=2,
+        failure_rate=0.3,
+        retry_success_rate=0.5,
+        max_attempts=3,
+        backoff=0.05,
+        spread=0.6,
+        seed=3,
+        mode=mode,
+    )  # type: ignore[arg-type]
+    virtual = run_simulation(db, config)
+    wall = run_simulation(other_db, SimulationConfig(**{**vars(config), "clock": "wall"}))
+    assert wall.ok and (wall.duplicates, wall.lost) == (0, 0)
+    assert _counts(wall)[:4] == _counts(virtual)[:4] and wall.ticks == 0
+    # Real time: the run lasted at least until the last sendAt, and claims follow sendAt
+    # within a fraction of the 60 s cron (generous bounds: a loaded CI machine).
+    assert wall.virtual_seconds >= 0.3
+    assert 0 <= wall.lag_p50 <= wall.lag_p95 <= wall.lag_max < 10
+    assert virtual.lag_p50 > 1  # the cron's lag, for contrast
 
 
 def test_lag_never_exceeds_one_cron_interval_without_crashes(db: Any) -> None:
@@ -192,13 +255,37 @@ def _cli() -> click.Group:
 
 def test_simulate_json_has_the_report_keys() -> None:
     uri = f"mongomock://simulate-{uuid.uuid4().hex[:8]}/nsn"
-    args = ["simulate", "--uri", uri, "--json", "--tenants", "2", "--messages", "10",
-            "--workers", "2", "--seed", "5"]
+    args = [
+        "simulate",
+        "--uri",
+        uri,
+        "--json",
+        "--tenants",
+        "2",
+        "--messages",
+        "10",
+        "--workers",
+        "2",
+        "--seed",
+        "5",
+    ]
     result = CliRunner().invoke(_cli(), args)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    for key in ("total", "sent", "failed", "retries", "duplicates", "lost", "lag_p50",
-                "lag_p95", "lag_max", "throughput", "wall_seconds", "config"):
+    for key in (
+        "total",
+        "sent",
+        "failed",
+        "retries",
+        "duplicates",
+        "lost",
+        "lag_p50",
+        "lag_p95",
+        "lag_max",
+        "throughput",
+        "wall_seconds",
+        "config",
+    ):
         assert key in data
     assert data["total"] == 20 and data["duplicates"] == 0 and data["lost"] == 0
 
@@ -214,16 +301,44 @@ def test_simulate_option_defaults_match_the_library_defaults() -> None:
 
 def test_simulate_text_output_and_bad_option() -> None:
     uri = f"mongomock://simulate-{uuid.uuid4().hex[:8]}/nsn"
-    ok = CliRunner().invoke(_cli(), ["simulate", "--uri", uri, "--tenants", "1",
-                                     "--messages", "5", "--workers", "1"])
+    ok = CliRunner().invoke(
+        _cli(), ["simulate", "--uri", uri, "--tenants", "1", "--messages", "5", "--workers", "1"]
+    )
     assert ok.exit_code == 0, ok.output
     assert "duplicates 0, lost 0" in ok.stdout
     bad = CliRunner().invoke(_cli(), ["simulate", "--uri", uri, "--failure-rate", "2"])
     assert bad.exit_code == 2
 
 
-@pytest.mark.parametrize(("as_json", "bar"), [pytest.param(False, True, id="text-shows-bar"),
-                                              pytest.param(True, False, id="json-never-does")])
+def test_simulate_wall_clock_text_output() -> None:
+    uri = f"mongomock://simulate-{uuid.uuid4().hex[:8]}/nsn"
+    args = [
+        "simulate",
+        "--uri",
+        uri,
+        "--tenants",
+        "1",
+        "--messages",
+        "5",
+        "--clock",
+        "wall",
+        "--spread",
+        "0.2",
+        "--failure-rate",
+        "0",
+    ]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 0, result.output
+    assert "lag sendAt->claim (wall s)" in result.stdout and "duplicates 0, lost 0" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("as_json", "bar"),
+    [
+        pytest.param(False, True, id="text-shows-bar"),
+        pytest.param(True, False, id="json-never-does"),
+    ],
+)
 def test_progress_bar_only_on_a_terminal_without_json(
     monkeypatch: pytest.MonkeyPatch, as_json: bool, bar: bool
 ) -> None:

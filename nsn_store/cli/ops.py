@@ -30,34 +30,134 @@ YEAR = 365 * DAY
 
 
 @click.command(cls=Command)
-@click.option("--tenants", type=click.IntRange(1, 10_000), default=20, show_default=True,
-              help="Tenants to seed (the original load: 100).")
-@click.option("--messages", "messages_per_tenant", type=click.IntRange(1, MAX_SIMULATED_MESSAGES),
-              default=500, show_default=True, help="Scheduled messages per tenant.")
-@click.option("--spread", type=FiniteFloatRange(0, YEAR), default=600.0, show_default=True,
-              help="Virtual seconds over which sendAt is spread.")
-@click.option("--workers", type=click.IntRange(1, 256), default=4, show_default=True,
-              help="Concurrent senders.")
-@click.option("--mode", type=click.Choice(["threads", "asyncio"]), default="threads",
-              show_default=True, help="Worker threads or asyncio tasks.")
-@click.option("--failure-rate", type=FiniteFloatRange(0, 1), default=0.05, show_default=True,
-              help="Share of first send attempts that fail.")
-@click.option("--retry-success-rate", type=FiniteFloatRange(0, 1), default=0.8,
-              show_default=True, help="Share of retries that succeed.")
-@click.option("--seed", type=click.IntRange(-(2**63), 2**63 - 1), default=42, show_default=True,
-              help="Seed: the same seed gives the same counts.")
-@click.option("--batch", type=click.IntRange(1, MAX_LIMIT), default=50, show_default=True,
-              help="Messages claimed per claim_due call.")
-@click.option("--lease", type=FiniteFloatRange(0, DAY, min_open=True), default=120.0,
-              show_default=True, help="Lease in seconds.")
-@click.option("--tick", type=FiniteFloatRange(0.001, DAY), default=60.0,
-              show_default=True, help="Virtual seconds between cron runs.")
-@click.option("--contacts", "contacts_per_tenant", type=click.IntRange(1, 10_000), default=10,
-              show_default=True, help="Contacts per tenant.")
-@click.option("--max-attempts", type=click.IntRange(1, 20), default=5, show_default=True,
-              help="Attempts before a message fails for good.")
-@click.option("--crashes", type=click.IntRange(0, 256), default=0, show_default=True,
-              help="Workers that claim a batch and die without finishing it.")
+@click.option(
+    "--tenants",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="Tenants to seed (the original load: 100).",
+)
+@click.option(
+    "--messages",
+    "messages_per_tenant",
+    type=click.IntRange(1, MAX_SIMULATED_MESSAGES),
+    default=500,
+    show_default=True,
+    help="Scheduled messages per tenant.",
+)
+@click.option(
+    "--spread",
+    type=FiniteFloatRange(0, YEAR),
+    default=600.0,
+    show_default=True,
+    help="Seconds over which sendAt is spread (virtual, or real with --clock wall).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=4,
+    show_default=True,
+    help="Workers (each with its own worker id, as separate processes).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=8,
+    show_default=True,
+    help="Senders per worker (threads or asyncio tasks).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["threads", "asyncio"]),
+    default="threads",
+    show_default=True,
+    help="nsn_store.Worker (threads) or AsyncWorker (asyncio).",
+)
+@click.option(
+    "--clock",
+    type=click.Choice(["virtual", "wall"]),
+    default="virtual",
+    show_default=True,
+    help="virtual: a manual clock ticked like a cron; wall: real time, real claim lag.",
+)
+@click.option(
+    "--failure-rate",
+    type=FiniteFloatRange(0, 1),
+    default=0.05,
+    show_default=True,
+    help="Share of first send attempts that fail.",
+)
+@click.option(
+    "--retry-success-rate",
+    type=FiniteFloatRange(0, 1),
+    default=0.8,
+    show_default=True,
+    help="Share of retries that succeed.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(-(2**63), 2**63 - 1),
+    default=42,
+    show_default=True,
+    help="Seed: the same seed gives the same counts.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(1, MAX_LIMIT),
+    default=50,
+    show_default=True,
+    help="Messages claimed per claim_due call.",
+)
+@click.option(
+    "--lease",
+    type=FiniteFloatRange(0, DAY, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Lease in seconds.",
+)
+@click.option(
+    "--tick",
+    type=FiniteFloatRange(0.001, DAY),
+    default=60.0,
+    show_default=True,
+    help="Virtual seconds between cron runs.",
+)
+@click.option(
+    "--contacts",
+    "contacts_per_tenant",
+    type=click.IntRange(1, 10_000),
+    default=10,
+    show_default=True,
+    help="Contacts per tenant.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 20),
+    default=5,
+    show_default=True,
+    help="Attempts before a message fails for good.",
+)
+@click.option(
+    "--crashes",
+    type=click.IntRange(0, 256),
+    default=0,
+    show_default=True,
+    help="Workers that claim a batch and die without finishing it.",
+)
+@click.option(
+    "--backoff",
+    type=FiniteFloatRange(0.001, 6 * 3600),
+    default=30.0,
+    show_default=True,
+    help="The scheduler's base retry backoff, in seconds.",
+)
+@click.option(
+    "--latency",
+    type=FiniteFloatRange(0, 60),
+    default=0.0,
+    show_default=True,
+    help="The fake sender's latency per send, in wall seconds.",
+)
 @uri_option
 @json_option
 def simulate(uri: str | None, as_json: bool, **options: Any) -> None:
@@ -78,11 +178,17 @@ def simulate(uri: str | None, as_json: bool, **options: Any) -> None:
 
 
 def _check_run_size(config: Any) -> None:
-    """Refuse a run too large to finish: too many documents or cron ticks."""
+    """Refuse a run too large to finish: too many documents or cron ticks.
+
+    A wall-clock run is bounded by the same horizon in real seconds; it stops
+    once every message is finished.
+    """
     from nsn_store.simulate import max_ticks
 
-    for what, count in (("messages", config.total),
-                        ("contacts", config.tenants * config.contacts_per_tenant)):
+    for what, count in (
+        ("messages", config.total),
+        ("contacts", config.tenants * config.contacts_per_tenant),
+    ):
         if count > MAX_SIMULATED_MESSAGES:
             raise click.UsageError(
                 f"the run would seed {count} {what}, more than {MAX_SIMULATED_MESSAGES}: "
@@ -100,17 +206,33 @@ def render_simulation(r: Any) -> str:
     """Render a SimulationReport as the lines ``simulate`` prints."""
     c = r.config
     crashed = f", abandoned by crashed workers {r.crashed_claims}" if r.crashed_claims else ""
-    head = (f"simulation: {c.tenants} tenants x {c.messages_per_tenant} messages = {r.total}, "
-            f"{c.workers} workers ({c.mode}), seed {c.seed}")
-    counts = (f"  sent {r.sent}, failed for good {r.failed}, retries {r.retries}, "
-              f"claims {r.claims}{crashed}")
+    kind = "Worker threads" if c.mode == "threads" else "AsyncWorker tasks"
+    head = (
+        f"simulation: {c.tenants} tenants x {c.messages_per_tenant} messages = {r.total}, "
+        f"{c.workers} workers x {c.concurrency} ({kind}), {c.clock} clock, seed {c.seed}"
+    )
+    counts = (
+        f"  sent {r.sent}, failed for good {r.failed}, retries {r.retries}, "
+        f"claims {r.claims}{crashed}"
+    )
     verdict = f"  duplicates {r.duplicates}, lost {r.lost}  ->  {'OK' if r.ok else 'FAILED'}"
-    lag = (f"  lag sendAt->claim (virtual s): p50 {r.lag_p50:.1f}, p95 {r.lag_p95:.1f}, "
-           f"max {r.lag_max:.1f} ({r.ticks} ticks of {c.tick:g}s, "
-           f"{r.virtual_seconds:.0f}s virtual)")
-    speed = (f"  throughput {r.throughput:.1f} messages/s over {r.run_seconds:.1f}s of "
-             f"workers; seeding {r.seed_seconds:.1f}s, rollup {r.rollup_seconds:.1f}s, "
-             f"wall {r.wall_seconds:.1f}s")
+    if c.clock == "virtual":
+        lag = (
+            f"  lag sendAt->claim (virtual s): p50 {r.lag_p50:.1f}, p95 {r.lag_p95:.1f}, "
+            f"max {r.lag_max:.1f} ({r.ticks} ticks of {c.tick:g}s, "
+            f"{r.virtual_seconds:.0f}s virtual)"
+        )
+    else:
+        lag = (
+            f"  lag sendAt->claim (wall s): p50 {r.lag_p50:.3f}, p95 {r.lag_p95:.3f}, "
+            f"max {r.lag_max:.3f} (workers wake at the next sendAt; "
+            f"{r.virtual_seconds:.1f}s real)"
+        )
+    speed = (
+        f"  throughput {r.throughput:.1f} messages/s over {r.run_seconds:.1f}s of "
+        f"workers; seeding {r.seed_seconds:.1f}s, rollup {r.rollup_seconds:.1f}s, "
+        f"wall {r.wall_seconds:.1f}s"
+    )
     totals = f"  counters {r.counters}, aggregate rows {r.aggregate_rows}"
     return f"{head}\n{counts}\n{verdict}\n{lag}\n{speed}\n{totals}"
 
@@ -132,14 +254,23 @@ def _progress(total: int, *, enabled: bool) -> Iterator[Any]:
 
 
 @click.command("check-data", cls=Command)
-@click.option("--collection", "collections", multiple=True, metavar="NAME",
-              help="Check only this collection (repeatable). Default: all.")
-@click.option("--sample", type=click.IntRange(0, MAX_LIMIT), default=5, show_default=True,
-              help="Failing documents to explain per collection.")
+@click.option(
+    "--collection",
+    "collections",
+    multiple=True,
+    metavar="NAME",
+    help="Check only this collection (repeatable). Default: all.",
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(0, MAX_LIMIT),
+    default=5,
+    show_default=True,
+    help="Failing documents to explain per collection.",
+)
 @uri_option
 @json_option
-def check_data(collections: tuple[str, ...], sample: int, uri: str | None,
-               as_json: bool) -> None:
+def check_data(collections: tuple[str, ...], sample: int, uri: str | None, as_json: bool) -> None:
     """Report existing documents that the schema's validators would reject.
 
     Exits 0 when every document fits, 1 when some do not, 2 on errors.
