@@ -13,10 +13,39 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bson.regex import Regex
+from mongomock import aggregate as _mongomock_aggregate
 from mongomock.filtering import filter_applies
+from sentinels import NOTHING
 
 Matcher = Callable[[Mapping[str, Any]], bool]
 LOGICAL = ("$and", "$or", "$nor")
+
+
+def _missing_field_paths_are_missing() -> None:
+    """Make ``$expr`` field paths to absent fields evaluate as missing, not raise KeyError.
+
+    A server evaluates ``"$a"`` on a document without ``a`` as missing: ``$eq``
+    with anything is false, ``$ne`` true. mongomock raises ``KeyError`` out of
+    the filter; with its own ``NOTHING`` sentinel equality behaves as on a
+    server, and an ordering comparison raises ``NotImplementedError`` (refused,
+    never silently wrong).
+    """
+    parser: Any = _mongomock_aggregate._Parser
+    if getattr(parser, "_nsn_missing_fields", False):
+        return
+    original = parser._parse_basic_expression
+
+    def parse_basic_expression(self: Any, expression: Any) -> Any:
+        try:
+            return original(self, expression)
+        except KeyError:
+            return NOTHING
+
+    parser._parse_basic_expression = parse_basic_expression
+    parser._nsn_missing_fields = True
+
+
+_missing_field_paths_are_missing()
 
 
 def compile_filter(spec: Mapping[str, Any]) -> Matcher:
