@@ -44,14 +44,21 @@ class EmbeddedCursor(_Cursor):
             self._results = list(results)
             self._bounded = bool(stop)
         if with_limit_and_skip:
-            results = self._results[self._skip:]
-            return results[:abs(self._limit)] if self._limit else results
+            results = self._results[self._skip :]
+            return results[: abs(self._limit)] if self._limit else results
         return self._results  # type: ignore[no-any-return]
 
     def clone(self) -> EmbeddedCursor:
         """Return an unevaluated copy of this cursor (same filter, sort, skip, limit)."""
-        copy = EmbeddedCursor(self.collection, self._spec, self._sort, self._projection,
-                              self._skip, self._limit, collation=self._collation)
+        copy = EmbeddedCursor(
+            self.collection,
+            self._spec,
+            self._sort,
+            self._projection,
+            self._skip,
+            self._limit,
+            collation=self._collation,
+        )
         copy._factory = self._factory
         return copy
 
@@ -60,6 +67,11 @@ class EmbeddedCursor(_Cursor):
         collection = self.collection
         with collection._db_store.lock:
             return _planner.explain(
-                collection._store, collection.full_name, self._spec, sort=self._sort,
-                limit=abs(self._limit or 0), skip=self._skip, collation=self._collation,
+                collection._store,
+                collection.full_name,
+                self._spec,
+                sort=self._sort,
+                limit=abs(self._limit or 0),
+                skip=self._skip,
+                collation=self._collation,
             )

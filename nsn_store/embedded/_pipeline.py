@@ -44,9 +44,13 @@ def _stage(stage: Any, name: str) -> bool:
 
 
 def _plain_sort(sort: Any) -> bool:
-    return isinstance(sort, Mapping) and bool(sort) and all(
-        isinstance(k, str) and not k.startswith("$") and type(d) is int and d in (1, -1)
-        for k, d in sort.items()
+    return (
+        isinstance(sort, Mapping)
+        and bool(sort)
+        and all(
+            isinstance(k, str) and not k.startswith("$") and type(d) is int and d in (1, -1)
+            for k, d in sort.items()
+        )
     )
 
 
@@ -58,8 +62,10 @@ def aggregate(collection: Any, pipeline: Any, session: Any = None, **kwargs: Any
     """Run ``pipeline`` on ``collection`` with its front served by the planner."""
     if not isinstance(pipeline, (list, tuple)):
         return mongomock_aggregate.process_pipeline(
-            list(collection.find()), collection.database, pipeline, session)
+            list(collection.find()), collection.database, pipeline, session
+        )
     spec, sort, skip, limit, rest = split(pipeline)
-    cursor = collection.find(spec, sort=sort, skip=skip, limit=limit,
-                             collation=kwargs.get("collation"))
+    cursor = collection.find(
+        spec, sort=sort, skip=skip, limit=limit, collation=kwargs.get("collation")
+    )
     return mongomock_aggregate.process_pipeline(list(cursor), collection.database, rest, session)

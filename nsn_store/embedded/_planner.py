@@ -132,8 +132,10 @@ def conditions(spec: Mapping[str, Any]) -> dict[str, list[Any]]:
 
 
 def _is_operators(condition: Any) -> bool:
-    return isinstance(condition, Mapping) and bool(condition) and all(
-        str(k).startswith("$") for k in condition
+    return (
+        isinstance(condition, Mapping)
+        and bool(condition)
+        and all(str(k).startswith("$") for k in condition)
     )
 
 
@@ -179,8 +181,9 @@ def _condition_points(condition: Any) -> Iterator[list[Pair]]:
         yield union
 
 
-def _range_bounds(lows: list[tuple[Pair, bool]], highs: list[tuple[Pair, bool]],
-                  multikey: bool) -> Bounds | None:
+def _range_bounds(
+    lows: list[tuple[Pair, bool]], highs: list[tuple[Pair, bool]], multikey: bool
+) -> Bounds | None:
     if not lows and not highs:
         return None
     rank = (lows or highs)[0][0][0]
@@ -232,12 +235,14 @@ def _probe(prefix: tuple[Any, ...], bounds: Bounds | None, descending: bool) -> 
     flipped_high: Entry = (*prefix, -rank, TOP)
     if bounds.high is not None:
         pair, inclusive = bounds.high
-        flipped_low = (*prefix, *stored(pair, True)) if inclusive else (
-            *prefix, *stored(pair, True), TOP)
+        flipped_low = (
+            (*prefix, *stored(pair, True)) if inclusive else (*prefix, *stored(pair, True), TOP)
+        )
     if bounds.low is not None:
         pair, inclusive = bounds.low
-        flipped_high = (*prefix, *stored(pair, True), TOP) if inclusive else (
-            *prefix, *stored(pair, True))
+        flipped_high = (
+            (*prefix, *stored(pair, True), TOP) if inclusive else (*prefix, *stored(pair, True))
+        )
     return flipped_low, flipped_high
 
 
@@ -248,8 +253,9 @@ def _usable(index: SortedIndex, found: Mapping[str, Bounds], spec: Mapping[str, 
     return index.partial is None or implies(spec, found, index.partial)
 
 
-def implies(spec: Mapping[str, Any], found: Mapping[str, Bounds],
-            partial: Mapping[str, Any]) -> bool:
+def implies(
+    spec: Mapping[str, Any], found: Mapping[str, Bounds], partial: Mapping[str, Any]
+) -> bool:
     """Tell (conservatively) whether every document matching ``spec`` matches ``partial``."""
     given = conditions(spec)
     for name, condition in partial.items():
@@ -267,8 +273,13 @@ def implies(spec: Mapping[str, Any], found: Mapping[str, Bounds],
     return True
 
 
-def plan_index(index: SortedIndex, spec: Mapping[str, Any], sort: Sort, limit: int,
-               conds: Mapping[str, list[Any]]) -> Plan | None:
+def plan_index(
+    index: SortedIndex,
+    spec: Mapping[str, Any],
+    sort: Sort,
+    limit: int,
+    conds: Mapping[str, list[Any]],
+) -> Plan | None:
     """Return the plan ``index`` offers for ``spec`` and ``sort``, or None if it cannot help."""
     found: dict[str, Bounds] = {}
     prefix_points: list[list[Pair]] = []
@@ -297,14 +308,23 @@ def plan_index(index: SortedIndex, spec: Mapping[str, Any], sort: Sort, limit: i
         return None
     ranges = _ranges(index, prefix_points, range_bounds)
     reverse, sort_key = served if served is not None else (False, [])
-    plan = Plan("IXSCAN", index, ranges, served=served is not None, reverse=reverse,
-                sort_key=sort_key, bounded=len(found), bounds=found)
+    plan = Plan(
+        "IXSCAN",
+        index,
+        ranges,
+        served=served is not None,
+        reverse=reverse,
+        sort_key=sort_key,
+        bounded=len(found),
+        bounds=found,
+    )
     plan.count = sum(stop - begin for begin, stop in (index.span(*r) for r in ranges))
     return plan
 
 
-def _serves(index: SortedIndex, start: int,
-            rest: Sort) -> tuple[bool, list[tuple[int, bool]]] | None:
+def _serves(
+    index: SortedIndex, start: int, rest: Sort
+) -> tuple[bool, list[tuple[int, bool]]] | None:
     """Return (walk backwards, merge key) if the walk can give ``rest``'s order, else None.
 
     ``start`` fields are pinned to points. Within one combination of points the
@@ -334,8 +354,9 @@ def _serves(index: SortedIndex, start: int,
     return signs == {False}, key
 
 
-def _ranges(index: SortedIndex, prefix_points: list[list[Pair]],
-            range_bounds: Bounds | None) -> list[tuple[Entry, Entry]]:
+def _ranges(
+    index: SortedIndex, prefix_points: list[list[Pair]], range_bounds: Bounds | None
+) -> list[tuple[Entry, Entry]]:
     ranges = []
     descending = [d < 0 for d in index.directions]
     for combo in itertools.product(*prefix_points):
@@ -346,8 +367,7 @@ def _ranges(index: SortedIndex, prefix_points: list[list[Pair]],
     return ranges
 
 
-def choose(store: EmbeddedCollectionStore, spec: Mapping[str, Any], sort: Sort,
-           limit: int) -> Plan:
+def choose(store: EmbeddedCollectionStore, spec: Mapping[str, Any], sort: Sort, limit: int) -> Plan:
     """Return the plan for ``spec``/``sort``: ``_id`` lookup, the cheapest index, or a scan."""
     ids = id_candidates(spec)
     if ids is not None:
@@ -381,9 +401,16 @@ class Stats:
     docs: int = 0
 
 
-def find(store: EmbeddedCollectionStore, spec: Mapping[str, Any], *, sort: Any = None,
-         limit: int = 0, collation: Any = None, stats: Stats | None = None,
-         plan: Plan | None = None) -> list[Doc]:
+def find(
+    store: EmbeddedCollectionStore,
+    spec: Mapping[str, Any],
+    *,
+    sort: Any = None,
+    limit: int = 0,
+    collation: Any = None,
+    stats: Stats | None = None,
+    plan: Plan | None = None,
+) -> list[Doc]:
     """Return the stored documents matching ``spec``, sorted, at most ``limit`` (0: all).
 
     Exactly what a scan in natural order, then mongomock's stable sort, then the
@@ -424,8 +451,9 @@ def normalise_sort(sort: Any) -> Sort:
     return [(str(name), direction) for name, direction in pairs]
 
 
-def _filtered(candidates: Iterable[Doc], matches: Callable[[Doc], bool], stop: int,
-              stats: Stats) -> list[Doc]:
+def _filtered(
+    candidates: Iterable[Doc], matches: Callable[[Doc], bool], stop: int, stats: Stats
+) -> list[Doc]:
     found = []
     for doc in candidates:
         stats.docs += 1
@@ -436,8 +464,9 @@ def _filtered(candidates: Iterable[Doc], matches: Callable[[Doc], bool], stop: i
     return found
 
 
-def _candidates(store: EmbeddedCollectionStore, plan: Plan, spec: Mapping[str, Any],
-                stats: Stats) -> Iterator[Doc]:
+def _candidates(
+    store: EmbeddedCollectionStore, plan: Plan, spec: Mapping[str, Any], stats: Stats
+) -> Iterator[Doc]:
     documents = store._documents
     if plan.kind == "COLLSCAN":
         yield from list(documents.values())
@@ -462,8 +491,13 @@ def _candidates(store: EmbeddedCollectionStore, plan: Plan, spec: Mapping[str, A
         yield documents[by_seq[seq]]
 
 
-def _walk_sorted(store: EmbeddedCollectionStore, plan: Plan, matches: Callable[[Doc], bool],
-                 limit: int, stats: Stats) -> list[Doc]:
+def _walk_sorted(
+    store: EmbeddedCollectionStore,
+    plan: Plan,
+    matches: Callable[[Doc], bool],
+    limit: int,
+    stats: Stats,
+) -> list[Doc]:
     """Walk the ranges in sort order; regroup ties by natural order; stop at ``limit``."""
     assert plan.index is not None
     index, documents, by_seq = plan.index, store._documents, store.by_seq
@@ -487,6 +521,7 @@ def _walk_sorted(store: EmbeddedCollectionStore, plan: Plan, matches: Callable[[
 
 def _merge_key(parts: list[tuple[int, bool]]) -> Callable[[Entry], tuple[Any, ...]]:
     """Return the key that orders entries as the sort asks (inverting reversed fields)."""
+
     def key(entry: Entry) -> tuple[Any, ...]:
         found: list[Any] = []
         for position, inverted in parts:
@@ -518,8 +553,16 @@ def _sort_key(name: str) -> Callable[[Doc], Any]:
 # ----------------------------------------------------------------- explain
 
 
-def explain(store: EmbeddedCollectionStore, namespace: str, spec: Mapping[str, Any], *,
-            sort: Any = None, limit: int = 0, skip: int = 0, collation: Any = None) -> Doc:
+def explain(
+    store: EmbeddedCollectionStore,
+    namespace: str,
+    spec: Mapping[str, Any],
+    *,
+    sort: Any = None,
+    limit: int = 0,
+    skip: int = 0,
+    collation: Any = None,
+) -> Doc:
     """Return ``explain()`` output shaped as a server's: queryPlanner and executionStats."""
     spec = helpers.patch_datetime_awareness_in_document(spec)
     order = normalise_sort(sort)
@@ -532,13 +575,20 @@ def explain(store: EmbeddedCollectionStore, namespace: str, spec: Mapping[str, A
     return {
         "explainVersion": "1",
         "queryPlanner": {
-            "namespace": namespace, "indexFilterSet": False, "parsedQuery": dict(spec),
-            "planCacheShapeHash": None, "maxIndexedOrSolutionsReached": False,
-            "winningPlan": tree, "rejectedPlans": [],
+            "namespace": namespace,
+            "indexFilterSet": False,
+            "parsedQuery": dict(spec),
+            "planCacheShapeHash": None,
+            "maxIndexedOrSolutionsReached": False,
+            "winningPlan": tree,
+            "rejectedPlans": [],
         },
         "executionStats": {
-            "executionSuccess": True, "nReturned": returned, "executionTimeMillis": 0,
-            "totalKeysExamined": stats.keys, "totalDocsExamined": stats.docs,
+            "executionSuccess": True,
+            "nReturned": returned,
+            "executionTimeMillis": 0,
+            "totalKeysExamined": stats.keys,
+            "totalDocsExamined": stats.docs,
             "executionStages": tree,
         },
         "ok": 1.0,
@@ -548,8 +598,13 @@ def explain(store: EmbeddedCollectionStore, namespace: str, spec: Mapping[str, A
 def _tree(plan: Plan, spec: Mapping[str, Any], order: Sort, limit: int, skip: int) -> Doc:
     node = _access_stage(plan, spec)
     if order and not plan.served:
-        node = {"stage": "SORT", "sortPattern": dict(order), "memLimit": 104857600,
-                "type": "simple", "inputStage": node}
+        node = {
+            "stage": "SORT",
+            "sortPattern": dict(order),
+            "memLimit": 104857600,
+            "type": "simple",
+            "inputStage": node,
+        }
         if limit:
             node["limitAmount"] = skip + limit
     if skip:
@@ -565,21 +620,34 @@ def _access_stage(plan: Plan, spec: Mapping[str, Any]) -> Doc:
     if plan.kind == "IDHACK":
         if set(spec) == {"_id"} and len(plan.ids or ()) == 1:
             return {"stage": "IDHACK"}
-        scan = {"stage": "IXSCAN", "keyPattern": {"_id": 1}, "indexName": "_id_",
-                "isMultiKey": False, "multiKeyPaths": {"_id": []}, "isUnique": True,
-                "isSparse": False, "isPartial": False, "indexVersion": 2,
-                "direction": "forward",
-                "indexBounds": {"_id": [f"[{v!r}, {v!r}]" for v in plan.ids or ()]}}
+        scan = {
+            "stage": "IXSCAN",
+            "keyPattern": {"_id": 1},
+            "indexName": "_id_",
+            "isMultiKey": False,
+            "multiKeyPaths": {"_id": []},
+            "isUnique": True,
+            "isSparse": False,
+            "isPartial": False,
+            "indexVersion": 2,
+            "direction": "forward",
+            "indexBounds": {"_id": [f"[{v!r}, {v!r}]" for v in plan.ids or ()]},
+        }
         return {"stage": "FETCH", "filter": dict(spec), "inputStage": scan}
     index = plan.index
     assert index is not None
     scan = {
-        "stage": "IXSCAN", "keyPattern": index.key_pattern, "indexName": index.name,
+        "stage": "IXSCAN",
+        "keyPattern": index.key_pattern,
+        "indexName": index.name,
         "isMultiKey": index.is_multikey,
-        "multiKeyPaths": {name: [name] if index.multikey[i] else []
-                          for i, name in enumerate(index.fields)},
-        "isUnique": bool(index.spec.get("unique")), "isSparse": index.sparse,
-        "isPartial": index.partial is not None, "indexVersion": 2,
+        "multiKeyPaths": {
+            name: [name] if index.multikey[i] else [] for i, name in enumerate(index.fields)
+        },
+        "isUnique": bool(index.spec.get("unique")),
+        "isSparse": index.sparse,
+        "isPartial": index.partial is not None,
+        "indexVersion": 2,
         "direction": "backward" if plan.reverse else "forward",
         "indexBounds": {name: _describe(plan.bounds.get(name)) for name in index.fields},
     }

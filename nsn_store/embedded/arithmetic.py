@@ -25,7 +25,14 @@ from typing import Any
 from bson import Decimal128, Int64
 from pymongo.errors import WriteError
 
-from nsn_store.embedded.bsontypes import INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, classify, to_decimal128
+from nsn_store.embedded.bsontypes import (
+    INT32_MAX,
+    INT32_MIN,
+    INT64_MAX,
+    INT64_MIN,
+    classify,
+    to_decimal128,
+)
 from nsn_store.embedded.roundtrip import BAD_VALUE, executor_error
 
 TYPE_MISMATCH = 14
@@ -47,12 +54,16 @@ def check_arguments(update: Any) -> None:
         for field, value in fields.items():
             if classify(value) not in _RANK:
                 message = f"Cannot {verb} with non-numeric argument: {{{field}: {shell(value)}}}"
-                raise WriteError(message, TYPE_MISMATCH,
-                                 {"index": 0, "code": TYPE_MISMATCH, "errmsg": message})
+                raise WriteError(
+                    message, TYPE_MISMATCH, {"index": 0, "code": TYPE_MISMATCH, "errmsg": message}
+                )
 
 
 def resolve(update: Any, document: Mapping[str, Any]) -> Any:
-    """Return ``update`` with plain-path ``$inc``/``$mul`` computed into ``$set`` for ``document``."""
+    """Return ``update`` with plain-path ``$inc``/``$mul`` computed into ``$set``.
+
+    The results are computed for ``document`` (the document being updated).
+    """
     if not _is_mapping(update) or ("$inc" not in update and "$mul" not in update):
         return update
     rewritten = dict(update)
@@ -67,7 +78,8 @@ def resolve(update: Any, document: Mapping[str, Any]) -> Any:
             if current is _UNREACHABLE or path in assigned:
                 if operator == "$mul" and current is _UNREACHABLE:
                     raise NotImplementedError(
-                        f"$mul on the path {path!r} is not supported by the embedded database")
+                        f"$mul on the path {path!r} is not supported by the embedded database"
+                    )
                 kept[path] = operand  # left to mongomock, with its errors for conflicts
                 continue
             assigned[path] = _apply(operator, current, operand, path, document)
@@ -84,8 +96,11 @@ def apply_top_level(update: Any, document: Mapping[str, Any], target: dict[str, 
     Returns False (touching nothing) for any other update, which then goes
     through :func:`resolve` and mongomock. This is the counters' hot path.
     """
-    if type(update) is not dict or not update or any(
-            op not in OPERATORS or type(fields) is not dict for op, fields in update.items()):
+    if (
+        type(update) is not dict
+        or not update
+        or any(op not in OPERATORS or type(fields) is not dict for op, fields in update.items())
+    ):
         return False
     paths = [path for fields in update.values() for path in fields]
     if len(set(paths)) != len(paths) or any("." in p or "$" in p for p in paths):
@@ -118,7 +133,9 @@ def _value_at(document: Any, path: str) -> Any:
     return current
 
 
-def _apply(operator: str, current: Any, operand: Any, path: str, document: Mapping[str, Any]) -> Any:
+def _apply(
+    operator: str, current: Any, operand: Any, path: str, document: Mapping[str, Any]
+) -> Any:
     if current is _MISSING:
         return operand if operator == "$inc" else _zero_like(operand)
     kind = classify(current)
@@ -126,12 +143,16 @@ def _apply(operator: str, current: Any, operand: Any, path: str, document: Mappi
         raise executor_error(
             f"Cannot apply {operator} to a value of non-numeric type. "
             f"{{_id: {shell(document.get('_id'))}}} has the field '{path.split('.')[-1]}' "
-            f"of non-numeric type {kind}", TYPE_MISMATCH)
+            f"of non-numeric type {kind}",
+            TYPE_MISMATCH,
+        )
     result = _compute(operator, current, operand)
     if result is None:
         raise executor_error(
             f"Failed to apply {operator} operations to current value ({shell(current)}) "
-            f"for document {{_id: {shell(document.get('_id'))}}}", BAD_VALUE)
+            f"for document {{_id: {shell(document.get('_id'))}}}",
+            BAD_VALUE,
+        )
     return result
 
 

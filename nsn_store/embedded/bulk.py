@@ -10,6 +10,7 @@ exactly as for single writes. Each write error keeps its ``errInfo`` or
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -33,27 +34,34 @@ class Recorder:
         prepared = self.collection._prepare_insert(document)
         self.operations.append(("insert", lambda: self._insert(prepared), document))
 
-    def add_update(self, selector: Any, update: Any, multi: bool = False, upsert: bool = False,
-                   **options: Any) -> None:
+    def add_update(
+        self, selector: Any, update: Any, multi: bool = False, upsert: bool = False, **options: Any
+    ) -> None:
         _refuse(options)
         self._encode(selector, update)
-        run = lambda: self.collection._update(selector, update, upsert=upsert, multi=multi,
-                                              command=None)
-        self.operations.append(("update", run, {"q": selector, "u": update, "multi": multi,
-                                                "upsert": upsert}))
+        run = functools.partial(
+            self.collection._update, selector, update, upsert=upsert, multi=multi, command=None
+        )
+        self.operations.append(
+            ("update", run, {"q": selector, "u": update, "multi": multi, "upsert": upsert})
+        )
 
-    def add_replace(self, selector: Any, replacement: Any, upsert: bool = False,
-                    **options: Any) -> None:
+    def add_replace(
+        self, selector: Any, replacement: Any, upsert: bool = False, **options: Any
+    ) -> None:
         _refuse(options)
         self._encode(selector, replacement)
-        run = lambda: self.collection._update(selector, replacement, upsert=upsert, command=None)
-        self.operations.append(("update", run, {"q": selector, "u": replacement,
-                                                "multi": False, "upsert": upsert}))
+        run = functools.partial(
+            self.collection._update, selector, replacement, upsert=upsert, command=None
+        )
+        self.operations.append(
+            ("update", run, {"q": selector, "u": replacement, "multi": False, "upsert": upsert})
+        )
 
     def add_delete(self, selector: Any, limit: int, **options: Any) -> None:
         _refuse(options)
         self._encode(selector)
-        run = lambda: self.collection._delete(selector, multi=not limit)
+        run = functools.partial(self.collection._delete, selector, multi=not limit)
         self.operations.append(("delete", run, {"q": selector, "limit": limit}))
 
     def _encode(self, *parts: Any) -> None:
@@ -75,8 +83,14 @@ def _refuse(options: dict[str, Any]) -> None:
 def empty_result() -> dict[str, Any]:
     """Return a bulk result with nothing done yet, shaped as pymongo reports it."""
     return {
-        "writeErrors": [], "writeConcernErrors": [], "nInserted": 0, "nUpserted": 0,
-        "nMatched": 0, "nModified": 0, "nRemoved": 0, "upserted": [],
+        "writeErrors": [],
+        "writeConcernErrors": [],
+        "nInserted": 0,
+        "nUpserted": 0,
+        "nMatched": 0,
+        "nModified": 0,
+        "nRemoved": 0,
+        "upserted": [],
     }
 
 

@@ -30,33 +30,50 @@ _MongoClient: Any = Any if TYPE_CHECKING else mongomock.MongoClient  # see colle
 class EmbeddedClient(_MongoClient):
     """An in-memory MongoDB stand-in that behaves like a server where tests need it to."""
 
-    def __init__(self, host: Any = "localhost", port: Any = None, *, clock: Clock | None = None,
-                 tz_aware: bool = True, _store: EmbeddedServerStore | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        host: Any = "localhost",
+        port: Any = None,
+        *,
+        clock: Clock | None = None,
+        tz_aware: bool = True,
+        _store: EmbeddedServerStore | None = None,
+        **kwargs: Any,
+    ) -> None:
         if _store is not None and not isinstance(_store, EmbeddedServerStore):
             raise TypeError("_store must come from another EmbeddedClient (client._store)")
-        super().__init__(host, port, tz_aware=tz_aware, _store=_store or EmbeddedServerStore(),
-                         **kwargs)
+        super().__init__(
+            host, port, tz_aware=tz_aware, _store=_store or EmbeddedServerStore(), **kwargs
+        )
         self.clock: Clock = clock or DEFAULT_CLOCK
         self._process_id = ObjectId()  # hello's topologyVersion.processId
 
     def __repr__(self) -> str:
         return f"EmbeddedClient({self.host!r}, clock={self.clock!r})"
 
-    def get_database(self, name: str | None = None, codec_options: Any = None,
-                     read_preference: Any = None, write_concern: Any = None,
-                     read_concern: Any = None) -> EmbeddedDatabase:
+    def get_database(
+        self,
+        name: str | None = None,
+        codec_options: Any = None,
+        read_preference: Any = None,
+        write_concern: Any = None,
+        read_concern: Any = None,
+    ) -> EmbeddedDatabase:
         """Return the database ``name`` (an :class:`EmbeddedDatabase`)."""
         if name is None:
             return self.get_default_database(  # type: ignore[no-any-return]
-                codec_options=codec_options, read_preference=read_preference,
-                write_concern=write_concern, read_concern=read_concern,
+                codec_options=codec_options,
+                read_preference=read_preference,
+                write_concern=write_concern,
+                read_concern=read_concern,
             )
         with self._store.lock:
             database = self._database_accesses.get(name)
             if database is None:
                 database = self._database_accesses[name] = EmbeddedDatabase(
-                    self, name, _store=self._store[name],
+                    self,
+                    name,
+                    _store=self._store[name],
                     read_preference=read_preference or self.read_preference,
                     codec_options=codec_options or self._codec_options,
                     read_concern=read_concern,

@@ -64,17 +64,30 @@ def _check_ttl(spec: Mapping[str, Any]) -> None:
     if ttl is None:
         return
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or math.isnan(ttl):
-        raise fail("TTL index 'expireAfterSeconds' option must be numeric", CANNOT_CREATE_INDEX,
-                   "CannotCreateIndex")
+        raise fail(
+            "TTL index 'expireAfterSeconds' option must be numeric",
+            CANNOT_CREATE_INDEX,
+            "CannotCreateIndex",
+        )
     if not 0 <= ttl <= MAX_TTL:
-        raise fail(f"TTL index 'expireAfterSeconds' option must be within an acceptable range, "
-                   f"try a lower number (0 to {MAX_TTL})", CANNOT_CREATE_INDEX, "CannotCreateIndex")
+        raise fail(
+            f"TTL index 'expireAfterSeconds' option must be within an acceptable range, "
+            f"try a lower number (0 to {MAX_TTL})",
+            CANNOT_CREATE_INDEX,
+            "CannotCreateIndex",
+        )
     if len(spec["key"]) > 1:
-        raise fail("TTL indexes are single-field indexes, compound indexes do not support TTL",
-                   CANNOT_CREATE_INDEX, "CannotCreateIndex")
+        raise fail(
+            "TTL indexes are single-field indexes, compound indexes do not support TTL",
+            CANNOT_CREATE_INDEX,
+            "CannotCreateIndex",
+        )
     if spec["key"][0][0] == "_id":
-        raise fail("The field 'expireAfterSeconds' is not valid for an _id index specification",
-                   INVALID_OPTIONS, "InvalidOptions")
+        raise fail(
+            "The field 'expireAfterSeconds' is not valid for an _id index specification",
+            INVALID_OPTIONS,
+            "InvalidOptions",
+        )
 
 
 def _check_partial(spec: Mapping[str, Any]) -> None:
@@ -84,8 +97,11 @@ def _check_partial(spec: Mapping[str, Any]) -> None:
     if not isinstance(partial, Mapping):
         raise fail("partialFilterExpression must be an object", 14, "TypeMismatch")
     if spec.get("sparse"):
-        raise fail('cannot mix "partialFilterExpression" and "sparse" options',
-                   CANNOT_CREATE_INDEX, "CannotCreateIndex")
+        raise fail(
+            'cannot mix "partialFilterExpression" and "sparse" options',
+            CANNOT_CREATE_INDEX,
+            "CannotCreateIndex",
+        )
     _check_partial_expression(partial)
 
 
@@ -103,11 +119,16 @@ def _check_partial_expression(expression: Mapping[str, Any]) -> None:
 
 
 def _unsupported_partial(operator: str) -> None:
-    raise fail(f"Expression not supported in partial index: {operator}",
-               CANNOT_CREATE_INDEX, "CannotCreateIndex")
+    raise fail(
+        f"Expression not supported in partial index: {operator}",
+        CANNOT_CREATE_INDEX,
+        "CannotCreateIndex",
+    )
 
 
-def check_conflicts(name: str, spec: Mapping[str, Any], existing: Mapping[str, Mapping[str, Any]]) -> bool:
+def check_conflicts(
+    name: str, spec: Mapping[str, Any], existing: Mapping[str, Mapping[str, Any]]
+) -> bool:
     """Return True to create the index, False when an identical one exists; raise on conflict."""
     current = existing.get(name)
     if current is not None:
@@ -117,13 +138,16 @@ def check_conflicts(name: str, spec: Mapping[str, Any], existing: Mapping[str, M
                 "are not specified, they are auto generated and can cause conflicts. Please "
                 "refer to our documentation. Requested index: "
                 f"{describe(name, spec)}, existing index: {describe(name, current)}",
-                INDEX_KEY_SPECS_CONFLICT, "IndexKeySpecsConflict",
+                INDEX_KEY_SPECS_CONFLICT,
+                "IndexKeySpecsConflict",
             )
         if _rest(current) != _rest(spec):
             raise fail(
                 "An equivalent index already exists with the same name but different options. "
-                f"Requested index: {describe(name, spec)}, existing index: {describe(name, current)}",
-                INDEX_OPTIONS_CONFLICT, "IndexOptionsConflict",
+                f"Requested index: {describe(name, spec)}, "
+                f"existing index: {describe(name, current)}",
+                INDEX_OPTIONS_CONFLICT,
+                "IndexOptionsConflict",
             )
         return False
     for other_name, other in existing.items():
@@ -132,18 +156,28 @@ def check_conflicts(name: str, spec: Mapping[str, Any], existing: Mapping[str, M
         if _rest(other) != _rest(spec):
             raise fail(
                 "An equivalent index already exists with a different name and options. "
-                f"Requested index: {describe(name, spec)}, existing index: {describe(other_name, other)}",
-                INDEX_OPTIONS_CONFLICT, "IndexOptionsConflict",
+                f"Requested index: {describe(name, spec)}, "
+                f"existing index: {describe(other_name, other)}",
+                INDEX_OPTIONS_CONFLICT,
+                "IndexOptionsConflict",
             )
-        raise fail(f"Index already exists with a different name: {other_name}",
-                   INDEX_OPTIONS_CONFLICT, "IndexOptionsConflict")
+        raise fail(
+            f"Index already exists with a different name: {other_name}",
+            INDEX_OPTIONS_CONFLICT,
+            "IndexOptionsConflict",
+        )
     return True
 
 
 def _identity(spec: Mapping[str, Any]) -> tuple[Any, ...]:
     key = tuple((field, _direction(direction)) for field, direction in spec["key"])
-    return (key, bool(spec.get("unique")), bool(spec.get("sparse")),
-            spec.get("partialFilterExpression"), spec.get("collation"))
+    return (
+        key,
+        bool(spec.get("unique")),
+        bool(spec.get("sparse")),
+        spec.get("partialFilterExpression"),
+        spec.get("collation"),
+    )
 
 
 def _direction(direction: Any) -> Any:

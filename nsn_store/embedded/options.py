@@ -25,9 +25,19 @@ VALIDATION_FIELDS = ("validator", "validationLevel", "validationAction")
 # Options a server accepts that the embedded database cannot honour: refusing
 # them is better than silently creating a collection that behaves differently.
 UNSUPPORTED_CREATE = (
-    "capped", "size", "max", "timeseries", "expireAfterSeconds", "clusteredIndex",
-    "viewOn", "pipeline", "collation", "changeStreamPreAndPostImages",
-    "encryptedFields", "storageEngine", "indexOptionDefaults",
+    "capped",
+    "size",
+    "max",
+    "timeseries",
+    "expireAfterSeconds",
+    "clusteredIndex",
+    "viewOn",
+    "pipeline",
+    "collation",
+    "changeStreamPreAndPostImages",
+    "encryptedFields",
+    "storageEngine",
+    "indexOptionDefaults",
 )
 
 
@@ -103,12 +113,14 @@ def _enum(command: str, name: str, requested: Mapping[str, Any], allowed: tuple[
         raise fail(
             f"BSON field '{command}.{name}' is the wrong type '{_type_name(value)}', "
             "expected type 'string'",
-            TYPE_MISMATCH, "TypeMismatch",
+            TYPE_MISMATCH,
+            "TypeMismatch",
         )
     if value not in allowed:
         raise fail(
             f"Enumeration value '{value}' for field '{command}.{name}' is not a valid value.",
-            BAD_VALUE, "BadValue",
+            BAD_VALUE,
+            "BadValue",
         )
     return value
 
@@ -119,7 +131,8 @@ def _compile(command: str, validator: Any) -> tuple[Any, Any]:
         raise fail(
             f"BSON field '{command}.validator' is the wrong type '{_type_name(validator)}', "
             "expected type 'object'",
-            TYPE_MISMATCH, "TypeMismatch",
+            TYPE_MISMATCH,
+            "TypeMismatch",
         )
     stored = dict(validator)
     if not stored:

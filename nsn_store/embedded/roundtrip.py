@@ -50,7 +50,8 @@ EXECUTOR_PREFIX = "Plan executor error during {command} :: caused by :: "
 # DatetimeMS rather than an error.
 ENCODE_OPTIONS: CodecOptions[dict[str, Any]] = DEFAULT_CODEC_OPTIONS
 STORE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
-    tz_aware=False, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+    tz_aware=False, datetime_conversion=DatetimeConversion.DATETIME_AUTO
+)
 
 
 def encode(document: Mapping[str, Any]) -> bytes:
@@ -103,8 +104,9 @@ def check_update_size(size: int, *, upsert: bool) -> None:
         return
     if upsert:
         raise executor_error(f"Document to upsert is larger than {MAX_BSON_SIZE}", UPSERT_TOO_LARGE)
-    raise executor_error(f"Resulting document after update is larger than {MAX_BSON_SIZE}",
-                         UPDATE_TOO_LARGE)
+    raise executor_error(
+        f"Resulting document after update is larger than {MAX_BSON_SIZE}", UPDATE_TOO_LARGE
+    )
 
 
 def executor_error(reason: str, code: int, **details: Any) -> WriteError:
@@ -117,7 +119,7 @@ def for_find_and_modify(message: str) -> str:
     """Return an update executor message as findAndModify words it."""
     update_prefix = EXECUTOR_PREFIX.format(command="update")
     if message.startswith(update_prefix):
-        return EXECUTOR_PREFIX.format(command="findAndModify") + message[len(update_prefix):]
+        return EXECUTOR_PREFIX.format(command="findAndModify") + message[len(update_prefix) :]
     return message
 
 

@@ -75,9 +75,7 @@ def type_name(value: Any) -> str:
 def require_bool(keyword: str, value: Any) -> bool:
     """Return ``value`` if it is a boolean; TypeMismatch otherwise (``1`` is not a bool)."""
     if not isinstance(value, bool):
-        raise SchemaParseError(
-            TYPE_MISMATCH, f"$jsonSchema keyword '{keyword}' must be a boolean"
-        )
+        raise SchemaParseError(TYPE_MISMATCH, f"$jsonSchema keyword '{keyword}' must be a boolean")
     return value
 
 
@@ -99,9 +97,7 @@ def non_negative_integer(keyword: str, value: Any) -> int:
                 FAILED_TO_PARSE, f"Cannot represent as a 64-bit integer: {shown}"
             )
     if number < 0:
-        raise SchemaParseError(
-            FAILED_TO_PARSE, f"Expected a non-negative number in: {shown}"
-        )
+        raise SchemaParseError(FAILED_TO_PARSE, f"Expected a non-negative number in: {shown}")
     return int(number)
 
 

@@ -66,22 +66,14 @@ def root_entries(schema: Schema, document: Mapping[str, Any]) -> list[Entry]:
 def value_entries(schema: Schema, value: Any) -> list[Entry]:
     """List the failed rules of a nested schema for a present value."""
     alias = classify(value)
-    entries = scalar_entries(schema, value, alias) + _array_entries(
-        schema, value, alias
-    )
-    if schema.encrypted and not (
-        alias == "binData" and getattr(value, "subtype", 0) == 6
-    ):
+    entries = scalar_entries(schema, value, alias) + _array_entries(schema, value, alias)
+    if schema.encrypted and not (alias == "binData" and getattr(value, "subtype", 0) == 6):
         entries.append({"operatorName": "encrypt", "reason": "value was not encrypted"})
     if alias == "object":
         obj = as_mapping(value)
         # dependencies is not a restriction keyword: a stated type never disables it
         restricted = "object" not in schema.dropped
-        entries += (
-            _object_entries(schema, obj)
-            if restricted
-            else _dependency_entries(schema, obj)
-        )
+        entries += _object_entries(schema, obj) if restricted else _dependency_entries(schema, obj)
     entries += _logical_entries(schema, value)
     if schema.types is not None and alias not in schema.types:
         entries.append(type_entry(schema, value, alias))
@@ -103,13 +95,11 @@ def _array_entries(schema: Schema, value: Any, alias: str | None) -> list[Entry]
     length_reason = "array did not match specified length"
     if schema.min_items is not None and len(value) < schema.min_items:
         entries.append(
-            keyword_entry(schema, "minItems", length_reason, value)
-            | {"numberOfItems": len(value)}
+            keyword_entry(schema, "minItems", length_reason, value) | {"numberOfItems": len(value)}
         )
     if schema.max_items is not None and len(value) > schema.max_items:
         entries.append(
-            keyword_entry(schema, "maxItems", length_reason, value)
-            | {"numberOfItems": len(value)}
+            keyword_entry(schema, "maxItems", length_reason, value) | {"numberOfItems": len(value)}
         )
     duplicate = duplicate_item(value) if schema.unique_items else MISSING
     if duplicate is not MISSING:
@@ -131,7 +121,7 @@ def _items_entries(schema: Schema, value: Sequence[Any]) -> list[Entry]:
         return []
     failing = [
         {"itemIndex": index, "details": value_entries(sub, item)}
-        for index, (sub, item) in enumerate(zip(schema.items, value))
+        for index, (sub, item) in enumerate(zip(schema.items, value, strict=False))
         if not matches(sub, item)
     ]
     entries = [{"operatorName": "items", "details": failing}] if failing else []
@@ -157,9 +147,7 @@ def _all_items_entry(
     return []
 
 
-def _additional_items_entries(
-    schema: Schema, extra: Sequence[Any], start: int
-) -> list[Entry]:
+def _additional_items_entries(schema: Schema, extra: Sequence[Any], start: int) -> list[Entry]:
     additional = schema.additional_items
     if isinstance(additional, Schema):
         reason = "At least one additional item did not match the sub-schema"
@@ -169,9 +157,7 @@ def _additional_items_entries(
             "operatorName": "additionalItems",
             "specifiedAs": {"additionalItems": False},
         }
-        return [
-            entry | {"reason": "found additional items", "additionalItems": list(extra)}
-        ]
+        return [entry | {"reason": "found additional items", "additionalItems": list(extra)}]
     return []
 
 
@@ -194,15 +180,9 @@ def _properties_entries(schema: Schema, obj: Mapping[str, Any]) -> list[Entry]:
         if value is MISSING or matches(sub, value):
             continue
         item: Entry = {"propertyName": name}
-        item.update(
-            {key: sub.raw[key] for key in ("title", "description") if key in sub.raw}
-        )
+        item.update({key: sub.raw[key] for key in ("title", "description") if key in sub.raw})
         failing.append(item | {"details": value_entries(sub, value)})
-    return (
-        [{"operatorName": "properties", "propertiesNotSatisfied": failing}]
-        if failing
-        else []
-    )
+    return [{"operatorName": "properties", "propertiesNotSatisfied": failing}] if failing else []
 
 
 def _allowed_entries(schema: Schema, obj: Mapping[str, Any]) -> list[Entry]:
@@ -212,9 +192,7 @@ def _allowed_entries(schema: Schema, obj: Mapping[str, Any]) -> list[Entry]:
     additional: list[str] = []
     for name in disallowed_fields(schema, obj):
         matched = [
-            (source, sub)
-            for source, regex, sub in schema.pattern_properties
-            if regex.search(name)
+            (source, sub) for source, regex, sub in schema.pattern_properties if regex.search(name)
         ]
         if not matched:
             additional.append(name)
@@ -232,9 +210,7 @@ def _allowed_entries(schema: Schema, obj: Mapping[str, Any]) -> list[Entry]:
     return entries + _additional_entries(schema, obj, additional)
 
 
-def _additional_entries(
-    schema: Schema, obj: Mapping[str, Any], names: list[str]
-) -> list[Entry]:
+def _additional_entries(schema: Schema, obj: Mapping[str, Any], names: list[str]) -> list[Entry]:
     if not names:
         return []
     if not isinstance(schema.additional_properties, Schema):
@@ -280,19 +256,11 @@ def _dependency_entries(schema: Schema, obj: Mapping[str, Any]) -> list[Entry]:
         if dependency_ok(schema, name, dependency, obj):
             continue
         if isinstance(dependency, Schema):
-            failing.append(
-                {"conditionalProperty": name, "details": _entries(dependency, obj)}
-            )
+            failing.append({"conditionalProperty": name, "details": _entries(dependency, obj)})
         else:
-            missing = [
-                member for member in dependency if lookup(obj, member) is MISSING
-            ]
+            missing = [member for member in dependency if lookup(obj, member) is MISSING]
             failing.append({"conditionalProperty": name, "missingProperties": missing})
-    return (
-        [{"operatorName": "dependencies", "failingDependencies": failing}]
-        if failing
-        else []
-    )
+    return [{"operatorName": "dependencies", "failingDependencies": failing}] if failing else []
 
 
 def _logical_entries(schema: Schema, value: Any) -> list[Entry]:
@@ -305,9 +273,7 @@ def _logical_entries(schema: Schema, value: Any) -> list[Entry]:
     if schema.not_ is not None and _matches(schema.not_, value):
         entries.append({"operatorName": "not", "reason": "child expression matched"})
     if schema.enum is not None and not enum_ok(schema, value):
-        entries.append(
-            keyword_entry(schema, "enum", "value was not found in enum", value)
-        )
+        entries.append(keyword_entry(schema, "enum", "value was not found in enum", value))
     return entries
 
 
@@ -322,9 +288,7 @@ def _not_satisfied(subs: list[Schema], value: Any) -> list[Entry]:
 def _one_of_entries(schema: Schema, value: Any) -> list[Entry]:
     if schema.one_of is None:
         return []
-    matching = [
-        index for index, sub in enumerate(schema.one_of) if _matches(sub, value)
-    ]
+    matching = [index for index, sub in enumerate(schema.one_of) if _matches(sub, value)]
     if len(matching) == 1:
         return []
     if not matching:

@@ -81,9 +81,7 @@ def _unguarded_entries(schema: Schema, value: Any, alias: str | None) -> list[En
 def _string_entries(schema: Schema, value: str) -> list[Entry]:
     entries = []
     if schema.pattern is not None and schema.pattern.search(value) is None:
-        entries.append(
-            keyword_entry(schema, "pattern", "regular expression did not match", value)
-        )
+        entries.append(keyword_entry(schema, "pattern", "regular expression did not match", value))
     length_reason = "specified string length was not satisfied"
     if schema.max_length is not None and len(value) > schema.max_length:
         entries.append(keyword_entry(schema, "maxLength", length_reason, value))

@@ -96,10 +96,7 @@ def bound_ok(schema: Schema, value: Any, keyword: str) -> bool:
     bound = number_value(schema.raw[keyword])
     number = number_value(value)
     exclusive = (
-        schema.raw.get(
-            "exclusiveMaximum" if keyword == "maximum" else "exclusiveMinimum"
-        )
-        is True
+        schema.raw.get("exclusiveMaximum" if keyword == "maximum" else "exclusiveMinimum") is True
     )
     if is_nan(number) or is_nan(bound):
         return not exclusive and is_nan(number) and is_nan(bound)  # NaN only equals NaN
@@ -133,7 +130,7 @@ def _items_ok(schema: Schema, value: Sequence[Any]) -> bool:
     if schema.items is None:
         return True  # additionalItems has no effect without a positional items list
     positional = schema.items
-    if not all(matches(sub, item) for sub, item in zip(positional, value)):
+    if not all(matches(sub, item) for sub, item in zip(positional, value, strict=False)):
         return False
     extra = value[len(positional) :]
     if isinstance(schema.additional_items, Schema):
@@ -155,17 +152,12 @@ def lookup(document: Mapping[str, Any], path: str) -> Any:
 
 def _object_ok(schema: Schema, obj: Mapping[str, Any]) -> bool:
     return (
-        all(
-            _property_ok(sub, lookup(obj, name))
-            for name, sub in (schema.properties or {}).items()
-        )
+        all(_property_ok(sub, lookup(obj, name)) for name, sub in (schema.properties or {}).items())
         and (not schema.has_allowed_properties or not disallowed_fields(schema, obj))
         and all(lookup(obj, name) is not MISSING for name in schema.required)
         and (schema.min_properties is None or len(obj) >= schema.min_properties)
         and (schema.max_properties is None or len(obj) <= schema.max_properties)
-        and all(
-            dependency_ok(schema, name, dep, obj) for name, dep in schema.dependencies
-        )
+        and all(dependency_ok(schema, name, dep, obj) for name, dep in schema.dependencies)
     )
 
 
@@ -177,9 +169,7 @@ def disallowed_fields(schema: Schema, obj: Mapping[str, Any]) -> list[str]:
     """Return the fields that break ``patternProperties``/``additionalProperties``."""
     failing = []
     for name, value in obj.items():
-        patterns = [
-            sub for _, regex, sub in schema.pattern_properties if regex.search(name)
-        ]
+        patterns = [sub for _, regex, sub in schema.pattern_properties if regex.search(name)]
         if patterns:
             ok = all(matches(sub, value) for sub in patterns)
         elif name in (schema.properties or {}):
@@ -204,9 +194,7 @@ def dependency_ok(
     if lookup(obj, name) is MISSING:
         return True
     if isinstance(dependency, Schema):
-        return (
-            matches_root(dependency, obj) if schema.root else matches(dependency, obj)
-        )
+        return matches_root(dependency, obj) if schema.root else matches(dependency, obj)
     return all(lookup(obj, member) is not MISSING for member in dependency)
 
 
@@ -214,10 +202,7 @@ def _logical_ok(schema: Schema, value: Any, check: Any) -> bool:
     return (
         (schema.all_of is None or all(check(sub, value) for sub in schema.all_of))
         and (schema.any_of is None or any(check(sub, value) for sub in schema.any_of))
-        and (
-            schema.one_of is None
-            or sum(1 for sub in schema.one_of if check(sub, value)) == 1
-        )
+        and (schema.one_of is None or sum(1 for sub in schema.one_of if check(sub, value)) == 1)
         and (schema.not_ is None or not check(schema.not_, value))
         and (schema.enum is None or enum_ok(schema, value))
     )

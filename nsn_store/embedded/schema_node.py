@@ -41,9 +41,7 @@ class Schema:
     root: bool
     type_keyword: str | None = None
     types: frozenset[str] | None = None  # BSON aliases, ``number`` expanded
-    dropped: frozenset[str] = (
-        frozenset()
-    )  # keyword families a single stated type disables
+    dropped: frozenset[str] = frozenset()  # keyword families a single stated type disables
     pattern: re.Pattern[str] | None = None
     max_length: int | None = None
     min_length: int | None = None
@@ -56,9 +54,7 @@ class Schema:
     items: Schema | list[Schema] | None = None
     additional_items: bool | Schema | None = None
     properties: dict[str, Schema] | None = None
-    pattern_properties: list[tuple[str, re.Pattern[str], Schema]] = field(
-        default_factory=list
-    )
+    pattern_properties: list[tuple[str, re.Pattern[str], Schema]] = field(default_factory=list)
     additional_properties: bool | Schema | None = None
     required: tuple[str, ...] = ()
     min_properties: int | None = None

@@ -104,48 +104,36 @@ def _parse_types(schema: Mapping[str, Any], node: Schema) -> None:
         keyword = "type" if has_type else "bsonType"
         names = _type_names(keyword, schema[keyword])
         node.type_keyword = keyword
-        node.types = frozenset().union(
-            *(_resolve_alias(keyword, name) for name in names)
-        )
+        node.types = frozenset().union(*(_resolve_alias(keyword, name) for name in names))
         if len(names) == 1:
-            family = FAMILY.get(
-                next(iter(node.types)) if names[0] != "number" else "int"
-            )
+            family = FAMILY.get(next(iter(node.types)) if names[0] != "number" else "int")
             node.dropped = frozenset({"number", "string", "array", "object"} - {family})
 
 
 def _type_names(keyword: str, value: Any) -> list[str]:
     if not isinstance(value, str) and not is_array(value):
         message = "must be either a string or an array of strings"
-        raise SchemaParseError(
-            TYPE_MISMATCH, f"$jsonSchema keyword '{keyword}' {message}"
-        )
+        raise SchemaParseError(TYPE_MISMATCH, f"$jsonSchema keyword '{keyword}' {message}")
     seen: list[str] = []
     for name in [value] if isinstance(value, str) else value:
         _check_type_name(keyword, name, seen)
         seen.append(name)
     if not seen:
         message = "must name at least one type"
-        raise SchemaParseError(
-            FAILED_TO_PARSE, f"$jsonSchema keyword '{keyword}' {message}"
-        )
+        raise SchemaParseError(FAILED_TO_PARSE, f"$jsonSchema keyword '{keyword}' {message}")
     return seen
 
 
 def _check_type_name(keyword: str, name: Any, seen: list[str]) -> None:
     if not isinstance(name, str):
         message = "array elements must be strings"
-        raise SchemaParseError(
-            TYPE_MISMATCH, f"$jsonSchema keyword '{keyword}' {message}"
-        )
+        raise SchemaParseError(TYPE_MISMATCH, f"$jsonSchema keyword '{keyword}' {message}")
     if name == "integer":
         message = "$jsonSchema type 'integer' is not currently supported."
         raise SchemaParseError(FAILED_TO_PARSE, message)
     if name in seen:
         message = f"has duplicate value: {name}"
-        raise SchemaParseError(
-            FAILED_TO_PARSE, f"$jsonSchema keyword '{keyword}' {message}"
-        )
+        raise SchemaParseError(FAILED_TO_PARSE, f"$jsonSchema keyword '{keyword}' {message}")
 
 
 def _resolve_alias(keyword: str, name: str) -> frozenset[str]:
@@ -160,21 +148,14 @@ def _resolve_alias(keyword: str, name: str) -> frozenset[str]:
 def _number_keyword(schema: Mapping[str, Any], keyword: str) -> Any:
     value = schema[keyword]
     if classify(value) not in NUMERIC_ALIASES:
-        raise SchemaParseError(
-            TYPE_MISMATCH, f"$jsonSchema keyword '{keyword}' must be a number"
-        )
+        raise SchemaParseError(TYPE_MISMATCH, f"$jsonSchema keyword '{keyword}' must be a number")
     return value
 
 
 def _parse_scalar(schema: Mapping[str, Any], node: Schema) -> None:
     if "pattern" in schema:
-        if (
-            not isinstance(schema["pattern"], str)
-            or classify(schema["pattern"]) != "string"
-        ):
-            raise SchemaParseError(
-                TYPE_MISMATCH, "$jsonSchema keyword 'pattern' must be a string"
-            )
+        if not isinstance(schema["pattern"], str) or classify(schema["pattern"]) != "string":
+            raise SchemaParseError(TYPE_MISMATCH, "$jsonSchema keyword 'pattern' must be a string")
         if not node.root:  # the server never compiles a root pattern: it is a no-op
             node.pattern = compile_pattern(
                 schema["pattern"], code=51091, message="Regular expression is invalid"
@@ -253,9 +234,7 @@ def _nested(schema: Mapping[str, Any], allow_encrypt: bool) -> Schema:
     return parse_schema(schema, root=False, allow_encrypt=allow_encrypt)
 
 
-def _parse_encrypt(
-    schema: Mapping[str, Any], node: Schema, allow_encrypt: bool
-) -> None:
+def _parse_encrypt(schema: Mapping[str, Any], node: Schema, allow_encrypt: bool) -> None:
     present = [key for key in ("encrypt", "encryptMetadata") if key in schema]
     if not present:
         return

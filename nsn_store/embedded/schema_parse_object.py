@@ -39,21 +39,13 @@ def parse_object(schema: Mapping[str, Any], node: Schema, sub: SubParser) -> Non
     if "properties" in schema:
         node.properties = _parse_properties(schema["properties"], sub)
     if "patternProperties" in schema:
-        node.pattern_properties = _parse_pattern_properties(
-            schema["patternProperties"], sub
-        )
+        node.pattern_properties = _parse_pattern_properties(schema["patternProperties"], sub)
     if "additionalProperties" in schema:
-        node.additional_properties = _parse_additional(
-            schema["additionalProperties"], sub
-        )
+        node.additional_properties = _parse_additional(schema["additionalProperties"], sub)
     if "minProperties" in schema:
-        node.min_properties = non_negative_integer(
-            "minProperties", schema["minProperties"]
-        )
+        node.min_properties = non_negative_integer("minProperties", schema["minProperties"])
     if "maxProperties" in schema:
-        node.max_properties = non_negative_integer(
-            "maxProperties", schema["maxProperties"]
-        )
+        node.max_properties = non_negative_integer("maxProperties", schema["maxProperties"])
     if "dependencies" in schema:
         node.dependencies = _parse_dependencies(schema["dependencies"], node.root, sub)
 
@@ -62,7 +54,8 @@ def _parse_required(value: Any) -> tuple[str, ...]:
     if not is_array(value):
         raise SchemaParseError(
             TYPE_MISMATCH,
-            f"$jsonSchema keyword 'required' must be an array, but found an element of type {type_name(value)}",
+            "$jsonSchema keyword 'required' must be an array, "
+            f"but found an element of type {type_name(value)}",
         )
     names: list[str] = []
     for name in value:
@@ -87,9 +80,7 @@ def _parse_required(value: Any) -> tuple[str, ...]:
 
 def _parse_properties(value: Any, sub: SubParser) -> dict[str, Schema]:
     if not is_object(value):
-        raise SchemaParseError(
-            TYPE_MISMATCH, "$jsonSchema keyword 'properties' must be an object"
-        )
+        raise SchemaParseError(TYPE_MISMATCH, "$jsonSchema keyword 'properties' must be an object")
     parsed: dict[str, Schema] = {}
     for name, subschema in value.items():
         if not is_object(subschema):
@@ -101,9 +92,7 @@ def _parse_properties(value: Any, sub: SubParser) -> dict[str, Schema]:
     return parsed
 
 
-def _parse_pattern_properties(
-    value: Any, sub: SubParser
-) -> list[tuple[str, Any, Schema]]:
+def _parse_pattern_properties(value: Any, sub: SubParser) -> list[tuple[str, Any, Schema]]:
     if not is_object(value):
         raise SchemaParseError(
             TYPE_MISMATCH, "$jsonSchema keyword 'patternProperties' must be an object"
@@ -113,12 +102,11 @@ def _parse_pattern_properties(
         if not is_object(subschema):
             raise SchemaParseError(
                 TYPE_MISMATCH,
-                f"$jsonSchema keyword 'patternProperties' has property '{source}' which is not an object",
+                "$jsonSchema keyword 'patternProperties' has "
+                f"property '{source}' which is not an object",
             )
         nested = sub(subschema, False)
-        regex = compile_pattern(
-            source, code=BAD_VALUE, message="Invalid regular expression"
-        )
+        regex = compile_pattern(source, code=BAD_VALUE, message="Invalid regular expression")
         parsed.append((source, regex, nested))
     return parsed
 
@@ -150,7 +138,8 @@ def _parse_dependencies(
         elif not (name in ("title", "description") and isinstance(dependency, str)):
             raise SchemaParseError(
                 TYPE_MISMATCH,
-                f"property '{name}' in $jsonSchema keyword 'dependencies' must be either an object or an array",
+                f"property '{name}' in $jsonSchema keyword "
+                "'dependencies' must be either an object or an array",
             )
     return parsed
 
@@ -166,7 +155,8 @@ def _property_dependency(name: str, members: Any) -> list[str]:
         if not isinstance(member, str):
             raise SchemaParseError(
                 TYPE_MISMATCH,
-                f"array '{name}' {where} can only contain strings, but found element of type: {type_name(member)}",
+                f"array '{name}' {where} can only contain strings, "
+                f"but found element of type: {type_name(member)}",
             )
         if member in names:
             raise SchemaParseError(
@@ -187,7 +177,8 @@ def parse_logical(schema: Mapping[str, Any], node: Schema, sub: SubParser) -> No
         if not is_object(value):
             raise SchemaParseError(
                 TYPE_MISMATCH,
-                f"$jsonSchema keyword 'not' must be an object, but found an element of type {type_name(value)}",
+                "$jsonSchema keyword 'not' must be an object, "
+                f"but found an element of type {type_name(value)}",
             )
         node.not_ = sub(value, node.root)
     if "enum" in schema:
@@ -201,9 +192,7 @@ def _parse_list(
         return None
     value = schema[keyword]
     if not is_array(value):
-        raise SchemaParseError(
-            TYPE_MISMATCH, f"$jsonSchema keyword '{keyword}' must be an array"
-        )
+        raise SchemaParseError(TYPE_MISMATCH, f"$jsonSchema keyword '{keyword}' must be an array")
     if not value:
         raise SchemaParseError(
             BAD_VALUE, f"$jsonSchema keyword '{keyword}' must be a non-empty array"
@@ -224,7 +213,8 @@ def _parse_enum(value: Any) -> list[Any]:
     if not is_array(value):
         raise SchemaParseError(
             TYPE_MISMATCH,
-            f"$jsonSchema keyword 'enum' must be an array, but found an element of type {type_name(value)}",
+            "$jsonSchema keyword 'enum' must be an array, "
+            f"but found an element of type {type_name(value)}",
         )
     if not value:
         raise SchemaParseError(
@@ -233,9 +223,7 @@ def _parse_enum(value: Any) -> list[Any]:
     members: list[Any] = []
     for member in value:
         if classify(member) is None:
-            raise SchemaParseError(
-                BAD_VALUE, f"cannot encode enum member {member!r} as BSON"
-            )
+            raise SchemaParseError(BAD_VALUE, f"cannot encode enum member {member!r} as BSON")
         if any(bson_equal(member, seen) for seen in members):
             raise SchemaParseError(
                 FAILED_TO_PARSE,

@@ -68,8 +68,9 @@ def _check_pair(first: str, second: str) -> None:
         raise _conflict(f"cannot infer query fields to set, path '{first}' is matched twice")
     shorter, longer = sorted((first, second), key=len)
     if longer.startswith(shorter + "."):
-        raise _conflict(f"cannot infer query fields to set, both paths '{first}' and "
-                        f"'{second}' are matched")
+        raise _conflict(
+            f"cannot infer query fields to set, both paths '{first}' and '{second}' are matched"
+        )
 
 
 def _conflict(reason: str) -> Exception:
