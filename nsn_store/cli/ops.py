@@ -292,8 +292,11 @@ def _render_check(report: Any) -> str:
         lines.append(f"{result.collection}: {result.count} failing document(s)")
         for sample in result.samples:
             lines.append(f"  {sample.id}: {'; '.join(sample.rules) or 'see details'}")
-    verdict = "all documents fit the schema" if report.clean else (
-        f"{report.failing} document(s) would fail validation")
+    verdict = (
+        "all documents fit the schema"
+        if report.clean
+        else (f"{report.failing} document(s) would fail validation")
+    )
     return "\n".join([*lines, verdict])
 
 
