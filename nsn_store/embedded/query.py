@@ -14,6 +14,7 @@ from typing import Any
 
 from bson.regex import Regex
 from mongomock import aggregate as _mongomock_aggregate
+from mongomock import filtering as _mongomock_filtering
 from mongomock.filtering import filter_applies
 from sentinels import NOTHING
 
@@ -21,31 +22,48 @@ Matcher = Callable[[Mapping[str, Any]], bool]
 LOGICAL = ("$and", "$or", "$nor")
 
 
-def _missing_field_paths_are_missing() -> None:
-    """Make ``$expr`` field paths to absent fields evaluate as missing, not raise KeyError.
+class _FilterExpressionParser(_mongomock_aggregate._Parser):  # type: ignore[misc]
+    """mongomock's expression parser, with absent fields *missing* as on a server.
 
     A server evaluates ``"$a"`` on a document without ``a`` as missing: ``$eq``
-    with anything is false, ``$ne`` true. mongomock raises ``KeyError`` out of
-    the filter; with its own ``NOTHING`` sentinel equality behaves as on a
-    server, and an ordering comparison raises ``NotImplementedError`` (refused,
-    never silently wrong).
+    with a present value is false, ``$ne`` true, and missing sorts before every
+    value (null included). mongomock raises ``KeyError`` out of the filter
+    instead. Used for a filter's ``$expr`` only; pipelines keep mongomock's own
+    handling (its ``$ifNull`` relies on it).
     """
-    parser: Any = _mongomock_aggregate._Parser
-    if getattr(parser, "_nsn_missing_fields", False):
-        return
-    original = parser._parse_basic_expression
 
-    def parse_basic_expression(self: Any, expression: Any) -> Any:
+    def _parse_basic_expression(self, expression: Any) -> Any:
         try:
-            return original(self, expression)
+            return super()._parse_basic_expression(expression)
         except KeyError:
             return NOTHING
 
-    parser._parse_basic_expression = parse_basic_expression
-    parser._nsn_missing_fields = True
+    def _handle_comparison_operator(self, operator: str, values: Any) -> Any:
+        a, b = self.parse(values[0]), self.parse(values[1])
+        if a is not NOTHING and b is not NOTHING:
+            return super()._handle_comparison_operator(operator, [{"$literal": a}, {"$literal": b}])
+        order = (a is not NOTHING) - (b is not NOTHING)  # missing sorts first
+        outcomes = {
+            "$eq": order == 0,
+            "$ne": order != 0,
+            "$lt": order < 0,
+            "$lte": order <= 0,
+            "$gt": order > 0,
+            "$gte": order >= 0,
+        }
+        if operator not in outcomes:
+            return super()._handle_comparison_operator(operator, values)
+        return outcomes[operator]
 
 
-_missing_field_paths_are_missing()
+def _filter_expression(expression: Any, doc_dict: Any, ignore_missing_keys: bool = False) -> Any:
+    return _FilterExpressionParser(doc_dict, ignore_missing_keys=ignore_missing_keys).parse(
+        expression
+    )
+
+
+# mongomock's filters evaluate $expr through the function registered here.
+_mongomock_filtering.register_parse_expression(_filter_expression)
 
 
 def compile_filter(spec: Mapping[str, Any]) -> Matcher:
