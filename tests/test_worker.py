@@ -397,3 +397,11 @@ def test_one_tenants_backlog_does_not_starve_anothers_single_message(
     single = world.schedule(quiet)
     first = world.scheduler.claim_due("w", limit=50)
     assert single["_id"] in {m["_id"] for m in first}
+
+
+def test_the_async_worker_is_the_twin_of_the_worker() -> None:
+    from _support import assert_async_twin
+
+    from nsn_store.worker import AsyncWorker
+
+    assert_async_twin(Worker, AsyncWorker, plain=("stop",))

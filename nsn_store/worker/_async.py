@@ -14,7 +14,7 @@ import logging
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -22,75 +22,35 @@ from nsn_store._flow import run_async as run_flow
 from nsn_store.clock import Clock
 from nsn_store.errors import InvalidTransitionError, NsnStoreError
 from nsn_store.worker._delivery import Delivery, Refusal, load_deliveries
-from nsn_store.worker._metrics import Metrics
-from nsn_store.worker._metrics import metrics as default_metrics
 from nsn_store.worker._policy import (
-    DEFAULT_LEASE,
-    DEFAULT_POLL,
     Classified,
-    WorkerOptions,
+    WorkerBase,
     WorkerReport,
     classify,
     next_wake,
 )
-from nsn_store.worker._senders import AsyncSender
 
 __all__ = ["AsyncWorker"]
 
 log = logging.getLogger("nsn_store.worker")
 
 
-class AsyncWorker:
-    """Send due scheduled messages with an async ``sender`` on ``concurrency`` tasks."""
+class AsyncWorker(WorkerBase):
+    """Send due scheduled messages with an async ``sender`` on ``concurrency`` tasks.
 
-    def __init__(
-        self,
-        db: Any,
-        sender: AsyncSender,
-        *,
-        worker_id: str | None = None,
-        concurrency: int = 8,
-        batch_size: int | None = None,
-        lease: timedelta | float = DEFAULT_LEASE,
-        heartbeat: timedelta | float | None = None,
-        poll: timedelta | float = DEFAULT_POLL,
-        shutdown_timeout: timedelta | float = 30.0,
-        clock: Clock | None = None,
-        tenants: Iterable[Any] | None = None,
-        scheduler: Any = None,
-        metrics: Metrics | None = None,
-    ) -> None:
-        if not callable(sender):
-            raise NsnStoreError("sender must be a coroutine function taking a Delivery")
-        self.options = WorkerOptions.build(
-            worker_id=worker_id,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            lease=lease,
-            heartbeat=heartbeat,
-            poll=poll,
-            shutdown_timeout=shutdown_timeout,
-            tenants=tenants,
-        )
-        from nsn_store.scheduler import AsyncScheduler
+    It polls and wakes at the next ``sendAt``; it does not watch change
+    streams yet (``watch`` is accepted so both workers take the same arguments).
+    """
 
-        self.db = db
-        self.sender = sender
-        self.scheduler = scheduler or AsyncScheduler(db, clock=clock)
-        self.clock = self.scheduler.clock
-        self.metrics = metrics or default_metrics()
-        self.report = WorkerReport(self.options.worker_id)
+    def _setup(self) -> None:
         self._pending: deque[Delivery] = deque()
-        self._held: dict[Any, Mapping[str, Any]] = {}
-        self._stopping = False
-        self._abort = False
         self._changed: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    @property
-    def worker_id(self) -> str:
-        """Return the id this worker claims under."""
-        return self.options.worker_id
+    def _scheduler(self, db: Any, clock: Clock | None) -> Any:
+        from nsn_store.scheduler import AsyncScheduler
+
+        return AsyncScheduler(db, clock=clock)
 
     async def run_once(self) -> WorkerReport:
         """Send everything due now, wait for the sends to finish, and return the report."""
@@ -102,12 +62,7 @@ class AsyncWorker:
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop claiming; hand unstarted claims back; let in-flight sends finish."""
-        if timeout is not None:
-            from dataclasses import replace
-
-            self.options = replace(
-                self.options, shutdown_timeout=timedelta(seconds=max(0.0, timeout))
-            )
+        self._shutdown_within(timeout)
         self._stopping = True
         self._poke()
 
@@ -253,10 +208,6 @@ class AsyncWorker:
             self._count("cancelled")
             return
         await self._record(refusal.message, Classified("permanent", error=refusal.reason), None)
-
-    def _count(self, outcome: Any) -> None:
-        self.report.count(outcome)
-        self.metrics.outcome(outcome)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.options.heartbeat.total_seconds()

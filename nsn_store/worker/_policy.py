@@ -12,14 +12,15 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from nsn_store.arguments import as_object_id, check_duration, check_limit, check_text
+from nsn_store.errors import InvalidArgumentError
 from nsn_store.worker._senders import PermanentSendError, SendResult, TransientSendError
 
-__all__ = ["Outcome", "WorkerOptions", "WorkerReport", "classify", "next_wake"]
+__all__ = ["Outcome", "WorkerBase", "WorkerOptions", "WorkerReport", "classify", "next_wake"]
 
 log = logging.getLogger("nsn_store.worker")
 
@@ -179,3 +180,84 @@ def classify(
             exc_info=error,
         )
     return Classified("transient", error=str(error) or type(error).__name__)
+
+
+class WorkerBase:
+    """What :class:`~nsn_store.worker.Worker` and its asyncio twin share: options and state.
+
+    The two differ only in how they run (threads or tasks); their settings,
+    report, metrics and the messages they hold are built here once, so both
+    take exactly the same arguments. ``watch=False`` skips the change stream
+    (the worker then wakes at the next ``sendAt`` or the poll cap only).
+    """
+
+    def __init__(
+        self,
+        db: Any,
+        sender: Any,
+        *,
+        worker_id: str | None = None,
+        concurrency: int = 8,
+        batch_size: int | None = None,
+        lease: timedelta | float = DEFAULT_LEASE,
+        heartbeat: timedelta | float | None = None,
+        poll: timedelta | float = DEFAULT_POLL,
+        shutdown_timeout: timedelta | float = 30.0,
+        clock: Any = None,
+        tenants: Any = None,
+        scheduler: Any = None,
+        metrics: Any = None,
+        watch: bool = True,
+    ) -> None:
+        if not callable(sender):
+            raise InvalidArgumentError(
+                "sender must be a callable taking a Delivery", argument="sender"
+            )
+        self.options = WorkerOptions.build(
+            worker_id=worker_id,
+            concurrency=concurrency,
+            batch_size=batch_size,
+            lease=lease,
+            heartbeat=heartbeat,
+            poll=poll,
+            shutdown_timeout=shutdown_timeout,
+            tenants=tenants,
+        )
+        self.db = db
+        self.sender = sender
+        self.scheduler = scheduler or self._scheduler(db, clock)
+        self.clock = self.scheduler.clock
+        self.metrics = metrics or _default_metrics()
+        self.report = WorkerReport(self.options.worker_id)
+        self.watch = watch
+        self._held: dict[Any, Mapping[str, Any]] = {}
+        self._stopping = False
+        self._abort = False
+        self._setup()
+
+    def _scheduler(self, db: Any, clock: Any) -> Any:
+        raise NotImplementedError
+
+    def _setup(self) -> None:
+        """Create the runtime's own state (threads' conditions, tasks' events)."""
+
+    @property
+    def worker_id(self) -> str:
+        """Return the id this worker claims under."""
+        return self.options.worker_id
+
+    def _shutdown_within(self, timeout: float | None) -> None:
+        if timeout is not None:
+            self.options = replace(
+                self.options, shutdown_timeout=timedelta(seconds=max(0.0, timeout))
+            )
+
+    def _count(self, outcome: Any) -> None:
+        self.report.count(outcome)
+        self.metrics.outcome(outcome)
+
+
+def _default_metrics() -> Any:
+    from nsn_store.worker._metrics import metrics
+
+    return metrics()

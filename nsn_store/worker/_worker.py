@@ -31,7 +31,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from types import FrameType
 from typing import Any
@@ -40,79 +40,33 @@ from nsn_store._flow import run as run_flow
 from nsn_store.clock import Clock
 from nsn_store.errors import InvalidTransitionError, NsnStoreError
 from nsn_store.worker._delivery import Delivery, Refusal, load_deliveries
-from nsn_store.worker._metrics import Metrics
-from nsn_store.worker._metrics import metrics as default_metrics
 from nsn_store.worker._policy import (
-    DEFAULT_LEASE,
-    DEFAULT_POLL,
     Classified,
-    WorkerOptions,
+    WorkerBase,
     WorkerReport,
     classify,
     next_wake,
 )
-from nsn_store.worker._senders import Sender
 
 __all__ = ["Worker"]
 
 log = logging.getLogger("nsn_store.worker")
 
 
-class Worker:
+class Worker(WorkerBase):
     """Send due scheduled messages with ``sender`` on ``concurrency`` threads."""
 
-    def __init__(
-        self,
-        db: Any,
-        sender: Sender,
-        *,
-        worker_id: str | None = None,
-        concurrency: int = 8,
-        batch_size: int | None = None,
-        lease: timedelta | float = DEFAULT_LEASE,
-        heartbeat: timedelta | float | None = None,
-        poll: timedelta | float = DEFAULT_POLL,
-        shutdown_timeout: timedelta | float = 30.0,
-        clock: Clock | None = None,
-        tenants: Iterable[Any] | None = None,
-        scheduler: Any = None,
-        metrics: Metrics | None = None,
-        watch: bool = True,
-    ) -> None:
-        if not callable(sender):
-            raise NsnStoreError("sender must be a callable taking a Delivery")
-        self.options = WorkerOptions.build(
-            worker_id=worker_id,
-            concurrency=concurrency,
-            batch_size=batch_size,
-            lease=lease,
-            heartbeat=heartbeat,
-            poll=poll,
-            shutdown_timeout=shutdown_timeout,
-            tenants=tenants,
-        )
-        from nsn_store.scheduler import Scheduler
-
-        self.db = db
-        self.sender = sender
-        self.scheduler = scheduler or Scheduler(db, clock=clock)
-        self.clock = self.scheduler.clock
-        self.metrics = metrics or default_metrics()
-        self.watch = watch
-        self.report = WorkerReport(self.options.worker_id)
+    def _setup(self) -> None:
         self._cond = threading.Condition()
         self._wake = threading.Event()
         self._pending: deque[Delivery] = deque()
-        self._held: dict[Any, Mapping[str, Any]] = {}
-        self._stopping = False
-        self._abort = False
         self._threads: list[threading.Thread] = []
         self._closed = False
 
-    @property
-    def worker_id(self) -> str:
-        """Return the id this worker claims under."""
-        return self.options.worker_id
+    def _scheduler(self, db: Any, clock: Clock | None) -> Any:
+        from nsn_store.scheduler import Scheduler
+
+        return Scheduler(db, clock=clock)
 
     # -- public --------------------------------------------------------------
 
@@ -130,8 +84,7 @@ class Worker:
         ``timeout`` (seconds, default ``shutdown_timeout``) bounds the wait for
         in-flight sends once :meth:`run` notices the stop; it returns at once.
         """
-        if timeout is not None:
-            self.options = _with_timeout(self.options, timeout)
+        self._shutdown_within(timeout)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -296,10 +249,6 @@ class Worker:
             return
         self._record(refusal.message, Classified("permanent", error=refusal.reason), None)
 
-    def _count(self, outcome: Any) -> None:
-        self.report.count(outcome)
-        self.metrics.outcome(outcome)
-
     # -- heartbeats and wake-ups --------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
@@ -395,9 +344,3 @@ class Worker:
                 signal.signal(sig, handler)
 
         return restore
-
-
-def _with_timeout(options: WorkerOptions, seconds: float) -> WorkerOptions:
-    from dataclasses import replace
-
-    return replace(options, shutdown_timeout=timedelta(seconds=max(0.0, seconds)))
