@@ -14,10 +14,17 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from pymongo import MongoClient
 from pymongo.database import Database
 
 from nsn_store.clock import ManualClock
+
+# In CI every property test searches the same examples on every run, so a red run is
+# never a roll of the dice; locally each run searches afresh (and finds more).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 SERVER_URI = os.environ.get("NSN_TEST_MONGODB_URI")
 SKIP_SERVER = "NSN_TEST_MONGODB_URI is not set: no real MongoDB server to test against"
