@@ -306,3 +306,51 @@ def test_an_idle_worker_wakes_on_a_new_message_well_within_a_second() -> None:
         worker.stop(timeout=5)
         runner.join(timeout=5)
     assert lag < 1.0
+
+
+async def test_an_idle_async_worker_wakes_on_a_new_message_well_within_a_second() -> None:
+    import asyncio
+
+    from nsn_store.scheduler import AsyncScheduler
+    from nsn_store.testing import async_client
+    from nsn_store.worker import AsyncFakeSender, AsyncWorker
+
+    client = mongomock_client()  # the wall clock: the wake-up is measured in real time
+    init_schema(client["nsn"])
+    adb = async_client(client)["nsn"]
+    tenant = (
+        client["nsn"]
+        .tenants.insert_one(
+            {"name": "org", "clerkOrgId": "org", "createdAt": datetime.now(timezone.utc)}
+        )
+        .inserted_id
+    )
+    contact = (
+        client["nsn"]
+        .contacts.insert_one(
+            {"tenantId": tenant, "phone": "+15550100", "createdAt": datetime.now(timezone.utc)}
+        )
+        .inserted_id
+    )
+    scheduler = AsyncScheduler(adb)
+    sender = AsyncFakeSender()
+    worker = AsyncWorker(adb, sender, poll=30, lease=30, scheduler=scheduler)
+    running = asyncio.create_task(worker.run())
+    try:
+        deadline = time.monotonic() + 5
+        while not client["nsn"]._store["scheduledMessages"].watchers:
+            assert time.monotonic() < deadline, "the worker never opened its change stream"
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the worker has planned its 30 s sleep
+        started = time.monotonic()
+        await scheduler.schedule(
+            tenant, contact, "sms", datetime.now(timezone.utc), payload={"body": "Hi"}
+        )
+        while sender.calls == 0:
+            assert time.monotonic() - started < 5, "the worker slept through the new message"
+            await asyncio.sleep(0.005)
+        lag = time.monotonic() - started
+    finally:
+        worker.stop(timeout=5)
+        await asyncio.wait_for(running, timeout=10)
+    assert lag < 1.0

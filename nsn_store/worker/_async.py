@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import signal
 import time
@@ -23,6 +24,7 @@ from nsn_store.clock import Clock
 from nsn_store.errors import InvalidTransitionError, NsnStoreError
 from nsn_store.worker._delivery import Delivery, Refusal, load_deliveries
 from nsn_store.worker._policy import (
+    WATCH_PIPELINE,
     Classified,
     WorkerBase,
     WorkerReport,
@@ -36,11 +38,7 @@ log = logging.getLogger("nsn_store.worker")
 
 
 class AsyncWorker(WorkerBase):
-    """Send due scheduled messages with an async ``sender`` on ``concurrency`` tasks.
-
-    It polls and wakes at the next ``sendAt``; it does not watch change
-    streams yet (``watch`` is accepted so both workers take the same arguments).
-    """
+    """Send due scheduled messages with an async ``sender`` on ``concurrency`` tasks."""
 
     def _setup(self) -> None:
         self._pending: deque[Delivery] = deque()
@@ -82,6 +80,8 @@ class AsyncWorker(WorkerBase):
             asyncio.create_task(self._send_loop()) for _ in range(self.options.concurrency)
         ]
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        if self.watch and not once:
+            self._tasks.append(asyncio.create_task(self._watch_loop()))
         try:
             while not self._stopping:
                 if await self._claim_batch():
@@ -208,6 +208,23 @@ class AsyncWorker(WorkerBase):
             self._count("cancelled")
             return
         await self._record(refusal.message, Classified("permanent", error=refusal.reason), None)
+
+    async def _watch_loop(self) -> None:
+        """Wake the claiming loop on new or rescheduled messages (a replica set, or embedded)."""
+        try:
+            stream = self.db["scheduledMessages"].watch(WATCH_PIPELINE, max_await_time_ms=1000)
+            if inspect.isawaitable(stream):  # PyMongo's async watch is awaited; Motor's is not
+                stream = await stream
+            async with stream:
+                while not self._stopping:
+                    if await stream.try_next() is not None:
+                        self._poke()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a standalone server has no change streams
+            log.debug(
+                "no change stream (%s): polling every %s", type(exc).__name__, self.options.poll
+            )
 
     async def _heartbeat_loop(self) -> None:
         interval = self.options.heartbeat.total_seconds()

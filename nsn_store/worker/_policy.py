@@ -24,6 +24,9 @@ __all__ = ["Outcome", "WorkerBase", "WorkerOptions", "WorkerReport", "classify",
 
 log = logging.getLogger("nsn_store.worker")
 
+#: The change-stream events that may make a message due sooner: new or rescheduled ones.
+WATCH_PIPELINE = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
+
 #: The longest a worker sleeps without looking for due messages (the poll cap).
 DEFAULT_POLL = timedelta(seconds=5)
 #: The shortest sleep between two looks when something is due "now" but none was won.

@@ -41,6 +41,7 @@ from nsn_store.clock import Clock
 from nsn_store.errors import InvalidTransitionError, NsnStoreError
 from nsn_store.worker._delivery import Delivery, Refusal, load_deliveries
 from nsn_store.worker._policy import (
+    WATCH_PIPELINE,
     Classified,
     WorkerBase,
     WorkerReport,
@@ -274,14 +275,15 @@ class Worker(WorkerBase):
             return self._cond.wait_for(lambda: self._stopping and not self._held, timeout=seconds)
 
     def _watch_loop(self) -> None:
-        """Wake the claiming loop on new or rescheduled messages (replica sets only)."""
-        pipeline = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
+        """Wake the claiming loop on new or rescheduled messages (a replica set, or embedded)."""
         try:
-            with self.db["scheduledMessages"].watch(pipeline, max_await_time_ms=1000) as stream:
+            with self.db["scheduledMessages"].watch(
+                WATCH_PIPELINE, max_await_time_ms=1000
+            ) as stream:
                 while not self._stopping:
                     if stream.try_next() is not None:
                         self._wake.set()
-        except Exception as exc:  # standalone servers and the embedded database have none
+        except Exception as exc:  # a standalone server has no change streams
             log.debug(
                 "no change stream (%s): polling every %s", type(exc).__name__, self.options.poll
             )
