@@ -291,6 +291,47 @@ def start_seq() -> int:
     return next(_SEQUENCE)
 
 
+def watch(
+    lock: Any,
+    watchers: Callable[[], Any],
+    database: str,
+    clock: Clock,
+    tz_aware: bool,
+    arguments: Mapping[str, Any],
+) -> EmbeddedChangeStream:
+    """Check a ``watch`` call's PyMongo ``arguments`` and open its stream (one body for
+    ``Collection.watch`` and ``Database.watch``, whose signatures mirror PyMongo's)."""
+    refused = {name: arguments[name] for name in REFUSED_ARGUMENTS}
+    matches = check_watch(
+        arguments["pipeline"],
+        arguments["full_document"],
+        arguments["max_await_time_ms"],
+        **refused,
+    )
+    return open_stream(
+        lock,
+        watchers,
+        database,
+        matches,
+        arguments["full_document"],
+        clock,
+        arguments["max_await_time_ms"],
+        tz_aware,
+    )
+
+
+#: ``watch`` arguments the embedded database refuses unless left at their default.
+REFUSED_ARGUMENTS = (
+    "resume_after",
+    "collation",
+    "start_at_operation_time",
+    "session",
+    "start_after",
+    "full_document_before_change",
+    "show_expanded_events",
+)
+
+
 def open_stream(
     lock: Any,
     watchers: Callable[[], Any],

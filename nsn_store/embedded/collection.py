@@ -140,27 +140,14 @@ class EmbeddedCollection(WritePaths, _Collection):
         show_expanded_events: bool | None = None,
     ) -> _changes.EmbeddedChangeStream:
         """Open a change stream on this collection (see :mod:`._changes`; not resumable)."""
-        matches = _changes.check_watch(
-            pipeline,
-            full_document,
-            max_await_time_ms,
-            resume_after=resume_after,
-            collation=collation,
-            start_at_operation_time=start_at_operation_time,
-            session=session,
-            start_after=start_after,
-            full_document_before_change=full_document_before_change,
-            show_expanded_events=show_expanded_events,
-        )
-        return _changes.open_stream(
+        arguments = dict(locals())
+        return _changes.watch(
             self._db_store.lock,
             lambda: self._store.watchers,
             self.database.name,
-            matches,
-            full_document,
             self.database.client.clock,
-            max_await_time_ms,
             self.codec_options.tz_aware,
+            arguments,
         )
 
     def with_options(
