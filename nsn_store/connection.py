@@ -238,8 +238,20 @@ def _connect_embedded(uri: str, clock: Clock | None) -> Database[dict[str, Any]]
         raise ConfigurationError(
             f"mongomock URI {mask_uri(uri)!r} takes no options: use mongomock://host/database"
         )
+    if "@" in uri.split("://", 1)[-1]:
+        # The embedded database has no users: whatever stands before the last "@" is a
+        # credential, ignored, and never read as host or database (a password holding
+        # "/" would otherwise end up in the database name, and so in the output).
+        parts = urlsplit(f"mongomock://{uri.split('://', 1)[-1].rsplit('@', 1)[1]}")
+        host = parts.hostname or "localhost"
     name = _database_name(unquote(parts.path.lstrip("/")) or DEFAULT_DATABASE, uri)
-    return _embedded_client(host, clock)[name]
+    try:
+        return _embedded_client(host, clock)[name]
+    except ValueError as exc:  # mongomock's own host parsing ("::1" read as host:port)
+        raise ConfigurationError(
+            f"mongomock URI {mask_uri(uri)!r} names a host the embedded database cannot use: "
+            f"{_first_line(exc, uri)}"
+        ) from None
 
 
 def _connect_file(uri: str, clock: Clock | None, read_only: bool) -> Database[dict[str, Any]]:

@@ -152,3 +152,15 @@ def test_sigterm_stops_the_worker_gracefully_and_hands_back_unstarted_claims() -
         if message["status"] == "scheduled":
             assert message["attempts"] == 0 and not message["locked"]
     assert "Traceback" not in err
+
+
+def test_a_bad_tenant_id_is_refused_before_the_database_is_opened(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv("NSN_DATA_DIR", str(tmp_path))
+    for command in (["worker", "--once"], ["health"]):
+        result = run(*command, "--tenant", '{"$ne": null}')
+        assert result.exit_code == 2
+        assert "--tenant must be an ObjectId" in result.stderr
+        assert "using the embedded" not in result.stderr  # nothing opened, nothing locked
+    assert list(tmp_path.iterdir()) == []

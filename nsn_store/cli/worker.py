@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from nsn_store import connection
+from nsn_store.arguments import as_object_id
 from nsn_store.cli.common import (
     EXIT_DIFFERENCES,
     Command,
@@ -188,6 +189,7 @@ def worker(
 
     _configure_logging(log_level.upper())
     send = load_sender(sender)
+    only = [as_object_id(t, "--tenant") for t in tenants] or None  # checked before connecting
     db = open_database(uri)
     runner = Worker(
         db,
@@ -198,7 +200,7 @@ def worker(
         lease=lease,
         poll=poll,
         shutdown_timeout=shutdown_timeout,
-        tenants=list(tenants) or None,
+        tenants=only,
     )
     if metrics_port is not None:
         serve_metrics(metrics_port)
@@ -270,8 +272,9 @@ def health(max_age: float, tenant: str | None, uri: str | None, as_json: bool) -
     """Exit 0 when the database answers and the backlog is not older than --max-age, else 1."""
     from nsn_store.scheduler import Scheduler
 
+    only = None if tenant is None else as_object_id(tenant, "--tenant")  # before connecting
     db = open_database(uri)
-    backlog = Scheduler(db).backlog(tenant)
+    backlog = Scheduler(db).backlog(only)
     oldest = backlog.oldest_due_send_at
     waited = (backlog.now - oldest).total_seconds() if oldest is not None else 0.0
     healthy = waited <= timedelta(seconds=max_age).total_seconds()

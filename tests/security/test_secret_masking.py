@@ -232,3 +232,22 @@ def test_secret_in_the_environment_variable_is_masked(monkeypatch: pytest.Monkey
     result = CliRunner().invoke(main, ["verify"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and _leaked(result.stderr) == []
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        f"mongomock://app:{PARTS[0]}/{PARTS[1]}@localhost/nsn",
+        f"mongomock://app:{PARTS[0]}/{PARTS[1]}@[::1]:1",
+    ],
+    ids=["slash-in-password", "slash-in-password-ipv6"],
+)
+def test_an_embedded_password_holding_a_slash_is_never_read_as_the_database(
+    uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the CLI fuzz test: the part after the "/" became the database name,
+    which init --dry-run then printed."""
+    monkeypatch.delenv(connection.ENV_VAR, raising=False)
+    result = CliRunner().invoke(main, ["init", "--dry-run", "--uri", uri])
+    assert result.exit_code in (0, 2)
+    assert _leaked(result.stdout + result.stderr) == [], result.output
