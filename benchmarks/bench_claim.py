@@ -28,10 +28,11 @@ from pymongo import MongoClient, ReturnDocument, monitoring
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nsn_store import scheduling as b
 from nsn_store.clock import ManualClock
-from nsn_store.migration import init_schema
-from nsn_store.scheduler import Scheduler
+from nsn_store.migration._runner import init_schema
+from nsn_store.scheduler import _queries as q
+from nsn_store.scheduler import _updates as u
+from nsn_store.scheduler._service import Scheduler
 
 LEASE = timedelta(minutes=5)
 IGNORED_COMMANDS = {"endSessions", "hello", "isMaster", "ismaster", "ping"}
@@ -70,7 +71,7 @@ def seed(db: Any, stored: int, due: int, now: datetime, rng: random.Random) -> N
     """Store ``stored`` messages of which ``due`` are due at ``now`` (the rest later or done)."""
     tenants = [ObjectId() for _ in range(20)]
     contacts = [
-        db[b.CONTACTS].insert_one({"tenantId": t, "createdAt": now}).inserted_id for t in tenants
+        db[q.CONTACTS].insert_one({"tenantId": t, "createdAt": now}).inserted_id for t in tenants
     ]
     docs = []
     for i in range(stored):
@@ -79,10 +80,10 @@ def seed(db: Any, stored: int, due: int, now: datetime, rng: random.Random) -> N
             send_at = now - timedelta(seconds=rng.randrange(1, 86_400))
         else:
             send_at = now + timedelta(seconds=rng.randrange(1, 30 * 86_400))
-        docs.append(b.new_message(tenants[k], contacts[k], "sms", send_at, now))
+        docs.append(u.new_message(tenants[k], contacts[k], "sms", send_at, now))
     rng.shuffle(docs)
     for start in range(0, len(docs), 5_000):
-        db[b.MESSAGES].insert_many(docs[start : start + 5_000])
+        db[q.MESSAGES].insert_many(docs[start : start + 5_000])
 
 
 Trips = Callable[[], int] | None  # the server's command count, or None: count calls here
@@ -100,9 +101,9 @@ def claim_batches(db: Any, now: datetime, limit: int, trips: Trips) -> Run:
 
 
 def claim_one_by_one(db: Any, now: datetime, trips: Trips) -> Run:
-    query = b.due_query(now)
-    update = b.claim_update("bench", now, b.lease_end(now, LEASE))
-    collection, calls, claimed = db[b.MESSAGES], 0, 0
+    query = q.due_query(now)
+    update = u.claim_update("bench", now, u.lease_end(now, LEASE))
+    collection, calls, claimed = db[q.MESSAGES], 0, 0
     before = trips() if trips else 0
     started = time.perf_counter()
     while True:

@@ -50,7 +50,7 @@ from bson import ObjectId
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nsn_store.counters import ShardedCounter
-from nsn_store.migration import init_schema
+from nsn_store.migration._runner import init_schema
 
 METRIC = "messages.sent"
 

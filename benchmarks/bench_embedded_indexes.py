@@ -44,14 +44,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mongomock
 from bson import ObjectId
 
-from nsn_store import aggregates as agg
-from nsn_store import scheduling as b
-from nsn_store.aggregates import Aggregates
+from nsn_store.aggregates import _periods as periods
+from nsn_store.aggregates._service import Aggregates
 from nsn_store.clock import ManualClock
 from nsn_store.counters import ShardedCounter
 from nsn_store.embedded import EmbeddedClient
-from nsn_store.migration import init_schema
-from nsn_store.scheduler import Scheduler
+from nsn_store.migration._runner import init_schema
+from nsn_store.scheduler import _queries as q
+from nsn_store.scheduler import _updates as u
+from nsn_store.scheduler._service import Scheduler
 
 TENANTS = 100
 METRICS = ("messages.sent", "messages.failed", "messages.scheduled", "messages.delivered")
@@ -93,7 +94,7 @@ def seed(db: Any, size: int, clock: ManualClock) -> dict[str, Any]:
         )
         send_at = now - timedelta(seconds=rng.randrange(1, 86_400))
         messages.append(
-            b.new_message(tenant, contact, "sms", send_at, now, idempotency_key=f"k{i}")
+            u.new_message(tenant, contact, "sms", send_at, now, idempotency_key=f"k{i}")
         )
         events.append(
             {
@@ -115,7 +116,7 @@ def seed(db: Any, size: int, clock: ManualClock) -> dict[str, Any]:
     ]
     for name, docs in (
         ("contacts", contacts),
-        (b.MESSAGES, messages),
+        (q.MESSAGES, messages),
         ("messageEvents", events),
         ("counters", shards),
     ):
@@ -135,23 +136,23 @@ def operations(db: Any, clock: ManualClock, seeded: dict[str, Any]) -> dict[str,
     counter = ShardedCounter(db, clock=clock, rng=random.Random(3))
     aggregates = Aggregates(db, clock=clock)
     tenant, day = seeded["tenant"], clock.now() - timedelta(days=3)
-    window = agg.period_window("day", day, day)
+    window = periods.period_window("day", day, day)
     return {
         "claim_due(limit=100)": lambda n: scheduler.claim_due(f"w{n}", now=clock.now(), limit=100),
         "contact by tenant+email": lambda n: db["contacts"].find_one(
             {"tenantId": tenant, "email": seeded["email"]}
         ),
-        "message by idempotencyKey": lambda n: db[b.MESSAGES].find_one(
+        "message by idempotencyKey": lambda n: db[q.MESSAGES].find_one(
             {"tenantId": tenant, "idempotencyKey": seeded["key"]}
         ),
         "ShardedCounter.count": lambda n: counter.count(tenant, METRICS[0]),
         "ShardedCounter.add (upsert)": lambda n: counter.add(tenant, METRICS[1]),
         "rollup reads (a day)": lambda n: (
-            list(db["messageEvents"].find(agg.event_match(tenant, window), {"eventType": 1})),
-            list(db["aggregates"].find(agg.rows_filter(tenant, window))),
+            list(db["messageEvents"].find(periods.event_match(tenant, window), {"eventType": 1})),
+            list(db["aggregates"].find(periods.rows_filter(tenant, window))),
         ),
         "Aggregates.rollup (a day)": lambda n: aggregates.rollup(tenant, "day", start=day, end=day),
-        "find_one by _id": lambda n: db[b.MESSAGES].find_one({"_id": seeded["id"]}),
+        "find_one by _id": lambda n: db[q.MESSAGES].find_one({"_id": seeded["id"]}),
     }
 
 

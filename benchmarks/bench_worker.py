@@ -28,10 +28,11 @@ from typing import Any
 from bson import ObjectId
 
 from nsn_store.clock import SystemClock
-from nsn_store.migration import init_schema
-from nsn_store.scheduler import Scheduler
+from nsn_store.migration._runner import init_schema
+from nsn_store.scheduler._service import Scheduler
 from nsn_store.testing import mongomock_client
-from nsn_store.worker import FakeSender, Worker
+from nsn_store.worker._senders import FakeSender
+from nsn_store.worker._worker import Worker
 
 
 def fresh_db() -> Any:

@@ -7,56 +7,108 @@ cheap and never imports click or the embedded database unless they are used.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what a type checker sees; at run time __getattr__ imports on first use
+    from nsn_store.aggregates import Aggregates, AsyncAggregates
+    from nsn_store.clock import Clock, ManualClock, SystemClock
+    from nsn_store.connection import connect, mask_uri
+    from nsn_store.counters import AsyncShardedCounter, ShardedCounter
+    from nsn_store.errors import (
+        ConfigurationError,
+        ConnectionFailedError,
+        DatabaseLockedError,
+        DocumentValidationError,
+        DriftError,
+        DuplicateKeyError,
+        ExistingDataError,
+        IndexConflictError,
+        InvalidArgumentError,
+        InvalidIdError,
+        InvalidTransitionError,
+        LeaseLostError,
+        MigrationLockedError,
+        NotFoundError,
+        NsnStoreError,
+        SchemaError,
+        ServerError,
+        TenantIsolationError,
+    )
+    from nsn_store.migration import (
+        check_data,
+        drop_schema,
+        init_schema,
+        plan,
+        schema_status,
+        shard_plan,
+        verify_schema,
+    )
+    from nsn_store.previews import AIPreviews, AsyncAIPreviews
+    from nsn_store.rag import RagDocuments
+    from nsn_store.scheduler import AsyncScheduler, Scheduler
+    from nsn_store.schema import SCHEMA, CollectionSpec, IndexSpec
+    from nsn_store.simulate import run_simulation
+    from nsn_store.tenancy import TenantScope
+    from nsn_store.worker import (
+        AsyncWorker,
+        Delivery,
+        FakeSender,
+        LogSender,
+        PermanentSendError,
+        SendResult,
+        TransientSendError,
+        Worker,
+        WorkerReport,
+    )
 
 __version__ = "0.1.0"
 
 # name -> module that defines it; the one list of public names.
 _EXPORTS: dict[str, str] = {
     "AIPreviews": "previews",
+    "Aggregates": "aggregates",
     "AsyncAIPreviews": "previews",
     "AsyncAggregates": "aggregates",
     "AsyncScheduler": "scheduler",
     "AsyncShardedCounter": "counters",
     "AsyncWorker": "worker",
-    "DatabaseLockedError": "errors",
-    "Delivery": "worker",
-    "FakeSender": "worker",
-    "InvalidArgumentError": "errors",
-    "InvalidIdError": "errors",
-    "LogSender": "worker",
-    "PermanentSendError": "worker",
-    "SendResult": "worker",
-    "TransientSendError": "worker",
-    "Worker": "worker",
-    "WorkerReport": "worker",
-    "Aggregates": "aggregates",
     "Clock": "clock",
     "CollectionSpec": "schema",
     "ConfigurationError": "errors",
     "ConnectionFailedError": "errors",
+    "DatabaseLockedError": "errors",
+    "Delivery": "worker",
     "DocumentValidationError": "errors",
     "DriftError": "errors",
     "DuplicateKeyError": "errors",
     "ExistingDataError": "errors",
+    "FakeSender": "worker",
     "IndexConflictError": "errors",
     "IndexSpec": "schema",
+    "InvalidArgumentError": "errors",
+    "InvalidIdError": "errors",
     "InvalidTransitionError": "errors",
     "LeaseLostError": "errors",
+    "LogSender": "worker",
     "ManualClock": "clock",
     "MigrationLockedError": "errors",
     "NotFoundError": "errors",
     "NsnStoreError": "errors",
+    "PermanentSendError": "worker",
     "RagDocuments": "rag",
     "SCHEMA": "schema",
     "Scheduler": "scheduler",
     "SchemaError": "errors",
+    "SendResult": "worker",
     "ServerError": "errors",
     "ShardedCounter": "counters",
     "SystemClock": "clock",
     "TenantIsolationError": "errors",
     "TenantScope": "tenancy",
-    "check_data": "checkdata",
+    "TransientSendError": "worker",
+    "Worker": "worker",
+    "WorkerReport": "worker",
+    "check_data": "migration",
     "connect": "connection",
     "drop_schema": "migration",
     "init_schema": "migration",
@@ -64,11 +116,66 @@ _EXPORTS: dict[str, str] = {
     "plan": "migration",
     "run_simulation": "simulate",
     "schema_status": "migration",
-    "shard_plan": "sharding",
+    "shard_plan": "migration",
     "verify_schema": "migration",
 }
 
-__all__ = sorted(_EXPORTS)
+# Literal, so type checkers and linters see it; test_package checks it matches _EXPORTS.
+__all__ = [
+    "SCHEMA",
+    "AIPreviews",
+    "Aggregates",
+    "AsyncAIPreviews",
+    "AsyncAggregates",
+    "AsyncScheduler",
+    "AsyncShardedCounter",
+    "AsyncWorker",
+    "Clock",
+    "CollectionSpec",
+    "ConfigurationError",
+    "ConnectionFailedError",
+    "DatabaseLockedError",
+    "Delivery",
+    "DocumentValidationError",
+    "DriftError",
+    "DuplicateKeyError",
+    "ExistingDataError",
+    "FakeSender",
+    "IndexConflictError",
+    "IndexSpec",
+    "InvalidArgumentError",
+    "InvalidIdError",
+    "InvalidTransitionError",
+    "LeaseLostError",
+    "LogSender",
+    "ManualClock",
+    "MigrationLockedError",
+    "NotFoundError",
+    "NsnStoreError",
+    "PermanentSendError",
+    "RagDocuments",
+    "Scheduler",
+    "SchemaError",
+    "SendResult",
+    "ServerError",
+    "ShardedCounter",
+    "SystemClock",
+    "TenantIsolationError",
+    "TenantScope",
+    "TransientSendError",
+    "Worker",
+    "WorkerReport",
+    "check_data",
+    "connect",
+    "drop_schema",
+    "init_schema",
+    "mask_uri",
+    "plan",
+    "run_simulation",
+    "schema_status",
+    "shard_plan",
+    "verify_schema",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -35,7 +35,7 @@ Keyed adds (``add(..., once="<key>")``) apply at most once per key, so a caller
 may repeat an add whose reply was lost. The shard is chosen from the key
 (crc32, so a retry from any process hits the same shard); the upsert's filter
 adds ``applied: {$ne: key}`` and its update pushes the key onto the shard's
-``applied`` list, trimmed to the last :data:`~nsn_store.models.APPLIED_WINDOW`
+``applied`` list, trimmed to the last :data:`~nsn_store.schema._models.APPLIED_WINDOW`
 (256) keys. When the shard already holds the key, the filter matches nothing
 and the upsert's insert hits the unique ``by_tenant_metric_shard`` index: that
 duplicate-key error (after the one retry that also covers two first adds
@@ -81,7 +81,7 @@ from pymongo.errors import DuplicateKeyError as PyMongoDuplicateKeyError
 from nsn_store.arguments import as_object_id, check_limit, check_text
 from nsn_store.clock import DEFAULT_CLOCK, Clock
 from nsn_store.errors import InvalidArgumentError, translated
-from nsn_store.models import APPLIED_WINDOW
+from nsn_store.schema._models import APPLIED_WINDOW
 
 log = logging.getLogger(__name__)
 

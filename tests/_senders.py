@@ -16,6 +16,6 @@ def slow(delivery: Any) -> str:
 
 def failing(delivery: Any) -> str:
     """Fail every send for good."""
-    from nsn_store.worker import PermanentSendError
+    from nsn_store.worker._senders import PermanentSendError
 
     raise PermanentSendError("no such number")

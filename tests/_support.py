@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from nsn_store.schema import SCHEMA
+from nsn_store.schema._registry import SCHEMA
 
 
 def public_surface(cls: type) -> dict[str, inspect.Signature]:

@@ -11,16 +11,9 @@ from hypothesis import strategies as st
 from pymongo import MongoClient
 
 from nsn_store import connection
-from nsn_store.connection import (
-    DEFAULT_URI,
-    connect,
-    describe_host,
-    is_embedded,
-    mask_text,
-    mask_uri,
-    resolve_uri,
-)
+from nsn_store.connection import DEFAULT_URI, connect, describe_host, is_embedded, resolve_uri
 from nsn_store.errors import ConfigurationError, ConnectionFailedError
+from nsn_store.masking import mask_text, mask_uri
 
 UNREACHABLE = "mongodb://admin:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=300"
 

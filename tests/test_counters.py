@@ -31,8 +31,8 @@ from nsn_store.counters import (
     shard_for_key,
 )
 from nsn_store.errors import ConfigurationError
-from nsn_store.migration import init_schema
-from nsn_store.models import APPLIED_WINDOW
+from nsn_store.migration._runner import init_schema
+from nsn_store.schema._models import APPLIED_WINDOW
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 METRIC = "messages.sent"

@@ -32,18 +32,21 @@ from bson import ObjectId
 from test_scheduler import _stages
 from test_scheduling_builders import esr_problems
 
-from nsn_store import aggregates as agg
-from nsn_store import checkdata, migration_lock, previews, rag, tenancy
-from nsn_store.aggregates import Aggregates
+from nsn_store import previews, rag
+from nsn_store.aggregates import _periods as periods
+from nsn_store.aggregates._service import Aggregates
 from nsn_store.clock import ManualClock
 from nsn_store.counters import ShardedCounter, counter_filter
-from nsn_store.migration import init_schema
-from nsn_store.migration_results import MIGRATIONS
-from nsn_store.models import EVENT_TYPES
+from nsn_store.migration import _checkdata as checkdata
+from nsn_store.migration import _lock as migration_lock
+from nsn_store.migration._results import MIGRATIONS
+from nsn_store.migration._runner import init_schema
 from nsn_store.previews import AIPreviews
 from nsn_store.rag import RagDocuments
-from nsn_store.scheduling import Query
-from nsn_store.schema import MIGRATION_ID, SCHEMA
+from nsn_store.scheduler._queries import Query
+from nsn_store.schema._models import EVENT_TYPES
+from nsn_store.schema._registry import MIGRATION_ID, SCHEMA
+from nsn_store.tenancy import _rules as rules
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 TENANT, OTHER = ObjectId(), ObjectId()
@@ -233,23 +236,23 @@ def test_the_hot_paths_send_exactly_their_pure_builders_filters() -> None:
             TENANT, "sent", "week", NOW, NOW + timedelta(days=14)
         )
     )
-    window = agg.period_window("week", NOW, NOW + timedelta(days=14))
-    assert series.filter == agg.series_filter(TENANT, "sent", window)
+    window = periods.period_window("week", NOW, NOW + timedelta(days=14))
+    assert series.filter == periods.series_filter(TENANT, "sent", window)
     assert series.sort == [("date", 1)]
     (rollup,) = sent_by(
         lambda db, c: Aggregates(db, clock=c).rollup(
             TENANT, "week", start=NOW, end=NOW + timedelta(days=14)
         )
     )
-    assert rollup.filter == agg.event_match(TENANT, window)
+    assert rollup.filter == periods.event_match(TENANT, window)
     preview_id = ObjectId()
     (get,) = sent_by(lambda db, c: AIPreviews(db, clock=c).get(TENANT, preview_id))
     assert get.filter == previews.live_filter(TENANT, NOW, preview_id)
 
 
 def test_a_series_lists_each_period_start_so_the_date_is_an_equality() -> None:
-    window = agg.period_window("month", NOW, datetime(2026, 4, 2, tzinfo=timezone.utc))
-    query = agg.series_filter(TENANT, "sent", window)
+    window = periods.period_window("month", NOW, datetime(2026, 4, 2, tzinfo=timezone.utc))
+    query = periods.series_filter(TENANT, "sent", window)
     assert query["date"] == {"$in": ["2026-01-01", "2026-02-01", "2026-03-01", "2026-04-01"]}
     # by_tenant_period would serve it too, but only with metric checked after the fetch.
     assert (
@@ -262,27 +265,27 @@ def test_a_series_lists_each_period_start_so_the_date_is_an_equality() -> None:
 def test_the_rollup_merge_key_is_a_declared_unique_index() -> None:
     # $merge "on" fields must be backed by a unique index, or the server refuses the stage.
     unique = [{k for k, _ in i.keys} for i in SCHEMA.get("aggregates").indexes if i.unique]
-    assert set(agg.MERGE_KEY) in unique
+    assert set(periods.MERGE_KEY) in unique
 
 
 # ------------------------------------------- builders the classes above do not reach
 
-WINDOW = agg.period_window("week", NOW, NOW + timedelta(days=7))
+WINDOW = periods.period_window("week", NOW, NOW + timedelta(days=7))
 BUILDER_QUERIES: list[tuple[str, Query]] = [
     # The embedded rollup fallback: its events, the rows it compares, one row upsert.
     (
         "aggregates.embedded.events",
-        Query("messageEvents", agg.event_match(TENANT, WINDOW), "by_tenantId"),
+        Query("messageEvents", periods.event_match(TENANT, WINDOW), "by_tenantId"),
     ),
     (
         "aggregates.embedded.rows",
-        Query("aggregates", agg.rows_filter(TENANT, WINDOW), "by_tenant_period"),
+        Query("aggregates", periods.rows_filter(TENANT, WINDOW), "by_tenant_period"),
     ),
     (
         "aggregates.embedded.row",
         Query(
             "aggregates",
-            agg.row_filter(TENANT, "week", "sent", "2026-01-05"),
+            periods.row_filter(TENANT, "week", "sent", "2026-01-05"),
             "by_tenant_date_metric",
         ),
     ),
@@ -308,12 +311,12 @@ def test_builder_queries_are_served_in_esr_order(query: Query) -> None:
     assert esr(query) == []
 
 
-REFERENCED = {name: {ObjectId()} for name in set(tenancy.REFERENCES.values())}
+REFERENCED = {name: {ObjectId()} for name in set(rules.REFERENCES.values())}
 
 
 @pytest.mark.parametrize(
     ("collection", "query"),
-    [(c, q) for c, q, _ in tenancy.reference_check_queries(TENANT, REFERENCED)],
+    [(c, q) for c, q, _ in rules.reference_check_queries(TENANT, REFERENCED)],
     ids=sorted(REFERENCED),
 )
 def test_reference_checks_look_up_ids_and_check_the_tenant_on_them(
@@ -322,14 +325,14 @@ def test_reference_checks_look_up_ids_and_check_the_tenant_on_them(
     assert esr(Query(collection, query, "_id_", residual=("tenantId",))) == []
 
 
-@pytest.mark.parametrize("name", tenancy.tenant_collections())
+@pytest.mark.parametrize("name", rules.tenant_collections())
 def test_every_tenant_scope_filter_has_an_index_led_by_tenant_id(name: str) -> None:
     # A scoped find and a scoped pipeline's leading $match are {tenantId, ...}.
     led = [i.name for i in SCHEMA.get(name).indexes if i.keys[0][0] == "tenantId"]
     assert led, f"{name} has no index starting with tenantId"
     for query in (
-        tenancy.scope_filter(TENANT, None),
-        tenancy.scope_pipeline(TENANT, [])[0]["$match"],
+        rules.scope_filter(TENANT, None),
+        rules.scope_pipeline(TENANT, [])[0]["$match"],
     ):
         assert esr(Query(name, query, led[0])) == []
 
@@ -453,7 +456,7 @@ def test_aggregates_series_reads_the_unique_row_key_in_date_order(server_db: Any
             "period": "day",
             "metric": metric,
             "value": 1,
-            "date": agg.date_key(day + timedelta(days=n)),
+            "date": periods.date_key(day + timedelta(days=n)),
             "createdAt": NOW,
             "updatedAt": NOW,
         }
@@ -464,8 +467,10 @@ def test_aggregates_series_reads_the_unique_row_key_in_date_order(server_db: Any
     server_db["aggregates"].insert_many(rows)
     # Every event type has a row per day, as after a rollup: by_tenant_period would
     # fetch them all and drop the other metrics; the unique key reads only "sent".
-    window = agg.period_window("day", day, day + timedelta(days=30))
-    cursor = server_db["aggregates"].find(agg.series_filter(TENANT, "sent", window)).sort("date", 1)
+    window = periods.period_window("day", day, day + timedelta(days=30))
+    cursor = (
+        server_db["aggregates"].find(periods.series_filter(TENANT, "sent", window)).sort("date", 1)
+    )
     names, indexes = _plan(cursor.explain())
     assert indexes == ["by_tenant_date_metric"] and "SORT" not in names
 

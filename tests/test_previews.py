@@ -11,7 +11,7 @@ from _support import assert_async_twin, init_schema_async
 from bson import ObjectId
 
 from nsn_store.errors import ConfigurationError, InvalidTransitionError, NotFoundError
-from nsn_store.migration import init_schema
+from nsn_store.migration._runner import init_schema
 from nsn_store.previews import (
     AIPreviews,
     AsyncAIPreviews,

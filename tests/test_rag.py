@@ -12,7 +12,7 @@ from nsn_store.errors import (
     ConfigurationError,
     InvalidArgumentError,
 )
-from nsn_store.migration import init_schema
+from nsn_store.migration._runner import init_schema
 from nsn_store.rag import (
     AsyncRagDocuments,
     RagDocuments,

@@ -165,7 +165,8 @@ def simulate(uri: str | None, as_json: bool, **options: Any) -> None:
 
     Exits 1 when a message was sent twice or lost.
     """
-    from nsn_store.simulate import SimulationConfig, run_simulation
+    from nsn_store.simulate._report import SimulationConfig
+    from nsn_store.simulate._run import run_simulation
 
     config = SimulationConfig(**options)
     _check_run_size(config)
@@ -183,7 +184,7 @@ def _check_run_size(config: Any) -> None:
     A wall-clock run is bounded by the same horizon in real seconds; it stops
     once every message is finished.
     """
-    from nsn_store.simulate import max_ticks
+    from nsn_store.simulate._report import max_ticks
 
     for what, count in (
         ("messages", config.total),
@@ -275,7 +276,7 @@ def check_data(collections: tuple[str, ...], sample: int, uri: str | None, as_js
 
     Exits 0 when every document fits, 1 when some do not, 2 on errors.
     """
-    from nsn_store.checkdata import check_data as run_check
+    from nsn_store.migration._checkdata import check_data as run_check
 
     db = open_database(uri)
     report = run_check(db, sample=sample, collections=collections or None)
@@ -306,7 +307,7 @@ def _render_check(report: Any) -> str:
 @json_option
 def shard(dry_run: bool, uri: str | None, as_json: bool) -> None:
     """Print the shard key of each collection with the reason, and apply it on a mongos."""
-    from nsn_store.sharding import apply_shard_plan, shard_plan
+    from nsn_store.migration._sharding import apply_shard_plan, shard_plan
 
     db = open_database(uri)
     result = apply_shard_plan(db, shard_plan(), dry_run=dry_run)
@@ -314,7 +315,7 @@ def shard(dry_run: bool, uri: str | None, as_json: bool) -> None:
 
 
 def _render_shard(result: Any) -> str:
-    from nsn_store.sharding import describe
+    from nsn_store.migration._sharding import describe
 
     lines = describe(result.plan.choices)
     verb = "applied" if result.applied else "would run (dry run)"

@@ -1,7 +1,7 @@
 """Schema commands: init, drop, status, verify, export.
 
 Each command parses its options, calls one library function from
-:mod:`nsn_store.migration` (or :mod:`nsn_store.export`) and renders the
+:mod:`nsn_store.migration` (or :mod:`nsn_store.schema._export`) and renders the
 result. Exit codes: 0 success, 1 differences found (drift, stale export) or a
 prompt answered no, 2 errors (bad URI, unreachable server, conflicts, a refused
 unattended run).
@@ -19,7 +19,7 @@ from typing import Any
 import click
 from pymongo.database import Database
 
-from nsn_store import connection, migration
+from nsn_store import connection
 from nsn_store.cli.common import (
     EXIT_DIFFERENCES,
     Command,
@@ -37,23 +37,20 @@ from nsn_store.cli.common import (
     uri_option,
 )
 from nsn_store.errors import DriftError
-from nsn_store.migration_diff import (
-    CREATE_COLLECTION,
-    UPDATE_VALIDATOR,
-    Step,
-    format_key,
-)
-from nsn_store.schema import MIGRATION_ID, SCHEMA, CollectionSpec, IndexSpec
+from nsn_store.migration import _results as results
+from nsn_store.migration import _runner as migration
+from nsn_store.migration._diff import CREATE_COLLECTION, UPDATE_VALIDATOR, Step, format_key
+from nsn_store.schema._registry import MIGRATION_ID, SCHEMA, CollectionSpec, IndexSpec
 
 
 def scheduled_backlog(db: Database[Any]) -> dict[str, Any]:
     """Return the scheduled-message backlog for ``status`` (hook: scheduler helper)."""
-    from nsn_store.scheduler import Scheduler
+    from nsn_store.scheduler._service import Scheduler
 
     return dict(Scheduler(db).backlog().to_dict())
 
 
-def _backlog(db: Database[Any], report: migration.StatusReport) -> dict[str, Any] | None:
+def _backlog(db: Database[Any], report: results.StatusReport) -> dict[str, Any] | None:
     """Return the backlog once the scheduled-message collection exists."""
     scheduled = [s for s in report.collections if s.name == "scheduledMessages"]
     return scheduled_backlog(db) if scheduled and scheduled[0].exists else None
@@ -125,7 +122,7 @@ def _plan_summary(steps: list[Step]) -> str:
     return f"Plan: {len(steps)} steps: " + ", ".join(parts) + "."
 
 
-def render_result(result: migration.MigrationResult) -> str:
+def render_result(result: results.MigrationResult) -> str:
     """Render what init did."""
     if not result.steps:
         return f"Nothing to do: already at {MIGRATION_ID} ({result.host})."
@@ -139,7 +136,7 @@ def render_result(result: migration.MigrationResult) -> str:
         ),
         (
             f"Recorded {result.migration_id} (checksum {result.checksum[:12]}) in "
-            f"{migration.MIGRATIONS}."
+            f"{results.MIGRATIONS}."
         ),
     ]
     if result.moderated:
@@ -151,7 +148,7 @@ def render_result(result: migration.MigrationResult) -> str:
     return "\n".join(lines)
 
 
-def render_drop(result: migration.DropResult) -> str:
+def render_drop(result: results.DropResult) -> str:
     lines = [
         f"Dropped {len(result.dropped)} collections in reverse creation order: "
         + (", ".join(result.dropped) or "none")
@@ -162,7 +159,7 @@ def render_drop(result: migration.DropResult) -> str:
     return "\n".join(lines)
 
 
-def render_status(report: migration.StatusReport) -> str:
+def render_status(report: results.StatusReport) -> str:
     """Render a status report: one line per collection, then the record and differences."""
     lines = [_record_line(report)]
     for position, status in enumerate(report.collections, 1):
@@ -195,7 +192,7 @@ def render_backlog(backlog: dict[str, Any]) -> str:
     )
 
 
-def _record_line(report: migration.StatusReport) -> str:
+def _record_line(report: results.StatusReport) -> str:
     record = report.record
     if record is None:
         return f"Migration {report.migration_id}: not recorded"
@@ -379,7 +376,7 @@ def verify_command(uri: str | None, as_json: bool) -> None:
 @json_option
 def export_command(directory: Path, check: bool, as_json: bool) -> None:
     """Write collections/*.json: the validators and indexes that init applies."""
-    from nsn_store import export
+    from nsn_store.schema import _export as export
 
     if not check:
         written = [str(path) for path in export.write(directory)]

@@ -185,7 +185,8 @@ def worker(
     in-flight sends finish within --shutdown-timeout; a second stops at once.
     Prints the final report (JSON with --json) and exits 0.
     """
-    from nsn_store.worker import Worker, serve_metrics
+    from nsn_store.worker._metrics import serve_metrics
+    from nsn_store.worker._worker import Worker
 
     _configure_logging(log_level.upper())
     send = load_sender(sender)
@@ -270,7 +271,7 @@ def _render_report(report: Any) -> str:
 @json_option
 def health(max_age: float, tenant: str | None, uri: str | None, as_json: bool) -> None:
     """Exit 0 when the database answers and the backlog is not older than --max-age, else 1."""
-    from nsn_store.scheduler import Scheduler
+    from nsn_store.scheduler._service import Scheduler
 
     only = None if tenant is None else as_object_id(tenant, "--tenant")  # before connecting
     db = open_database(uri)

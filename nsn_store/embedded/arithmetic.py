@@ -25,7 +25,8 @@ from typing import Any
 from bson import Decimal128, Int64
 from pymongo.errors import WriteError
 
-from nsn_store.embedded.bsontypes import (
+from nsn_store.embedded.roundtrip import BAD_VALUE, executor_error
+from nsn_store.jsonschema._bsontypes import (
     INT32_MAX,
     INT32_MIN,
     INT64_MAX,
@@ -33,7 +34,6 @@ from nsn_store.embedded.bsontypes import (
     classify,
     to_decimal128,
 )
-from nsn_store.embedded.roundtrip import BAD_VALUE, executor_error
 
 TYPE_MISMATCH = 14
 OPERATORS = {"$inc": "increment", "$mul": "multiply"}

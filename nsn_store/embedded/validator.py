@@ -49,18 +49,18 @@ from typing import Any
 from mongomock.filtering import filter_applies
 from pymongo.errors import OperationFailure
 
-from nsn_store.embedded.bsontypes import bson_equal, bson_type
-from nsn_store.embedded.schema_checks import (
+from nsn_store.jsonschema._bsontypes import bson_equal, bson_type
+from nsn_store.jsonschema._checks import (
     BAD_VALUE,
     CODE_NAMES,
     TYPE_MISMATCH,
     SchemaParseError,
     is_object,
 )
-from nsn_store.embedded.schema_errinfo import explain_schema
-from nsn_store.embedded.schema_eval import matches_root
-from nsn_store.embedded.schema_node import Schema
-from nsn_store.embedded.schema_parse import parse_schema
+from nsn_store.jsonschema._errinfo import explain_schema
+from nsn_store.jsonschema._eval import matches_root
+from nsn_store.jsonschema._node import SchemaNode
+from nsn_store.jsonschema._parse import parse_schema
 
 __all__ = ["CompiledValidator", "bson_equal", "bson_type", "compile_validator"]
 
@@ -196,7 +196,7 @@ def _constant_clause(key: str) -> tuple[Matcher, Explainer]:
 def _schema_clause(value: Any, allow_encrypt: bool) -> tuple[Matcher, Explainer]:
     if not is_object(value):
         raise SchemaParseError(TYPE_MISMATCH, "$jsonSchema must be an object")
-    schema: Schema = parse_schema(value, root=True, allow_encrypt=allow_encrypt)
+    schema: SchemaNode = parse_schema(value, root=True, allow_encrypt=allow_encrypt)
     return (lambda doc: matches_root(schema, doc)), (lambda doc: explain_schema(schema, doc))
 
 

@@ -46,7 +46,7 @@ class AsyncWorker(WorkerBase):
         self._tasks: list[asyncio.Task[None]] = []
 
     def _scheduler(self, db: Any, clock: Clock | None) -> Any:
-        from nsn_store.scheduler import AsyncScheduler
+        from nsn_store.scheduler._service import AsyncScheduler
 
         return AsyncScheduler(db, clock=clock)
 

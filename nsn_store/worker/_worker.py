@@ -65,7 +65,7 @@ class Worker(WorkerBase):
         self._closed = False
 
     def _scheduler(self, db: Any, clock: Clock | None) -> Any:
-        from nsn_store.scheduler import Scheduler
+        from nsn_store.scheduler._service import Scheduler
 
         return Scheduler(db, clock=clock)
 

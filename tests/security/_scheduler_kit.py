@@ -29,12 +29,12 @@ import pytest
 from _faults import WRAPPED, Call, Fault, FaultPlan, FaultyDatabase, InjectedFault
 from bson import ObjectId
 
-from nsn_store import scheduling as b
 from nsn_store.clock import ManualClock
 from nsn_store.counters import AsyncShardedCounter, ShardedCounter
 from nsn_store.errors import ConnectionFailedError
-from nsn_store.migration import init_schema
-from nsn_store.scheduler import AsyncScheduler, Scheduler
+from nsn_store.migration._runner import init_schema
+from nsn_store.scheduler import _queries as q
+from nsn_store.scheduler._service import AsyncScheduler, Scheduler
 
 __all__ = [
     "Fault",
@@ -108,7 +108,7 @@ class Kit:
         return {metric: await do(self.counter.count(self.tenant, metric)) for metric in METRICS}
 
     async def message(self, message_id: ObjectId) -> dict[str, Any]:
-        found = await self.find_one(b.MESSAGES, {"_id": message_id})
+        found = await self.find_one(q.MESSAGES, {"_id": message_id})
         assert found is not None
         return dict(found)
 
@@ -116,13 +116,13 @@ class Kit:
         query: dict[str, Any] = {"scheduledMessageId": message_id}
         if event_type is not None:
             query["eventType"] = event_type
-        return await self.find(b.EVENTS, query)
+        return await self.find(q.EVENTS, query)
 
     async def writes(self) -> tuple[int, int, int]:
         """Return how many messages, events and counter shards exist (to prove none was added)."""
         return (
-            await self.count(b.MESSAGES),
-            await self.count(b.EVENTS),
+            await self.count(q.MESSAGES),
+            await self.count(q.EVENTS),
             await self.count("counters"),
         )
 
@@ -160,7 +160,7 @@ def sync_kit_fixture(db: Any, clock: ManualClock) -> Kit:
     sched = Scheduler(faulty, clock=clock, counter=counter, max_attempts=3, rng=random.Random(7))
     kit = Kit("sync", db, faulty, plan, clock, counter, sched, hooks=hooks)
     kit.contact = (
-        db[b.CONTACTS].insert_one({"tenantId": kit.tenant, "createdAt": clock.now()}).inserted_id
+        db[q.CONTACTS].insert_one({"tenantId": kit.tenant, "createdAt": clock.now()}).inserted_id
     )
     return kit
 
@@ -178,7 +178,7 @@ async def async_kit_fixture(async_db: Any, clock: ManualClock) -> Kit:
         faulty, clock=clock, counter=counter, max_attempts=3, rng=random.Random(7)
     )
     kit = Kit("async", async_db, faulty, plan, clock, counter, sched, hooks=hooks)
-    inserted = await async_db[b.CONTACTS].insert_one(
+    inserted = await async_db[q.CONTACTS].insert_one(
         {"tenantId": kit.tenant, "createdAt": clock.now()}
     )
     kit.contact = inserted.inserted_id

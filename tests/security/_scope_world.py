@@ -17,8 +17,8 @@ from typing import Any
 from _support import init_schema_async
 from bson import ObjectId
 
-from nsn_store.migration import init_schema
-from nsn_store.schema import SCHEMA
+from nsn_store.migration._runner import init_schema
+from nsn_store.schema._registry import SCHEMA
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 LATER = datetime(2026, 1, 6, 9, 0, tzinfo=timezone.utc)

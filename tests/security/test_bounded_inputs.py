@@ -23,13 +23,13 @@ import pytest
 from _support import init_schema_async
 from bson import ObjectId
 
-from nsn_store import aggregates as agg
 from nsn_store import previews as pv
 from nsn_store import rag as rg
-from nsn_store.aggregates import Aggregates, AsyncAggregates
+from nsn_store.aggregates import _periods as periods
+from nsn_store.aggregates._service import Aggregates, AsyncAggregates
 from nsn_store.counters import MAX_SHARDS, AsyncShardedCounter, ShardedCounter
 from nsn_store.errors import InvalidArgumentError
-from nsn_store.migration import init_schema
+from nsn_store.migration._runner import init_schema
 from nsn_store.previews import AIPreviews, AsyncAIPreviews
 from nsn_store.rag import AsyncRagDocuments, RagDocuments
 
@@ -191,7 +191,7 @@ EVER = (
     datetime(1, 1, 2, tzinfo=timezone.utc),
     datetime(9999, 12, 1, tzinfo=timezone.utc),
 )
-for period in agg.PERIODS:
+for period in periods.PERIODS:
     CASES.append(
         (
             f"aggregates.series.years-1-9999-{period}",
@@ -418,16 +418,16 @@ def test_nan_embeddings_are_not_stored(store: Any, clock: Any) -> None:
     assert len(store.ragDocuments.find_one({"_id": widest["_id"]})["embedding"]) == 8192
 
 
-@pytest.mark.parametrize("period", agg.PERIODS)
+@pytest.mark.parametrize("period", periods.PERIODS)
 def test_a_series_of_exactly_the_maximum_periods_is_served(
     store: Any, clock: Any, period: str
 ) -> None:
     aggregates = Aggregates(store, clock=clock)
     start = datetime(2000, 1, 3, tzinfo=timezone.utc)  # a Monday, the 1st of no month
-    window = agg.period_window(period, start, start)
+    window = periods.period_window(period, start, start)
     end = window.start
-    for _ in range(agg.MAX_SERIES_PERIODS):
-        end = agg.next_period_start(end, period)
+    for _ in range(periods.MAX_SERIES_PERIODS):
+        end = periods.next_period_start(end, period)
     assert aggregates.series(T, "sent", period, start, end) == []
     with pytest.raises(InvalidArgumentError) as caught:
         aggregates.series(T, "sent", period, start, end + timedelta(milliseconds=1))

@@ -14,8 +14,9 @@ from datetime import timedelta
 import pytest
 from _scheduler_kit import Kit, async_kit_fixture, do, once_before, sync_kit_fixture, twins  # noqa: F401 (fixtures)
 
-from nsn_store import scheduling as b
 from nsn_store.errors import LeaseLostError
+from nsn_store.scheduler import _queries as q
+from nsn_store.scheduler import _updates as u
 
 LEASE = timedelta(minutes=5)
 
@@ -25,7 +26,7 @@ async def two_claims_in_one_millisecond_share_nothing(kit: Kit) -> None:
     takes the 2 oldest before A's update runs; A wins the other 2 and must get only those."""
     ids = await kit.due(4)
     second = once_before(
-        kit, "update_many", b.MESSAGES, lambda: kit.sched.claim_due("w", limit=2, lease=LEASE)
+        kit, "update_many", q.MESSAGES, lambda: kit.sched.claim_due("w", limit=2, lease=LEASE)
     )
     first = await kit.claim("w", limit=4, lease=LEASE)
     won_a, won_b = {m["_id"] for m in first}, {m["_id"] for m in second[0]}
@@ -89,10 +90,10 @@ def test_six_threads_sharing_a_scheduler_and_a_worker_id_never_share_a_message(
 
     kit = sync_kit
     due = [
-        b.new_message(kit.tenant, kit.contact, "sms", kit.clock.now(), kit.clock.now())
+        u.new_message(kit.tenant, kit.contact, "sms", kit.clock.now(), kit.clock.now())
         for _ in range(120)
     ]
-    kit.db[b.MESSAGES].insert_many(due)
+    kit.db[q.MESSAGES].insert_many(due)
     barrier = Barrier(6)
 
     def drain() -> list[object]:

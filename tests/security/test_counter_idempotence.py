@@ -23,8 +23,8 @@ from pymongo.errors import AutoReconnect
 
 from nsn_store.counters import AsyncShardedCounter, ShardedCounter, shard_for_key
 from nsn_store.errors import ConnectionFailedError, InvalidArgumentError
-from nsn_store.migration import init_schema
-from nsn_store.models import APPLIED_WINDOW, Counter
+from nsn_store.migration._runner import init_schema
+from nsn_store.schema._models import APPLIED_WINDOW, Counter
 
 METRIC = "messages.sent"
 

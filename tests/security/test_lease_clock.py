@@ -20,7 +20,7 @@ from pymongo.errors import OperationFailure
 
 from nsn_store.clock import ManualClock, ServerClock, server_offset
 from nsn_store.errors import LeaseLostError
-from nsn_store.scheduler import Scheduler
+from nsn_store.scheduler._service import Scheduler
 
 LEASE = timedelta(minutes=5)
 SKEW = timedelta(minutes=10)

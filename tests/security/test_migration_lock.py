@@ -29,11 +29,12 @@ from nsn_store.errors import (
     InvalidArgumentError,
     MigrationLockedError,
 )
-from nsn_store.migration import MIGRATIONS, drop_schema, init_schema, schema_status, verify_schema
-from nsn_store.migration_diff import CREATE_COLLECTION, CREATE_INDEX, UPDATE_VALIDATOR
-from nsn_store.migration_lock import LOCK_ID, MigrationLock
-from nsn_store.models import Tenant
-from nsn_store.schema import MIGRATION_ID, SCHEMA
+from nsn_store.migration._diff import CREATE_COLLECTION, CREATE_INDEX, UPDATE_VALIDATOR
+from nsn_store.migration._lock import LOCK_ID, MigrationLock
+from nsn_store.migration._results import MIGRATIONS
+from nsn_store.migration._runner import drop_schema, init_schema, schema_status, verify_schema
+from nsn_store.schema._models import Tenant
+from nsn_store.schema._registry import MIGRATION_ID, SCHEMA
 
 LEASE = timedelta(seconds=60)  # the default lease of init's lock
 TOTAL_STEPS = len(SCHEMA) + sum(len(spec.indexes) for spec in SCHEMA)

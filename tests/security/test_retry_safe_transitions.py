@@ -27,8 +27,8 @@ from _scheduler_kit import (  # noqa: F401
 )
 from bson import ObjectId
 
-from nsn_store import scheduling as b
 from nsn_store.errors import ConnectionFailedError, InvalidTransitionError, LeaseLostError
+from nsn_store.scheduler import _queries as q
 
 LEASE = timedelta(minutes=5)
 SENT_ONCE = {
@@ -50,8 +50,8 @@ async def assert_sent_once(kit: Kit, mid: ObjectId) -> None:
 @pytest.mark.parametrize(
     ("method", "collection"),
     [
-        ("find_one_and_update", b.MESSAGES),  # the status write
-        ("insert_one", b.EVENTS),  # the sent event
+        ("find_one_and_update", q.MESSAGES),  # the status write
+        ("insert_one", q.EVENTS),  # the sent event
         ("update_one", "counters"),  # the counter bump
     ],
     ids=["status", "event", "counter"],
@@ -74,8 +74,8 @@ async def mark_sent_repeated_after_a_lost_reply_completes_once(
 @pytest.mark.parametrize(
     ("method", "collection"),
     [
-        ("find_one_and_update", b.MESSAGES),
-        ("insert_one", b.EVENTS),
+        ("find_one_and_update", q.MESSAGES),
+        ("insert_one", q.EVENTS),
         ("update_one", "counters"),
     ],
     ids=["status", "event", "counter"],
@@ -105,7 +105,7 @@ async def mark_failed_repeated_after_a_lost_reply_spends_one_attempt(
 async def a_final_failure_repeated_after_a_lost_reply_counts_once(kit: Kit) -> None:
     [mid] = await kit.due()
     [claimed] = await kit.claim("w", lease=LEASE)
-    lose_reply(kit, "insert_one", b.EVENTS)
+    lose_reply(kit, "insert_one", q.EVENTS)
     with pytest.raises(ConnectionFailedError):
         await do(kit.sched.mark_failed(claimed, "w", "bad number", retry=False))
     assert (await do(kit.sched.mark_failed(claimed, "w", "bad number", retry=False)))[
@@ -118,8 +118,8 @@ async def a_final_failure_repeated_after_a_lost_reply_counts_once(kit: Kit) -> N
 @pytest.mark.parametrize(
     ("method", "collection"),
     [
-        ("insert_one", b.MESSAGES),
-        ("insert_one", b.EVENTS),
+        ("insert_one", q.MESSAGES),
+        ("insert_one", q.EVENTS),
         ("update_one", "counters"),
     ],
     ids=["message", "event", "counter"],
@@ -131,7 +131,7 @@ async def schedule_repeated_with_its_key_writes_the_queued_event_once(
     with pytest.raises(ConnectionFailedError):
         await kit.due(idempotency_key="appt-1")
     [mid] = await kit.due(idempotency_key="appt-1")
-    assert await kit.count(b.MESSAGES) == 1
+    assert await kit.count(q.MESSAGES) == 1
     assert [e["eventType"] for e in await kit.events(mid)] == ["queued"]
     assert (await kit.counts())["messages.scheduled"] == 1
     await kit.due(idempotency_key="appt-1")  # and a third call changes nothing
@@ -141,7 +141,7 @@ async def schedule_repeated_with_its_key_writes_the_queued_event_once(
 @pytest.mark.parametrize(
     ("method", "collection"),
     [
-        ("find_one_and_update", b.MESSAGES),
+        ("find_one_and_update", q.MESSAGES),
         ("update_one", "counters"),
     ],
     ids=["status", "counter"],
@@ -166,9 +166,9 @@ async def a_sent_webhook_before_mark_sent_is_linked_to_the_message(kit: Kit) -> 
     assert await do(kit.sched.record_provider_event(kit.tenant, "twilio", "SM7", "sent"))
     assert await do(kit.sched.record_provider_event(kit.tenant, "twilio", "SM7", "delivered"))
     await do(kit.sched.mark_sent(claimed, "w", provider_message_id="SM7"))
-    [sent] = await kit.find(b.EVENTS, {"eventType": "sent"})
+    [sent] = await kit.find(q.EVENTS, {"eventType": "sent"})
     assert sent["scheduledMessageId"] == mid and sent["providerMessageId"] == "SM7"
-    [delivered] = await kit.find(b.EVENTS, {"eventType": "delivered"})
+    [delivered] = await kit.find(q.EVENTS, {"eventType": "delivered"})
     assert delivered["scheduledMessageId"] == mid
     await assert_sent_once(kit, mid)
 
@@ -182,7 +182,7 @@ async def a_cancel_while_a_worker_sends_still_records_the_send(kit: Kit, lost: s
     [claimed] = await kit.claim("w", lease=LEASE)
     assert (await do(kit.sched.cancel(kit.tenant, mid)))["status"] == "cancelled"
     if lost == "status":
-        lose_reply(kit, "find_one_and_update", b.MESSAGES)
+        lose_reply(kit, "find_one_and_update", q.MESSAGES)
     elif lost == "counter":
         lose_reply(kit, "update_one", "counters")
     sent = await kit.retried(lambda: kit.sched.mark_sent(claimed, "w", provider_message_id="SM8"))
@@ -218,13 +218,13 @@ async def a_worker_that_gave_a_message_back_cannot_record_a_send_after_a_cancel(
 @pytest.mark.parametrize(
     ("fault", "method", "collection"),
     [
-        (Fault.BEFORE, "find_one_and_update", b.MESSAGES),
-        (Fault.AFTER, "find_one_and_update", b.MESSAGES),
-        (Fault.BEFORE, "insert_one", b.EVENTS),
-        (Fault.AFTER, "insert_one", b.EVENTS),
+        (Fault.BEFORE, "find_one_and_update", q.MESSAGES),
+        (Fault.AFTER, "find_one_and_update", q.MESSAGES),
+        (Fault.BEFORE, "insert_one", q.EVENTS),
+        (Fault.AFTER, "insert_one", q.EVENTS),
         (Fault.BEFORE, "update_one", "counters"),
         (Fault.AFTER, "update_one", "counters"),
-        (Fault.BEFORE, "update_one", b.MESSAGES),
+        (Fault.BEFORE, "update_one", q.MESSAGES),
     ],
     ids=[
         "status",
@@ -264,7 +264,7 @@ async def a_give_up_that_loses_to_a_cancel_takes_its_follow_ups_back(kit: Kit) -
     for _ in range(3):
         await kit.claim("dies", lease=LEASE)
         kit.clock.advance(LEASE)
-    once_before(kit, "find_one_and_update", b.MESSAGES, lambda: kit.sched.cancel(kit.tenant, mid))
+    once_before(kit, "find_one_and_update", q.MESSAGES, lambda: kit.sched.cancel(kit.tenant, mid))
     assert await kit.claim("sweeper") == []
     assert (await kit.message(mid))["status"] == "cancelled"
     assert await kit.events(mid, "failed") == []

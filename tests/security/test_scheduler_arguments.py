@@ -18,9 +18,9 @@ import pytest
 from _scheduler_kit import Kit, async_kit_fixture, do, sync_kit_fixture, twins  # noqa: F401 (fixtures)
 from bson import ObjectId
 
-from nsn_store import scheduling as b
 from nsn_store.errors import InvalidArgumentError, NsnStoreError
-from nsn_store.scheduler import AsyncScheduler, Scheduler
+from nsn_store.scheduler import _updates as u
+from nsn_store.scheduler._service import AsyncScheduler, Scheduler
 
 LEASE = timedelta(minutes=5)
 Case = Callable[[Kit, dict[str, Any]], Any]
@@ -67,7 +67,7 @@ BAD = [
     ("payload", _schedule(payload={"x": object()}), "payload-object"),
     ("payload", _schedule(payload={"n": 2**70}), "payload-huge-int"),
     ("payload", _schedule(payload={"name": SURROGATE}), "payload-surrogate"),
-    ("payload", _schedule(payload={"blob": "x" * (b.PAYLOAD_LIMIT + 1)}), "payload-too-big"),
+    ("payload", _schedule(payload={"blob": "x" * (u.PAYLOAD_LIMIT + 1)}), "payload-too-big"),
     ("payload", _schedule(payload=["a"]), "payload-list"),
     ("idempotency_key", _schedule(idempotency_key=""), "key-empty"),
     ("idempotency_key", _schedule(idempotency_key=7), "key-number"),
@@ -174,9 +174,9 @@ async def a_bad_argument_is_refused_by_name_before_any_write(
 async def a_minimum_lease_is_granted_live(kit: Kit) -> None:
     """The shortest lease accepted (1 s) still ends after the claim's now."""
     await kit.due()
-    [claimed] = await kit.claim("w", lease=b.MIN_LEASE)
-    assert claimed["lockedUntil"] == kit.clock.now() + b.MIN_LEASE > kit.clock.now()
-    assert await do(kit.sched.claim_due("w2", lease=b.MAX_LEASE)) == []
+    [claimed] = await kit.claim("w", lease=u.MIN_LEASE)
+    assert claimed["lockedUntil"] == kit.clock.now() + u.MIN_LEASE > kit.clock.now()
+    assert await do(kit.sched.claim_due("w2", lease=u.MAX_LEASE)) == []
 
 
 async def lone_surrogates_in_an_error_are_replaced_not_fatal(kit: Kit) -> None:

@@ -16,8 +16,8 @@ import pytest
 from _scheduler_kit import Kit, async_kit_fixture, do, sync_kit_fixture, twins  # noqa: F401 (fixtures)
 from bson import ObjectId
 
-from nsn_store import scheduling as b
 from nsn_store.errors import NotFoundError
+from nsn_store.scheduler import _queries as q
 
 
 async def insert(kit: Kit, collection: str, document: dict[str, Any]) -> ObjectId:
@@ -27,7 +27,7 @@ async def insert(kit: Kit, collection: str, document: dict[str, Any]) -> ObjectI
 async def template(kit: Kit, tenant: ObjectId) -> ObjectId:
     return await insert(
         kit,
-        b.TEMPLATES,
+        q.TEMPLATES,
         {
             "tenantId": tenant,
             "name": "Reminder",
@@ -44,7 +44,7 @@ async def step(kit: Kit, tenant: ObjectId) -> ObjectId:
     )
     return await insert(
         kit,
-        b.STEPS,
+        q.STEPS,
         {
             "tenantId": tenant,
             "workflowId": workflow,
@@ -81,7 +81,7 @@ async def another_tenants_reference_is_refused_like_a_missing_one(kit: Kit, refe
         "template_id": template,
         "workflow_step_id": step,
         "contact_id": lambda k, t: insert(
-            k, b.CONTACTS, {"tenantId": t, "createdAt": k.clock.now()}
+            k, q.CONTACTS, {"tenantId": t, "createdAt": k.clock.now()}
         ),
     }
     foreign, missing = await make[reference](kit, other), ObjectId()

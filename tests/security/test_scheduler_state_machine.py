@@ -102,12 +102,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from nsn_store import scheduling as b
 from nsn_store.clock import ManualClock
 from nsn_store.counters import ShardedCounter
 from nsn_store.errors import ConnectionFailedError, InvalidTransitionError, LeaseLostError
-from nsn_store.migration import init_schema
-from nsn_store.scheduler import Scheduler
+from nsn_store.migration._runner import init_schema
+from nsn_store.scheduler import _queries as q
+from nsn_store.scheduler import _updates as u
+from nsn_store.scheduler._service import Scheduler
 
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 3
@@ -299,7 +300,7 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     def __init__(self, db: Any, clock: ManualClock) -> None:
         super().__init__()
-        for name in (b.MESSAGES, b.EVENTS, b.CONTACTS, "counters"):
+        for name in (q.MESSAGES, q.EVENTS, q.CONTACTS, "counters"):
             db[name].delete_many({})
         clock.set(START)
         self.raw, self.clock = db, clock
@@ -318,7 +319,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self.workers = [Actor("A", "w-shared"), Actor("B", "w-shared"), Actor("C", "w-solo")]
         self.tenants = [ObjectId(), ObjectId()]
         self.contacts = {
-            t: db[b.CONTACTS].insert_one({"tenantId": t, "createdAt": START}).inserted_id
+            t: db[q.CONTACTS].insert_one({"tenantId": t, "createdAt": START}).inserted_id
             for t in self.tenants
         }
         self.messages: dict[ObjectId, ObjectId] = {}  # message -> tenant
@@ -403,7 +404,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         self._raise_unexpected(task)
         for doc in task.value:
             mid = ObjectId(doc["_id"])
-            assert doc["status"] == b.PROCESSING and "lockedUntil" in doc, (
+            assert doc["status"] == u.PROCESSING and "lockedUntil" in doc, (
                 f"claim_due handed {actor.name} a message it does not hold: {doc}"
             )
             assert mid not in actor.holdings or not self._live(actor.holdings[mid]), (
@@ -443,7 +444,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         """A finishing write was refused: fine once the lease ran out or after a cancel."""
         if not isinstance(task.error, LeaseLostError):
             self._raise_unexpected(task)
-        if self._live(holding) and self._status(holding.message_id) != b.CANCELLED:
+        if self._live(holding) and self._status(holding.message_id) != u.CANCELLED:
             raise AssertionError(
                 f"{task.label} was refused while {actor.name}'s lease on "
                 f"{holding.message_id} is live until {holding.lease_end}: {task.error}"
@@ -459,7 +460,7 @@ class SchedulerMachine(RuleBasedStateMachine):
         return bool(self._now() < holding.lease_end)
 
     def _status(self, message_id: ObjectId) -> str | None:
-        doc = self.raw[b.MESSAGES].find_one({"_id": message_id}, {"status": 1})
+        doc = self.raw[q.MESSAGES].find_one({"_id": message_id}, {"status": 1})
         return None if doc is None else str(doc["status"])
 
     def _pick(self, items: list[Any], pick: int) -> Any:
@@ -666,11 +667,11 @@ class SchedulerMachine(RuleBasedStateMachine):
             for mid, holding in worker.holdings.items():
                 if holding.phase != "held" or not self._live(holding):
                     continue
-                doc = self.raw[b.MESSAGES].find_one({"_id": mid})
+                doc = self.raw[q.MESSAGES].find_one({"_id": mid})
                 assert doc is not None
-                if doc["status"] == b.CANCELLED:
+                if doc["status"] == u.CANCELLED:
                     continue
-                assert doc["status"] == b.PROCESSING, (worker.name, doc)
+                assert doc["status"] == u.PROCESSING, (worker.name, doc)
                 assert doc.get("lockedBy") == worker.worker_id, (worker.name, doc)
                 token = holding.doc.get("claimToken")
                 assert token is None or doc.get("claimToken") == token, (worker.name, doc)
@@ -691,7 +692,7 @@ class SchedulerMachine(RuleBasedStateMachine):
     def no_message_has_two_sent_events(self) -> None:
         events = Counter(
             e["scheduledMessageId"]
-            for e in self.raw[b.EVENTS].find({"eventType": b.SENT}, {"scheduledMessageId": 1})
+            for e in self.raw[q.EVENTS].find({"eventType": u.SENT}, {"scheduledMessageId": 1})
         )
         assert all(n == 1 for n in events.values()), events
 
@@ -707,14 +708,14 @@ class SchedulerMachine(RuleBasedStateMachine):
     def _describe(self, tenants: set[ObjectId]) -> list[tuple[str, int, list[str]]]:
         """Return (status, attempts, event types) of the tenants' messages, for failures."""
         kinds: dict[ObjectId, list[str]] = defaultdict(list)
-        for row in self.raw[b.EVENTS].find({"tenantId": {"$in": list(tenants)}}):
+        for row in self.raw[q.EVENTS].find({"tenantId": {"$in": list(tenants)}}):
             final = row.get("raw", {}).get("final")
             kinds[row.get("scheduledMessageId")].append(
                 row["eventType"] + ("" if final is None else " final" if final else " retry")
             )
         return [
             (d["status"], d["attempts"], kinds[d["_id"]])
-            for d in self.raw[b.MESSAGES].find({"tenantId": {"$in": list(tenants)}})
+            for d in self.raw[q.MESSAGES].find({"tenantId": {"$in": list(tenants)}})
         ]
 
     def _expected_counts(self, *, giving_up: bool = False) -> Counter[tuple[ObjectId, str]]:
@@ -727,15 +728,15 @@ class SchedulerMachine(RuleBasedStateMachine):
         """
         expected: Counter[tuple[ObjectId, str]] = Counter()
         status = {}
-        for doc in self.raw[b.MESSAGES].find({}, {"tenantId": 1, "status": 1}):
+        for doc in self.raw[q.MESSAGES].find({}, {"tenantId": 1, "status": 1}):
             status[doc["_id"]] = doc["status"]
             expected[doc["tenantId"], "messages.scheduled"] += 1
-            if doc["status"] in (b.SENT, b.FAILED, b.CANCELLED):
+            if doc["status"] in (u.SENT, u.FAILED, u.CANCELLED):
                 expected[doc["tenantId"], f"messages.{doc['status']}"] += 1
-        for row in self.raw[b.EVENTS].find({"eventType": b.FAILED}):
+        for row in self.raw[q.EVENTS].find({"eventType": u.FAILED}):
             if not row["raw"]["final"]:
                 expected[row["tenantId"], "messages.retried"] += 1
-            elif giving_up and status.get(row["scheduledMessageId"]) == b.PROCESSING:
+            elif giving_up and status.get(row["scheduledMessageId"]) == u.PROCESSING:
                 expected[row["tenantId"], "messages.failed"] += 1
         return +expected
 
@@ -783,8 +784,8 @@ class SchedulerMachine(RuleBasedStateMachine):
         sweeper = Actor("sweeper", "w-sweeper")
         self.workers.append(sweeper)
         for _ in range(4 * MAX_ATTEMPTS):
-            if not self.raw[b.MESSAGES].count_documents(
-                {"status": {"$in": [b.SCHEDULED, b.PROCESSING]}}
+            if not self.raw[q.MESSAGES].count_documents(
+                {"status": {"$in": [u.SCHEDULED, u.PROCESSING]}}
             ):
                 return
             self.clock.advance(timedelta(days=1))
@@ -809,12 +810,12 @@ class SchedulerMachine(RuleBasedStateMachine):
                 actor.task.step(None)
 
     def _check_end_state(self) -> None:
-        docs = {d["_id"]: d for d in self.raw[b.MESSAGES].find({})}
+        docs = {d["_id"]: d for d in self.raw[q.MESSAGES].find({})}
         assert set(docs) == set(self.messages), "the database and the model disagree on messages"
         unfinished = {
             m: d["status"]
             for m, d in docs.items()
-            if d["status"] not in (b.SENT, b.FAILED, b.CANCELLED)
+            if d["status"] not in (u.SENT, u.FAILED, u.CANCELLED)
         }
         assert not unfinished, f"messages lost (never finished): {unfinished}"
         self._check_events(docs)
@@ -826,18 +827,18 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     def _check_events(self, docs: dict[ObjectId, dict[str, Any]]) -> None:
         events: dict[ObjectId, Counter[str]] = defaultdict(Counter)
-        for row in self.raw[b.EVENTS].find({}):
+        for row in self.raw[q.EVENTS].find({}):
             kind = row["eventType"]
-            if kind == b.FAILED:
+            if kind == u.FAILED:
                 kind = "failed-final" if row.get("raw", {}).get("final") else "failed-retry"
             events[row.get("scheduledMessageId")][kind] += 1
         for mid, doc in docs.items():
             seen = events[mid]
             assert seen["queued"] == 1, f"{mid} has {seen['queued']} queued events"
-            if doc["status"] == b.SENT:
-                assert seen[b.SENT] == 1, f"sent message {mid} has {seen[b.SENT]} sent events"
-            elif doc["status"] == b.FAILED:
-                assert seen[b.SENT] == 0, f"failed message {mid} has a sent event"
+            if doc["status"] == u.SENT:
+                assert seen[u.SENT] == 1, f"sent message {mid} has {seen[u.SENT]} sent events"
+            elif doc["status"] == u.FAILED:
+                assert seen[u.SENT] == 0, f"failed message {mid} has a sent event"
                 assert seen["failed-final"] == 1, f"failed message {mid}: {dict(seen)}"
             assert seen["failed-retry"] + seen["failed-final"] <= doc["attempts"], (
                 f"{mid} has more failed events than attempts: {dict(seen)}, {doc['attempts']}"
@@ -849,12 +850,12 @@ class SchedulerMachine(RuleBasedStateMachine):
             assert len(confirmed) <= 1, f"{mid}: mark_sent accepted twice: {confirmed}"
             assert all(s.outcome != "pending" for s in sends), sends
             if confirmed:
-                assert docs[mid]["status"] == b.SENT, (mid, docs[mid])
-                row = self.raw[b.EVENTS].find_one({"scheduledMessageId": mid, "eventType": b.SENT})
+                assert docs[mid]["status"] == u.SENT, (mid, docs[mid])
+                row = self.raw[q.EVENTS].find_one({"scheduledMessageId": mid, "eventType": u.SENT})
                 assert row is not None
                 assert row.get("providerMessageId") == confirmed[0].provider_message_id, row
         for mid, doc in docs.items():
-            if doc["status"] == b.SENT:
+            if doc["status"] == u.SENT:
                 assert self.sends.get(mid), f"{mid} is sent but no worker called the provider"
 
 

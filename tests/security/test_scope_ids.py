@@ -19,12 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nsn_store.errors import InvalidIdError, TenantIsolationError
-from nsn_store.tenancy import (
-    AsyncScopedCollection,
-    AsyncTenantScope,
-    ScopedCollection,
-    TenantScope,
-)
+from nsn_store.tenancy._collections import AsyncScopedCollection, ScopedCollection
+from nsn_store.tenancy._scope import AsyncTenantScope, TenantScope
 
 #: Tenant ids an attacker (or a JSON body) can pass instead of an id.
 BAD_TENANT_IDS = {

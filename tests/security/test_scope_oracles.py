@@ -31,7 +31,8 @@ from _scope_world import (
 from bson import ObjectId
 
 from nsn_store.errors import TenantIsolationError
-from nsn_store.tenancy import AsyncTenantScope, TenantScope, tenant_collections
+from nsn_store.tenancy._rules import tenant_collections
+from nsn_store.tenancy._scope import AsyncTenantScope, TenantScope
 
 COLLECTIONS = sorted(tenant_collections())
 Attempt = Callable[[World, str, ObjectId], tuple[str, tuple[Any, ...], dict[str, Any]]]

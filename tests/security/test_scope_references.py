@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nsn_store.errors import NsnStoreError, TenantIsolationError
-from nsn_store.tenancy import AsyncTenantScope, TenantScope
+from nsn_store.tenancy._scope import AsyncTenantScope, TenantScope
 
 Attack = Callable[[World, str, str, ObjectId], tuple[str, tuple[Any, ...], dict[str, Any]]]
 UPSERT = {"upsert": True}

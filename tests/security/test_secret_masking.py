@@ -22,8 +22,9 @@ from pymongo import errors as pymongo_errors
 
 from nsn_store import connection
 from nsn_store.cli import main
-from nsn_store.connection import connect, mask_text, mask_uri
+from nsn_store.connection import connect
 from nsn_store.errors import ConfigurationError, ConnectionFailedError, NsnStoreError, translate
+from nsn_store.masking import mask_text, mask_uri
 
 #: Every secret below is built from these, so a test can look for any part of it.
 PARTS = ("Pw0rdOne", "Pw0rdTwo")

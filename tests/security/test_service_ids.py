@@ -23,10 +23,10 @@ import pytest
 from _support import init_schema_async
 from bson import ObjectId
 
-from nsn_store.aggregates import Aggregates, AsyncAggregates
+from nsn_store.aggregates._service import Aggregates, AsyncAggregates
 from nsn_store.counters import AsyncShardedCounter, ShardedCounter
 from nsn_store.errors import InvalidIdError, NotFoundError
-from nsn_store.migration import init_schema
+from nsn_store.migration._runner import init_schema
 from nsn_store.previews import AIPreviews, AsyncAIPreviews
 from nsn_store.rag import AsyncRagDocuments, RagDocuments
 

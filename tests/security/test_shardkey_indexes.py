@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from nsn_store.errors import DriftError
-from nsn_store.migration import init_schema, schema_status, verify_schema
-from nsn_store.schema import SCHEMA
-from nsn_store.sharding import shard_commands, shard_key_index, shard_plan
+from nsn_store.migration._runner import init_schema, schema_status, verify_schema
+from nsn_store.migration._sharding import shard_commands, shard_key_index, shard_plan
+from nsn_store.schema._registry import SCHEMA
 
 PLAN = shard_plan()
 

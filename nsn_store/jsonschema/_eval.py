@@ -1,0 +1,216 @@
+"""Decide whether a value or a whole document satisfies a parsed ``$jsonSchema``.
+
+Semantics (mongodb-semantics.md §2-§3): restriction keywords apply only to
+values of their own type; a missing property is checked only by ``required``;
+arrays are never traversed by type checks; at the root, scalar and array
+keywords are no-ops and ``enum`` compares the whole document with the object
+members only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Context, Decimal, InvalidOperation
+from typing import Any
+
+from nsn_store.jsonschema._bsontypes import (
+    NUMERIC_ALIASES,
+    as_mapping,
+    bson_equal,
+    classify,
+    is_nan,
+    number_value,
+    to_decimal128,
+)
+from nsn_store.jsonschema._node import SchemaNode
+
+__all__ = [
+    "MISSING",
+    "bound_ok",
+    "dependency_ok",
+    "disallowed_fields",
+    "duplicate_item",
+    "enum_ok",
+    "lookup",
+    "matches",
+    "matches_root",
+    "multiple_ok",
+]
+
+MISSING: Any = object()
+#: Decimal128 has 34 significant digits; a quotient needing more signals, and fails.
+_DECIMAL128 = Context(prec=34, traps=[InvalidOperation])
+
+
+def matches(schema: SchemaNode, value: Any) -> bool:
+    """Tell whether a present field value satisfies a nested schema."""
+    alias = classify(value)
+    return (
+        _scalar_ok(schema, value, alias)
+        and _array_ok(schema, value, alias)
+        and (alias != "object" or _object_ok(schema, as_mapping(value)))
+        and _logical_ok(schema, value, matches)
+        and (schema.types is None or alias in schema.types)
+        and (not schema.encrypted or _is_encrypted(value))
+    )
+
+
+def matches_root(schema: SchemaNode, document: Mapping[str, Any]) -> bool:
+    """Tell whether a whole stored document satisfies a root schema."""
+    if schema.always_false:
+        return False
+    return _object_ok(schema, document) and _logical_ok(schema, document, matches_root)
+
+
+def _is_encrypted(value: Any) -> bool:
+    return classify(value) == "binData" and getattr(value, "subtype", 0) == 6
+
+
+def _scalar_ok(schema: SchemaNode, value: Any, alias: str | None) -> bool:
+    if alias == "string":
+        return (
+            (schema.pattern is None or schema.pattern.search(value) is not None)
+            and (schema.max_length is None or len(value) <= schema.max_length)
+            and (schema.min_length is None or len(value) >= schema.min_length)
+        )
+    if alias in NUMERIC_ALIASES:
+        return (
+            (schema.multiple_of is None or multiple_ok(value, schema.multiple_of))
+            and (schema.maximum is None or bound_ok(schema, value, "maximum"))
+            and (schema.minimum is None or bound_ok(schema, value, "minimum"))
+        )
+    return True
+
+
+def multiple_ok(value: Any, divisor: Decimal) -> bool:
+    """Tell whether ``value`` is a multiple of ``divisor`` in Decimal128 arithmetic."""
+    try:
+        remainder = _DECIMAL128.remainder(to_decimal128(value), divisor)
+    except InvalidOperation:
+        return False  # any signalling flag counts as a failure, like the server
+    return not remainder.is_nan() and remainder.is_zero()
+
+
+def bound_ok(schema: SchemaNode, value: Any, keyword: str) -> bool:
+    """Check ``minimum``/``maximum`` (with their ``exclusive*`` flag) by numeric value."""
+    bound = number_value(schema.raw[keyword])
+    number = number_value(value)
+    exclusive = (
+        schema.raw.get("exclusiveMaximum" if keyword == "maximum" else "exclusiveMinimum") is True
+    )
+    if is_nan(number) or is_nan(bound):
+        return not exclusive and is_nan(number) and is_nan(bound)  # NaN only equals NaN
+    if keyword == "maximum":
+        return bool(number < bound) if exclusive else bool(number <= bound)
+    return bool(number > bound) if exclusive else bool(number >= bound)
+
+
+def _array_ok(schema: SchemaNode, value: Any, alias: str | None) -> bool:
+    if alias != "array":
+        return True
+    return (
+        (schema.min_items is None or len(value) >= schema.min_items)
+        and (schema.max_items is None or len(value) <= schema.max_items)
+        and (not schema.unique_items or duplicate_item(value) is MISSING)
+        and _items_ok(schema, value)
+    )
+
+
+def duplicate_item(items: Sequence[Any]) -> Any:
+    """Return the first element equal to an earlier one, or MISSING."""
+    for index, item in enumerate(items):
+        if any(bson_equal(item, earlier) for earlier in items[:index]):
+            return item
+    return MISSING
+
+
+def _items_ok(schema: SchemaNode, value: Sequence[Any]) -> bool:
+    if isinstance(schema.items, SchemaNode):
+        return all(matches(schema.items, item) for item in value)
+    if schema.items is None:
+        return True  # additionalItems has no effect without a positional items list
+    positional = schema.items
+    if not all(matches(sub, item) for sub, item in zip(positional, value, strict=False)):
+        return False
+    extra = value[len(positional) :]
+    if isinstance(schema.additional_items, SchemaNode):
+        return all(matches(schema.additional_items, item) for item in extra)
+    return schema.additional_items is not False or not extra
+
+
+def lookup(document: Mapping[str, Any], path: str) -> Any:
+    """Return the value at a (possibly dotted) property path, or MISSING."""
+    if path in document or "." not in path:
+        return document.get(path, MISSING)
+    current: Any = document
+    for part in path.split("."):
+        if classify(current) != "object" or part not in current:
+            return MISSING
+        current = current[part]
+    return current
+
+
+def _object_ok(schema: SchemaNode, obj: Mapping[str, Any]) -> bool:
+    return (
+        all(_property_ok(sub, lookup(obj, name)) for name, sub in (schema.properties or {}).items())
+        and (not schema.has_allowed_properties or not disallowed_fields(schema, obj))
+        and all(lookup(obj, name) is not MISSING for name in schema.required)
+        and (schema.min_properties is None or len(obj) >= schema.min_properties)
+        and (schema.max_properties is None or len(obj) <= schema.max_properties)
+        and all(dependency_ok(schema, name, dep, obj) for name, dep in schema.dependencies)
+    )
+
+
+def _property_ok(sub: SchemaNode, value: Any) -> bool:
+    return value is MISSING or matches(sub, value)
+
+
+def disallowed_fields(schema: SchemaNode, obj: Mapping[str, Any]) -> list[str]:
+    """Return the fields that break ``patternProperties``/``additionalProperties``."""
+    failing = []
+    for name, value in obj.items():
+        patterns = [sub for _, regex, sub in schema.pattern_properties if regex.search(name)]
+        if patterns:
+            ok = all(matches(sub, value) for sub in patterns)
+        elif name in (schema.properties or {}):
+            ok = True
+        else:
+            ok = _additional_ok(schema.additional_properties, value)
+        if not ok:
+            failing.append(name)
+    return failing
+
+
+def _additional_ok(additional: bool | SchemaNode | None, value: Any) -> bool:
+    if isinstance(additional, SchemaNode):
+        return matches(additional, value)
+    return additional is not False
+
+
+def dependency_ok(
+    schema: SchemaNode, name: str, dependency: list[str] | SchemaNode, obj: Mapping[str, Any]
+) -> bool:
+    """Check one dependency: if ``name`` exists, its dependents exist or the object matches."""
+    if lookup(obj, name) is MISSING:
+        return True
+    if isinstance(dependency, SchemaNode):
+        return matches_root(dependency, obj) if schema.root else matches(dependency, obj)
+    return all(lookup(obj, member) is not MISSING for member in dependency)
+
+
+def _logical_ok(schema: SchemaNode, value: Any, check: Any) -> bool:
+    return (
+        (schema.all_of is None or all(check(sub, value) for sub in schema.all_of))
+        and (schema.any_of is None or any(check(sub, value) for sub in schema.any_of))
+        and (schema.one_of is None or sum(1 for sub in schema.one_of if check(sub, value)) == 1)
+        and (schema.not_ is None or not check(schema.not_, value))
+        and (schema.enum is None or enum_ok(schema, value))
+    )
+
+
+def enum_ok(schema: SchemaNode, value: Any) -> bool:
+    """Check ``enum``: whole-value equality; at the root only object members count."""
+    members = schema.enum or []
+    if schema.root:
+        members = [member for member in members if classify(member) == "object"]
+    return any(bson_equal(value, member) for member in members)
