@@ -13,24 +13,53 @@ A flow composes others with ``yield from``.
 
 This is httpx's ``auth_flow`` idea: one generator driven two ways, so the sync
 class and its async twin cannot drift apart; each is a list of one-line
-declarations.
+declarations made with :func:`sync` and :func:`asynchronous`::
+
+    class _CounterFlows(FlowHost):
+        def _get(self, name: str) -> Flow[int]:
+            # the flow's docstring becomes the methods' docstring
+            rows = yield Op("find", "counters", ({"name": name},))
+            return sum(row["value"] for row in rows)
+
+    class ShardedCounter(_CounterFlows):
+        get = sync(_CounterFlows._get)           # (name: str) -> int
+
+    class AsyncShardedCounter(_CounterFlows):
+        get = asynchronous(_CounterFlows._get)   # async (name: str) -> int
+
+The declaration keeps the flow's signature and docstring, so ``help()``, IDEs
+and type checkers see the real method.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pymongo import errors as pymongo_errors
 
 from nsn_store.errors import NsnStoreError, translate
 
-__all__ = ["CURSOR_METHODS", "Flow", "Op", "TripCounter", "command", "run", "run_async"]
+__all__ = [
+    "CURSOR_METHODS",
+    "Flow",
+    "FlowHost",
+    "Op",
+    "TripCounter",
+    "asynchronous",
+    "command",
+    "run",
+    "run_async",
+    "sync",
+]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+H = TypeVar("H", bound="FlowHost")
 
 #: A flow: yields database calls, receives their results, returns ``T``.
 Flow = Generator["Op", Any, T]
@@ -129,3 +158,37 @@ def _translated(exc: pymongo_errors.PyMongoError, op: Op) -> NsnStoreError:
     error = translate(exc, collection=op.collection or None)
     error.__cause__ = exc  # the flow sees it as `raise translated from exc`
     return error
+
+
+class FlowHost:
+    """What a service gives the runners: its database and its round-trip counter.
+
+    A service's flows are methods of a class deriving from this one; its sync
+    and async classes declare their public methods with :func:`sync` and
+    :func:`asynchronous` over those flows.
+    """
+
+    db: Any
+    trips: TripCounter | None = None
+
+
+def sync(flow: Callable[Concatenate[H, P], Flow[T]]) -> Callable[Concatenate[H, P], T]:
+    """Declare a sync method that runs ``flow`` with :func:`run` on ``self.db``."""
+
+    @functools.wraps(flow)
+    def method(self: H, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return run(self.db, flow(self, *args, **kwargs), self.trips)
+
+    return method
+
+
+def asynchronous(
+    flow: Callable[Concatenate[H, P], Flow[T]],
+) -> Callable[Concatenate[H, P], Coroutine[Any, Any, T]]:
+    """Declare a coroutine method that runs ``flow`` with :func:`run_async` on ``self.db``."""
+
+    @functools.wraps(flow)
+    async def method(self: H, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await run_async(self.db, flow(self, *args, **kwargs), self.trips)
+
+    return method

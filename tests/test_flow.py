@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
 
-from nsn_store._flow import Flow, Op, TripCounter, command, run, run_async
+from nsn_store._flow import (
+    Flow,
+    FlowHost,
+    Op,
+    TripCounter,
+    asynchronous,
+    command,
+    run,
+    run_async,
+    sync,
+)
 from nsn_store.errors import DuplicateKeyError
 
 
@@ -59,3 +70,39 @@ def test_flows_compose_with_yield_from(db: Any) -> None:
         return (yield from count())
 
     assert run(db, insert_then_count()) == 1
+
+
+class _ItemFlows(FlowHost):
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self.trips = TripCounter()
+
+    def _add(self, name: str, *, value: int = 1) -> Flow[int]:
+        """Insert one item and return how many there are."""
+        yield Op("insert_one", "items", ({"name": name, "value": value},))
+        return (yield Op("count_documents", "items", ({},)))
+
+
+class _Items(_ItemFlows):
+    add = sync(_ItemFlows._add)
+
+
+class _AsyncItems(_ItemFlows):
+    add = asynchronous(_ItemFlows._add)
+
+
+def test_a_sync_declaration_runs_the_flow_and_keeps_its_signature(db: Any) -> None:
+    items = _Items(db)
+    assert items.add("a") == 1
+    assert items.add("b", value=2) == 2
+    assert items.trips.count == 4
+    assert _Items.add.__doc__ == "Insert one item and return how many there are."
+    assert str(inspect.signature(_Items.add)) == str(inspect.signature(_ItemFlows._add))
+
+
+async def test_an_async_declaration_is_a_coroutine_over_the_same_flow(async_db: Any) -> None:
+    items = _AsyncItems(async_db)
+    assert inspect.iscoroutinefunction(_AsyncItems.add)
+    assert await items.add("a") == 1
+    assert await items.add("b", value=2) == 2
+    assert items.trips.count == 4
