@@ -14,6 +14,9 @@ tenant, never broadcast. What follows ``tenantId`` depends on the collection:
 * small, global collections (tenants, users, workflows...) stay unsharded on
   the database's primary shard.
 
+Each collection's key and the reason for it are declared once, with the
+collection, in the registry (:class:`nsn_store.schema.ShardKey`).
+
 :func:`shard_plan` is pure; :func:`apply_shard_plan` turns the plan into admin
 commands and runs them only on a sharded cluster (a ``mongos``).
 """
@@ -36,77 +39,11 @@ logger = logging.getLogger(__name__)
 KeyValue = int | str
 Strategy = Literal["ranged", "compound-hashed", "hashed", "unsharded"]
 
-TENANT_RANGED: dict[str, KeyValue] = {"tenantId": 1}
-TENANT_HASHED_ID: dict[str, KeyValue] = {"tenantId": 1, "_id": "hashed"}
-
 #: Indexes that ``shard`` creates for a key no declared index supports carry
 #: this prefix. The prefix alone proves nothing (anyone can name an index
 #: ``shardkey_email``): ``status``/``verify`` accept only the exact index of
 #: :func:`shard_key_index`.
 SHARD_KEY_INDEX_PREFIX = "shardkey_"
-
-# Why each collection gets its key; the one place the choice is written down.
-_CHOICES: dict[str, tuple[dict[str, KeyValue] | None, str]] = {
-    "tenants": (None, "one small document per tenant; unique clerkOrgId is global"),
-    "users": (None, "small; unique clerkUserId is global, so a tenant prefix would break it"),
-    "contacts": (
-        TENANT_HASHED_ID,
-        (
-            "large and no unique index: tenantId targets every per-tenant lookup, "
-            "the hashed _id spreads a big tenant's contacts (and bulk imports) over chunks"
-        ),
-    ),
-    "workflows": (None, "a handful per tenant"),
-    "workflowSteps": (None, "a handful per workflow"),
-    "templates": (None, "a handful per tenant"),
-    "scheduledMessages": (
-        TENANT_RANGED,
-        (
-            "the unique {tenantId, idempotencyKey} index only allows a key that is a "
-            "prefix of it; ranged tenantId keeps tenants splittable at tenant "
-            "boundaries and allows per-tenant zones; the cross-tenant due scan is a "
-            "broadcast that each shard serves from its own by_sendAt index"
-        ),
-    ),
-    "messageEvents": (
-        TENANT_RANGED,
-        (
-            "append-only and the largest; the unique {tenantId, provider, "
-            "providerMessageId, eventType} webhook index only allows a tenantId "
-            "prefix; every read (timeline, rollups) is per tenant"
-        ),
-    ),
-    "aiPreviews": (
-        None,
-        (
-            "the TTL index bounds it to the previews alive right now; shard with "
-            "{tenantId: 1, _id: 'hashed'} if streaming writes ever outgrow one shard"
-        ),
-    ),
-    "ragDocuments": (
-        TENANT_HASHED_ID,
-        (
-            "large (text and embeddings), no unique index, read per tenant: tenant "
-            "targeting plus an even spread inside big knowledge bases"
-        ),
-    ),
-    "counters": (
-        {"tenantId": 1, "metric": 1},
-        (
-            "bumped on every message transition, so its writes must spread like the "
-            "messages'; a prefix of the unique {tenantId, metric, shard} index, and "
-            "count() reads one contiguous range"
-        ),
-    ),
-    "aggregates": (
-        {"tenantId": 1, "date": 1},
-        (
-            "grows by date for every tenant; a prefix of the unique {tenantId, date, "
-            "metric, period} index, series reads are one tenant's date range"
-        ),
-    ),
-}
-
 
 @dataclass(frozen=True)
 class ShardKeyChoice:
@@ -227,7 +164,7 @@ def shard_plan(schema: Schema = SCHEMA) -> ShardPlan:
         _check_spec(spec, "schema")
     choices = []
     for spec in specs:
-        key, reason = _CHOICES.get(spec.name, (None, "not in the scale-out plan"))
+        key, reason = spec.shard_key.key, spec.shard_key.reason
         if key is None:
             choices.append(ShardKeyChoice(spec.name, None, reason))
             continue
@@ -247,7 +184,7 @@ def shard_key_index(spec: CollectionSpec) -> dict[str, Any] | None:
     ``verify`` accept an index beyond the schema's only when it is exactly this
     one: same name, same key, no options, since ``shard`` creates it with none.
     """
-    key = _CHOICES.get(spec.name, (None, ""))[0]
+    key = spec.shard_key.key
     if key is None:
         return None
     try:
@@ -417,11 +354,11 @@ def _client_and_name(client_or_db: Any, database: str | None) -> tuple[Any, str]
 
 
 def require_mongos(client: Any) -> None:
-    """Raise ConfigurationError unless ``client`` talks to a mongos (a sharded cluster)."""
-    if _is_mongomock(client):
-        raise ConfigurationError(
-            "not a sharded cluster (mongos): the embedded database cannot be sharded"
-        )
+    """Raise ConfigurationError unless ``client`` talks to a mongos (a sharded cluster).
+
+    A mongos answers ``hello`` with ``msg: "isdbgrid"`` (MongoDB manual, "hello");
+    a replica set, a standalone and the embedded database do not.
+    """
     try:
         reply = client.admin.command("hello")
     except PyMongoError as exc:
@@ -430,10 +367,6 @@ def require_mongos(client: Any) -> None:
         raise ConfigurationError(
             "not a sharded cluster (mongos): connect to a mongos router to apply the plan"
         )
-
-
-def _is_mongomock(client: Any) -> bool:
-    return any(cls.__module__.startswith("mongomock") for cls in type(client).__mro__)
 
 
 def describe(choices: Sequence[ShardKeyChoice]) -> list[str]:

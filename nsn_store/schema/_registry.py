@@ -69,8 +69,30 @@ class IndexSpec:
 
 
 @dataclass(frozen=True)
+class ShardKey:
+    """How a collection scales out: its shard key (None: unsharded) and why.
+
+    Read by :func:`nsn_store.migration.shard_plan`, which checks each key against
+    the collection's unique indexes (MongoDB manual, "Shard Keys").
+    """
+
+    key: Mapping[str, int | str] | None
+    reason: str
+
+
+#: The default: a small collection stays on the database's primary shard.
+UNSHARDED = ShardKey(None, "not in the scale-out plan")
+
+#: Per-tenant routing for a collection whose unique index pins the key to ``tenantId``.
+TENANT_RANGED: Mapping[str, int | str] = {"tenantId": 1}
+
+#: Per-tenant routing plus an even spread of one large tenant over many chunks.
+TENANT_HASHED_ID: Mapping[str, int | str] = {"tenantId": 1, "_id": "hashed"}
+
+
+@dataclass(frozen=True)
 class CollectionSpec:
-    """One collection: its model, indexes and the validator generated from the model."""
+    """One collection: its model, indexes, the validator generated from the model, its shard key."""
 
     name: str
     model: type[BaseModel]
@@ -78,6 +100,7 @@ class CollectionSpec:
     validator: dict[str, Any] = field(repr=False)
     validation_level: str = "strict"
     validation_action: str = "error"
+    shard_key: ShardKey = UNSHARDED
 
     def create_options(self) -> dict[str, Any]:
         """Return the ``create``/``collMod`` options that carry the validator."""
@@ -157,34 +180,71 @@ def _index(name: str, *fields: str, **options: Any) -> IndexSpec:
     return IndexSpec(name, tuple((f, 1) for f in fields), **options)
 
 
-def _collection(model: type[models.Document], *indexes: IndexSpec) -> CollectionSpec:
-    return CollectionSpec(model.collection_name, model, indexes, validator_for(model))
+def _collection(
+    model: type[models.Document], *indexes: IndexSpec, shard: ShardKey = UNSHARDED
+) -> CollectionSpec:
+    return CollectionSpec(
+        model.collection_name, model, indexes, validator_for(model), shard_key=shard
+    )
 
 
 SCHEMA = Schema(
     [
-        _collection(models.Tenant, _index("by_clerkOrgId", "clerkOrgId", unique=True)),
+        _collection(
+            models.Tenant,
+            _index("by_clerkOrgId", "clerkOrgId", unique=True),
+            shard=ShardKey(
+                None,
+                "one small document per tenant; unique clerkOrgId is global",
+            ),
+        ),
         _collection(
             models.User,
             _index("by_tenantId", "tenantId"),
             _index("by_clerkUserId", "clerkUserId", unique=True),
+            shard=ShardKey(
+                None,
+                "small; unique clerkUserId is global, so a tenant prefix would break it",
+            ),
         ),
         _collection(
             models.Contact,
             _index("by_tenantId", "tenantId"),
             _index("by_phone", "tenantId", "phone"),
             _index("by_email", "tenantId", "email"),
+            shard=ShardKey(
+                TENANT_HASHED_ID,
+                (
+                    "large and no unique index: tenantId targets every per-tenant lookup, "
+                    "the hashed _id spreads a big tenant's contacts (and bulk imports) over chunks"
+                ),
+            ),
         ),
-        _collection(models.Workflow, _index("by_tenantId", "tenantId")),
+        _collection(
+            models.Workflow,
+            _index("by_tenantId", "tenantId"),
+            shard=ShardKey(
+                None,
+                "a handful per tenant",
+            ),
+        ),
         _collection(
             models.WorkflowStep,
             _index("by_workflowId", "workflowId", "order"),
             _index("by_tenantId", "tenantId"),
+            shard=ShardKey(
+                None,
+                "a handful per workflow",
+            ),
         ),
         _collection(
             models.Template,
             _index("by_tenantId", "tenantId"),
             _index("by_channel", "tenantId", "channel"),
+            shard=ShardKey(
+                None,
+                "a handful per tenant",
+            ),
         ),
         _collection(
             models.ScheduledMessage,
@@ -206,6 +266,15 @@ SCHEMA = Schema(
             ),
             # Addition: backlog's "failed in the last day" (status=failed, updatedAt>=t).
             _index("by_status_updatedAt", "status", "updatedAt"),
+            shard=ShardKey(
+                TENANT_RANGED,
+                (
+                    "the unique {tenantId, idempotencyKey} index only allows a key that is a "
+                    "prefix of it; ranged tenantId keeps tenants splittable at tenant "
+                    "boundaries and allows per-tenant zones; the cross-tenant due scan is a "
+                    "broadcast that each shard serves from its own by_sendAt index"
+                ),
+            ),
         ),
         _collection(
             models.MessageEvent,
@@ -222,21 +291,61 @@ SCHEMA = Schema(
                 unique=True,
                 partial_filter={"providerMessageId": {"$exists": True}},
             ),
+            shard=ShardKey(
+                TENANT_RANGED,
+                (
+                    "append-only and the largest; the unique {tenantId, provider, "
+                    "providerMessageId, eventType} webhook index only allows a tenantId "
+                    "prefix; every read (timeline, rollups) is per tenant"
+                ),
+            ),
         ),
         _collection(
             models.AIPreview,
             _index("by_tenantId", "tenantId"),
             _index("by_expiresAt", "expiresAt", expire_after_seconds=0),
+            shard=ShardKey(
+                None,
+                (
+                    "the TTL index bounds it to the previews alive right now; shard with "
+                    "{tenantId: 1, _id: 'hashed'} if streaming writes ever outgrow one shard"
+                ),
+            ),
         ),
-        _collection(models.RagDocument, _index("by_tenantId", "tenantId")),
+        _collection(
+            models.RagDocument,
+            _index("by_tenantId", "tenantId"),
+            shard=ShardKey(
+                TENANT_HASHED_ID,
+                (
+                    "large (text and embeddings), no unique index, read per tenant: tenant "
+                    "targeting plus an even spread inside big knowledge bases"
+                ),
+            ),
+        ),
         _collection(
             models.Counter,
             _index("by_tenant_metric_shard", "tenantId", "metric", "shard", unique=True),
+            shard=ShardKey(
+                {"tenantId": 1, "metric": 1},
+                (
+                    "bumped on every message transition, so its writes must spread like the "
+                    "messages'; a prefix of the unique {tenantId, metric, shard} index, and "
+                    "count() reads one contiguous range"
+                ),
+            ),
         ),
         _collection(
             models.Aggregate,
             _index("by_tenant_date_metric", "tenantId", "date", "metric", "period", unique=True),
             _index("by_tenant_period", "tenantId", "period", "date"),
+            shard=ShardKey(
+                {"tenantId": 1, "date": 1},
+                (
+                    "grows by date for every tenant; a prefix of the unique {tenantId, date, "
+                    "metric, period} index, series reads are one tenant's date range"
+                ),
+            ),
         ),
     ]
 )
