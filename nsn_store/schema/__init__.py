@@ -16,6 +16,7 @@ from nsn_store.schema._registry import (
     CollectionSpec,
     IndexSpec,
     Schema,
+    ShardKey,
     UnknownCollectionError,
     checksum,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "CollectionSpec",
     "IndexSpec",
     "Schema",
+    "ShardKey",
     "UnknownCollectionError",
     "check_export",
     "checksum",
