@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time __getattr__ imports o
     from nsn_store.scheduler import AsyncScheduler, Scheduler
     from nsn_store.schema import SCHEMA, CollectionSpec, IndexSpec
     from nsn_store.simulate import run_simulation
-    from nsn_store.tenancy import TenantScope
+    from nsn_store.tenancy import AsyncTenantScope, TenantScope
     from nsn_store.worker import (
         AsyncWorker,
         Delivery,
@@ -105,6 +105,7 @@ _EXPORTS: dict[str, str] = {
     "SystemClock": "clock",
     "TenantIsolationError": "errors",
     "TenantScope": "tenancy",
+    "AsyncTenantScope": "tenancy",
     "TransientSendError": "worker",
     "Worker": "worker",
     "WorkerReport": "worker",
@@ -129,6 +130,7 @@ __all__ = [
     "AsyncAggregates",
     "AsyncScheduler",
     "AsyncShardedCounter",
+    "AsyncTenantScope",
     "AsyncWorker",
     "Clock",
     "CollectionSpec",
