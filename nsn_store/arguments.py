@@ -101,14 +101,14 @@ def check_duration(
                 f"not {value!r} seconds",
                 argument=argument,
             )
-        value = timedelta(seconds=value)
-    if not minimum <= value <= maximum:
+    duration = value if isinstance(value, timedelta) else timedelta(seconds=value)
+    if not minimum <= duration <= maximum:
         raise InvalidArgumentError(
             f"{argument} must be from {_seconds(minimum)} to {_seconds(maximum)}, "
-            f"not {_seconds(value)}",
+            f"not {_seconds(duration)}",
             argument=argument,
         )
-    return value
+    return duration
 
 
 def check_datetime(value: Any, argument: str) -> datetime:
