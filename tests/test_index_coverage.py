@@ -347,7 +347,7 @@ def test_the_data_check_is_a_full_scan_by_design() -> None:
 
 #: (id, action, index used, residual, limit that bounds the in-memory sort)
 UNSERVED: list[tuple[str, Callable[[Any, ManualClock], Any], str, tuple[str, ...], int]] = [
-    # data-model.md fixes aiPreviews.by_tenantId to {tenantId}: newest-first needs a
+    # the data model fixes aiPreviews.by_tenantId to {tenantId}: newest-first needs a
     # top-k SORT of the tenant's live previews, which TTL keeps few; limit bounds it.
     (
         "previews.list",

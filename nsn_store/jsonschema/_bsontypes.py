@@ -2,10 +2,12 @@
 
 mongomock stores raw Python objects, so the embedded database must decide the
 BSON type of a value from its Python type, exactly as pymongo's encoder would
-(mongodb-semantics.md §2.4): ``bool`` before ``int`` (a bool is never a
-number), ``int`` as int32 or long by range, ``bson.Int64`` always long,
+(MongoDB manual, BSON Types: https://www.mongodb.com/docs/manual/reference/bson-types/):
+``bool`` before ``int`` (a bool is never a number), ``int`` as int32 or long by
+range, ``bson.Int64`` always long,
 ``bson.Code`` before ``str``. Equality follows the server's unordered-field
-comparator used by ``enum`` and ``uniqueItems`` (§3.6, §3.7): numbers compare
+comparator used by ``enum`` and ``uniqueItems`` (the server's
+``UnorderedFieldsBSONObjComparator``): numbers compare
 by value across int/long/double/decimal, object field order is ignored (at
 every depth), arrays are ordered, strings compare binary.
 """

@@ -1,7 +1,8 @@
 """Explain why a document fails a ``$jsonSchema``, shaped like the server's ``errInfo``.
 
-The entries, their keys and reason strings follow mongodb-semantics.md §4.4
-(the server's ``doc_validation_error.cpp``). Sibling entries come in the
+The entries, their keys and reason strings follow the server's
+``doc_validation_error.cpp`` (MongoDB manual, Schema Validation:
+https://www.mongodb.com/docs/manual/core/schema-validation/). Sibling entries come in the
 server's keyword order: scalar keywords, array keywords, ``encrypt``, object
 keywords, logical keywords, and the type check last. A missing property is
 reported only by ``required``; a value of the wrong type gets the type entry

@@ -1,7 +1,9 @@
 """Decide whether a value or a whole document satisfies a parsed ``$jsonSchema``.
 
-Semantics (mongodb-semantics.md §2-§3): restriction keywords apply only to
-values of their own type; a missing property is checked only by ``required``;
+Semantics (MongoDB manual, $jsonSchema, "Omissions" and "Extensions":
+https://www.mongodb.com/docs/manual/reference/operator/query/jsonSchema/):
+restriction keywords apply only to values of their own type; a missing property
+is checked only by ``required``;
 arrays are never traversed by type checks; at the root, scalar and array
 keywords are no-ops and ``enum`` compares the whole document with the object
 members only.

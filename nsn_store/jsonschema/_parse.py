@@ -1,7 +1,9 @@
 """Parse a ``$jsonSchema`` document into a checked tree, with the server's parse errors.
 
-The checks, their order, codes and messages follow the server's JSON SchemaNode
-parser (mongodb-semantics.md §1.2-§1.5): unknown keywords first (in document
+The checks, their order, codes and messages follow the server's JSON Schema
+parser (MongoDB manual, $jsonSchema:
+https://www.mongodb.com/docs/manual/reference/operator/query/jsonSchema/, and the server's
+``json_schema_parser.cpp``): unknown keywords first (in document
 order), then ``title``/``description``, the type keywords, the scalar
 keywords, the array keywords, encryption, the object keywords and finally the
 logical keywords. Each nested schema is parsed the same way, so the first

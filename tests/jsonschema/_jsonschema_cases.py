@@ -1,7 +1,7 @@
 """Case tables for the ``$jsonSchema`` engine, shared by the unit and conformance suites.
 
 Every expectation is what a real MongoDB server (5.0+) does, taken from
-docs/mongodb-semantics.md and the server's own jstests; none is read off our
+the MongoDB manual and the server's own jstests; none is read off our
 engine. Documents are what a test passes to ``insert_one``: the driver adds an
 ``_id`` first when there is none, so schemas that close the top-level object
 list ``_id`` and property counts include it.
@@ -34,7 +34,7 @@ from bson import (
 
 Case = tuple[str, dict[str, Any], dict[str, Any], bool]
 
-#: (id, Python value, BSON alias per the §2.4 table of mongodb-semantics.md).
+#: (id, Python value, BSON alias per the manual's BSON Types table).
 VALUE_SAMPLES: list[tuple[str, Any, str]] = [
     ("int_5", 5, "int"),
     ("int_min", -(2**31), "int"),

@@ -24,7 +24,7 @@ from nsn_store.schema._registry import (
 )
 from nsn_store.schema._validators import validator_for
 
-#: migration-plan-0001.md, "Table Creation Order".
+#: the approved plan for migration 0001 (its "Table Creation Order").
 PLAN_ORDER = (
     "tenants",
     "users",

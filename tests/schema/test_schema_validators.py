@@ -442,7 +442,8 @@ def test_any_valid_scheduled_message_passes_its_validator(
 
 # --- the dialect: only keywords MongoDB accepts ------------------------------
 
-#: The keywords MongoDB's $jsonSchema parser recognises (mongodb-semantics.md §1.1).
+#: The keywords MongoDB's $jsonSchema parser recognises
+#: (MongoDB manual, $jsonSchema, "Available Keywords").
 MONGODB_KEYWORDS = frozenset(
     {
         "type",
