@@ -78,9 +78,11 @@ from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.errors import DuplicateKeyError as PyMongoDuplicateKeyError
 
+from nsn_store._flow import Flow, FlowHost, Op, TripCounter, asynchronous, sync
+from nsn_store._types import Document, DocumentIn, IdLike
 from nsn_store.arguments import as_object_id, check_limit, check_text
 from nsn_store.clock import DEFAULT_CLOCK, Clock
-from nsn_store.errors import InvalidArgumentError, translated
+from nsn_store.errors import DuplicateKeyError, InvalidArgumentError
 from nsn_store.schema._models import APPLIED_WINDOW
 
 log = logging.getLogger(__name__)
@@ -135,8 +137,12 @@ def check_shards(count: Any, argument: str = "shards") -> int:
     return check_limit(count, argument, maximum=MAX_SHARDS)
 
 
-def is_shard_duplicate(exc: PyMongoDuplicateKeyError) -> bool:
-    """Return True if ``exc`` is a duplicate of the shard's unique key (not of ``_id``)."""
+def is_shard_duplicate(exc: DuplicateKeyError | PyMongoDuplicateKeyError) -> bool:
+    """Return True if ``exc`` is a duplicate of the shard's unique key (not of ``_id``).
+
+    ``exc`` is the translated error a flow receives, or the driver's own: both
+    carry the server's reply as ``details``.
+    """
     details = exc.details or {}
     pattern = details.get("keyPattern")
     if isinstance(pattern, Mapping):
@@ -165,23 +171,23 @@ def pick_sample(shards: int, sample: int, rng: random.Random) -> list[int]:
     return sorted(rng.sample(range(shards), min(sample, shards)))
 
 
-def counter_filter(tenant_id: Any, metric: str, shard: int | None = None) -> dict[str, Any]:
+def counter_filter(tenant_id: ObjectId, metric: str, shard: int | None = None) -> Document:
     """Return the filter for one shard, or for every shard of the metric."""
-    query: dict[str, Any] = {"tenantId": tenant_id, "metric": metric}
+    query: Document = {"tenantId": tenant_id, "metric": metric}
     if shard is not None:
         query["shard"] = shard
     return query
 
 
 def counter_update(
-    tenant_id: Any,
+    tenant_id: ObjectId,
     metric: str,
     shard: int,
     n: int,
     now: datetime,
     *,
     once: str | None = None,
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[Document, Document]:
     """Return ``(filter, update)`` of an upsert adding ``n`` to one shard.
 
     The filter is equality on the unique key, so a server retries a racing
@@ -193,7 +199,7 @@ def counter_update(
     nothing, and the upsert's insert fails on the unique key instead.
     """
     query = counter_filter(tenant_id, metric, shard)
-    update: dict[str, Any] = {
+    update: Document = {
         "$inc": {"value": n},
         "$set": {"updatedAt": now},
         "$setOnInsert": {"createdAt": now},
@@ -223,7 +229,7 @@ def rebalance_deltas(current: Mapping[int, int], shards: int, total: int) -> dic
 
 
 def delta_requests(
-    tenant_id: Any, metric: str, deltas: Mapping[int, int], now: datetime
+    tenant_id: ObjectId, metric: str, deltas: Mapping[int, int], now: datetime
 ) -> list[UpdateOne]:
     """Return the bulk upserts applying ``deltas``.
 
@@ -236,21 +242,28 @@ def delta_requests(
     ]
 
 
-def shard_values(docs: Iterable[Mapping[str, Any]]) -> dict[int, int]:
+def shard_values(docs: Iterable[DocumentIn]) -> dict[int, int]:
     """Return ``{shard: value}`` from shard documents."""
     return {int(d["shard"]): int(d.get("value", 0)) for d in docs}
 
 
-def source_filter(tenant_id: Any, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+def source_filter(tenant_id: ObjectId, extra: DocumentIn | None) -> Document:
     """Return the filter counting a counter's source documents (tenantId always wins)."""
     return {**dict(extra or {}), "tenantId": tenant_id}
 
 
-# ---------------------------------------------------------------- shared config
+# ---------------------------------------------------------------- flows
 
 
-class _CounterBase:
-    """Configuration shared by the sync and async counters."""
+_PROJECTION = {"_id": 0, "shard": 1, "value": 1}
+
+
+class _CounterFlows(FlowHost):
+    """Every counter operation, written once as a flow; the classes below declare them.
+
+    Each flow checks its arguments before its first database call, so a bad
+    value is refused before any I/O on either runner.
+    """
 
     def __init__(
         self,
@@ -271,20 +284,137 @@ class _CounterBase:
             check_metric(metric)
             check_shards(count, f"shards_for[{metric!r}]")
         self.db = db
+        self.trips = TripCounter()
         self.shards = shards
         self.shards_for = dict(shards_for or {})
         self.clock = clock or DEFAULT_CLOCK
         self.rng = rng or random.Random()
-        self._collection = db[COLLECTION]
 
     def shard_count(self, metric: str) -> int:
         """Return how many shards ``metric`` uses."""
         return self.shards_for.get(metric, self.shards)
 
+    def add_flow(
+        self,
+        tenant_id: IdLike,
+        metric: str,
+        n: int = 1,
+        *,
+        key: str | None = None,
+        once: str | None = None,
+    ) -> Flow[bool]:
+        """The flow behind add, for services that compose it (yield from counter.add_flow(...)).
+
+        Same arguments and result as ``add``; its one or two calls run on the
+        composing flow's runner and database, and count as that service's trips.
+        """
+        return self._add(tenant_id, metric, n, key=key, once=once)
+
+    def _add(
+        self,
+        tenant_id: IdLike,
+        metric: str,
+        n: int = 1,
+        *,
+        key: str | None = None,
+        once: str | None = None,
+    ) -> Flow[bool]:
+        """Add ``n`` with one upsert; return whether it applied.
+
+        The shard is random, or ``key``'s sticky shard. With ``once`` the add
+        is keyed: it lands on ``once``'s shard and applies at most once while
+        the key is among that shard's last 256 keyed adds, so a call repeated
+        after a lost reply returns False instead of counting twice. An
+        unkeyed add always returns True.
+        """
+        query, update = self._add_args(tenant_id, metric, n, key, once)
+        upsert = Op("update_one", COLLECTION, (query, update), {"upsert": True})
+        try:
+            yield upsert
+        except DuplicateKeyError:
+            # Two first adds raced to insert the shard (the second now matches
+            # it), or a keyed add's shard already holds its key.
+            try:
+                yield upsert
+            except DuplicateKeyError as exc:
+                if once is not None and is_shard_duplicate(exc):
+                    return False
+                raise
+        return True
+
+    def _count(self, tenant_id: IdLike, metric: str) -> Flow[int]:
+        """Return the exact total: one query summing every shard."""
+        tenant, name = self._checked(tenant_id, metric)
+        return sum((yield from self._shards(tenant, name)).values())
+
+    def _estimate(self, tenant_id: IdLike, metric: str, *, sample: int = 4) -> Flow[int]:
+        """Return an estimate from ``sample`` (1-1024) random shards, scaled by N/sample."""
+        query, scale = self._sample_filter(tenant_id, metric, sample)
+        docs = yield Op("find", COLLECTION, (query, _PROJECTION))
+        return round(sum(shard_values(docs).values()) * scale)
+
+    def _reset(self, tenant_id: IdLike, metric: str) -> Flow[None]:
+        """Set the counter to zero by deleting its shards (and their keyed-add keys)."""
+        tenant, name = self._checked(tenant_id, metric)
+        yield Op("delete_many", COLLECTION, (counter_filter(tenant, name),))
+
+    def _rebalance(self, tenant_id: IdLike, metric: str) -> Flow[None]:
+        """Even the shards out without changing the total (concurrent adds survive).
+
+        Only values move: each shard keeps its ``applied`` keys.
+        """
+        tenant, name = self._checked(tenant_id, metric)
+        current = yield from self._shards(tenant, name)
+        yield from self._apply(tenant, name, current, sum(current.values()))
+
+    def _reconcile(
+        self,
+        tenant_id: IdLike,
+        metric: str,
+        *,
+        source: str,
+        filter: DocumentIn | None = None,
+    ) -> Flow[ReconcileResult]:
+        """Compare with the count of ``source`` documents; repair the counter if it differs.
+
+        Three round trips at most: count the source, read the shards, and (only
+        when they differ) one bulk of ``$inc`` deltas, safe to repeat.
+        """
+        tenant, name, counted = self._source_args(tenant_id, metric, source, filter)
+        actual: int = yield Op("count_documents", source, (counted,))
+        current = yield from self._shards(tenant, name)
+        before = sum(current.values())
+        if before != actual:
+            log.info(
+                "counter %s of tenant %s was %d, source has %d: repairing",
+                name,
+                tenant,
+                before,
+                actual,
+            )
+            yield from self._apply(tenant, name, current, actual)
+        return ReconcileResult(before=before, actual=actual, repaired=before != actual)
+
+    def _shards(self, tenant_id: ObjectId, metric: str) -> Flow[dict[int, int]]:
+        """Read ``{shard: value}`` of one metric (one query on the shard key)."""
+        docs = yield Op("find", COLLECTION, (counter_filter(tenant_id, metric), _PROJECTION))
+        return shard_values(docs)
+
+    def _apply(
+        self, tenant_id: ObjectId, metric: str, current: Mapping[int, int], total: int
+    ) -> Flow[None]:
+        """Move the shards from ``current`` to an even ``total`` with one bulk of deltas."""
+        deltas = rebalance_deltas(current, self.shard_count(metric), total)
+        if deltas:
+            requests = delta_requests(tenant_id, metric, deltas, self.clock.now())
+            yield Op("bulk_write", COLLECTION, (requests,), {"ordered": False})
+
+    # -- argument checks (before any I/O)
+
     def _add_args(
-        self, tenant_id: Any, metric: str, n: int, key: Any, once: Any
-    ) -> tuple[Any, Any]:
-        """Check an add's arguments (before any I/O); return its upsert."""
+        self, tenant_id: IdLike, metric: str, n: int, key: str | None, once: str | None
+    ) -> tuple[Document, Document]:
+        """Check an add's arguments; return its upsert."""
         tenant, name = self._checked(tenant_id, metric)
         check_amount(n)
         if key is not None and once is not None:
@@ -299,10 +429,10 @@ class _CounterBase:
         shard = pick_shard(self.shard_count(name), self.rng, once or key)
         return counter_update(tenant, name, shard, n, self.clock.now(), once=once)
 
-    def _checked(self, tenant_id: Any, metric: Any) -> tuple[ObjectId, str]:
+    def _checked(self, tenant_id: IdLike, metric: str) -> tuple[ObjectId, str]:
         return as_object_id(tenant_id, "tenant_id"), check_metric(metric)
 
-    def _sample_filter(self, tenant_id: Any, metric: str, sample: int) -> tuple[dict, float]:
+    def _sample_filter(self, tenant_id: IdLike, metric: str, sample: int) -> tuple[Document, float]:
         tenant, name = self._checked(tenant_id, metric)
         shards = self.shard_count(name)
         chosen = pick_sample(shards, sample, self.rng)
@@ -311,8 +441,8 @@ class _CounterBase:
         return query, shards / len(chosen)
 
     def _source_args(
-        self, tenant_id: Any, metric: Any, source: Any, filter: Any
-    ) -> tuple[ObjectId, str, dict[str, Any]]:
+        self, tenant_id: IdLike, metric: str, source: str, filter: DocumentIn | None
+    ) -> tuple[ObjectId, str, Document]:
         """Check reconcile's arguments; return (tenant, metric, source filter)."""
         tenant, name = self._checked(tenant_id, metric)
         check_text(source, "source", maximum=MAX_NAME)
@@ -323,202 +453,26 @@ class _CounterBase:
         return tenant, name, source_filter(tenant, filter)
 
 
-_PROJECTION = {"_id": 0, "shard": 1, "value": 1}
+# ---------------------------------------------------------------- declarations
 
 
-def _already_applied(exc: PyMongoDuplicateKeyError, once: str | None) -> bool:
-    """Return True if a retried keyed add's duplicate-key error means "key already applied"."""
-    return once is not None and is_shard_duplicate(exc)
-
-
-class ShardedCounter(_CounterBase):
+class ShardedCounter(_CounterFlows):
     """A per-tenant counter spread over N shard documents in ``counters``."""
 
-    def add(
-        self,
-        tenant_id: Any,
-        metric: str,
-        n: int = 1,
-        *,
-        key: str | None = None,
-        once: str | None = None,
-    ) -> bool:
-        """Add ``n`` with one upsert; return whether it applied.
-
-        The shard is random, or ``key``'s sticky shard. With ``once`` the add
-        is keyed: it lands on ``once``'s shard and applies at most once while
-        the key is among that shard's last 256 keyed adds, so a call repeated
-        after a lost reply returns False instead of counting twice. An
-        unkeyed add always returns True.
-        """
-        query, update = self._add_args(tenant_id, metric, n, key, once)
-        with translated(collection=COLLECTION):
-            try:
-                self._collection.update_one(query, update, upsert=True)
-            except PyMongoDuplicateKeyError:
-                # Two first adds raced to insert the shard (the second now
-                # matches it), or a keyed add's shard already holds its key.
-                try:
-                    self._collection.update_one(query, update, upsert=True)
-                except PyMongoDuplicateKeyError as exc:
-                    if _already_applied(exc, once):
-                        return False
-                    raise
-        return True
-
-    def count(self, tenant_id: Any, metric: str) -> int:
-        """Return the exact total: one query summing every shard."""
-        tenant, name = self._checked(tenant_id, metric)
-        return sum(self._shards(tenant, name).values())
-
-    def estimate(self, tenant_id: Any, metric: str, *, sample: int = 4) -> int:
-        """Return an estimate from ``sample`` (1-1024) random shards, scaled by N/sample."""
-        query, scale = self._sample_filter(tenant_id, metric, sample)
-        with translated(collection=COLLECTION):
-            docs = self._collection.find(query, _PROJECTION)
-            return round(sum(shard_values(docs).values()) * scale)
-
-    def reset(self, tenant_id: Any, metric: str) -> None:
-        """Set the counter to zero by deleting its shards (and their keyed-add keys)."""
-        tenant, name = self._checked(tenant_id, metric)
-        with translated(collection=COLLECTION):
-            self._collection.delete_many(counter_filter(tenant, name))
-
-    def rebalance(self, tenant_id: Any, metric: str) -> None:
-        """Even the shards out without changing the total (concurrent adds survive).
-
-        Only values move: each shard keeps its ``applied`` keys.
-        """
-        tenant, name = self._checked(tenant_id, metric)
-        current = self._shards(tenant, name)
-        self._apply(tenant, name, current, sum(current.values()))
-
-    def reconcile(
-        self,
-        tenant_id: Any,
-        metric: str,
-        *,
-        source: str,
-        filter: Mapping[str, Any] | None = None,
-    ) -> ReconcileResult:
-        """Compare with the count of ``source`` documents; repair the counter if it differs."""
-        tenant, name, counted = self._source_args(tenant_id, metric, source, filter)
-        with translated(collection=source):
-            actual = self.db[source].count_documents(counted)
-        current = self._shards(tenant, name)
-        before = sum(current.values())
-        if before != actual:
-            log.info(
-                "counter %s of tenant %s was %d, source has %d: repairing",
-                name,
-                tenant,
-                before,
-                actual,
-            )
-            self._apply(tenant, name, current, actual)
-        return ReconcileResult(before=before, actual=actual, repaired=before != actual)
-
-    def _shards(self, tenant_id: ObjectId, metric: str) -> dict[int, int]:
-        with translated(collection=COLLECTION):
-            docs = self._collection.find(counter_filter(tenant_id, metric), _PROJECTION)
-            return shard_values(docs)
-
-    def _apply(self, tenant_id: ObjectId, metric: str, current: dict[int, int], total: int) -> None:
-        deltas = rebalance_deltas(current, self.shard_count(metric), total)
-        if deltas:
-            with translated(collection=COLLECTION):
-                requests = delta_requests(tenant_id, metric, deltas, self.clock.now())
-                self._collection.bulk_write(requests, ordered=False)
+    add = sync(_CounterFlows._add)
+    count = sync(_CounterFlows._count)
+    estimate = sync(_CounterFlows._estimate)
+    reset = sync(_CounterFlows._reset)
+    rebalance = sync(_CounterFlows._rebalance)
+    reconcile = sync(_CounterFlows._reconcile)
 
 
-class AsyncShardedCounter(_CounterBase):
-    """The asyncio twin of :class:`ShardedCounter` (PyMongo async, Motor, mongomock-motor)."""
+class AsyncShardedCounter(_CounterFlows):
+    """The asyncio twin of :class:`ShardedCounter` (PyMongo async, Motor, the embedded client)."""
 
-    async def add(
-        self,
-        tenant_id: Any,
-        metric: str,
-        n: int = 1,
-        *,
-        key: str | None = None,
-        once: str | None = None,
-    ) -> bool:
-        """Add ``n`` with one upsert; return whether it applied (see :meth:`ShardedCounter.add`)."""
-        query, update = self._add_args(tenant_id, metric, n, key, once)
-        with translated(collection=COLLECTION):
-            try:
-                await self._collection.update_one(query, update, upsert=True)
-            except PyMongoDuplicateKeyError:
-                try:
-                    await self._collection.update_one(query, update, upsert=True)
-                except PyMongoDuplicateKeyError as exc:
-                    if _already_applied(exc, once):
-                        return False
-                    raise
-        return True
-
-    async def count(self, tenant_id: Any, metric: str) -> int:
-        """Return the exact total: one query summing every shard."""
-        tenant, name = self._checked(tenant_id, metric)
-        return sum((await self._shards(tenant, name)).values())
-
-    async def estimate(self, tenant_id: Any, metric: str, *, sample: int = 4) -> int:
-        """Return an estimate from ``sample`` (1-1024) random shards, scaled by N/sample."""
-        query, scale = self._sample_filter(tenant_id, metric, sample)
-        with translated(collection=COLLECTION):
-            docs = await self._collection.find(query, _PROJECTION).to_list(None)
-            return round(sum(shard_values(docs).values()) * scale)
-
-    async def reset(self, tenant_id: Any, metric: str) -> None:
-        """Set the counter to zero by deleting its shards (and their keyed-add keys)."""
-        tenant, name = self._checked(tenant_id, metric)
-        with translated(collection=COLLECTION):
-            await self._collection.delete_many(counter_filter(tenant, name))
-
-    async def rebalance(self, tenant_id: Any, metric: str) -> None:
-        """Even the shards out without changing the total (concurrent adds survive).
-
-        Only values move: each shard keeps its ``applied`` keys.
-        """
-        tenant, name = self._checked(tenant_id, metric)
-        current = await self._shards(tenant, name)
-        await self._apply(tenant, name, current, sum(current.values()))
-
-    async def reconcile(
-        self,
-        tenant_id: Any,
-        metric: str,
-        *,
-        source: str,
-        filter: Mapping[str, Any] | None = None,
-    ) -> ReconcileResult:
-        """Compare with the count of ``source`` documents; repair the counter if it differs."""
-        tenant, name, counted = self._source_args(tenant_id, metric, source, filter)
-        with translated(collection=source):
-            actual = await self.db[source].count_documents(counted)
-        current = await self._shards(tenant, name)
-        before = sum(current.values())
-        if before != actual:
-            log.info(
-                "counter %s of tenant %s was %d, source has %d: repairing",
-                name,
-                tenant,
-                before,
-                actual,
-            )
-            await self._apply(tenant, name, current, actual)
-        return ReconcileResult(before=before, actual=actual, repaired=before != actual)
-
-    async def _shards(self, tenant_id: ObjectId, metric: str) -> dict[int, int]:
-        with translated(collection=COLLECTION):
-            cursor = self._collection.find(counter_filter(tenant_id, metric), _PROJECTION)
-            return shard_values(await cursor.to_list(None))
-
-    async def _apply(
-        self, tenant_id: ObjectId, metric: str, current: dict[int, int], total: int
-    ) -> None:
-        deltas = rebalance_deltas(current, self.shard_count(metric), total)
-        if deltas:
-            with translated(collection=COLLECTION):
-                requests = delta_requests(tenant_id, metric, deltas, self.clock.now())
-                await self._collection.bulk_write(requests, ordered=False)
+    add = asynchronous(_CounterFlows._add)
+    count = asynchronous(_CounterFlows._count)
+    estimate = asynchronous(_CounterFlows._estimate)
+    reset = asynchronous(_CounterFlows._reset)
+    rebalance = asynchronous(_CounterFlows._rebalance)
+    reconcile = asynchronous(_CounterFlows._reconcile)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import threading
@@ -17,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymongo.errors import DuplicateKeyError as PyMongoDuplicateKeyError
 
+from nsn_store._flow import Flow, Op, TripCounter, run, run_async
 from nsn_store.counters import (
     DEFAULT_SHARDS,
     AsyncShardedCounter,
@@ -30,7 +32,7 @@ from nsn_store.counters import (
     rebalance_deltas,
     shard_for_key,
 )
-from nsn_store.errors import ConfigurationError
+from nsn_store.errors import ConfigurationError, InvalidIdError
 from nsn_store.migration._runner import init_schema
 from nsn_store.schema._models import APPLIED_WINDOW
 
@@ -128,7 +130,7 @@ def test_a_counter_needs_at_least_one_shard() -> None:
 
 
 def test_sync_and_async_surfaces_match() -> None:
-    assert_async_twin(ShardedCounter, AsyncShardedCounter, plain=("shard_count",))
+    assert_async_twin(ShardedCounter, AsyncShardedCounter, plain=("shard_count", "add_flow"))
 
 
 # ---------------------------------------------------------------- behaviour (sync)
@@ -262,13 +264,14 @@ def test_rebalance_evens_the_shards_and_keeps_the_total(
 
 
 def test_rebalance_keeps_an_add_that_lands_between_its_read_and_write(
-    counter: ShardedCounter,
+    counter: ShardedCounter, store: Any
 ) -> None:
     tenant = ObjectId()
     counter.add(tenant, METRIC, 40, key="k")
-    current = counter._shards(tenant, METRIC)  # rebalance's read ...
+    current = run(store, counter._shards(tenant, METRIC))  # rebalance's read ...
     counter.add(tenant, METRIC, 5)  # ... a concurrent writer ...
-    counter._apply(tenant, METRIC, current, sum(current.values()))  # ... rebalance's $inc deltas
+    total = sum(current.values())
+    run(store, counter._apply(tenant, METRIC, current, total))  # ... rebalance's $inc deltas
     assert counter.count(tenant, METRIC) == 45
 
 
@@ -322,6 +325,78 @@ def test_reconcile_filter_cannot_count_another_tenant(counter: ShardedCounter, s
     assert result.actual == 0 and counter.count(tenant, METRIC) == 0
 
 
+# ---------------------------------------------------------------- flows and round trips
+
+
+def test_add_flow_takes_the_same_arguments_as_add() -> None:
+    assert inspect.signature(ShardedCounter.add_flow) == inspect.signature(ShardedCounter.add)
+    assert inspect.signature(AsyncShardedCounter.add) == inspect.signature(ShardedCounter.add)
+
+
+def test_add_flow_composed_in_another_flow_is_one_round_trip_of_that_flow(
+    counter: ShardedCounter, store: Any
+) -> None:
+    tenant, trips = ObjectId(), TripCounter()
+
+    def transition(key: str) -> Flow[bool]:
+        # What a composing service does: its own write, then the counter's add.
+        event = {"tenantId": tenant, "eventType": "sent", "createdAt": NOW}
+        yield Op("insert_one", "messageEvents", (event,))
+        return (yield from counter.add_flow(tenant, METRIC, 2, once=key))
+
+    assert run(store, transition("msg-1:sent:1"), trips) is True
+    assert trips.count == 2  # the event and one upsert
+    assert run(store, transition("msg-1:sent:1"), trips) is False  # a retry: counted once
+    assert trips.count == 2 + 3  # the event, the upsert and its one retry on the shard key
+    assert counter.count(tenant, METRIC) == 2
+    assert counter.trips is not None and counter.trips.count == 1  # only count() is its own
+
+
+def test_add_flow_checks_its_arguments_before_its_first_call(counter: ShardedCounter) -> None:
+    trips = TripCounter()
+    with pytest.raises(InvalidIdError):
+        attack: Any = {"$ne": None}  # an id parsed from an untrusted body
+        run(None, counter.add_flow(attack, METRIC), trips)
+    assert trips.count == 0
+
+
+def test_each_operation_makes_its_documented_round_trips(
+    counter: ShardedCounter, store: Any
+) -> None:
+    tenant = ObjectId()
+    _seed_events(store, tenant, sent=3, failed=0)
+
+    def trips_of(call: Any) -> int:
+        assert counter.trips is not None
+        before = counter.trips.count
+        call()
+        return counter.trips.count - before
+
+    source = {"source": "messageEvents", "filter": {"eventType": "sent"}}
+    assert trips_of(lambda: counter.add(tenant, METRIC, 3, key="hot")) == 1
+    assert trips_of(lambda: counter.count(tenant, METRIC)) == 1
+    assert trips_of(lambda: counter.estimate(tenant, METRIC)) == 1
+    assert trips_of(lambda: counter.rebalance(tenant, METRIC)) == 2  # read, one bulk of deltas
+    assert trips_of(lambda: counter.rebalance(tenant, METRIC)) == 1  # already even: no write
+    assert trips_of(lambda: counter.reconcile(tenant, METRIC, **source)) == 2  # right: no write
+    counter.add(tenant, METRIC, 4)
+    assert trips_of(lambda: counter.reconcile(tenant, METRIC, **source)) == 3  # repaired
+    assert trips_of(lambda: counter.reset(tenant, METRIC)) == 1
+
+
+def test_a_repeated_reconcile_finds_the_counter_repaired(
+    counter: ShardedCounter, store: Any
+) -> None:
+    # What a caller does when the repair's reply was lost: run it again.
+    tenant = ObjectId()
+    _seed_events(store, tenant, sent=4, failed=1)
+    counter.add(tenant, METRIC, 9)
+    source = {"source": "messageEvents", "filter": {"eventType": "sent"}}
+    assert counter.reconcile(tenant, METRIC, **source).repaired is True
+    assert counter.reconcile(tenant, METRIC, **source) == ReconcileResult(4, 4, repaired=False)
+    assert counter.count(tenant, METRIC) == 4
+
+
 # ---------------------------------------------------------------- behaviour (async)
 
 
@@ -357,3 +432,17 @@ async def test_async_twin_behaves_like_the_sync_counter(async_db: Any, clock: An
     assert await counter.count(tenant, METRIC) == 1
     await counter.reset(tenant, METRIC)
     assert await counter.count(tenant, METRIC) == 0
+
+
+async def test_async_add_flow_composes_on_the_async_runner(async_db: Any, clock: Any) -> None:
+    await init_schema_async(async_db, ("counters",))
+    counter = AsyncShardedCounter(async_db, clock=clock, rng=random.Random(5))
+    tenant, trips = ObjectId(), TripCounter()
+
+    def bump() -> Flow[bool]:
+        return (yield from counter.add_flow(tenant, METRIC, 3, once="k"))
+
+    assert await run_async(async_db, bump(), trips) is True
+    assert await run_async(async_db, bump(), trips) is False
+    assert trips.count == 1 + 2
+    assert await counter.count(tenant, METRIC) == 3
