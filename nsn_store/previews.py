@@ -32,14 +32,15 @@ the validator); ``list(limit=...)`` from 1 to :data:`MAX_LIST_LIMIT` (1,000).
 
 from __future__ import annotations
 
-import builtins
-from collections.abc import Mapping
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 from bson import ObjectId
 from pymongo import ReturnDocument
 
+from nsn_store._flow import Flow, FlowHost, Op, TripCounter, asynchronous, sync
+from nsn_store._types import Document, DocumentIn, IdLike
 from nsn_store.arguments import (
     as_object_id,
     check_duration,
@@ -48,11 +49,7 @@ from nsn_store.arguments import (
     optional_object_id,
 )
 from nsn_store.clock import DEFAULT_CLOCK, Clock
-from nsn_store.errors import (
-    InvalidTransitionError,
-    NotFoundError,
-    translated,
-)
+from nsn_store.errors import InvalidTransitionError, NotFoundError
 
 COLLECTION = "aiPreviews"
 USERS = "users"
@@ -79,14 +76,14 @@ def expiry(now: datetime, ttl: timedelta | float) -> datetime:
 
 
 def preview_document(
-    tenant_id: Any,
+    tenant_id: ObjectId,
     prompt: str,
     now: datetime,
     ttl: timedelta | float,
-    user_id: Any = None,
-) -> dict[str, Any]:
+    user_id: ObjectId | None = None,
+) -> Document:
     """Return a new pending preview (optional fields absent, never null)."""
-    document: dict[str, Any] = {
+    document: Document = {
         "tenantId": tenant_id,
         "prompt": check_text(prompt, "prompt", maximum=MAX_PROMPT),
         "status": "pending",
@@ -98,15 +95,15 @@ def preview_document(
     return document
 
 
-def live_filter(tenant_id: Any, now: datetime, preview_id: Any = None) -> dict[str, Any]:
+def live_filter(tenant_id: IdLike, now: datetime, preview_id: IdLike | None = None) -> Document:
     """Return the filter of the tenant's unexpired previews (or of one of them)."""
-    query: dict[str, Any] = {"tenantId": tenant_id, "expiresAt": {"$gt": now}}
+    query: Document = {"tenantId": tenant_id, "expiresAt": {"$gt": now}}
     if preview_id is not None:
         query["_id"] = as_object_id(preview_id, "preview_id")
     return query
 
 
-def open_filter(tenant_id: Any, preview_id: Any, now: datetime) -> dict[str, Any]:
+def open_filter(tenant_id: ObjectId, preview_id: IdLike, now: datetime) -> Document:
     """Return the filter of one unexpired preview that is still pending or streaming."""
     return {
         **live_filter(tenant_id, now, preview_id),
@@ -114,7 +111,7 @@ def open_filter(tenant_id: Any, preview_id: Any, now: datetime) -> dict[str, Any
     }
 
 
-def user_filter(tenant_id: Any, user_id: ObjectId) -> dict[str, Any]:
+def user_filter(tenant_id: ObjectId, user_id: ObjectId) -> Document:
     """Return the filter finding ``user_id`` among the tenant's users (served by ``_id``)."""
     return {"_id": user_id, "tenantId": tenant_id}
 
@@ -124,19 +121,19 @@ def user_refusal(user_id: ObjectId) -> NotFoundError:
     return NotFoundError(f"user {user_id} is not a user of this tenant")
 
 
-def append_update(text: str, now: datetime) -> list[dict[str, Any]]:
+def append_update(text: str, now: datetime) -> list[Document]:
     """Return the atomic pipeline update appending ``text`` to ``tokens``."""
     check_text(text, "text", maximum=MAX_CHUNK, allow_empty=True)
     tokens = {"$concat": [{"$ifNull": ["$tokens", ""]}, {"$literal": text}]}
     return [{"$set": {"status": "streaming", "tokens": tokens, "updatedAt": now}}]
 
 
-def finish_update(status: str, now: datetime) -> dict[str, Any]:
+def finish_update(status: str, now: datetime) -> Document:
     """Return the update ending a preview as ``done`` or ``error``."""
     return {"$set": {"status": status, "updatedAt": now}}
 
 
-def refusal(preview_id: Any, current: Mapping[str, Any] | None, action: str) -> Exception:
+def refusal(preview_id: IdLike, current: DocumentIn | None, action: str) -> Exception:
     """Return the error for a change that matched nothing: gone/expired, or already finished.
 
     A preview of another tenant is never found by the tenant-scoped lookup, so
@@ -149,186 +146,142 @@ def refusal(preview_id: Any, current: Mapping[str, Any] | None, action: str) -> 
     )
 
 
-# ---------------------------------------------------------------- I/O twins
+# ---------------------------------------------------------------- flows
 
 
-class _PreviewsBase:
+class _PreviewFlows(FlowHost):
+    """Every preview operation, written once as a flow; the classes below declare them.
+
+    Each flow checks its arguments before its first database call.
+    """
+
     def __init__(self, db: Any, *, clock: Clock | None = None) -> None:
         self.db = db
+        self.trips = TripCounter()
         self.clock = clock or DEFAULT_CLOCK
-        self._collection = db[COLLECTION]
-        self._users = db[USERS]
+
+    def _create(
+        self,
+        tenant_id: IdLike,
+        prompt: str,
+        *,
+        ttl: timedelta | float,
+        user_id: IdLike | None = None,
+    ) -> Flow[Document]:
+        """Create a pending preview that expires ``ttl`` from now; return it.
+
+        ``user_id``, when given, must be a user of the tenant: a missing user
+        and another tenant's are refused alike (:class:`NotFoundError`).
+        """
+        document, user = self._new(tenant_id, prompt, ttl, user_id)
+        if user is not None:
+            member = user_filter(document["tenantId"], user)
+            found = yield Op("find_one", USERS, (member, {"_id": 1}))
+            if found is None:
+                raise user_refusal(user)
+        inserted = yield Op("insert_one", COLLECTION, (document,))
+        document["_id"] = inserted.inserted_id
+        return document
+
+    def _append_tokens(self, tenant_id: IdLike, preview_id: IdLike, text: str) -> Flow[Document]:
+        """Append streamed ``text`` (at most 100,000 characters) atomically; return the preview."""
+        now = self.clock.now()
+        update = append_update(text, now)
+        return (yield from self._change(tenant_id, preview_id, update, now, "append to"))
+
+    def _complete(self, tenant_id: IdLike, preview_id: IdLike) -> Flow[Document]:
+        """Mark the preview done; return it."""
+        now = self.clock.now()
+        update = finish_update("done", now)
+        return (yield from self._change(tenant_id, preview_id, update, now, "complete"))
+
+    def _fail(self, tenant_id: IdLike, preview_id: IdLike) -> Flow[Document]:
+        """Mark the preview as failed (status error); return it."""
+        now = self.clock.now()
+        update = finish_update("error", now)
+        return (yield from self._change(tenant_id, preview_id, update, now, "fail"))
+
+    def _get(self, tenant_id: IdLike, preview_id: IdLike) -> Flow[Document | None]:
+        """Return the tenant's preview, or None if it does not exist, has expired or is
+        another tenant's."""
+        tenant, preview = self._ids(tenant_id, preview_id)
+        found: Document | None = yield Op(
+            "find_one", COLLECTION, (live_filter(tenant, self.clock.now(), preview),)
+        )
+        return found
+
+    def _list(self, tenant_id: IdLike, *, limit: int = DEFAULT_LIST_LIMIT) -> Flow[list[Document]]:
+        """Return the tenant's unexpired previews, newest first (``limit`` 1-1,000)."""
+        query, limit = self._list_filter(tenant_id, limit)
+        found: list[Document] = yield Op(
+            "find", COLLECTION, (query,), {"sort": NEWEST_FIRST, "limit": limit}
+        )
+        return found
+
+    def _change(
+        self,
+        tenant_id: IdLike,
+        preview_id: IdLike,
+        update: DocumentIn | Sequence[DocumentIn],
+        now: datetime,
+        action: str,
+    ) -> Flow[Document]:
+        """Apply ``update`` to one open preview; tell a missing one from a finished one.
+
+        One round trip when the change applies; a second read only to choose the error.
+        """
+        tenant, preview = self._ids(tenant_id, preview_id)
+        changed: Document | None = yield Op(
+            "find_one_and_update",
+            COLLECTION,
+            (open_filter(tenant, preview, now), update),
+            {"return_document": ReturnDocument.AFTER},
+        )
+        if changed is None:
+            current = yield Op("find_one", COLLECTION, (live_filter(tenant, now, preview),))
+            raise refusal(preview, current, action)
+        return changed
+
+    # -- argument checks (before any I/O)
 
     def _new(
-        self, tenant_id: Any, prompt: Any, ttl: Any, user_id: Any
-    ) -> tuple[dict[str, Any], ObjectId | None]:
+        self, tenant_id: IdLike, prompt: str, ttl: timedelta | float, user_id: IdLike | None
+    ) -> tuple[Document, ObjectId | None]:
         """Check create's arguments; return the new document and the user to check."""
         tenant = as_object_id(tenant_id, "tenant_id")
         user = optional_object_id(user_id, "user_id")
         document = preview_document(tenant, prompt, self.clock.now(), ttl, user)
         return document, user
 
-    def _ids(self, tenant_id: Any, preview_id: Any) -> tuple[ObjectId, ObjectId]:
+    def _ids(self, tenant_id: IdLike, preview_id: IdLike) -> tuple[ObjectId, ObjectId]:
         return as_object_id(tenant_id, "tenant_id"), as_object_id(preview_id, "preview_id")
 
-    def _list_filter(self, tenant_id: Any, limit: Any) -> tuple[dict[str, Any], int]:
+    def _list_filter(self, tenant_id: IdLike, limit: int) -> tuple[Document, int]:
         tenant = as_object_id(tenant_id, "tenant_id")
         limit = check_limit(limit, "limit", maximum=MAX_LIST_LIMIT)
         return live_filter(tenant, self.clock.now()), limit
 
 
-class AIPreviews(_PreviewsBase):
+# ---------------------------------------------------------------- declarations
+
+
+class AIPreviews(_PreviewFlows):
     """Create, stream into, finish and read a tenant's AI previews."""
 
-    def create(
-        self,
-        tenant_id: Any,
-        prompt: str,
-        *,
-        ttl: timedelta | float,
-        user_id: Any = None,
-    ) -> dict[str, Any]:
-        """Create a pending preview that expires ``ttl`` from now; return it.
-
-        ``user_id``, when given, must be a user of the tenant: a missing user
-        and another tenant's are refused alike (:class:`NotFoundError`).
-        """
-        document, user = self._new(tenant_id, prompt, ttl, user_id)
-        with translated(collection=COLLECTION):
-            if (
-                user is not None
-                and self._users.find_one(user_filter(document["tenantId"], user), {"_id": 1})
-                is None
-            ):
-                raise user_refusal(user)
-            document["_id"] = self._collection.insert_one(document).inserted_id
-        return document
-
-    def append_tokens(self, tenant_id: Any, preview_id: Any, text: str) -> dict[str, Any]:
-        """Append streamed ``text`` (at most 100,000 characters) atomically; return the preview."""
-        now = self.clock.now()
-        return self._change(tenant_id, preview_id, append_update(text, now), now, "append to")
-
-    def complete(self, tenant_id: Any, preview_id: Any) -> dict[str, Any]:
-        """Mark the preview done; return it."""
-        now = self.clock.now()
-        return self._change(tenant_id, preview_id, finish_update("done", now), now, "complete")
-
-    def fail(self, tenant_id: Any, preview_id: Any) -> dict[str, Any]:
-        """Mark the preview as failed (status error); return it."""
-        now = self.clock.now()
-        return self._change(tenant_id, preview_id, finish_update("error", now), now, "fail")
-
-    def get(self, tenant_id: Any, preview_id: Any) -> dict[str, Any] | None:
-        """Return the tenant's preview, or None if it does not exist, has expired or is
-        another tenant's."""
-        tenant, preview = self._ids(tenant_id, preview_id)
-        with translated(collection=COLLECTION):
-            found: dict[str, Any] | None = self._collection.find_one(
-                live_filter(tenant, self.clock.now(), preview)
-            )
-        return found
-
-    def list(
-        self, tenant_id: Any, *, limit: int = DEFAULT_LIST_LIMIT
-    ) -> builtins.list[dict[str, Any]]:
-        """Return the tenant's unexpired previews, newest first (``limit`` 1-1,000)."""
-        query, limit = self._list_filter(tenant_id, limit)
-        with translated(collection=COLLECTION):
-            cursor = self._collection.find(query).sort(NEWEST_FIRST)
-            return builtins.list(cursor.limit(limit))
-
-    def _change(
-        self, tenant_id: Any, preview_id: Any, update: Any, now: datetime, action: str
-    ) -> dict[str, Any]:
-        tenant, preview = self._ids(tenant_id, preview_id)
-        with translated(collection=COLLECTION):
-            changed: dict[str, Any] | None = self._collection.find_one_and_update(
-                open_filter(tenant, preview, now),
-                update,
-                return_document=ReturnDocument.AFTER,
-            )
-            if changed is None:
-                current = self._collection.find_one(live_filter(tenant, now, preview))
-                raise refusal(preview, current, action)
-        return changed
+    create = sync(_PreviewFlows._create)
+    append_tokens = sync(_PreviewFlows._append_tokens)
+    complete = sync(_PreviewFlows._complete)
+    fail = sync(_PreviewFlows._fail)
+    get = sync(_PreviewFlows._get)
+    list = sync(_PreviewFlows._list)
 
 
-class AsyncAIPreviews(_PreviewsBase):
+class AsyncAIPreviews(_PreviewFlows):
     """The asyncio twin of :class:`AIPreviews`."""
 
-    async def create(
-        self,
-        tenant_id: Any,
-        prompt: str,
-        *,
-        ttl: timedelta | float,
-        user_id: Any = None,
-    ) -> dict[str, Any]:
-        """Create a pending preview that expires ``ttl`` from now; return it.
-
-        ``user_id``, when given, must be a user of the tenant: a missing user
-        and another tenant's are refused alike (:class:`NotFoundError`).
-        """
-        document, user = self._new(tenant_id, prompt, ttl, user_id)
-        with translated(collection=COLLECTION):
-            if (
-                user is not None
-                and await self._users.find_one(user_filter(document["tenantId"], user), {"_id": 1})
-                is None
-            ):
-                raise user_refusal(user)
-            document["_id"] = (await self._collection.insert_one(document)).inserted_id
-        return document
-
-    async def append_tokens(self, tenant_id: Any, preview_id: Any, text: str) -> dict[str, Any]:
-        """Append streamed ``text`` (at most 100,000 characters) atomically; return the preview."""
-        now = self.clock.now()
-        return await self._change(tenant_id, preview_id, append_update(text, now), now, "append to")
-
-    async def complete(self, tenant_id: Any, preview_id: Any) -> dict[str, Any]:
-        """Mark the preview done; return it."""
-        now = self.clock.now()
-        return await self._change(
-            tenant_id, preview_id, finish_update("done", now), now, "complete"
-        )
-
-    async def fail(self, tenant_id: Any, preview_id: Any) -> dict[str, Any]:
-        """Mark the preview as failed (status error); return it."""
-        now = self.clock.now()
-        return await self._change(tenant_id, preview_id, finish_update("error", now), now, "fail")
-
-    async def get(self, tenant_id: Any, preview_id: Any) -> dict[str, Any] | None:
-        """Return the tenant's preview, or None if it does not exist, has expired or is
-        another tenant's."""
-        tenant, preview = self._ids(tenant_id, preview_id)
-        with translated(collection=COLLECTION):
-            found: dict[str, Any] | None = await self._collection.find_one(
-                live_filter(tenant, self.clock.now(), preview)
-            )
-        return found
-
-    async def list(
-        self, tenant_id: Any, *, limit: int = DEFAULT_LIST_LIMIT
-    ) -> builtins.list[dict[str, Any]]:
-        """Return the tenant's unexpired previews, newest first (``limit`` 1-1,000)."""
-        query, limit = self._list_filter(tenant_id, limit)
-        with translated(collection=COLLECTION):
-            cursor = self._collection.find(query).sort(NEWEST_FIRST)
-            found: builtins.list[dict[str, Any]] = await cursor.limit(limit).to_list(None)
-        return found
-
-    async def _change(
-        self, tenant_id: Any, preview_id: Any, update: Any, now: datetime, action: str
-    ) -> dict[str, Any]:
-        tenant, preview = self._ids(tenant_id, preview_id)
-        with translated(collection=COLLECTION):
-            changed: dict[str, Any] | None = await self._collection.find_one_and_update(
-                open_filter(tenant, preview, now),
-                update,
-                return_document=ReturnDocument.AFTER,
-            )
-            if changed is None:
-                current = await self._collection.find_one(live_filter(tenant, now, preview))
-                raise refusal(preview, current, action)
-        return changed
+    create = asynchronous(_PreviewFlows._create)
+    append_tokens = asynchronous(_PreviewFlows._append_tokens)
+    complete = asynchronous(_PreviewFlows._complete)
+    fail = asynchronous(_PreviewFlows._fail)
+    get = asynchronous(_PreviewFlows._get)
+    list = asynchronous(_PreviewFlows._list)

@@ -111,7 +111,9 @@ class _Collection:
         return sent
 
     def find(self, filter: Any = None, *args: Any, **kwargs: Any) -> _Cursor:
-        return _Cursor(self._sent("find", filter, kwargs.get("sort")))
+        sent = self._sent("find", filter, kwargs.get("sort"))
+        sent.limit = kwargs.get("limit")  # find(filter, sort=..., limit=n): one call, as flows send
+        return _Cursor(sent)
 
     def find_one(self, filter: Any = None, *args: Any, sort: Any = None, **kwargs: Any) -> None:
         self._sent("find_one", filter, sort)

@@ -181,6 +181,40 @@ def test_an_unknown_preview_is_not_found(previews: AIPreviews) -> None:
         previews.complete(ObjectId(), ObjectId())
 
 
+def _trips(previews: AIPreviews | AsyncAIPreviews) -> int:
+    assert previews.trips is not None
+    return previews.trips.count
+
+
+def test_a_change_is_one_round_trip_and_a_refused_one_reads_once_more(
+    previews: AIPreviews,
+) -> None:
+    tenant = ObjectId()
+    preview_id = previews.create(tenant, "p", ttl=60)["_id"]
+    before = _trips(previews)
+    previews.append_tokens(tenant, preview_id, "a")
+    previews.complete(tenant, preview_id)
+    assert _trips(previews) - before == 2  # one find_one_and_update each
+    with pytest.raises(InvalidTransitionError):
+        previews.fail(tenant, preview_id)
+    assert _trips(previews) - before == 2 + 2  # the update matched nothing: read to say why
+
+
+def test_create_checks_the_user_with_one_read(previews: AIPreviews, db: Any, clock: Any) -> None:
+    tenant = ObjectId()
+    user = db.users.insert_one(
+        {"clerkUserId": "user_2", "tenantId": tenant, "role": "user", "createdAt": clock.now()}
+    ).inserted_id
+    previews.create(tenant, "p", ttl=60)
+    assert _trips(previews) == 1
+    previews.create(tenant, "p", ttl=60, user_id=user)
+    assert _trips(previews) == 1 + 2
+    with pytest.raises(NotFoundError):
+        previews.create(ObjectId(), "p", ttl=60, user_id=user)  # another tenant's user
+    assert _trips(previews) == 1 + 2 + 1  # refused after the read, nothing inserted
+    assert db.aiPreviews.count_documents({}) == 2
+
+
 # ---------------------------------------------------------------- async twin
 
 
@@ -200,3 +234,17 @@ async def test_async_previews_stream_expire_and_scope(async_db: Any, clock: Any)
     clock.advance(seconds=61)
     assert await previews.get(tenant, preview_id) is None
     assert await previews.list(tenant) == []
+
+
+async def test_async_previews_refuse_like_the_sync_ones(async_db: Any, clock: Any) -> None:
+    await init_schema_async(async_db)
+    clock.set(FUTURE)
+    previews = AsyncAIPreviews(async_db, clock=clock)
+    tenant = ObjectId()
+    preview_id = (await previews.create(tenant, "p", ttl=60))["_id"]
+    with pytest.raises(NotFoundError):
+        await previews.append_tokens(ObjectId(), preview_id, "x")  # another tenant's
+    with pytest.raises(NotFoundError):
+        await previews.create(tenant, "p", ttl=60, user_id=ObjectId())  # not a user of it
+    assert _trips(previews) == 1 + 2 + 1
+    assert (await previews.get(tenant, preview_id))["status"] == "pending"
