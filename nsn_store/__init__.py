@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # what a type checker sees; at run time __getattr__ imports o
         verify_schema,
     )
     from nsn_store.previews import AIPreviews, AsyncAIPreviews
-    from nsn_store.rag import RagDocuments
+    from nsn_store.rag import AsyncRagDocuments, RagDocuments
     from nsn_store.scheduler import AsyncScheduler, Scheduler
     from nsn_store.schema import SCHEMA, CollectionSpec, IndexSpec
     from nsn_store.simulate import run_simulation
@@ -69,6 +69,7 @@ _EXPORTS: dict[str, str] = {
     "Aggregates": "aggregates",
     "AsyncAIPreviews": "previews",
     "AsyncAggregates": "aggregates",
+    "AsyncRagDocuments": "rag",
     "AsyncScheduler": "scheduler",
     "AsyncShardedCounter": "counters",
     "AsyncWorker": "worker",
@@ -128,6 +129,7 @@ __all__ = [
     "Aggregates",
     "AsyncAIPreviews",
     "AsyncAggregates",
+    "AsyncRagDocuments",
     "AsyncScheduler",
     "AsyncShardedCounter",
     "AsyncTenantScope",

@@ -34,9 +34,11 @@ import bson
 from bson import ObjectId
 from bson.errors import BSONError
 
+from nsn_store._flow import Flow, FlowHost, Op, TripCounter, asynchronous, sync
+from nsn_store._types import Document, DocumentIn, IdLike
 from nsn_store.arguments import as_object_id, check_limit, check_text
 from nsn_store.clock import DEFAULT_CLOCK, Clock
-from nsn_store.errors import InvalidArgumentError, translated
+from nsn_store.errors import InvalidArgumentError
 
 COLLECTION = "ragDocuments"
 DEFAULT_LIMIT = 10
@@ -87,7 +89,7 @@ def _embedding_error(problem: str) -> InvalidArgumentError:
     return InvalidArgumentError(f"embedding {problem}", argument="embedding")
 
 
-def check_metadata(metadata: Any) -> dict[str, Any]:
+def check_metadata(metadata: Any) -> Document:
     """Return ``metadata`` as a dict if it is a mapping BSON can encode."""
     if not isinstance(metadata, Mapping):
         raise InvalidArgumentError("metadata must be a mapping", argument="metadata")
@@ -102,16 +104,16 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
 
 
 def rag_document(
-    tenant_id: Any,
+    tenant_id: ObjectId,
     text: str,
     now: datetime,
     *,
     title: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
+    metadata: DocumentIn | None = None,
     embedding: Sequence[float] | None = None,
-) -> dict[str, Any]:
+) -> Document:
     """Return a new RAG document (optional fields absent, never null)."""
-    document: dict[str, Any] = {
+    document: Document = {
         "tenantId": tenant_id,
         "text": check_text(text, "text", maximum=MAX_TEXT),
         "createdAt": now,
@@ -125,109 +127,92 @@ def rag_document(
     return document
 
 
-def search_filter(tenant_id: Any, query: str) -> dict[str, Any]:
+def tenant_filter(tenant_id: ObjectId) -> Document:
+    """Return the filter of every document of the tenant (served by ``by_tenantId``)."""
+    return {"tenantId": tenant_id}
+
+
+def search_filter(tenant_id: ObjectId, query: str) -> Document:
     """Return the tenant-scoped, case-insensitive substring filter over text and title."""
     check_text(query, "query", maximum=MAX_QUERY)
     pattern = {"$regex": re.escape(query), "$options": "i"}
     return {"tenantId": tenant_id, "$or": [{"text": pattern}, {"title": pattern}]}
 
 
-# ---------------------------------------------------------------- I/O twins
+# ---------------------------------------------------------------- flows
 
 
-class _RagBase:
+class _RagFlows(FlowHost):
+    """Every RAG operation, written once as a flow; the classes below declare them.
+
+    Each flow checks its arguments before its first database call.
+    """
+
     def __init__(self, db: Any, *, clock: Clock | None = None) -> None:
         self.db = db
+        self.trips = TripCounter()
         self.clock = clock or DEFAULT_CLOCK
-        self._collection = db[COLLECTION]
 
-    def _new(self, tenant_id: Any, text: Any, **optional: Any) -> dict[str, Any]:
-        """Check add's arguments (before any I/O); return the new document."""
+    def _add(
+        self,
+        tenant_id: IdLike,
+        text: str,
+        *,
+        title: str | None = None,
+        metadata: DocumentIn | None = None,
+        embedding: Sequence[float] | None = None,
+    ) -> Flow[Document]:
+        """Store a passage (with an optional caller-supplied embedding); return it."""
         tenant = as_object_id(tenant_id, "tenant_id")
-        return rag_document(tenant, text, self.clock.now(), **optional)
+        document = rag_document(
+            tenant, text, self.clock.now(), title=title, metadata=metadata, embedding=embedding
+        )
+        inserted = yield Op("insert_one", COLLECTION, (document,))
+        document["_id"] = inserted.inserted_id
+        return document
 
-    def _listing(self, tenant_id: Any, limit: Any) -> tuple[ObjectId, int]:
+    def _list(self, tenant_id: IdLike, *, limit: int = DEFAULT_LIST_LIMIT) -> Flow[list[Document]]:
+        """Return the tenant's documents, newest first (``limit`` 1-1,000)."""
+        tenant, limit = self._listing(tenant_id, limit)
+        found: list[Document] = yield _newest(tenant_filter(tenant), limit)
+        return found
+
+    def _search(
+        self, tenant_id: IdLike, query: str, *, limit: int = DEFAULT_LIMIT
+    ) -> Flow[list[Document]]:
+        """Return the tenant's documents whose text or title contains ``query`` (any case).
+
+        ``query`` is 1-1,000 characters, ``limit`` 1-1,000.
+        """
+        tenant, limit = self._listing(tenant_id, limit)
+        found: list[Document] = yield _newest(search_filter(tenant, query), limit)
+        return found
+
+    def _listing(self, tenant_id: IdLike, limit: int) -> tuple[ObjectId, int]:
+        """Check the tenant and the limit (before any I/O)."""
         tenant = as_object_id(tenant_id, "tenant_id")
         return tenant, check_limit(limit, "limit", maximum=MAX_LIST_LIMIT)
 
-    def _search(self, tenant_id: Any, query: Any, limit: Any) -> tuple[dict[str, Any], int]:
-        tenant, limit = self._listing(tenant_id, limit)
-        return search_filter(tenant, query), limit
+
+def _newest(query: DocumentIn, limit: int) -> Op:
+    """Return the find of the newest ``limit`` documents matching ``query`` (one call)."""
+    return Op("find", COLLECTION, (query,), {"sort": _NEWEST_FIRST, "limit": limit})
 
 
-class RagDocuments(_RagBase):
+# ---------------------------------------------------------------- declarations
+
+
+class RagDocuments(_RagFlows):
     """Add, list and search a tenant's RAG documents."""
 
-    def add(
-        self,
-        tenant_id: Any,
-        text: str,
-        *,
-        title: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        embedding: Sequence[float] | None = None,
-    ) -> dict[str, Any]:
-        """Store a passage (with an optional caller-supplied embedding); return it."""
-        document = self._new(tenant_id, text, title=title, metadata=metadata, embedding=embedding)
-        with translated(collection=COLLECTION):
-            document["_id"] = self._collection.insert_one(document).inserted_id
-        return document
-
-    def list(self, tenant_id: Any, *, limit: int = DEFAULT_LIST_LIMIT) -> builtins.list[dict]:
-        """Return the tenant's documents, newest first (``limit`` 1-1,000)."""
-        tenant, limit = self._listing(tenant_id, limit)
-        with translated(collection=COLLECTION):
-            cursor = self._collection.find({"tenantId": tenant}).sort(_NEWEST_FIRST)
-            return builtins.list(cursor.limit(limit))
-
-    def search(
-        self, tenant_id: Any, query: str, *, limit: int = DEFAULT_LIMIT
-    ) -> builtins.list[dict]:
-        """Return the tenant's documents whose text or title contains ``query`` (any case).
-
-        ``query`` is 1-1,000 characters, ``limit`` 1-1,000.
-        """
-        found_by, limit = self._search(tenant_id, query, limit)
-        with translated(collection=COLLECTION):
-            cursor = self._collection.find(found_by).sort(_NEWEST_FIRST)
-            return builtins.list(cursor.limit(limit))
+    add = sync(_RagFlows._add)
+    list = sync(_RagFlows._list)
+    search = sync(_RagFlows._search)
 
 
-class AsyncRagDocuments(_RagBase):
+class AsyncRagDocuments(_RagFlows):
     """The asyncio twin of :class:`RagDocuments`."""
 
-    async def add(
-        self,
-        tenant_id: Any,
-        text: str,
-        *,
-        title: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        embedding: Sequence[float] | None = None,
-    ) -> dict[str, Any]:
-        """Store a passage (with an optional caller-supplied embedding); return it."""
-        document = self._new(tenant_id, text, title=title, metadata=metadata, embedding=embedding)
-        with translated(collection=COLLECTION):
-            document["_id"] = (await self._collection.insert_one(document)).inserted_id
-        return document
-
-    async def list(self, tenant_id: Any, *, limit: int = DEFAULT_LIST_LIMIT) -> builtins.list[dict]:
-        """Return the tenant's documents, newest first (``limit`` 1-1,000)."""
-        tenant, limit = self._listing(tenant_id, limit)
-        with translated(collection=COLLECTION):
-            cursor = self._collection.find({"tenantId": tenant}).sort(_NEWEST_FIRST)
-            found: builtins.list[dict] = await cursor.limit(limit).to_list(None)
-        return found
-
-    async def search(
-        self, tenant_id: Any, query: str, *, limit: int = DEFAULT_LIMIT
-    ) -> builtins.list[dict]:
-        """Return the tenant's documents whose text or title contains ``query`` (any case).
-
-        ``query`` is 1-1,000 characters, ``limit`` 1-1,000.
-        """
-        found_by, limit = self._search(tenant_id, query, limit)
-        with translated(collection=COLLECTION):
-            cursor = self._collection.find(found_by).sort(_NEWEST_FIRST)
-            found: builtins.list[dict] = await cursor.limit(limit).to_list(None)
-        return found
+    add = asynchronous(_RagFlows._add)
+    list = asynchronous(_RagFlows._list)
+    search = asynchronous(_RagFlows._search)

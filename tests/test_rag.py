@@ -8,6 +8,7 @@ import pytest
 from _support import assert_async_twin, init_schema_async
 from bson import ObjectId
 
+import nsn_store
 from nsn_store.errors import (
     ConfigurationError,
     InvalidArgumentError,
@@ -56,6 +57,12 @@ def test_search_escapes_the_query_and_stays_in_the_tenant() -> None:
 
 def test_sync_and_async_surfaces_match() -> None:
     assert_async_twin(RagDocuments, AsyncRagDocuments)
+
+
+def test_both_twins_are_exported_from_the_package() -> None:
+    assert nsn_store.RagDocuments is RagDocuments
+    assert nsn_store.AsyncRagDocuments is AsyncRagDocuments
+    assert {"RagDocuments", "AsyncRagDocuments"} <= set(nsn_store.__all__)
 
 
 # ---------------------------------------------------------------- behaviour
@@ -126,6 +133,16 @@ def test_search_respects_the_limit(rag: RagDocuments) -> None:
     assert len(rag.search(tenant, "note", limit=3)) == 3
 
 
+def test_every_operation_is_one_round_trip(rag: RagDocuments) -> None:
+    tenant = ObjectId()
+    for i in range(4):
+        rag.add(tenant, f"note {i}")
+    assert rag.trips is not None and rag.trips.count == 4
+    assert len(rag.list(tenant, limit=2)) == 2  # sorted and limited by the server, one call
+    assert len(rag.search(tenant, "NOTE", limit=3)) == 3
+    assert rag.trips.count == 4 + 2
+
+
 # ---------------------------------------------------------------- async twin
 
 
@@ -138,3 +155,17 @@ async def test_async_add_list_and_search(async_db: Any, clock: Any) -> None:
     assert [d["_id"] for d in await rag.list(tenant)] == [added["_id"]]
     assert [d["_id"] for d in await rag.search(tenant, "PARKING")] == [added["_id"]]
     assert await rag.search(tenant, "valet") == []
+
+
+async def test_async_list_and_search_are_newest_first_and_limited(
+    async_db: Any, clock: Any
+) -> None:
+    await init_schema_async(async_db)
+    rag = AsyncRagDocuments(async_db, clock=clock)
+    tenant = ObjectId()
+    for text in ("one note", "two notes", "three notes"):
+        await rag.add(tenant, text)
+        clock.advance(seconds=1)
+    assert [d["text"] for d in await rag.list(tenant, limit=2)] == ["three notes", "two notes"]
+    assert [d["text"] for d in await rag.search(tenant, "notes", limit=1)] == ["three notes"]
+    assert rag.trips is not None and rag.trips.count == 3 + 2
