@@ -28,6 +28,10 @@ What to expect:
   repeated key costs two round trips (the upsert's insert hits the unique
   shard key, retried once) and changes nothing. The script prints keyed
   adds/s and refused repeats/s next to plain adds and checks both counts.
+- Round trips, counted by the flow runner (``counter.trips``), not timed: a
+  plain or keyed add is one call (a little more when first adds race to
+  insert a shard and one retries), a refused repeat two. These are exact on
+  any machine, so they are what to compare across changes.
 Timings are indicative only on a noisy machine: compare ratios.
 """
 
@@ -111,13 +115,18 @@ def compare(db: Any, label: str, writers: int, adds: int, shards: int) -> None:
     db.counters.delete_many({})
     counter, tenant = ShardedCounter(db, shards=shards), ObjectId()
     unique = [[f"w{w}:{i}" for i in range(adds)] for w in range(writers)]
+    trips = counter.trips
+    assert trips is not None
     keyed = hammer(counter, writers, adds, keys=unique, tenant=tenant)
+    keyed_trips = (trips.count - 1) / (writers * adds)  # less hammer's one count()
     again = remembered(db, tenant, writers)
+    held, seen = sum(len(k) for k in again), trips.count
     repeats = hammer(counter, writers, adds, keys=again, tenant=tenant, expected=writers * adds)
-    held = sum(len(k) for k in again)
+    repeat_trips = (trips.count - seen - 1) / held
     print(f"  {shards:>2} shards, keyed {keyed:10,.0f} adds/s ({keyed / sharded:.2f}x plain)")
     print(f"  repeated keys     {repeats:10,.0f} refused/s (count unchanged)")
     print(f"  keys remembered   {held:10,} of {writers * adds:,} (at most {shards} x 256)")
+    print(f"  round trips       {keyed_trips:10.3f} per keyed add, {repeat_trips:.3f} per repeat")
 
 
 @contextmanager

@@ -29,7 +29,10 @@ and counter bump straddle its two reads is counted once too often or too
 rarely: run it when writers are quiet, or accept that in-flight error.
 
 Other operations can bump a counter in their own bulk writes with the pure
-:func:`counter_update` (``(filter, update)`` of the upsert).
+:func:`counter_update` (``(filter, update)`` of the upsert), or compose the
+add itself into their own flow with ``yield from counter.add_flow(...)`` (see
+:mod:`nsn_store._flow`), so a service writes its change and its counter bump
+as one flow, run sync or async by the same runner.
 
 Keyed adds (``add(..., once="<key>")``) apply at most once per key, so a caller
 may repeat an add whose reply was lost. The shard is chosen from the key
