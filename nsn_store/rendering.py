@@ -39,10 +39,12 @@ from nsn_store.errors import NsnStoreError
 __all__ = [
     "MissingVariableError",
     "SmsInfo",
+    "TemplateInfo",
     "TemplateSyntaxError",
     "placeholders",
     "render",
     "sms_info",
+    "template_info",
     "template_variables",
 ]
 
@@ -88,6 +90,36 @@ class SmsInfo:
     def to_dict(self) -> dict[str, Any]:
         """Return the info as JSON-ready values."""
         return {"encoding": self.encoding, "length": self.length, "segments": self.segments}
+
+
+@dataclass(frozen=True)
+class TemplateInfo:
+    """What a template holds, found when it is saved: its variables and, for SMS, its size.
+
+    ``sms`` measures the body as written, placeholders included: the sent text
+    differs by the length of each value.
+    """
+
+    placeholders: tuple[str, ...]
+    subject_placeholders: tuple[str, ...]
+    sms: SmsInfo | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the info as JSON-ready values."""
+        return {
+            "placeholders": list(self.placeholders),
+            "subject_placeholders": list(self.subject_placeholders),
+            "sms": None if self.sms is None else self.sms.to_dict(),
+        }
+
+
+def template_info(channel: str, body: str, subject: str | None = None) -> TemplateInfo:
+    """Parse a template's body and subject; raise :class:`TemplateSyntaxError` on bad braces."""
+    return TemplateInfo(
+        placeholders=tuple(placeholders(body)),
+        subject_placeholders=tuple(placeholders(subject)) if subject else (),
+        sms=sms_info(body) if channel == "sms" else None,
+    )
 
 
 def placeholders(template: str) -> list[str]:
