@@ -1,6 +1,7 @@
-"""Pydantic models of the twelve collections of migration 0001.
+"""Pydantic models of the collections: the twelve of migration 0001, the three of 0002.
 
-Field names are the camelCase names of ``data-model.md``. The models are the
+Field names are the camelCase names of the data model (``docs/`` and the
+README's schema section). The models are the
 single declaration from which the ``$jsonSchema`` validators are generated
 (:mod:`nsn_store.schema._validators`), so every constraint written here (types, enums,
 bounds, lengths, patterns) also holds on the server.
@@ -54,6 +55,7 @@ Provider = Literal["twilio", "resend"]
 Role = Literal["owner", "admin", "user"]
 PreviewStatus = Literal["pending", "streaming", "done", "error"]
 Period = Literal["day", "week", "month"]
+JobOutcome = Literal["running", "succeeded", "failed", "skipped"]
 
 CHANNELS: tuple[str, ...] = get_args(Channel)
 MESSAGE_STATUSES: tuple[str, ...] = get_args(MessageStatus)
@@ -62,6 +64,10 @@ PROVIDERS: tuple[str, ...] = get_args(Provider)
 ROLES: tuple[str, ...] = get_args(Role)
 PREVIEW_STATUSES: tuple[str, ...] = get_args(PreviewStatus)
 PERIODS: tuple[str, ...] = get_args(Period)
+JOB_OUTCOMES: tuple[str, ...] = get_args(JobOutcome)
+
+#: How far before or after its anchor a workflow step may be sent: one leap year.
+MAX_ANCHOR_OFFSET_SECONDS = 31_622_400
 
 # --- patterns (server regexes are unanchored searches, hence ^...$) ---------
 
@@ -104,8 +110,17 @@ ObjectIdType = Annotated[
 UtcDatetime = Annotated[datetime, Strict(), AfterValidator(_aware_utc)]
 NonNegativeInt = Annotated[int, Strict(), Field(ge=0)]
 Int = Annotated[int, Strict()]
+AnchorOffset = Annotated[
+    int, Strict(), Field(ge=-MAX_ANCHOR_OFFSET_SECONDS, le=MAX_ANCHOR_OFFSET_SECONDS)
+]
 Bool = Annotated[bool, Strict()]
 Double = Annotated[float, Strict()]
+# Bounded, so NaN and infinities are refused too (neither compares within a range);
+# an int is written as a double, the only number type the validator takes here.
+Rate = Annotated[float, Strict(), Field(gt=0, le=1_000_000), AfterValidator(float)]
+TokenCount = Annotated[
+    float, Strict(), Field(ge=-1_000_000_000, le=1_000_000), AfterValidator(float)
+]
 Number = Annotated[int, Strict()] | Annotated[float, Strict()]
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -121,6 +136,11 @@ Tokens = Annotated[str, StringConstraints(max_length=100_000)]
 Title = Annotated[str, StringConstraints(max_length=500)]
 ErrorText = Annotated[str, StringConstraints(max_length=2000)]
 Address = Annotated[str, StringConstraints(min_length=1, max_length=320)]
+BucketKey = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+#: "<job name>|<period start ISO-8601 UTC>": a 200-character name, a bar, a timestamp.
+JobRunKey = Annotated[str, StringConstraints(min_length=3, max_length=256)]
+HostName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Version = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 Phone = Annotated[str, StringConstraints(pattern=E164_PATTERN)]
 Email = Annotated[str, StringConstraints(max_length=320, pattern=EMAIL_PATTERN)]
 Day = Annotated[str, StringConstraints(pattern=DAY_PATTERN)]
@@ -139,6 +159,9 @@ class Document(BaseModel):
 
     #: The collection this model describes (set by each subclass).
     collection_name: ClassVar[str] = ""
+    #: The type of ``_id`` (the server's ObjectId unless the writer chooses a key).
+    id_type: ClassVar[Any] = ObjectId
+    id_description: ClassVar[str] = "document id"
     #: Extra top-level `$jsonSchema` keywords (cross-field rules).
     validator_extra: ClassVar[dict[str, Any]] = {}
 
@@ -217,8 +240,12 @@ class Workflow(Document):
     updatedAt: UtcDatetime | None = Field(default=None, description="last change (UTC)")
 
 
-class WorkflowStep(Document):
-    """One step of a workflow: send on a channel after a delay."""
+class InitialWorkflowStep(Document):
+    """One step of a workflow: send on a channel after a delay.
+
+    The step as migration 0001 declared it; :class:`WorkflowStep` is the
+    current one. Kept unchanged so that downgrading restores 0001's validator.
+    """
 
     collection_name: ClassVar[str] = "workflowSteps"
 
@@ -230,6 +257,19 @@ class WorkflowStep(Document):
     templateId: ObjectIdType | None = Field(default=None, description="template to render")
     useAi: Bool = Field(default=False, description="personalise the message with AI")
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
+
+
+class WorkflowStep(InitialWorkflowStep):
+    """One step of a workflow: send on a channel after a delay.
+
+    Migration 0002 adds ``anchorOffsetSeconds``: a step that has it is sent at
+    the enrollment's anchor (an appointment) plus that offset, negative for
+    before; a step without it is sent ``delaySeconds`` after the anchor.
+    """
+
+    anchorOffsetSeconds: AnchorOffset | None = Field(
+        default=None, description="send at anchor + this many seconds (negative: before)"
+    )
 
 
 class Template(Document):
@@ -359,7 +399,72 @@ class Aggregate(Document):
     updatedAt: UtcDatetime = Field(description="last rollup (UTC)")
 
 
-#: Every collection model, in the plan's creation order.
+# --- migration 0002: state the worker processes share --------------------
+
+
+class RateLimitBucket(Document):
+    """A token bucket shared by every worker: sends allowed per tenant, channel and sender."""
+
+    collection_name: ClassVar[str] = "rateLimitBuckets"
+    id_type: ClassVar[Any] = BucketKey
+    id_description: ClassVar[str] = "bucket key, e.g. tenant:<hex>|sms|+15550001111"
+
+    tenantId: ObjectIdType | None = Field(
+        default=None, description="tenant limited (absent: a sender shared across tenants)"
+    )
+    channel: Channel = Field(description="channel the bucket limits")
+    sender: Address | None = Field(default=None, description="sending number or address")
+    tokens: TokenCount = Field(description="tokens left (negative: reserved ahead)")
+    capacity: Rate = Field(description="most tokens the bucket holds (the burst)")
+    refillPerSecond: Rate = Field(description="tokens added per second")
+    updatedAt: UtcDatetime = Field(description="when tokens were last computed (UTC)")
+
+
+class JobRun(Document):
+    """One period of a periodic job; its key makes each period run once across workers."""
+
+    collection_name: ClassVar[str] = "jobRuns"
+    id_type: ClassVar[Any] = JobRunKey
+    id_description: ClassVar[str] = "<job name>|<period start, ISO-8601 UTC>"
+
+    job: Name = Field(description="job name")
+    periodStart: UtcDatetime = Field(description="start of the period (UTC)")
+    periodEnd: UtcDatetime = Field(description="end of the period, exclusive (UTC)")
+    holder: Identifier = Field(description="worker id running or that ran it")
+    leaseUntil: UtcDatetime = Field(description="the holder's lease; after it, a takeover")
+    startedAt: UtcDatetime = Field(description="when the holder started it (UTC)")
+    finishedAt: UtcDatetime | None = Field(default=None, description="when it ended (UTC)")
+    outcome: JobOutcome = Field(description="running, or how it ended")
+    error: ErrorText | None = Field(default=None, description="why it failed")
+
+    @model_validator(mode="after")
+    def _period_ends_after_it_starts(self) -> JobRun:
+        if self.periodEnd <= self.periodStart:
+            raise ValueError("periodEnd must be after periodStart")
+        return self
+
+
+class WorkerRecord(Document):
+    """A live worker process, refreshed by its heartbeat; a TTL index drops silent ones."""
+
+    collection_name: ClassVar[str] = "workers"
+    id_type: ClassVar[Any] = Identifier
+    id_description: ClassVar[str] = "worker id"
+
+    host: HostName = Field(description="host the worker runs on")
+    pid: NonNegativeInt = Field(description="process id")
+    version: Version = Field(description="nsn-store version")
+    startedAt: UtcDatetime = Field(description="when the worker started (UTC)")
+    heartbeatAt: UtcDatetime = Field(description="last heartbeat (UTC)")
+    concurrency: Annotated[int, Strict(), Field(ge=1, le=100_000)] = Field(
+        description="messages sent at once"
+    )
+    tenants: Annotated[list[ObjectIdType], Field(max_length=10_000)] | None = Field(
+        default=None, description="tenants it serves (absent: all)"
+    )
+
+
+#: Every collection model as the newest migration declares it, in creation order.
 MODELS: tuple[type[Document], ...] = (
     Tenant,
     User,
@@ -373,4 +478,7 @@ MODELS: tuple[type[Document], ...] = (
     RagDocument,
     Counter,
     Aggregate,
+    RateLimitBucket,
+    JobRun,
+    WorkerRecord,
 )

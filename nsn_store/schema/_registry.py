@@ -1,9 +1,14 @@
-"""The schema registry: the twelve collections of migration 0001, in plan order.
+"""The schema registry: the migration chain and the collections each one declares.
 
-This is the one ordered declaration the rest of the package walks: ``init``
+:data:`MIGRATIONS` is the ordered chain (0001 creates the twelve collections of
+the approved plan, in its order; 0002 adds the worker's shared state); each
+:class:`Migration` declares the collections it creates and the ones it revises.
+:data:`SCHEMA` is the head, every collection as the newest migration leaves
+it: the one ordered declaration the rest of the package walks (``init``
 forward, ``drop`` reversed, ``status``/``verify`` diffed against the server,
-``export`` rendered to ``collections/*.json``. No second list of collection
-names exists anywhere.
+``export`` rendered to ``collections/*.json``). No second list of collection
+names exists anywhere. A migration, once released, is never edited: a change
+is a new migration at the end of the chain.
 
 Index keys are ordered ``(field, direction)`` pairs because MongoDB treats
 ``{a: 1, b: 1}`` and ``{b: 1, a: 1}`` as different indexes with different uses.
@@ -11,8 +16,10 @@ Index keys are ordered ``(field, direction)`` pairs because MongoDB treats
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
@@ -20,11 +27,16 @@ from typing import Any, overload
 from pydantic import BaseModel
 from pymongo import IndexModel
 
-from nsn_store.errors import ConfigurationError
+from nsn_store.errors import ConfigurationError, InvalidArgumentError
 from nsn_store.schema import _models as models
 from nsn_store.schema._validators import validator_for
 
 MIGRATION_ID = "0001_initial_schema"
+WORKER_STATE_ID = "0002_worker_state"
+#: A migration id: four digits (its place in the chain), an underscore, a slug.
+MIGRATION_ID_PATTERN = re.compile(r"^[0-9]{4}_[a-z0-9_]{1,60}$")
+#: Targets that name no migration: before the first, and the newest.
+BASE, HEAD = "base", "head"
 
 
 class UnknownCollectionError(ConfigurationError, KeyError):
@@ -101,6 +113,9 @@ class CollectionSpec:
     validation_level: str = "strict"
     validation_action: str = "error"
     shard_key: ShardKey = UNSHARDED
+    #: Every document belongs to one tenant, so TenantScope serves it (tenants and the
+    #: worker's shared state do not).
+    tenant_owned: bool = True
 
     def create_options(self) -> dict[str, Any]:
         """Return the ``create``/``collMod`` options that carry the validator."""
@@ -160,6 +175,129 @@ class Schema(Sequence[CollectionSpec]):
         )
 
 
+@dataclass(frozen=True)
+class Migration:
+    """One link of the chain: the collections it creates and those it revises.
+
+    A revision is the collection's whole new spec (validator and indexes): the
+    runner collMods the validator and creates the indexes it adds, and a
+    downgrade restores the spec the collection had before.
+    """
+
+    id: str
+    description: str
+    creates: tuple[CollectionSpec, ...] = ()
+    revises: tuple[CollectionSpec, ...] = ()
+
+    @property
+    def checksum(self) -> str:
+        """Return the sha256 of what it declares (0001's is ``checksum`` of its schema)."""
+        documents = [spec_document(spec) for spec in self.creates]
+        documents += [{"revises": spec_document(spec)} for spec in self.revises]
+        return _digest(documents)
+
+    @property
+    def collections(self) -> tuple[str, ...]:
+        """Return the collections it touches: those it creates, then those it revises."""
+        return tuple(spec.name for spec in (*self.creates, *self.revises))
+
+    def spec(self, name: str) -> CollectionSpec:
+        """Return the spec this migration declares for collection ``name``."""
+        for spec in (*self.creates, *self.revises):
+            if spec.name == name:
+                return spec
+        raise UnknownCollectionError(f"migration {self.id} does not touch collection {name!r}")
+
+    def apply(self, schema: Schema) -> Schema:
+        """Return ``schema`` as this migration leaves it (revised in place, created appended)."""
+        revised = {spec.name: spec for spec in self.revises}
+        unknown = sorted(set(revised) - set(schema.names))
+        if unknown:
+            raise ConfigurationError(f"migration {self.id} revises undeclared {unknown}")
+        return Schema([*(revised.get(spec.name, spec) for spec in schema), *self.creates])
+
+
+class Migrations(Sequence[Migration]):
+    """The ordered migration chain; look a migration up by position, id or id prefix."""
+
+    def __init__(self, migrations: Iterable[Migration]) -> None:
+        self._migrations = tuple(migrations)
+        self.ids: tuple[str, ...] = tuple(migration.id for migration in self._migrations)
+        if not self._migrations:
+            raise ConfigurationError("a migration chain needs at least one migration")
+        for position, migration in enumerate(self._migrations, 1):
+            if not MIGRATION_ID_PATTERN.match(migration.id):
+                raise ConfigurationError(f"migration id {migration.id!r} is not NNNN_slug")
+            if int(migration.id[:4]) != position:
+                raise ConfigurationError(f"migration {migration.id} is number {position}")
+        schemas = [Schema([])]
+        for migration in self._migrations:  # also refuses a collection created twice
+            schemas.append(migration.apply(schemas[-1]))
+        self._schemas = tuple(schemas)
+
+    @overload
+    def __getitem__(self, key: int) -> Migration: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> Sequence[Migration]: ...
+
+    def __getitem__(self, key: int | slice) -> Migration | Sequence[Migration]:
+        return self._migrations[key]
+
+    def __len__(self) -> int:
+        return len(self._migrations)
+
+    def __iter__(self) -> Iterator[Migration]:
+        return iter(self._migrations)
+
+    def __repr__(self) -> str:
+        return f"Migrations({', '.join(self.ids)})"
+
+    @property
+    def head(self) -> Migration:
+        """Return the newest migration."""
+        return self._migrations[-1]
+
+    def get(self, target: str) -> Migration:
+        """Return the migration ``target`` names: its id, or a prefix of one id ("0002")."""
+        return self._migrations[self.position(target) - 1]
+
+    def position(self, target: str | None) -> int:
+        """Return how many migrations are applied at ``target`` (base 0, head or None all)."""
+        if target is None or target == HEAD:
+            return len(self._migrations)
+        if target == BASE:
+            return 0
+        known = ", ".join((*self.ids, BASE, HEAD))
+        if not isinstance(target, str) or not target:
+            raise UnknownMigrationError(f"a migration target is an id, {BASE} or {HEAD}: {known}")
+        if target in self.ids:
+            return self.ids.index(target) + 1
+        matches = [n for n, id_ in enumerate(self.ids, 1) if id_.startswith(target)]
+        if len(matches) != 1:
+            kind = "matches several migrations" if matches else "names no migration"
+            raise UnknownMigrationError(f"{target!r} {kind}; known: {known}")
+        return matches[0]
+
+    def schema(self, target: str | None = None) -> Schema:
+        """Return the collections as migration ``target`` (default the head) leaves them."""
+        return self._schemas[self.position(target)]
+
+    def schema_at(self, position: int) -> Schema:
+        """Return the collections after the first ``position`` migrations."""
+        return self._schemas[position]
+
+
+class UnknownMigrationError(InvalidArgumentError, KeyError):
+    """A target that names no migration of the chain (or several): a bad ``target``."""
+
+    def __init__(self, message: str, *, argument: str = "target") -> None:
+        super().__init__(message, argument=argument)
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 def spec_document(spec: CollectionSpec) -> dict[str, Any]:
     """Return the canonical description of a spec (what ``checksum`` hashes)."""
     return {
@@ -181,14 +319,28 @@ def _index(name: str, *fields: str, **options: Any) -> IndexSpec:
 
 
 def _collection(
-    model: type[models.Document], *indexes: IndexSpec, shard: ShardKey = UNSHARDED
+    model: type[models.Document],
+    *indexes: IndexSpec,
+    shard: ShardKey = UNSHARDED,
+    tenant_owned: bool = True,
 ) -> CollectionSpec:
     return CollectionSpec(
-        model.collection_name, model, indexes, validator_for(model), shard_key=shard
+        model.collection_name,
+        model,
+        indexes,
+        validator_for(model),
+        shard_key=shard,
+        tenant_owned=tenant_owned,
     )
 
 
-SCHEMA = Schema(
+def _revised(spec: CollectionSpec, model: type[models.Document]) -> CollectionSpec:
+    """Return ``spec`` with the validator of ``model`` (same indexes and shard key)."""
+    return dataclasses.replace(spec, model=model, validator=validator_for(model))
+
+
+#: Migration 0001's collections, in the approved plan's order. Released: never edit.
+INITIAL_SCHEMA = Schema(
     [
         _collection(
             models.Tenant,
@@ -197,6 +349,7 @@ SCHEMA = Schema(
                 None,
                 "one small document per tenant; unique clerkOrgId is global",
             ),
+            tenant_owned=False,
         ),
         _collection(
             models.User,
@@ -229,7 +382,7 @@ SCHEMA = Schema(
             ),
         ),
         _collection(
-            models.WorkflowStep,
+            models.InitialWorkflowStep,
             _index("by_workflowId", "workflowId", "order"),
             _index("by_tenantId", "tenantId"),
             shard=ShardKey(
@@ -350,9 +503,56 @@ SCHEMA = Schema(
     ]
 )
 
+#: Migration 0002: the state every worker process shares, so it lives in the database.
+WORKER_STATE = Migration(
+    WORKER_STATE_ID,
+    "rate-limit buckets, periodic job runs and live workers; workflowSteps.anchorOffsetSeconds",
+    creates=(
+        _collection(
+            models.RateLimitBucket,
+            _index("tenantId_1", "tenantId"),
+            shard=ShardKey(None, "small: one document per tenant, channel and sender"),
+            tenant_owned=False,  # a sender's bucket may be shared by tenants
+        ),
+        _collection(
+            models.JobRun,
+            # The latest periods of one job first: "did this job run lately?".
+            IndexSpec("job_1_periodStart_-1", (("job", 1), ("periodStart", -1))),
+            shard=ShardKey(None, "one document per job and period; pruned by retention"),
+            tenant_owned=False,
+        ),
+        _collection(
+            models.WorkerRecord,
+            # TTL: a worker silent for a day disappears.
+            _index("heartbeatAt_1", "heartbeatAt", expire_after_seconds=86_400),
+            shard=ShardKey(None, "one document per live worker"),
+            tenant_owned=False,
+        ),
+    ),
+    revises=(_revised(INITIAL_SCHEMA["workflowSteps"], models.WorkflowStep),),
+)
+
+#: The migration chain, oldest first. Add a migration at the end; never edit one.
+MIGRATIONS = Migrations(
+    [
+        Migration(
+            MIGRATION_ID,
+            "the twelve collections of the approved plan, in its order",
+            creates=tuple(INITIAL_SCHEMA),
+        ),
+        WORKER_STATE,
+    ]
+)
+
+#: The head: every collection as the newest migration leaves it, in creation order.
+SCHEMA = MIGRATIONS.schema()
+
+
+def _digest(documents: list[Any]) -> str:
+    canonical = json.dumps(documents, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
 
 def checksum(schema: Schema = SCHEMA) -> str:
     """Return the sha256 hex digest of the canonical JSON of every spec, in order."""
-    specs = [spec_document(spec) for spec in schema]
-    canonical = json.dumps(specs, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return _digest([spec_document(spec) for spec in schema])

@@ -79,7 +79,7 @@ def _object_schema(model: type[BaseModel], *, root: bool) -> dict[str, Any]:
         schema["description"] = summary
     properties: dict[str, Any] = {}
     if root:
-        properties["_id"] = {"bsonType": "objectId", "description": "document id"}
+        properties["_id"] = _id_schema(model)
     required: list[str] = []
     for name, field in model.model_fields.items():
         annotation, optional = _strip_none(field.annotation)
@@ -92,6 +92,13 @@ def _object_schema(model: type[BaseModel], *, root: bool) -> dict[str, Any]:
     schema["additionalProperties"] = False
     if root:
         schema.update(getattr(model, "validator_extra", {}) or {})
+    return _ordered(schema)
+
+
+def _id_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """Describe ``_id``: an ObjectId unless the model names another type (a chosen key)."""
+    schema = _type_schema(getattr(model, "id_type", ObjectId), [])
+    schema["description"] = str(getattr(model, "id_description", "document id"))
     return _ordered(schema)
 
 

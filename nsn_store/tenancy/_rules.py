@@ -69,10 +69,10 @@ REQUIRED_REFERENCES = _required_references()
 
 
 def tenant_collections() -> tuple[str, ...]:
-    """Return every collection of the schema that is owned by a tenant (all but tenants)."""
+    """Return every collection of the schema that is owned by a tenant (the registry says)."""
     from nsn_store.schema._registry import SCHEMA
 
-    return tuple(name for name in SCHEMA.names if name != "tenants")
+    return tuple(spec.name for spec in SCHEMA if spec.tenant_owned)
 
 
 # ---------------------------------------------------------------- argument shapes

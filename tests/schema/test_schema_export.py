@@ -18,11 +18,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_render_names_files_in_creation_order() -> None:
     names = list(export.render())
-    assert names[0] == "01-tenants.json" and names[-1] == "12-aggregates.json"
+    assert names[0] == "01-tenants.json" and names[11] == "12-aggregates.json"
+    assert names[12:] == ["13-rateLimitBuckets.json", "14-jobRuns.json", "15-workers.json"]
     assert names == [f"{n:02d}-{spec.name}.json" for n, spec in enumerate(SCHEMA, start=1)]
 
 
-@pytest.mark.parametrize("order", range(1, 13), ids=SCHEMA.names)
+@pytest.mark.parametrize("order", range(1, len(SCHEMA) + 1), ids=SCHEMA.names)
 def test_file_holds_exactly_what_init_applies(order: int) -> None:
     spec = SCHEMA[order - 1]
     text = export.render()[f"{order:02d}-{spec.name}.json"]
@@ -83,17 +84,17 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
 
 def test_stray_file_is_reported_and_pruned(tmp_path: Path) -> None:
     export.write(tmp_path)
-    (tmp_path / "13-oldThings.json").write_text("{}\n")
+    (tmp_path / "99-oldThings.json").write_text("{}\n")
     (tmp_path / "notes.txt").write_text("not a schema file\n")
     [problem] = export.check(tmp_path)
-    assert problem.startswith("extra: 13-oldThings.json")
+    assert problem.startswith("extra: 99-oldThings.json")
     export.write(tmp_path, prune=True)
     assert export.check(tmp_path) == []
     assert (tmp_path / "notes.txt").exists()
 
 
 def test_missing_directory_reports_every_file(tmp_path: Path) -> None:
-    assert len(export.check(tmp_path / "absent")) == 12
+    assert len(export.check(tmp_path / "absent")) == len(SCHEMA) == 15
 
 
 def test_committed_collections_are_up_to_date() -> None:

@@ -72,6 +72,30 @@ REQUIRED: dict[type[models.Document], dict[str, Any]] = {
         "createdAt": NOW,
         "updatedAt": NOW,
     },
+    models.RateLimitBucket: {
+        "channel": "sms",
+        "tokens": 2.0,
+        "capacity": 2.0,
+        "refillPerSecond": 1.0,
+        "updatedAt": NOW,
+    },
+    models.JobRun: {
+        "job": "rollup",
+        "periodStart": NOW,
+        "periodEnd": NOW + timedelta(hours=1),
+        "holder": "host:1:ab",
+        "leaseUntil": NOW + timedelta(minutes=5),
+        "startedAt": NOW,
+        "outcome": "running",
+    },
+    models.WorkerRecord: {
+        "host": "host",
+        "pid": 4242,
+        "version": "0.1.0",
+        "startedAt": NOW,
+        "heartbeatAt": NOW,
+        "concurrency": 8,
+    },
 }
 BY_NAME = {model.collection_name: model for model in models.MODELS}
 ENUM_FIELDS: list[tuple[type[models.Document], str]] = [
@@ -81,12 +105,14 @@ ENUM_FIELDS: list[tuple[type[models.Document], str]] = [
     (models.MessageEvent, "eventType"),
     (models.AIPreview, "status"),
     (models.Aggregate, "period"),
+    (models.RateLimitBucket, "channel"),
+    (models.JobRun, "outcome"),
 ]
 
 
 def test_every_collection_has_a_model() -> None:
     assert set(REQUIRED) == set(models.MODELS)
-    assert len({model.collection_name for model in models.MODELS}) == 12
+    assert len({model.collection_name for model in models.MODELS}) == 15
 
 
 def test_enumerations_are_exported_as_tuples() -> None:
@@ -194,8 +220,30 @@ def test_times_are_normalised_to_utc_milliseconds() -> None:
         (models.Tenant, "name", "x" * 201),
         (models.AIPreview, "prompt", "x" * 10_001),
         (models.ScheduledMessage, "lastError", "x" * 2001),
+        (models.WorkflowStep, "anchorOffsetSeconds", 31_622_401),
+        (models.WorkflowStep, "anchorOffsetSeconds", -31_622_401),
+        (models.RateLimitBucket, "capacity", 0.0),
+        (models.RateLimitBucket, "refillPerSecond", float("inf")),
+        (models.RateLimitBucket, "tokens", float("nan")),
+        (models.WorkerRecord, "concurrency", 0),
+        (models.JobRun, "error", "x" * 2001),
     ],
-    ids=["phone", "email", "day", "empty-name", "long-name", "long-prompt", "long-error"],
+    ids=[
+        "phone",
+        "email",
+        "day",
+        "empty-name",
+        "long-name",
+        "long-prompt",
+        "long-error",
+        "anchor-after-a-year",
+        "anchor-before-a-year",
+        "zero-capacity",
+        "infinite-refill",
+        "nan-tokens",
+        "no-concurrency",
+        "long-job-error",
+    ],
 )
 def test_patterns_and_lengths_are_enforced(
     model: type[models.Document], field: str, value: Any
@@ -238,3 +286,31 @@ def test_aggregate_round_trips_through_to_document(value: float, day: str, perio
     again = models.Aggregate.model_validate(aggregate.to_document())
     assert again == aggregate
     assert type(again.value) is type(value)  # an int stays an int (BSON int/long), a float a double
+
+
+def test_a_step_may_be_anchored_before_its_appointment() -> None:
+    step = models.WorkflowStep(**REQUIRED[models.WorkflowStep], anchorOffsetSeconds=-86_400)
+    assert step.to_document()["anchorOffsetSeconds"] == -86_400
+    plain = models.WorkflowStep(**REQUIRED[models.WorkflowStep]).to_document()
+    assert "anchorOffsetSeconds" not in plain
+    with pytest.raises(ValidationError, match="extra"):  # migration 0001's step has no anchor
+        models.InitialWorkflowStep(**REQUIRED[models.WorkflowStep], anchorOffsetSeconds=0)
+
+
+def test_a_job_period_ends_after_it_starts() -> None:
+    with pytest.raises(ValidationError, match="periodEnd"):
+        models.JobRun(**{**REQUIRED[models.JobRun], "periodEnd": NOW})
+
+
+def test_a_bucket_shared_across_tenants_has_no_tenant() -> None:
+    bucket = models.RateLimitBucket(**REQUIRED[models.RateLimitBucket], sender="+15550001111")
+    assert "tenantId" not in bucket.to_document()
+    assert bucket.to_document()["sender"] == "+15550001111"
+
+
+def test_bucket_numbers_are_written_as_doubles() -> None:
+    bucket = models.RateLimitBucket(**{**REQUIRED[models.RateLimitBucket], "tokens": -3})
+    document = bucket.to_document()
+    assert [type(document[f]) for f in ("tokens", "capacity", "refillPerSecond")] == [float] * 3
+    with pytest.raises(ValidationError):
+        models.RateLimitBucket(**{**REQUIRED[models.RateLimitBucket], "tokens": "2"})

@@ -15,6 +15,7 @@ import pytest
 from nsn_store.errors import ConfigurationError
 from nsn_store.schema import _models as models
 from nsn_store.schema._registry import (
+    INITIAL_SCHEMA,
     MIGRATION_ID,
     SCHEMA,
     CollectionSpec,
@@ -86,7 +87,14 @@ UNIQUE = {
     ("scheduledMessages", "by_tenant_idempotencyKey"),
     ("messageEvents", "by_provider_message_event"),
 }
-ALL_INDEXES = {**PLAN_INDEXES, **ADDITIONS}
+#: Migration 0002's collections and indexes (the contract shared with the worker).
+WORKER_STATE_ORDER = ("rateLimitBuckets", "jobRuns", "workers")
+WORKER_STATE_INDEXES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("rateLimitBuckets", "tenantId_1"): ("tenantId",),
+    ("jobRuns", "job_1_periodStart_-1"): ("job", "periodStart"),
+    ("workers", "heartbeatAt_1"): ("heartbeatAt",),
+}
+ALL_INDEXES = {**PLAN_INDEXES, **ADDITIONS, **WORKER_STATE_INDEXES}
 
 
 def _declared() -> dict[tuple[str, str], IndexSpec]:
@@ -94,9 +102,9 @@ def _declared() -> dict[tuple[str, str], IndexSpec]:
 
 
 def test_collections_are_in_plan_order() -> None:
-    assert SCHEMA.names == PLAN_ORDER
-    assert [spec.name for spec in SCHEMA] == list(PLAN_ORDER)
-    assert [spec.name for spec in reversed(SCHEMA)] == list(reversed(PLAN_ORDER))
+    assert INITIAL_SCHEMA.names == PLAN_ORDER
+    assert SCHEMA.names == PLAN_ORDER + WORKER_STATE_ORDER  # 0002 appends its collections
+    assert [spec.name for spec in reversed(SCHEMA)] == list(reversed(SCHEMA.names))
     assert MIGRATION_ID == "0001_initial_schema"
 
 
@@ -123,7 +131,7 @@ def test_preview_expiry_is_a_ttl_index_and_the_only_one() -> None:
         for where, i in _declared().items()
         if i.expire_after_seconds is not None
     }
-    assert ttl == {("aiPreviews", "by_expiresAt"): 0}
+    assert ttl == {("aiPreviews", "by_expiresAt"): 0, ("workers", "heartbeatAt_1"): 86_400}
 
 
 @pytest.mark.parametrize(
@@ -194,7 +202,7 @@ def test_plain_index_has_no_options() -> None:
 def test_lookup_by_name_and_position() -> None:
     assert SCHEMA["tenants"] is SCHEMA[0] is SCHEMA.get("tenants")
     assert "counters" in SCHEMA and "nope" not in SCHEMA
-    assert len(SCHEMA) == 12
+    assert len(INITIAL_SCHEMA) == 12 and len(SCHEMA) == 15
 
 
 @pytest.mark.parametrize(

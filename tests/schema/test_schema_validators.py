@@ -169,6 +169,7 @@ FULL: dict[str, models.Document] = {
         templateId=OTHER,
         useAi=True,
         createdAt=NOW,
+        anchorOffsetSeconds=-86_400,
     ),
     "templates": models.Template(
         tenantId=TENANT,
@@ -242,7 +243,47 @@ FULL: dict[str, models.Document] = {
         createdAt=NOW,
         updatedAt=NOW,
     ),
+    "rateLimitBuckets": models.RateLimitBucket(
+        tenantId=TENANT,
+        channel="sms",
+        sender="+15550001111",
+        tokens=-3.5,
+        capacity=2.0,
+        refillPerSecond=1.0,
+        updatedAt=NOW,
+    ),
+    "jobRuns": models.JobRun(
+        job="aggregates.rollup",
+        periodStart=NOW,
+        periodEnd=LATER,
+        holder="host-a:4242:beef",
+        leaseUntil=LATER,
+        startedAt=NOW,
+        finishedAt=LATER,
+        outcome="failed",
+        error="timeout",
+    ),
+    "workers": models.WorkerRecord(
+        host="host-a",
+        pid=4242,
+        version="0.1.0",
+        startedAt=NOW,
+        heartbeatAt=LATER,
+        concurrency=8,
+        tenants=[TENANT, OTHER],
+    ),
 }
+#: The collections whose ``_id`` is a key the writer builds (a string), with a sample key.
+STRING_IDS = {
+    "rateLimitBuckets": f"tenant:{TENANT}|sms|+15550001111",
+    "jobRuns": "aggregates.rollup|2026-01-05T09:00:00+00:00",
+    "workers": "host-a:4242:beef",
+}
+
+
+def id_for(name: str) -> Any:
+    """Return a valid ``_id`` for a document of collection ``name``."""
+    return STRING_IDS.get(name, ObjectId("65b000000000000000000009"))
 
 
 def _minimal(full: models.Document) -> models.Document:
@@ -255,8 +296,8 @@ MINIMAL = {name: _minimal(instance) for name, instance in FULL.items()}
 
 
 def stored(instance: models.Document) -> dict[str, Any]:
-    """Return the document as the server validates it: with the driver's ``_id``."""
-    return {"_id": ObjectId("65b000000000000000000009"), **instance.to_document()}
+    """Return the document as the server validates it: with its ``_id``."""
+    return {"_id": id_for(instance.collection_name), **instance.to_document()}
 
 
 def _wrong(value: Any) -> Any:
@@ -300,12 +341,15 @@ ENUM_FIELDS = [
     ("messageEvents", "provider"),
     ("aiPreviews", "status"),
     ("aggregates", "period"),
+    ("rateLimitBuckets", "channel"),
+    ("jobRuns", "outcome"),
 ]
 NON_NEGATIVE = [
     ("workflowSteps", "order"),
     ("workflowSteps", "delaySeconds"),
     ("scheduledMessages", "attempts"),
     ("counters", "shard"),
+    ("workers", "pid"),
 ]
 
 
@@ -349,6 +393,29 @@ SPECIFIC_REJECTS = [
     pytest.param(
         "ragDocuments", _with("ragDocuments", embedding=["0.1"]), id="embedding-item-type"
     ),
+    pytest.param(
+        "workflowSteps", _with("workflowSteps", anchorOffsetSeconds=31_622_401), id="anchor-far"
+    ),
+    pytest.param(
+        "workflowSteps", _with("workflowSteps", anchorOffsetSeconds=-3.0), id="anchor-double"
+    ),
+    pytest.param(
+        "rateLimitBuckets", _with("rateLimitBuckets", capacity=0.0), id="bucket-zero-capacity"
+    ),
+    pytest.param(
+        "rateLimitBuckets", _with("rateLimitBuckets", refillPerSecond=-1.0), id="bucket-refill"
+    ),
+    pytest.param("rateLimitBuckets", _with("rateLimitBuckets", tokens=2), id="bucket-int-tokens"),
+    pytest.param(
+        "rateLimitBuckets", _with("rateLimitBuckets", tokens=float("inf")), id="bucket-inf-tokens"
+    ),
+    pytest.param(
+        "rateLimitBuckets", _with("rateLimitBuckets", channel="push"), id="bucket-channel"
+    ),
+    pytest.param("workers", _with("workers", concurrency=0), id="worker-no-concurrency"),
+    pytest.param("workers", _with("workers", tenants=["not-an-id"]), id="worker-tenant-type"),
+    pytest.param("jobRuns", _with("jobRuns", outcome="done"), id="job-outcome"),
+    pytest.param("jobRuns", _with("jobRuns", job=""), id="job-name-empty"),
 ]
 SPECIFIC_ACCEPTS = [
     pytest.param(
@@ -364,6 +431,13 @@ SPECIFIC_ACCEPTS = [
     pytest.param(
         "contacts", _with("contacts", metadata={"any": {"nested": [1, None]}}), id="free-metadata"
     ),
+    pytest.param(
+        "workflowSteps", _with("workflowSteps", anchorOffsetSeconds=-31_622_400), id="anchor-year"
+    ),
+    pytest.param(
+        "rateLimitBuckets", _with("rateLimitBuckets", tokens=-1e6), id="bucket-reserved-ahead"
+    ),
+    pytest.param("workers", _with("workers", pid=Int64(2**40)), id="worker-long-pid"),
 ]
 
 
@@ -376,12 +450,12 @@ def test_valid_document_is_accepted(accepts: Any, name: str, variant: str) -> No
 
 @pytest.mark.parametrize(("name", "document"), SPECIFIC_ACCEPTS)
 def test_edge_values_are_accepted(accepts: Any, name: str, document: dict[str, Any]) -> None:
-    assert accepts(name, {"_id": ObjectId(), **document})
+    assert accepts(name, {"_id": id_for(name), **document})
 
 
 @pytest.mark.parametrize(("name", "document"), [*_cases(), *SPECIFIC_REJECTS])
 def test_invalid_document_is_rejected(accepts: Any, name: str, document: dict[str, Any]) -> None:
-    assert not accepts(name, {"_id": ObjectId(), **document})
+    assert not accepts(name, {"_id": id_for(name), **document})
 
 
 @pytest.mark.parametrize(("name", "field"), ENUM_FIELDS, ids=[f"{n}-{f}" for n, f in ENUM_FIELDS])
@@ -397,6 +471,19 @@ def test_negative_count_is_rejected(accepts: Any, name: str, field: str) -> None
 
 def test_id_of_another_type_is_rejected(accepts: Any) -> None:
     assert not accepts("tenants", {**FULL["tenants"].to_document(), "_id": "tenant-1"})
+    for name in STRING_IDS:  # a key the writer forgot: the driver's ObjectId is refused
+        assert not accepts(name, {**FULL[name].to_document(), "_id": ObjectId()}), name
+    assert not accepts("rateLimitBuckets", stored(FULL["rateLimitBuckets"]) | {"_id": "x" * 513})
+
+
+def test_migration_0001_step_validator_refuses_the_anchor(accepts: Any) -> None:
+    from nsn_store.schema._registry import INITIAL_SCHEMA
+
+    initial = INITIAL_SCHEMA["workflowSteps"].validator
+    anchored, plain = stored(FULL["workflowSteps"]), stored(MINIMAL["workflowSteps"])
+    for make in MATCHERS.values():
+        assert make(initial)(plain) and not make(initial)(anchored)
+    assert accepts("workflowSteps", anchored)
 
 
 # --- property: anything the model accepts, the server accepts ---------------
@@ -577,7 +664,8 @@ def test_validator_is_closed_and_allows_id(spec: Any) -> None:
     root = spec.validator["$jsonSchema"]
     assert root["bsonType"] == "object"
     assert root["additionalProperties"] is False
-    assert root["properties"]["_id"]["bsonType"] == "objectId"
+    expected = "string" if spec.name in STRING_IDS else "objectId"
+    assert root["properties"]["_id"]["bsonType"] == expected
     assert set(root["properties"]) == {"_id", *spec.model.model_fields}
 
 

@@ -199,7 +199,7 @@ def test_a_pipeline_may_remove_an_optional_reference_only() -> None:
 
 
 def test_every_schema_collection_but_tenants_is_tenant_owned() -> None:
-    assert set(tenant_collections()) == set(SCHEMA.names) - {"tenants"}
+    assert set(tenant_collections()) == {spec.name for spec in SCHEMA if spec.tenant_owned}
 
 
 @pytest.mark.parametrize("name", ["tenants", "nope"])
