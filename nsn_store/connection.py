@@ -19,11 +19,20 @@ first query. Secrets never appear in messages, exceptions or logs: every URI
 and every driver message is passed through :mod:`nsn_store.masking` first.
 
 Bad input is refused before any I/O with an
-:class:`~nsn_store.errors.InvalidArgumentError` naming what is wrong: a URI that
-is not text (a byte that is not UTF-8 arrives as a lone surrogate), holds a
-control character, or names a TLS file (``tlsCAFile``, ``tlsCertificateKeyFile``,
-``tlsCRLFile``) that cannot be read; ``read_only`` that is not a bool; a
-file-backed URI whose path is empty, ends in ``/`` or holds a NUL.
+:class:`~nsn_store.errors.InvalidArgumentError` naming what is wrong: an empty
+URI (``""`` is not "the default": pass None for that), a URI that is not text (a
+byte that is not UTF-8 arrives as a lone surrogate), holds a control character,
+names a database MongoDB would refuse (:func:`check_database_name`, the same
+rules for every scheme), or names a TLS file (``tlsCAFile``,
+``tlsCertificateKeyFile``, ``tlsCRLFile``) that cannot be read; ``read_only``
+that is not a bool; a file-backed URI whose path is empty, ends in ``/`` or
+holds a NUL.
+
+Driver errors met while connecting are classified by
+:func:`nsn_store.errors.translate` (the one mapping) in :func:`_driver_failure`,
+which adds where it happened; a ``mongodb+srv://`` host whose DNS lookup fails is
+a :class:`~nsn_store.errors.ConnectionFailedError` saying the host could not be
+resolved.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ import threading
 import warnings
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, unquote_plus, urlsplit
 
 from pymongo import MongoClient, uri_parser
 from pymongo import errors as pymongo_errors
@@ -44,7 +53,13 @@ from pymongo.database import Database
 
 from nsn_store.arguments import check_limit, check_text
 from nsn_store.clock import Clock
-from nsn_store.errors import ConfigurationError, ConnectionFailedError, InvalidArgumentError
+from nsn_store.errors import (
+    ConfigurationError,
+    ConnectionFailedError,
+    InvalidArgumentError,
+    NsnStoreError,
+    translate,
+)
 from nsn_store.masking import mask_text, mask_uri
 
 log = logging.getLogger(__name__)
@@ -66,8 +81,10 @@ MAX_URI_LENGTH: Final = 16_384
 MAX_TIMEOUT_MS: Final = 999_999_999
 #: URI options naming files the driver reads when the client is created.
 TLS_FILE_OPTIONS: Final = ("tlsCAFile", "tlsCertificateKeyFile", "tlsCRLFile")
-# Characters MongoDB forbids in database names (plus the empty name).
-_BAD_DB_CHARS = set('/\\. "$\0')
+#: Characters MongoDB refuses in a database name on any platform (MongoDB manual,
+#: "Naming Restrictions"), and the longest name in bytes (names are "fewer than 64").
+DATABASE_FORBIDDEN: Final = frozenset('/\\. "$\0')
+MAX_DATABASE_BYTES: Final = 63
 
 # One client per embedded host, so connect() calls from several threads (or
 # several commands in one process) see the same in-memory data.
@@ -76,8 +93,20 @@ _EMBEDDED_LOCK = threading.Lock()
 
 
 def resolve_uri(uri: str | None, default: str = DEFAULT_URI) -> str:
-    """Return ``uri``, else ``$NSN_MONGODB_URI``, else ``default`` (the in-memory default)."""
-    return uri or os.environ.get(ENV_VAR) or default
+    """Return ``uri``, else ``$NSN_MONGODB_URI``, else ``default`` (the in-memory default).
+
+    Only None asks for the default: an empty ``uri`` raises InvalidArgumentError
+    (an unset shell variable expanded to ``--uri ""`` must not quietly reach
+    another database). An empty ``$NSN_MONGODB_URI`` counts as unset.
+    """
+    if uri is not None:
+        if uri == "":
+            raise InvalidArgumentError(
+                "uri is empty: give a MongoDB URI, or none at all for the default",
+                argument="uri",
+            )
+        return uri
+    return os.environ.get(ENV_VAR) or default
 
 
 __all__ = [
@@ -85,7 +114,9 @@ __all__ = [
     "DATA_FILE",
     "DEFAULT_URI",
     "ENV_VAR",
+    "check_database_name",
     "connect",
+    "database_name",
     "default_data_dir",
     "default_file_uri",
     "describe_host",
@@ -137,7 +168,8 @@ def embedded_file(db: Any) -> Path | None:
     client = getattr(db, "client", None) if persist is not None else None
     if persist is None or not isinstance(client, persist.FileBackedClient):
         return None
-    return client.path
+    path: Path = client.path
+    return path
 
 
 def scheme_of(uri: str) -> str:
@@ -171,18 +203,81 @@ def connect(
     check_limit(timeout_ms, "timeout_ms", maximum=MAX_TIMEOUT_MS)
     if not isinstance(read_only, bool):
         raise InvalidArgumentError("read_only must be True or False", argument="read_only")
-    scheme = scheme_of(resolved)
-    if scheme == EMBEDDED_SCHEME and resolved[len(EMBEDDED_SCHEME) + 3 :].startswith("/"):
+    name = database_name(resolved)  # every scheme's name checked the same way, before any I/O
+    if _is_file_uri(resolved):
         return _connect_file(resolved, clock, read_only)
+    if scheme_of(resolved) == EMBEDDED_SCHEME:
+        return _connect_embedded(resolved, name, clock)
+    return _connect_server(resolved, name, timeout_ms)
+
+
+def database_name(uri: str | None = None) -> str:
+    """Return the name of the database :func:`connect` would open for ``uri``, without I/O.
+
+    The URI's path names it, ``nsn`` when it names none; a file-backed URI
+    always opens ``nsn``. For ``mongodb://`` and ``mongodb+srv://`` the path is
+    read as the driver reads it (percent-decoded, ``+`` as a space), but a
+    ``.`` is refused rather than read as ``database.collection``. Raises
+    InvalidArgumentError (argument ``uri``) for a name MongoDB refuses (see
+    :func:`check_database_name`) and ConfigurationError for a scheme that is
+    not supported.
+    """
+    resolved = _check_uri(resolve_uri(uri))
+    scheme = scheme_of(resolved)
+    if _is_file_uri(resolved):
+        return DEFAULT_DATABASE
     if scheme == EMBEDDED_SCHEME:
-        return _connect_embedded(resolved, clock)
-    if scheme in SERVER_SCHEMES:
-        return _connect_server(resolved, timeout_ms)
-    shown = f"scheme {scheme!r}" if scheme else "no scheme"
-    raise ConfigurationError(
-        f"unsupported MongoDB URI {mask_uri(resolved)!r} ({shown}): "
-        "use mongodb://, mongodb+srv://, mongomock://host/database or mongomock:///path/to/file"
+        path = unquote(_embedded_target(resolved)[1].lstrip("/"))
+    elif scheme in SERVER_SCHEMES:
+        path = unquote_plus(resolved.partition("://")[2].partition("?")[0].partition("/")[2])
+    else:
+        shown = f"scheme {scheme!r}" if scheme else "no scheme"
+        raise ConfigurationError(
+            f"unsupported MongoDB URI {mask_uri(resolved)!r} ({shown}): use mongodb://, "
+            "mongodb+srv://, mongomock://host/database or mongomock:///path/to/file"
+        )
+    return check_database_name(path or DEFAULT_DATABASE, uri=resolved)
+
+
+def check_database_name(name: str, *, uri: str | None = None) -> str:
+    """Return ``name`` if MongoDB accepts it as a database name, else raise InvalidArgumentError.
+
+    A name is not empty, at most 63 bytes in UTF-8 and holds none of
+    ``/ \\ . "  $``, a space or NUL (MongoDB manual, "Naming Restrictions").
+    With ``uri`` the error names the URI (masked; the name itself is shown only
+    when masking hides nothing, since it may be the tail of a password holding
+    an unescaped ``/``) and its argument is ``uri``.
+    """
+    problem = _name_problem(name)
+    if not problem:
+        return name
+    if uri is None:
+        message = f"invalid database name {name!r}: {problem}"
+        raise InvalidArgumentError(message, argument="database")
+    shown = f" {name!r}" if mask_uri(uri) == uri else ""
+    hint = "" if shown else " (percent-encode a '/' or '@' in a password)"
+    raise InvalidArgumentError(
+        f"invalid database name{shown} in {mask_uri(uri)!r}: {problem}{hint}", argument="uri"
     )
+
+
+def _name_problem(name: str) -> str:
+    """Say what MongoDB would refuse in the database name ``name`` ("" when nothing)."""
+    rules = 'MongoDB refuses / \\ . space " $ and NUL in a database name'
+    if not isinstance(name, str) or not name:
+        return "it is empty"
+    bad = sorted(DATABASE_FORBIDDEN.intersection(name))
+    if bad:
+        return f"it holds {', '.join(repr(c) for c in bad)} ({rules})"
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_DATABASE_BYTES:
+        return f"it is {size} bytes long (at most {MAX_DATABASE_BYTES})"
+    return ""
+
+
+def _is_file_uri(uri: str) -> bool:
+    """Tell whether ``uri`` is ``mongomock:///path`` (no host: the file-backed database)."""
+    return scheme_of(uri) == EMBEDDED_SCHEME and uri.partition("://")[2].startswith("/")
 
 
 def is_embedded(db: Any) -> bool:
@@ -228,25 +323,33 @@ def _check_uri(uri: str) -> str:
     return uri
 
 
-def _connect_embedded(uri: str, clock: Clock | None) -> Database[dict[str, Any]]:
+def _embedded_target(uri: str) -> tuple[str, str]:
+    """Return the host and the raw path of ``mongomock://host/database``.
+
+    Refuses options; ignores credentials (the embedded database has no users):
+    whatever stands before the last "@" is never read as host or database (a
+    password holding "/" would otherwise end up in the database name, and so in
+    the output).
+    """
+    rest = uri.split("://", 1)[-1]
     try:
-        parts = urlsplit(uri)
+        whole = urlsplit(uri)
+        parts = urlsplit(f"mongomock://{rest.rsplit('@', 1)[1]}") if "@" in rest else whole
         host = parts.hostname or "localhost"
     except ValueError as exc:  # "Invalid IPv6 URL" for an unclosed "["
         raise ConfigurationError(f"malformed mongomock URI {mask_uri(uri)!r}: {exc}") from None
-    if parts.query or parts.fragment:
+    if whole.query or whole.fragment:
         raise ConfigurationError(
             f"mongomock URI {mask_uri(uri)!r} takes no options: use mongomock://host/database"
         )
-    if "@" in uri.split("://", 1)[-1]:
-        # The embedded database has no users: whatever stands before the last "@" is a
-        # credential, ignored, and never read as host or database (a password holding
-        # "/" would otherwise end up in the database name, and so in the output).
-        parts = urlsplit(f"mongomock://{uri.split('://', 1)[-1].rsplit('@', 1)[1]}")
-        host = parts.hostname or "localhost"
-    name = _database_name(unquote(parts.path.lstrip("/")) or DEFAULT_DATABASE, uri)
+    return host, parts.path
+
+
+def _connect_embedded(uri: str, name: str, clock: Clock | None) -> Database[dict[str, Any]]:
+    host, _ = _embedded_target(uri)
     try:
-        return _embedded_client(host, clock)[name]
+        db: Database[dict[str, Any]] = _embedded_client(host, clock)[name]
+        return db
     except ValueError as exc:  # mongomock's own host parsing ("::1" read as host:port)
         raise ConfigurationError(
             f"mongomock URI {mask_uri(uri)!r} names a host the embedded database cannot use: "
@@ -317,8 +420,7 @@ def _embedded_client(host: str, clock: Clock | None) -> Any:
     return EmbeddedClient(host, clock=clock, _store=shared._store)
 
 
-def _connect_server(uri: str, timeout_ms: int) -> Database[dict[str, Any]]:
-    shown = mask_uri(uri)
+def _connect_server(uri: str, name: str, timeout_ms: int) -> Database[dict[str, Any]]:
     # Python would print a driver warning with its source line: two raw lines
     # on stderr around the CLI's one-line error. Collect them (masked) instead.
     with warnings.catch_warnings(record=True) as caught:
@@ -332,26 +434,63 @@ def _connect_server(uri: str, timeout_ms: int) -> Database[dict[str, Any]]:
             )
         except (pymongo_errors.PyMongoError, ValueError, TypeError, OSError) as exc:
             # OSError: a TLS file that is not PEM, a wrong key password (ssl.SSLError).
-            raise ConfigurationError(
-                f"malformed MongoDB URI {shown!r}: {_first_line(exc, uri)}{_suffix(caught, uri)}"
-            ) from exc
+            raise _driver_failure(exc, uri, caught) from exc
     try:
         client.admin.command("ping")
-        db = client.get_default_database(default=DEFAULT_DATABASE)
-    except pymongo_errors.ConfigurationError as exc:
-        client.close()
-        raise ConfigurationError(f"bad MongoDB URI {shown!r}: {_first_line(exc, uri)}") from exc
     except pymongo_errors.PyMongoError as exc:
         client.close()
-        raise ConnectionFailedError(
-            f"cannot reach MongoDB at {shown}: {_first_line(exc, uri)}{_suffix(caught, uri)}",
-            uri=uri,
-        ) from exc
-    _database_name(db.name, uri)
+        raise _driver_failure(exc, uri, caught) from exc
     for warning in caught:
         log.warning("MongoDB driver: %s", mask_text(str(warning.message), uri))
-    log.info("connected to %s (database %s)", shown, db.name)
-    return db
+    log.info("connected to %s (database %s)", mask_uri(uri), name)
+    return client[name]
+
+
+def _driver_failure(
+    exc: Exception, uri: str, caught: list[warnings.WarningMessage]
+) -> NsnStoreError:
+    """Return the error for a driver failure while connecting, saying where it happened.
+
+    The kind comes from :func:`nsn_store.errors.translate`, the one mapping of
+    driver errors; this adds the masked URI. A failed DNS lookup of a
+    ``mongodb+srv://`` host (the driver reports it as a configuration error) says
+    so. Anything else the driver raises while reading the URI (ValueError,
+    TypeError, a TLS file's OSError) is a malformed URI.
+    """
+    shown = mask_uri(uri)
+    reason = f"{_first_line(exc, uri)}{_suffix(caught, uri)}"
+    if _dns_failed(exc):
+        return ConnectionFailedError(
+            f"could not resolve the host {_srv_host(uri)!r} of {shown} (DNS lookup failed: "
+            f"{reason}): check the host name and this machine's DNS",
+            uri=uri,
+        )
+    kind = translate(exc) if isinstance(exc, pymongo_errors.PyMongoError) else None
+    if kind is None or isinstance(kind, ConfigurationError):
+        return ConfigurationError(f"malformed MongoDB URI {shown!r}: {reason}")
+    if isinstance(kind, ConnectionFailedError):
+        return ConnectionFailedError(f"cannot reach MongoDB at {shown}: {reason}", uri=uri)
+    # The server answered but refused us (authentication, authorization).
+    return ConnectionFailedError(f"MongoDB at {shown} refused the connection: {reason}", uri=uri)
+
+
+def _dns_failed(exc: BaseException) -> bool:
+    """Tell whether ``exc`` was caused by a DNS lookup (dnspython, which +srv URIs use)."""
+    dns_exception = sys.modules.get("dns.exception")  # loaded by the driver for +srv only
+    if dns_exception is None:
+        return False
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, dns_exception.DNSException):
+            return True
+        cause = cause.__cause__
+    return False
+
+
+def _srv_host(uri: str) -> str:
+    """Return the host of a ``mongodb+srv://`` URI (after any credentials, before the path)."""
+    hosts = uri.partition("://")[2].partition("?")[0].partition("/")[0]
+    return hosts.rpartition("@")[2]
 
 
 def _suffix(caught: list[warnings.WarningMessage], uri: str) -> str:
@@ -389,19 +528,6 @@ def _timeouts(uri: str, timeout_ms: int) -> dict[str, Any]:
     given = uri.partition("?")[2].lower()
     names = ("serverSelectionTimeoutMS", "connectTimeoutMS")
     return {name: timeout_ms for name in names if name.lower() + "=" not in given}
-
-
-def _database_name(name: str, uri: str) -> str:
-    bad = sorted(_BAD_DB_CHARS.intersection(name))
-    if bad or len(name.encode()) > 63:
-        # When the URI holds a secret, the "name" may be the tail of a password
-        # holding "/": name it only when masking hides nothing.
-        shown = f" {name!r}" if mask_uri(uri) == uri else ""
-        raise ConfigurationError(
-            f"invalid database name{shown} in {mask_uri(uri)!r}: "
-            'at most 63 bytes, none of / \\ . space " $'
-        )
-    return name
 
 
 def _first_line(exc: BaseException, uri: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 
@@ -12,7 +13,7 @@ from pymongo import MongoClient
 
 from nsn_store import connection
 from nsn_store.connection import DEFAULT_URI, connect, describe_host, is_embedded, resolve_uri
-from nsn_store.errors import ConfigurationError, ConnectionFailedError
+from nsn_store.errors import ConfigurationError, ConnectionFailedError, InvalidArgumentError
 from nsn_store.masking import mask_text, mask_uri
 
 UNREACHABLE = "mongodb://admin:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=300"
@@ -159,3 +160,106 @@ def test_a_connection_with_its_own_clock_still_sees_the_shared_data() -> None:
     clocked = connect(uri, clock=ManualClock())
     assert clocked.client.clock is not plain.client.clock
     assert clocked["things"].options()["validator"] == {"$jsonSchema": {"required": ["n"]}}
+
+
+def test_an_empty_uri_is_refused_not_read_as_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(connection.ENV_VAR, "mongomock://from-env/nsn")
+    with pytest.raises(InvalidArgumentError, match="uri is empty") as caught:
+        connect("")
+    assert caught.value.argument == "uri"
+    assert resolve_uri(None) == "mongomock://from-env/nsn"
+    monkeypatch.setenv(connection.ENV_VAR, "")  # an empty variable counts as unset
+    assert resolve_uri(None) == DEFAULT_URI
+
+
+@pytest.mark.parametrize(
+    ("uri", "name"),
+    [
+        ("mongodb://h:27017/app", "app"),
+        ("mongodb://h:27017/", "nsn"),
+        ("mongodb://h:27017", "nsn"),
+        ("mongodb://u:p%2Fw@h/app?retryWrites=true", "app"),
+        ("mongodb+srv://cluster0.example.net/app", "app"),
+        ("mongomock://localhost/app", "app"),
+        ("mongomock://u:pw@localhost/app", "app"),
+        ("mongomock:///tmp/dev.bson", "nsn"),
+        (f"mongomock://localhost/{'x' * 63}", "x" * 63),
+    ],
+    ids=[
+        "server",
+        "server-slash",
+        "server-none",
+        "options",
+        "srv",
+        "embedded",
+        "creds",
+        "file",
+        "63",
+    ],
+)
+def test_database_name_reads_the_uri_without_io(uri: str, name: str) -> None:
+    assert connection.database_name(uri) == name
+
+
+@pytest.mark.parametrize(
+    ("uri", "problem"),
+    [
+        ("mongodb://127.0.0.1:1/a.b", "holds '.'"),
+        ("mongodb+srv://cluster0.example.net/a$b", "holds '$'"),
+        ("mongomock://localhost/a%20b", "holds ' '"),
+        ("mongodb://127.0.0.1:1/a+b", "holds ' '"),  # the driver reads + as a space
+        (f"mongodb://127.0.0.1:1/{'x' * 64}", "64 bytes long (at most 63)"),
+        (f"mongomock://localhost/{'é' * 32}", "64 bytes long"),
+        ("mongodb://127.0.0.1:1/a%00b", "holds '\\x00'"),
+        ("mongodb://127.0.0.1:1/a%5Cb", "holds '\\\\'"),
+        ('mongodb://127.0.0.1:1/a"b', "holds '\"'"),
+    ],
+    ids=[
+        "dot",
+        "dollar-srv",
+        "space",
+        "plus",
+        "64-bytes",
+        "64-utf8-bytes",
+        "nul",
+        "backslash",
+        "quote",
+    ],
+)
+def test_every_scheme_refuses_bad_database_names_before_any_io(uri: str, problem: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=re.escape(problem)) as caught:
+        connect(uri, timeout_ms=300)  # an unreachable server would raise ConnectionFailedError
+    assert caught.value.argument == "uri"
+
+
+def test_check_database_name_alone() -> None:
+    assert connection.check_database_name("nsn") == "nsn"
+    for bad in ["", "a.b", "x" * 64]:
+        with pytest.raises(InvalidArgumentError) as caught:
+            connection.check_database_name(bad)
+        assert caught.value.argument == "database"
+
+
+def test_a_database_name_after_a_secret_is_not_shown() -> None:
+    """An unescaped "/" in a password puts its tail in the path: the error hides it."""
+    with pytest.raises(InvalidArgumentError) as caught:
+        connect("mongodb://user:p@ss/zq9x@h1:1/db", timeout_ms=300)
+    assert "zq9x" not in str(caught.value) and "p@ss" not in str(caught.value)
+    assert "percent-encode" in str(caught.value)
+
+
+def test_an_srv_host_that_does_not_resolve_is_a_connection_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dns.name
+    import dns.resolver
+
+    def nxdomain(name: object, *args: object, **kwargs: object) -> object:
+        raise dns.resolver.NXDOMAIN(qnames=[dns.name.from_text(str(name))])
+
+    monkeypatch.setattr(dns.resolver, "resolve", nxdomain)
+    with pytest.raises(ConnectionFailedError) as caught:
+        connect("mongodb+srv://app:hunter2@cluster0.nowhere.example/nsn", timeout_ms=300)
+    message = str(caught.value)
+    assert message.startswith("could not resolve the host 'cluster0.nowhere.example' of ")
+    assert "DNS lookup failed" in message and "hunter2" not in message
