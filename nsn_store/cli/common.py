@@ -5,9 +5,13 @@ result with :func:`emit`. Errors are mapped to exit codes in one place,
 :func:`exit_for` (alembic's ``run_cmd`` shape), which :class:`Command` runs
 around every command; :class:`Group` prints click's own usage errors the same
 way. Either way the user sees exactly one line, ``error: ...``, on stderr and
-exit code 2, never a traceback. Everything printed passes through
-:func:`~nsn_store.masking.mask_text` with the secrets of every URI in play, so
-no password or secret option leaks.
+exit code 2 (130 for Ctrl-C), never a traceback; under ``--json`` stdout also
+gets the error as one JSON object (:func:`error_report`), so a script reading
+stdout always gets JSON. Driver errors reach :func:`exit_for` already
+translated by the runners; one that escapes is translated there
+(:func:`nsn_store.errors.translate`), never caught ad hoc in a command.
+Everything printed passes through :func:`~nsn_store.masking.mask_text` with the
+secrets of every URI in play, so no password or secret option leaks.
 
 The default database is the file-backed embedded database in the user data
 directory (:func:`~nsn_store.connection.default_file_uri`). A command that
@@ -28,7 +32,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime
@@ -40,12 +44,13 @@ from pymongo import errors as pymongo_errors
 from pymongo.database import Database
 
 from nsn_store import connection
-from nsn_store.errors import NsnStoreError, translate
+from nsn_store.errors import DocumentValidationError, NsnStoreError, translate
 from nsn_store.masking import mask_text, mask_uri
 
 EXIT_OK = 0
 EXIT_DIFFERENCES = 1  # drift, stale export, or the user declined at a prompt
 EXIT_ERROR = 2  # bad input, unreachable server, refused operation
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it
 #: How long a command waits for a server (tests shorten it).
 CONNECT_TIMEOUT_MS = 5000
 
@@ -61,10 +66,27 @@ _OPENED: ContextVar[list[Any] | None] = ContextVar("nsn_store_cli_opened", defau
 # their secrets are masked wherever printed text quotes them.
 _URIS: ContextVar[tuple[str, ...]] = ContextVar("nsn_store_cli_uris", default=())
 
+# Whether this invocation asked for --json: errors are then JSON on stdout too.
+_JSON: ContextVar[bool] = ContextVar("nsn_store_cli_json", default=False)
+
+
+def _refuse_empty_uri(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """``--uri ""`` (an unset shell variable, say) is an error, never "use the default"."""
+    if value == "":
+        raise click.BadParameter(
+            "the URI is empty: give one, or leave --uri out for the default "
+            f"(${connection.ENV_VAR}, else the embedded development database)",
+            ctx,
+            param,
+        )
+    return value
+
+
 uri_option = click.option(
     "--uri",
     metavar="URI",
     default=None,
+    callback=_refuse_empty_uri,
     help=(
         "MongoDB URI: mongodb://, mongodb+srv://, mongomock://host/db (in memory) or "
         "mongomock:///path/to/file [default: "
@@ -124,8 +146,7 @@ def open_database(
     a writer, when the command ends. The announcement comes after connecting,
     so a refused URI prints only its error, and shows the URI masked.
     """
-    resolved = connection.resolve_uri(uri, default=connection.default_file_uri())
-    _URIS.set((*_URIS.get(), resolved))
+    resolved = resolve_cli_uri(uri)
     reader = not command_writes() if read_only is None else read_only
     db = connection.connect(resolved, timeout_ms=timeout_ms or CONNECT_TIMEOUT_MS, read_only=reader)
     path = connection.embedded_file(db)
@@ -143,6 +164,16 @@ def open_database(
     return db
 
 
+def resolve_cli_uri(uri: str | None) -> str:
+    """Return the URI a command uses: ``uri``, else ``$NSN_MONGODB_URI``, else the default file.
+
+    Remembers it, so its secrets are masked in whatever the command prints.
+    """
+    resolved = connection.resolve_uri(uri, default=connection.default_file_uri())
+    _URIS.set((*_URIS.get(), resolved))
+    return resolved
+
+
 def _file_banner(path: Path, reader: bool) -> str:
     if not reader:
         done = "saved when this command ends"
@@ -153,6 +184,23 @@ def _file_banner(path: Path, reader: bool) -> str:
     return (
         f"nsn-store: using the embedded development database kept in {path} ({done}; "
         f"delete the file to reset it; set --uri or ${connection.ENV_VAR} for a real server)"
+    )
+
+
+def require_directory(directory: Path, *, what: str) -> None:
+    """Refuse a folder option naming no folder, saying where it looked and what to pass.
+
+    ``export --check`` compares the ``collections/`` folder of an nsn-store
+    checkout: run anywhere else, it would report every file missing.
+    """
+    if directory.is_dir():
+        return
+    looked = directory.absolute()
+    fail(
+        f"no folder {str(directory)!r} here (looked for {looked}): {what}; run from the "
+        "root of an nsn-store checkout, or pass --dir PATH",
+        error_type="CommandError",
+        fields={"path": str(looked)},
     )
 
 
@@ -215,10 +263,41 @@ def _plain_text(result: Any) -> str:
     )
 
 
-def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
-    """Print ``error: message`` on one line of stderr and exit with ``code``."""
-    echo(f"error: {one_line(message)}", err=True)
+def fail(
+    message: str,
+    code: int = EXIT_ERROR,
+    *,
+    error_type: str = "CommandError",
+    fields: Mapping[str, Any] | None = None,
+) -> NoReturn:
+    """Print ``error: message`` on one line of stderr and exit with ``code``.
+
+    Under ``--json`` stdout also gets :func:`error_report` (``error_type`` and
+    ``fields`` go into it), so the exit code and the JSON always agree.
+    """
+    line = one_line(message)
+    echo(f"error: {line}", err=True)
+    if _JSON.get():
+        echo(to_json(error_report(error_type, line, code, fields)))
     raise click.exceptions.Exit(code)
+
+
+def error_report(
+    error_type: str, message: str, exit_code: int, fields: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Return the JSON shape of an error: ``{"error": {"type", "message", "exit_code", ...}}``.
+
+    ``type`` is the nsn-store error's class name (``ConnectionFailedError``,
+    ``InvalidArgumentError``, ``DatabaseLockedError``, ...), or ``UsageError``
+    (a bad option or argument), ``CommandError`` (refused by the command, e.g. an
+    unattended ``init``), ``OSError`` (a file), ``Interrupted`` (Ctrl-C),
+    ``Aborted`` (a prompt) or ``InternalError`` (a bug). Fields that some
+    errors add, only when known: ``argument``, ``holder``, ``collection``,
+    ``index``, ``server_code``, ``rules`` (a document's failing ``field: rule``
+    pairs), ``document_id``, ``failing``, ``path``.
+    """
+    known = {k: v for k, v in (fields or {}).items() if v is not None and v != [] and v != ""}
+    return {"error": {"type": error_type, "message": message, "exit_code": exit_code, **known}}
 
 
 def one_line(message: str) -> str:
@@ -230,19 +309,60 @@ def one_line(message: str) -> str:
 def exit_for(exc: BaseException) -> NoReturn:
     """Map an error a command raised to its one-line message and exit code: the one place.
 
-    click's own exits, usage errors and aborts pass through untouched.
+    click's own exits, usage errors and aborts pass through untouched (the
+    group prints them); Ctrl-C exits 130; SystemExit passes through.
     """
     if isinstance(exc, click.exceptions.Exit | click.ClickException | click.Abort):
         raise exc
-    if isinstance(exc, NsnStoreError):
-        fail(str(exc))
+    if isinstance(exc, KeyboardInterrupt):
+        fail("interrupted (Ctrl-C)", EXIT_INTERRUPTED, error_type="Interrupted")
     if isinstance(exc, pymongo_errors.PyMongoError):
-        fail(str(translate(exc)))
+        exc = translate(exc)  # the runners translate; this catches one that escaped them
+    if isinstance(exc, NsnStoreError):
+        fail(_message_of(exc), error_type=type(exc).__name__, fields=_fields_of(exc))
     if isinstance(exc, OSError):
-        fail(_os_error(exc))
+        path = os.fsdecode(exc.filename) if exc.filename is not None else None
+        fail(_os_error(exc), error_type="OSError", fields={"path": path})
     if not isinstance(exc, Exception):
-        raise exc  # KeyboardInterrupt, SystemExit: click handles them
-    fail(f"unexpected {type(exc).__name__}: {exc} (this is a bug in nsn-store)")
+        raise exc  # SystemExit, GeneratorExit: not errors to report
+    fail(
+        f"unexpected {type(exc).__name__}: {exc} (this is a bug in nsn-store)",
+        error_type="InternalError",
+    )
+
+
+def _message_of(exc: NsnStoreError) -> str:
+    """Return the message shown for ``exc``; a validation failure names its fields."""
+    rules = _failing_rules(exc)
+    if not rules or not isinstance(exc, DocumentValidationError):
+        return str(exc)
+    where = f" in {exc.collection}" if exc.collection else ""
+    return f"document failed validation{where}: {'; '.join(rules)}"
+
+
+def _failing_rules(exc: NsnStoreError) -> list[str]:
+    """Return a rejected document's failing ``field: rule`` pairs (``phone: pattern``)."""
+    if not isinstance(exc, DocumentValidationError):
+        return []
+    from nsn_store.migration._checkdata import failing_rules
+
+    info = exc.details.get("errInfo")
+    return failing_rules(info.get("details") if isinstance(info, dict) else None)
+
+
+def _fields_of(exc: NsnStoreError) -> dict[str, Any]:
+    """Return the data an error carries, for its JSON report (see :func:`error_report`)."""
+    fields = {
+        name: getattr(exc, name, None)
+        for name in ("argument", "holder", "collection", "index", "failing")
+    }
+    fields["server_code"] = getattr(exc, "code", None)
+    if isinstance(exc, DocumentValidationError):
+        fields["rules"] = _failing_rules(exc)
+        info = exc.details.get("errInfo")
+        document_id = info.get("failingDocumentId") if isinstance(info, dict) else None
+        fields["document_id"] = None if document_id is None else str(document_id)
+    return fields
 
 
 def _os_error(exc: OSError) -> str:
@@ -299,8 +419,12 @@ class Command(click.Command):
     """An nsn-store command: errors mapped by :func:`exit_for`, secrets masked, files saved."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        with _errors_mapped([ctx.params.get("uri")]), _closing_files():
-            return super().invoke(ctx)
+        token = _JSON.set(bool(ctx.params.get("as_json")) or _JSON.get())
+        try:
+            with _errors_mapped([ctx.params.get("uri")]), _closing_files():
+                return super().invoke(ctx)
+        finally:
+            _JSON.reset(token)
 
 
 class Group(click.Group):
@@ -308,7 +432,7 @@ class Group(click.Group):
 
     command_class = Command
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -320,6 +444,8 @@ class Group(click.Group):
             return super().main(args, prog_name, complete_var, False, **extra)
         argv = list(sys.argv[1:] if args is None else args)
         token = _URIS.set(tuple(arg for arg in argv if "://" in arg))
+        # Before parsing, so a usage error under --json is JSON too ("--" ends options).
+        json_token = _JSON.set("--json" in argv[: argv.index("--") if "--" in argv else None])
         try:
             with _errors_mapped([]):
                 result = super().main(argv, prog_name, complete_var, False, **extra)
@@ -327,14 +453,31 @@ class Group(click.Group):
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-            echo(f"error: {one_line(exc.format_message())}{hint}", err=True)
-            sys.exit(exc.exit_code)
+            _report_click_error(f"{one_line(exc.format_message())}{hint}", exc.exit_code)
         except click.ClickException as exc:
-            echo(f"error: {one_line(exc.format_message())}", err=True)
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            echo("Aborted!", err=True)
-            sys.exit(1)
+            _report_click_error(one_line(exc.format_message()), exc.exit_code)
+        except click.Abort as exc:
+            _report_abort(exc)
         finally:
+            _JSON.reset(json_token)
             _URIS.reset(token)
         sys.exit(result if isinstance(result, int) else EXIT_OK)
+
+
+def _report_click_error(message: str, code: int) -> NoReturn:
+    """Print one of click's own errors (a bad option, say) as every other error, then exit."""
+    try:
+        fail(message, code, error_type="UsageError")
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)
+
+
+def _report_abort(exc: click.Abort) -> NoReturn:
+    """Exit 130 for Ctrl-C outside a command (click turns it into Abort), 1 for a prompt."""
+    cause = exc.__cause__ or exc.__context__
+    try:
+        if isinstance(cause, KeyboardInterrupt):
+            fail("interrupted (Ctrl-C)", EXIT_INTERRUPTED, error_type="Interrupted")
+        fail("aborted", EXIT_DIFFERENCES, error_type="Aborted")
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from nsn_store import connection
 from nsn_store.arguments import MAX_LIMIT
 from nsn_store.cli.common import (
     EXIT_DIFFERENCES,
@@ -18,6 +19,7 @@ from nsn_store.cli.common import (
     emit,
     json_option,
     open_database,
+    resolve_cli_uri,
     stdout_is_terminal,
     uri_option,
 )
@@ -306,11 +308,18 @@ def _render_check(report: Any) -> str:
 @uri_option
 @json_option
 def shard(dry_run: bool, uri: str | None, as_json: bool) -> None:
-    """Print the shard key of each collection with the reason, and apply it on a mongos."""
+    """Print the shard key of each collection with the reason, and apply it on a mongos.
+
+    The plan is static (it comes from the schema), so ``--dry-run`` needs only
+    the database's name, read from the URI: it never connects.
+    """
     from nsn_store.migration._sharding import apply_shard_plan, shard_plan
 
-    db = open_database(uri)
-    result = apply_shard_plan(db, shard_plan(), dry_run=dry_run)
+    if dry_run:
+        name = connection.database_name(resolve_cli_uri(uri))
+        result = apply_shard_plan(None, shard_plan(), dry_run=True, database=name)
+    else:
+        result = apply_shard_plan(open_database(uri), shard_plan(), dry_run=False)
     emit(result, as_json, _render_shard)
 
 

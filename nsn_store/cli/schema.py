@@ -30,6 +30,7 @@ from nsn_store.cli.common import (
     fail,
     json_option,
     open_database,
+    require_directory,
     stdin_is_interactive,
     stdout_is_terminal,
     target_of,
@@ -382,6 +383,7 @@ def export_command(directory: Path, check: bool, as_json: bool) -> None:
         written = [str(path) for path in export.write(directory)]
         emit({"written": written}, as_json, lambda r: f"Wrote {len(written)} files to {directory}")
         return
+    require_directory(directory, what="export --check compares the files in collections/")
     differences = export.check(directory)
     if as_json:
         echo(to_json({"up_to_date": not differences, "differences": differences}))
