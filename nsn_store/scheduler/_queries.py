@@ -5,7 +5,7 @@ arguments, so the builders are tested without a database and shared by the
 sync :class:`~nsn_store.scheduler.Scheduler` and its asyncio twin.
 
 Every read is a :class:`Query` that names the declared index serving it
-(``nsn_store.schema.SCHEMA``); ``tests/test_scheduling_builders.py`` checks each
+(``nsn_store.schema.SCHEMA``); ``tests/scheduler/test_scheduling_builders.py`` checks each
 shape against that index's key order by the ESR rule (equality, sort, range).
 The reads live here; the writes (updates, new documents, backoff, refusals)
 live in :mod:`nsn_store.scheduler._updates` and are re-exported, so every
@@ -50,6 +50,7 @@ __all__ = [
     "by_id_query",
     "claim_query",
     "claimable_condition",
+    "dead_letters_query",
     "due_for_query",
     "due_query",
     "expired_lease_query",
@@ -68,6 +69,7 @@ __all__ = [
     "oldest_first",
     "owned_query",
     "pick_candidates",
+    "requeue_query",
     "sent_event_query",
     "split_abandoned",
     "stale_query",
@@ -261,6 +263,72 @@ def failed_since_query(since: datetime, tenant_id: ObjectId | None = None) -> Qu
     )
 
 
+def _window(since: datetime | None, until: datetime | None) -> Filter:
+    bounds = {"$gte": since, "$lt": until}
+    return {op: moment for op, moment in bounds.items() if moment is not None}
+
+
+def dead_letters_query(
+    tenant_id: ObjectId | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Query:
+    """Select messages that failed for good in ``[since, until)``, oldest failure first.
+
+    A failed message's ``updatedAt`` is when it failed (nothing changes it
+    afterwards but a requeue, which makes it scheduled). by_status_updatedAt
+    {status, updatedAt}: equality on status, then updatedAt as the sort and the
+    range. A tenant is a residual: no declared index leads with tenantId and
+    holds updatedAt (``{tenantId, status, updatedAt}`` would serve it), so one
+    tenant's failures are picked from everyone's in the window.
+    """
+    condition: Filter = {"status": FAILED}
+    window = _window(since, until)
+    if window:
+        condition["updatedAt"] = window
+    if tenant_id is None:
+        return Query(MESSAGES, condition, "by_status_updatedAt", [("updatedAt", 1)])
+    return Query(
+        MESSAGES,
+        {**condition, "tenantId": tenant_id},
+        "by_status_updatedAt",
+        [("updatedAt", 1)],
+        residual=("tenantId",),
+    )
+
+
+def requeue_query(
+    ids: Sequence[ObjectId] | None = None,
+    tenant_id: ObjectId | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> Query:
+    """Select the failed messages a requeue puts back: by ids, or by tenant and failure time.
+
+    A given-up message whose follow-ups are still pending (it keeps
+    ``lockedUntil``, see ``given_up_update``) is left for the next claim to
+    finish; a later requeue takes it. By ids: the ``_id_`` index, the rest
+    checked on the few documents named. Otherwise: ``dead_letters_query``'s
+    index, ``lockedUntil`` checked on the fetched documents.
+    """
+    pending: Filter = {"lockedUntil": {"$exists": False}}
+    if ids is None:
+        query = dead_letters_query(tenant_id, since, until)
+        return Query(
+            MESSAGES,
+            {**query.filter, **pending},
+            query.index,
+            residual=(*query.residual, "lockedUntil"),
+        )
+    condition: Filter = {"_id": {"$in": list(ids)}, "status": FAILED, **pending}
+    if tenant_id is not None:
+        condition["tenantId"] = tenant_id
+    window = _window(since, until)
+    if window:
+        condition["updatedAt"] = window
+    return Query(MESSAGES, condition, "_id_", residual=tuple(f for f in condition if f != "_id"))
+
+
 def idempotency_query(tenant_id: ObjectId, key: str) -> Query:
     """Find a tenant's message by its idempotency key."""
     # by_tenant_idempotencyKey {tenantId, idempotencyKey} unique, partial on the key.
@@ -383,8 +451,9 @@ def oldest_first(documents: Iterable[Mapping[str, Any]]) -> list[Any]:
 
 
 CANDIDATE_PROJECTION = {"_id": 1, "sendAt": 1, "attempts": 1, "tenantId": 1}
-#: The stale scan also tells expired leases from give-ups whose follow-ups are pending.
-STALE_PROJECTION = {**CANDIDATE_PROJECTION, "status": 1}
+#: The stale scan also tells expired leases from give-ups whose follow-ups are pending,
+#: and reads a give-up's token: its follow-ups' key names the claim (``failure_key``).
+STALE_PROJECTION = {**CANDIDATE_PROJECTION, "status": 1, "claimToken": 1}
 
 
 def split_abandoned(
@@ -427,6 +496,15 @@ def all_queries(now: datetime) -> list[Query]:
         expired_leases_count_query(now, tenant),
         failed_since_query(now),
         failed_since_query(now, tenant),
+        dead_letters_query(),
+        dead_letters_query(tenant),
+        dead_letters_query(None, now, now),
+        dead_letters_query(tenant, now, now),
+        requeue_query(None, tenant),
+        requeue_query(None, None, now, now),
+        requeue_query(None, tenant, now, now),
+        requeue_query(ids),
+        requeue_query(ids, tenant, now, now),
         idempotency_query(tenant, "key"),
         by_id_query(MESSAGES, other),
         by_id_query(CONTACTS, other),

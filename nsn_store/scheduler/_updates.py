@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from bson import ObjectId
 
+from nsn_store._types import DocumentIn
 from nsn_store.arguments import (
     as_object_id,
     check_datetime,
@@ -62,7 +63,6 @@ TEXT_LIMIT = 200
 #: A payload (rendering variables) or a webhook's raw body, in bytes of BSON.
 PAYLOAD_LIMIT = 64 * 1024
 
-Document = Mapping[str, Any]
 Filter = dict[str, Any]
 Update = dict[str, Any]
 LOCK_FIELDS = {"lockedBy": "", "lockedUntil": ""}
@@ -219,6 +219,31 @@ def check_event(
     }
 
 
+#: The most message ids one requeue names (its filter stays far below a command's 16 MB).
+MAX_IDS = 10_000
+
+
+def check_ids(values: Any, argument: str) -> list[ObjectId]:
+    """Return 1 to ``MAX_IDS`` distinct ids, sorted; refuse a string, a mapping, a bad id."""
+    if isinstance(values, Mapping | str | bytes) or not hasattr(values, "__iter__"):
+        raise InvalidArgumentError(f"{argument} must be a list of ids", argument=argument)
+    ids = sorted({as_object_id(value, argument) for value in values})
+    if not 1 <= len(ids) <= MAX_IDS:
+        raise InvalidArgumentError(
+            f"{argument} must name 1 to {MAX_IDS} messages", argument=argument
+        )
+    return ids
+
+
+def check_window(since: Any, until: Any) -> tuple[datetime | None, datetime | None]:
+    """Return a time window ``[since, until)`` at BSON precision; either end may be open."""
+    start = None if since is None else to_bson_time(check_datetime(since, "since"))
+    end = None if until is None else to_bson_time(check_datetime(until, "until"))
+    if start is not None and end is not None and end <= start:
+        raise InvalidArgumentError("until must come after since", argument="until")
+    return start, end
+
+
 @dataclass(frozen=True)
 class ScheduleRequest:
     """A checked ``schedule`` call: every value is safe to write."""
@@ -280,6 +305,20 @@ def follow_up_key(message_id: ObjectId, transition: str, attempt: int | None = N
     ``failed`` once per attempt.
     """
     return f"{message_id}:{transition}" + ("" if attempt is None else f":{attempt}")
+
+
+def failure_key(message_id: ObjectId, attempts: int, token: str | None) -> str:
+    """Return the key of one failed attempt's follow-ups: its number and the claim that made it.
+
+    The claim's token keeps the key unique when a requeue resets ``attempts``
+    (attempt 1 after a requeue is not the first attempt 1). Every path that
+    writes a failure's follow-ups knows that claim: the held document, the
+    claimed document a worker passes back, or a given-up message (which keeps
+    its token until its follow-ups are written). Without a token (a message
+    claimed before claims carried one) the key is the attempt alone.
+    """
+    key = follow_up_key(message_id, FAILED, attempts)
+    return key if token is None else f"{key}:{token}"
 
 
 def event_id(key: str) -> ObjectId:
@@ -361,7 +400,7 @@ def cancelled_claim_filter(message_id: ObjectId, token: str) -> Filter:
     return {"_id": message_id, "status": CANCELLED, "claimToken": token}
 
 
-def own_claim(current: Document | None, ref: ClaimRef) -> str | None:
+def own_claim(current: DocumentIn | None, ref: ClaimRef) -> str | None:
     """Return the status of ``current`` if claim ``ref`` finished it (or held it when cancelled).
 
     A sent or cancelled message keeps the token of the claim that held it. A
@@ -413,17 +452,29 @@ def given_up_update(now: datetime, error: str) -> Update:
     scan of expired leases also finds failed messages that still carry it and
     completes their follow-ups (``follow_ups_done_update``), so a give-up whose
     reply was lost is finished by the next claim, and a cancel can no longer
-    race it (a failed message cannot be cancelled).
+    race it (a failed message cannot be cancelled). ``claimToken`` stays with
+    it: the follow-ups' key names the claim (``failure_key``).
     """
     return {
         "$set": {"status": FAILED, "lastError": clip_error(error), "updatedAt": now},
-        "$unset": {"lockedBy": "", "claimToken": ""},
+        "$unset": {"lockedBy": ""},
     }
 
 
 def follow_ups_done_update() -> Update:
-    """Drop a given-up message's "follow-ups pending" marker once they are written."""
-    return {"$unset": {"lockedUntil": ""}}
+    """Drop a given-up message's "follow-ups pending" marker (and its claim) once written."""
+    return {"$unset": {"lockedUntil": "", "claimToken": ""}}
+
+
+def requeue_update(now: datetime) -> Update:
+    """Put a message that failed for good back to ``scheduled``, due now, its attempts reset.
+
+    ``lastError`` stays: it is still the last delivery error, until a new one.
+    """
+    return {
+        "$set": {"status": SCHEDULED, "sendAt": now, "attempts": 0, "updatedAt": now},
+        "$unset": CLAIM_FIELDS,
+    }
 
 
 def extend_update(now: datetime, lease: timedelta) -> Update:
@@ -578,13 +629,15 @@ def not_found(name: str, document_id: ObjectId) -> NotFoundError:
     return NotFoundError(f"{name} {document_id} not found for this tenant")
 
 
-def check_reference(found: Document | None, name: str, document_id: ObjectId) -> None:
+def check_reference(found: DocumentIn | None, name: str, document_id: ObjectId) -> None:
     """Raise unless the tenant-scoped lookup of a referenced document found it."""
     if found is None:
         raise not_found(name, document_id)
 
 
-def lease_refusal(current: Document | None, message_id: ObjectId, worker_id: str) -> NsnStoreError:
+def lease_refusal(
+    current: DocumentIn | None, message_id: ObjectId, worker_id: str
+) -> NsnStoreError:
     """Explain why ``worker_id`` may not finish the message (naming the current holder)."""
     if current is None:
         return NotFoundError(f"scheduled message {message_id} does not exist")
@@ -596,7 +649,7 @@ def lease_refusal(current: Document | None, message_id: ObjectId, worker_id: str
     )
 
 
-def cancel_refusal(current: Document | None, message_id: ObjectId) -> NsnStoreError:
+def cancel_refusal(current: DocumentIn | None, message_id: ObjectId) -> NsnStoreError:
     """Explain why the tenant's message (looked up with its tenant) could not be cancelled."""
     if current is None:
         return not_found("scheduled message", message_id)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
+from nsn_store._flow import Flow
 from nsn_store.clock import ManualClock
 from nsn_store.errors import (
     ConfigurationError,
@@ -65,20 +66,24 @@ def sent_events_per_message(db: Any) -> Counter[ObjectId]:
 class RecordingCounter:
     """A stand-in for ShardedCounter that records every add it applies.
 
-    Like ``ShardedCounter.add(once=...)`` it applies a keyed add at most once.
+    Like ``ShardedCounter.add_flow(once=...)`` it applies a keyed add at most
+    once; its flow makes no database call.
     """
 
     def __init__(self) -> None:
         self.calls: list[tuple[ObjectId, str]] = []
         self.keys: set[tuple[ObjectId, str, str]] = set()
 
-    def add(self, tenant_id: ObjectId, metric: str, n: int = 1, *, once: str | None = None) -> bool:
+    def add_flow(
+        self, tenant_id: ObjectId, metric: str, n: int = 1, *, once: str | None = None
+    ) -> Flow[bool]:
         if once is not None and (tenant_id, metric, once) in self.keys:
             return False
         if once is not None:
             self.keys.add((tenant_id, metric, once))
         self.calls.append((tenant_id, metric))
         return True
+        yield  # a flow: a generator that yields no call
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import pytest
 from _support import assert_async_twin, init_schema_async, public_surface
 from bson import ObjectId
 
+from nsn_store._flow import Flow, Op
 from nsn_store.clock import ManualClock
 from nsn_store.errors import (
     InvalidTransitionError,
@@ -103,19 +104,20 @@ async def test_async_failures_retry_then_fail_and_cancel_rules(
 
 
 class AsyncRecordingCounter:
-    """A stand-in for AsyncShardedCounter whose add is awaited."""
+    """A stand-in counter whose add flow makes one database call (it counts the events)."""
 
     def __init__(self) -> None:
-        self.metrics: list[str] = []
+        self.metrics: list[tuple[str, int]] = []
 
-    async def add(
+    def add_flow(
         self, tenant_id: ObjectId, metric: str, n: int = 1, *, once: str | None = None
-    ) -> bool:
-        self.metrics.append(metric)
+    ) -> Flow[bool]:
+        events = yield Op("count_documents", q.EVENTS, ({"tenantId": tenant_id},))
+        self.metrics.append((metric, events))
         return True
 
 
-async def test_async_counter_adds_are_awaited(
+async def test_a_counters_add_flow_runs_awaited_inside_the_transition(
     setup: tuple[AsyncScheduler, ObjectId, ObjectId], async_db: Any, clock: ManualClock
 ) -> None:
     _, tenant, contact = setup
@@ -123,8 +125,12 @@ async def test_async_counter_adds_are_awaited(
     sched = AsyncScheduler(async_db, clock=clock, counter=counter)
     message_id = (await sched.schedule(tenant, contact, "sms", clock.now()))["_id"]
     await sched.claim_due("w1")
+    before = sched.round_trips
     await sched.mark_sent(message_id, "w1")
-    assert counter.metrics == ["messages.scheduled", "messages.sent"]
+    # Each add ran on the async database after its transition's event was written.
+    assert counter.metrics == [("messages.scheduled", 1), ("messages.sent", 2)]
+    assert sched.round_trips - before == 2  # the sent write and its event, not the counter
+    assert sched.trips.count > sched.round_trips
 
 
 async def test_async_scheduler_bumps_an_async_sharded_counter(
