@@ -6,15 +6,29 @@ of ``$match`` stages, then an optional ``$sort``, ``$skip`` and ``$limit``
 becomes one ``find`` the planner serves from an index; mongomock runs the
 remaining stages on what it returns. The documents are the same as mongomock's
 own path gives (``find`` copies, timezone-aware when the codec says so).
+
+A final ``$merge`` stage (and the ``$dateTrunc`` and time-zone expressions the
+rollup sends) are the embedded database's own (:mod:`._stages`): the stage is
+checked before anything is read, then the pipeline's output is merged into its
+target and the aggregate returns no documents, as on a server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mongomock import aggregate as mongomock_aggregate
 from mongomock.command_cursor import CommandCursor
+
+from nsn_store.embedded import _stages
+from nsn_store.embedded.enforce import bypassing
+
+# mongomock's functions are untyped; these are the two this module calls, typed.
+_process_pipeline: Callable[[list[Any], Any, Any, Any], CommandCursor] = (
+    mongomock_aggregate.process_pipeline
+)
+_cursor: Callable[[list[Any]], CommandCursor] = CommandCursor
 
 
 def split(pipeline: Sequence[Any]) -> tuple[dict[str, Any], Any, int, int, list[Any]]:
@@ -59,13 +73,23 @@ def _count(value: Any, minimum: int) -> bool:
 
 
 def aggregate(collection: Any, pipeline: Any, session: Any = None, **kwargs: Any) -> CommandCursor:
-    """Run ``pipeline`` on ``collection`` with its front served by the planner."""
+    """Run ``pipeline`` on ``collection`` with its front served by the planner.
+
+    A final ``$merge`` writes the output into its target (validated like any
+    write, unless ``bypassDocumentValidation``) and the cursor is empty.
+    """
+    database = collection.database
     if not isinstance(pipeline, (list, tuple)):
-        return mongomock_aggregate.process_pipeline(
-            list(collection.find()), collection.database, pipeline, session
-        )
-    spec, sort, skip, limit, rest = split(pipeline)
+        return _process_pipeline(list(collection.find()), database, pipeline, session)
+    stages, merge_spec = _stages.split_merge(pipeline)
+    merge = None if merge_spec is None else _stages.merge_stage(database, merge_spec)
+    spec, sort, skip, limit, rest = split(stages)
     cursor = collection.find(
         spec, sort=sort, skip=skip, limit=limit, collation=kwargs.get("collation")
     )
-    return mongomock_aggregate.process_pipeline(list(cursor), collection.database, rest, session)
+    output = _process_pipeline(list(cursor), database, rest, session)
+    if merge is None:
+        return output
+    with bypassing(bool(kwargs.get("bypassDocumentValidation"))):
+        merge.write(list(output))
+    return _cursor([])
