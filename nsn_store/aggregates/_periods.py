@@ -2,8 +2,8 @@
 
 Periods are UTC days, Monday-start weeks and calendar months, computed exactly
 as the server's ``$dateTrunc`` buckets them. :func:`rollup_pipeline` is the
-single source of truth for a server rollup; the I/O twins and the embedded
-fallback live in :mod:`nsn_store.aggregates`, which re-exports every name here.
+one rollup pipeline, sent to a server and to the embedded database alike; the
+operations that send it live in :mod:`nsn_store.aggregates._service`.
 
 Windows are checked before any I/O (:func:`checked_window`): ``period`` is one
 of day, week, month; ``start`` and ``end`` are datetimes (naive means UTC) or
@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Final
 
+from bson import ObjectId
+
+from nsn_store._types import Document
 from nsn_store.arguments import check_datetime
 from nsn_store.clock import to_bson_time
 from nsn_store.errors import InvalidArgumentError
@@ -146,7 +149,7 @@ def date_key(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
-def event_match(tenant_id: Any, window: RollupWindow) -> dict[str, Any]:
+def event_match(tenant_id: ObjectId, window: RollupWindow) -> Document:
     """Return the ``$match`` of a rollup (served by ``by_tenantId``: tenantId, createdAt)."""
     return {
         "tenantId": tenant_id,
@@ -154,9 +157,9 @@ def event_match(tenant_id: Any, window: RollupWindow) -> dict[str, Any]:
     }
 
 
-def truncate_expression(period: str) -> dict[str, Any]:
+def truncate_expression(period: str) -> Document:
     """Return the ``$dateTrunc`` expression bucketing ``createdAt`` into ``period``."""
-    spec: dict[str, Any] = {
+    spec: Document = {
         "date": "$createdAt",
         "unit": check_period(period),
         "timezone": "UTC",
@@ -166,7 +169,7 @@ def truncate_expression(period: str) -> dict[str, Any]:
     return {"$dateTrunc": spec}
 
 
-def merge_when_matched() -> list[dict[str, Any]]:
+def merge_when_matched() -> list[Document]:
     """Return the ``$merge`` whenMatched pipeline: new value, createdAt kept,
     updatedAt moved only when the value changed (a rerun is a no-op)."""
     same = {"$eq": ["$value", "$$new.value"]}
@@ -180,7 +183,7 @@ def merge_when_matched() -> list[dict[str, Any]]:
     ]
 
 
-def rollup_pipeline(tenant_id: Any, window: RollupWindow, now: datetime) -> list[dict[str, Any]]:
+def rollup_pipeline(tenant_id: ObjectId, window: RollupWindow, now: datetime) -> list[Document]:
     """Return the server pipeline of one rollup (match, group, shape, merge)."""
     group_id = {"metric": "$eventType", "date": truncate_expression(window.period)}
     date_string = {"$dateToString": {"date": "$_id.date", "format": "%Y-%m-%d", "timezone": "UTC"}}
@@ -210,7 +213,7 @@ def rollup_pipeline(tenant_id: Any, window: RollupWindow, now: datetime) -> list
     ]
 
 
-def row_filter(tenant_id: Any, period: str, metric: str, day: str) -> dict[str, Any]:
+def row_filter(tenant_id: ObjectId, period: str, metric: str, day: str) -> Document:
     """Return the unique-key filter of one aggregate row."""
     return {"tenantId": tenant_id, "date": day, "metric": metric, "period": period}
 
@@ -224,7 +227,7 @@ def period_dates(window: RollupWindow) -> list[str]:
     return dates
 
 
-def series_filter(tenant_id: Any, metric: str, window: RollupWindow) -> dict[str, Any]:
+def series_filter(tenant_id: ObjectId, metric: str, window: RollupWindow) -> Document:
     """Return the filter of one metric's rows in a window (served by ``by_tenant_date_metric``).
 
     Rows exist only at period starts, so the window's dates are listed with
@@ -242,7 +245,7 @@ def series_filter(tenant_id: Any, metric: str, window: RollupWindow) -> dict[str
     }
 
 
-def rows_filter(tenant_id: Any, window: RollupWindow) -> dict[str, Any]:
+def rows_filter(tenant_id: ObjectId, window: RollupWindow) -> Document:
     """Return the filter of a tenant's rows in a window (served by ``by_tenant_period``)."""
     dates = {"$gte": date_key(window.start), "$lt": date_key(window.end)}
     return {"tenantId": tenant_id, "period": window.period, "date": dates}

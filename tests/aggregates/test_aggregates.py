@@ -1,4 +1,8 @@
-"""Aggregates: period arithmetic, the rollup pipeline, and rollups on every backend."""
+"""Aggregates: period arithmetic, the rollup pipeline, and rollups on every backend.
+
+The rollup sends one $match/$group/$merge pipeline; the embedded database runs it too,
+so every behaviour test here exercises the server pipeline.
+"""
 
 from __future__ import annotations
 
@@ -24,13 +28,8 @@ from nsn_store.aggregates._periods import (
     rollup_pipeline,
     truncate_expression,
 )
-from nsn_store.aggregates._service import (
-    Aggregates,
-    AsyncAggregates,
-    embedded_requests,
-    embedded_rows,
-)
-from nsn_store.errors import ConfigurationError
+from nsn_store.aggregates._service import Aggregates, AsyncAggregates
+from nsn_store.errors import ConfigurationError, InvalidArgumentError
 from nsn_store.migration._runner import init_schema
 
 
@@ -139,24 +138,6 @@ def test_pipeline_matches_groups_and_merges_on_the_unique_key() -> None:
 def test_only_weeks_name_a_start_of_week() -> None:
     assert truncate_expression("week")["$dateTrunc"]["startOfWeek"] == "monday"
     assert "startOfWeek" not in truncate_expression("month")["$dateTrunc"]
-
-
-def test_embedded_fallback_writes_only_changed_rows() -> None:
-    tenant, now = ObjectId(), utc(2026, 1, 5)
-    events = [
-        {"eventType": "sent", "createdAt": utc(2026, 1, 5, 1)},
-        {"eventType": "sent", "createdAt": utc(2026, 1, 6, 1)},
-        {"eventType": "failed", "createdAt": utc(2026, 1, 6, 2)},
-    ]
-    rows = embedded_rows(events, "day")
-    assert rows == {
-        ("sent", "2026-01-05"): 1,
-        ("sent", "2026-01-06"): 1,
-        ("failed", "2026-01-06"): 1,
-    }
-    existing = [{"metric": "sent", "date": "2026-01-05", "value": 1}]
-    requests = embedded_requests(tenant, "day", rows, existing, now)
-    assert len(requests) == 2
 
 
 def test_sync_and_async_surfaces_match() -> None:
@@ -275,6 +256,24 @@ def test_rows_satisfy_the_schema_fields(aggregates: Aggregates, tenant: Any, sto
     assert rows and all(set(row) == fields for row in rows)
 
 
+def test_a_rollup_is_one_round_trip_and_a_rebuild_six(aggregates: Aggregates, tenant: Any) -> None:
+    # The server (or the embedded database) runs the whole pipeline: nothing comes back.
+    aggregates.rollup(tenant, "week", start=utc(2026, 1, 1), end=utc(2026, 3, 1))
+    assert aggregates.trips.count == 1
+    aggregates.rebuild(tenant)  # delete, first and last event, one rollup per period
+    assert aggregates.trips.count == 1 + 6
+
+
+def test_bad_arguments_are_refused_before_any_round_trip(aggregates: Aggregates) -> None:
+    with pytest.raises(InvalidArgumentError):
+        aggregates.rollup({"$ne": None}, "day", start=utc(2026, 1, 1), end=utc(2026, 1, 2))
+    with pytest.raises(InvalidArgumentError):
+        aggregates.series(ObjectId(), "sent", "year", utc(2026, 1, 1), utc(2026, 1, 2))
+    with pytest.raises(InvalidArgumentError):
+        aggregates.rebuild("not-an-id")
+    assert aggregates.trips.count == 0
+
+
 def _random_events(store: Any, tenant: Any, rng: random.Random, count: int) -> None:
     start = utc(2025, 11, 20)
     types = ["sent", "delivered", "failed", "opened"]
@@ -321,9 +320,8 @@ def test_rebuild_of_a_tenant_without_events_clears_its_rows(
     assert store.aggregates.count_documents({"tenantId": tenant}) == 0
 
 
-def test_date_trunc_on_the_server_agrees_with_period_start(store: Any, backend: str) -> None:
-    if backend == "embedded":
-        pytest.skip("mongomock has no $dateTrunc; the table above pins its documented semantics")
+def test_date_trunc_on_every_backend_agrees_with_period_start(store: Any) -> None:
+    # The embedded database evaluates $dateTrunc itself; a server pins the same table.
     moments = [case[1] for case in BOUNDARIES]
     store.probe.insert_many({"at": at} for at in moments)
     projection = {p: truncate_expression(p) for p in PERIODS}
