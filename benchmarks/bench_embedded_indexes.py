@@ -14,7 +14,7 @@ calls on both, side by side:
 - contact by tenant and email (``find_one``, served by ``by_email``);
 - message by tenant and idempotency key (unique partial index);
 - ``ShardedCounter.count`` and ``ShardedCounter.add`` (an upsert on the unique shard key);
-- ``Aggregates.rollup`` of one tenant's day (the embedded fallback: events, rows, upserts);
+- ``Aggregates.rollup`` of one tenant's day (the server pipeline: $match, $group, $merge);
 - ``find_one`` by ``_id`` (the reference: never a scan).
 
 Each figure is the median of ``--repeat`` runs in milliseconds of this
@@ -58,7 +58,7 @@ TENANTS = 100
 METRICS = ("messages.sent", "messages.failed", "messages.scheduled", "messages.delivered")
 EVENT_TYPES = ("scheduled", "sent", "delivered", "failed")
 Operation = Callable[[int], Any]
-# mongomock's bulk_write does not take pymongo 4.9+'s update requests (their "sort").
+# Raw mongomock has neither $dateTrunc nor $merge, which the rollup pipeline sends.
 EMBEDDED_ONLY = ("Aggregates.rollup (a day)",)
 
 
