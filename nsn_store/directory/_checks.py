@@ -36,6 +36,7 @@ __all__ = [
     "MAX_OFFSET",
     "PROVIDER_FOR",
     "Keep",
+    "check_body",
     "check_channel",
     "check_email",
     "check_grace",
@@ -47,6 +48,7 @@ __all__ = [
     "check_phone",
     "check_provider_configs",
     "check_region",
+    "check_subject",
     "check_template",
     "looks_like_secret",
 ]
@@ -228,24 +230,32 @@ def check_template(channel: str, body: Any, subject: Any) -> TemplateInfo:
     characters, the RFC 5322 line limit) and an SMS template has none; the
     placeholders of both must parse (:func:`nsn_store.rendering.placeholders`).
     """
-    text = check_text(body, "body", maximum=5000)
+    text = check_body(body)
     if channel == "email":
         if subject is None:
             raise InvalidArgumentError("an email template needs a subject", argument="subject")
-        check_text(subject, "subject", maximum=998)
+        check_subject(subject)
     elif subject is not None:
         raise InvalidArgumentError("only email templates have a subject", argument="subject")
-    _parse(text, "body")
-    if subject:
-        _parse(subject, "subject")
     return template_info(channel, text, subject)
 
 
-def _parse(text: str, argument: str) -> None:
+def check_body(value: Any) -> str:
+    """Return a template body (1-5,000 characters) whose placeholders parse."""
+    return _parsed(check_text(value, "body", maximum=5000), "body")
+
+
+def check_subject(value: Any) -> str:
+    """Return an email subject (1-998 characters, RFC 5322's line) whose placeholders parse."""
+    return _parsed(check_text(value, "subject", maximum=998), "subject")
+
+
+def _parsed(text: str, argument: str) -> str:
     try:
         placeholders(text)
     except TemplateSyntaxError as exc:
         raise InvalidArgumentError(f"{argument}: {exc}", argument=argument) from None
+    return text
 
 
 # --- provider configs: references to secrets, never secrets -------------------

@@ -27,7 +27,15 @@ from nsn_store.directory._base import (
     modify,
     not_found,
 )
-from nsn_store.directory._checks import KEEP, Keep, check_channel, check_name, check_template
+from nsn_store.directory._checks import (
+    KEEP,
+    Keep,
+    check_body,
+    check_channel,
+    check_name,
+    check_subject,
+    check_template,
+)
 from nsn_store.errors import InvalidTransitionError
 from nsn_store.rendering import TemplateInfo
 from nsn_store.scheduler._queries import owned_query
@@ -80,6 +88,11 @@ class _TemplateFlows(TenantHost):
         """Change a template's name, body or subject (checked as on create; None drops it)."""
         template = as_object_id(template_id, "template_id")
         label = None if isinstance(name, Keep) else check_name(name)
+        # What does not depend on the channel is checked before the read that finds it.
+        if not isinstance(body, Keep):
+            check_body(body)
+        if not isinstance(subject, Keep) and subject is not None:
+            check_subject(subject)
         owned = owned_query(q.TEMPLATES, template, self.tenant_id)
         current = yield find_one(owned)
         if current is None:
