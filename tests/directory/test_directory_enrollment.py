@@ -102,23 +102,54 @@ def _enroll_on(workflows: nsn_store.Workflows, world: Clinic, workflow: Any) -> 
     return workflows.enroll(workflow, world.contact, APPOINTMENT, payload={"time": "3 pm"})
 
 
+class _Gate:
+    """The database, except that each thread's first read of scheduledMessages waits for all.
+
+    Every racer reads "no message yet" before any of them inserts: the worst
+    interleaving, made certain instead of left to the thread scheduler.
+    """
+
+    def __init__(self, db: Any, parties: int) -> None:
+        self.db = db
+        self.barrier = threading.Barrier(parties, timeout=30)
+        self.local = threading.local()
+
+    def __getitem__(self, name: str) -> Any:
+        collection = self.db[name]
+        return _GatedCollection(collection, self) if name == "scheduledMessages" else collection
+
+
+class _GatedCollection:
+    def __init__(self, collection: Any, gate: _Gate) -> None:
+        self.collection, self.gate = collection, gate
+
+    def find(self, *args: Any, **kwargs: Any) -> list[Any]:
+        found = list(self.collection.find(*args, **kwargs))
+        if not getattr(self.gate.local, "waited", False):
+            self.gate.local.waited = True
+            self.gate.barrier.wait()
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collection, name)
+
+
 def test_sixteen_concurrent_enrolls_schedule_each_step_once(
     world: Clinic, clock: ManualClock
 ) -> None:
     workflow = world.reminders(BEFORE_24H, BEFORE_2H, 0)
-    barrier = threading.Barrier(16)
+    gate = _Gate(world.db, 16)
+    services = [nsn_store.Workflows(gate, world.tenant, clock=clock) for _ in range(16)]
     results: list[Any] = []
     errors: list[BaseException] = []
 
-    def enroll() -> None:
-        workflows = nsn_store.Workflows(world.db, world.tenant, clock=clock)
-        barrier.wait()
+    def enroll(workflows: nsn_store.Workflows) -> None:
         try:
             results.append(_enroll_on(workflows, world, workflow))
         except BaseException as exc:  # reported below, with the others
             errors.append(exc)
 
-    threads = [threading.Thread(target=enroll) for _ in range(16)]
+    threads = [threading.Thread(target=enroll, args=(s,)) for s in services]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -129,6 +160,10 @@ def test_sixteen_concurrent_enrolls_schedule_each_step_once(
     ids = sorted(str(m["_id"]) for m in stored)
     assert all(sorted(str(m["_id"]) for m in r.messages) == ids for r in results)
     assert world.db.messageEvents.count_documents({"eventType": "queued"}) == 3
+    # At most one racer inserted every step; the others hit the unique key and read back
+    # what won (one more round trip each).
+    trips = [s.round_trips for s in services]
+    assert set(trips) <= {6, 7} and trips.count(7) >= 15
 
 
 def test_steps_already_past_are_skipped_not_sent_late(world: Clinic, clock: ManualClock) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pymongo
 import pytest
 from _directory_world import CLINIC_NUMBERS, sms_config, snapshot
 from _support import assert_async_twin, init_schema_async
@@ -56,6 +57,41 @@ def test_sixteen_threads_with_one_org_id_create_one_tenant(db: Any, clock: Manua
     assert errors == []
     assert len(ids) == 16 and len(set(ids)) == 1
     assert db.tenants.count_documents({"clerkOrgId": "org_race"}) == 1
+
+
+class _LosingRace:
+    """The database, except that the first tenant upsert loses a race it cannot retry.
+
+    A racer inserts the organisation's tenant first and the upsert fails with a
+    duplicate key, as a server that does not retry the upsert reports it.
+    """
+
+    def __init__(self, db: Any, clock: ManualClock) -> None:
+        self.db, self.clock, self.lost = db, clock, False
+
+    def __getitem__(self, name: str) -> Any:
+        return self if name == "tenants" else self.db[name]
+
+    def find_one_and_update(self, filter: Any, update: Any, **kwargs: Any) -> Any:
+        if not self.lost:
+            self.lost = True
+            self.db.tenants.insert_one({**filter, "name": "Winner", "createdAt": self.clock.now()})
+            raise pymongo.errors.DuplicateKeyError("E11000 duplicate key", 11000)
+        return self.db.tenants.find_one_and_update(filter, update, **kwargs)
+
+    def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        return self.db.tenants.find_one(*args, **kwargs)
+
+
+def test_an_upsert_that_loses_the_insert_race_returns_the_winners_tenant(
+    db: Any, clock: ManualClock
+) -> None:
+    init_schema(db)
+    tenants = nsn_store.Tenants(_LosingRace(db, clock), clock=clock)
+    tenant = tenants.get_or_create("org_race", name="Loser")
+    assert tenant["name"] == "Winner"
+    assert db.tenants.count_documents({"clerkOrgId": "org_race"}) == 1
+    assert tenants.round_trips == 2  # the upsert, then the read of the winner
 
 
 def test_get_raises_not_found_for_a_missing_tenant(tenants: nsn_store.Tenants) -> None:
