@@ -313,6 +313,12 @@ class _CounterFlows(FlowHost):
         """
         return self._add(tenant_id, metric, n, key=key, once=once)
 
+    def reconcile_flow(
+        self, tenant_id: IdLike, metric: str, *, source: str, filter: DocumentIn | None = None
+    ) -> Flow[ReconcileResult]:
+        """The flow behind reconcile, for services that compose it (the worker's reconcile job)."""
+        return self._reconcile(tenant_id, metric, source=source, filter=filter)
+
     def _add(
         self,
         tenant_id: IdLike,

@@ -17,12 +17,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from nsn_store._flow import Flow
 from nsn_store._flow import run_async as run_flow
 from nsn_store.clock import Clock
 from nsn_store.errors import InvalidTransitionError, NsnStoreError
 from nsn_store.worker._delivery import Delivery, Refusal, load_deliveries
+from nsn_store.worker._jobs import JobClaim, JobResult, PeriodicJob, error_text
 from nsn_store.worker._policy import (
     WATCH_PIPELINE,
     Classified,
@@ -35,6 +37,7 @@ from nsn_store.worker._policy import (
 __all__ = ["AsyncWorker"]
 
 log = logging.getLogger("nsn_store.worker")
+T = TypeVar("T")
 
 
 class AsyncWorker(WorkerBase):
@@ -44,6 +47,7 @@ class AsyncWorker(WorkerBase):
         self._pending: deque[Delivery] = deque()
         self._changed: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._jobs_task: asyncio.Task[None] | None = None
 
     def _scheduler(self, db: Any, clock: Clock | None) -> Any:
         from nsn_store.scheduler._service import AsyncScheduler
@@ -64,6 +68,23 @@ class AsyncWorker(WorkerBase):
         self._stopping = True
         self._poke()
 
+    async def run_jobs(self) -> list[JobResult]:
+        """Run every periodic job whose period is due now (missed ones back to back).
+
+        Each period runs on one worker only (see :class:`~nsn_store.worker.PeriodicJobs`);
+        returns the runs this call made, in order.
+        """
+        results: list[JobResult] = []
+        for job in self.jobs:
+            for _ in range(job.catch_up + 1):  # the catch-up runs and one takeover at most
+                if self._stopping:
+                    return results
+                claim = await self._claim_one(job)
+                if claim is None:
+                    break
+                results.append(await self._run_job(job, claim))
+        return results
+
     async def plan_sleep(self) -> timedelta:
         """Return how long an idle worker sleeps now: until the next sendAt or the poll cap."""
         next_due = await self.scheduler.next_due_at(tenants=self.options.tenants)
@@ -76,12 +97,17 @@ class AsyncWorker(WorkerBase):
         self._changed = asyncio.Event()
         self._stopping = self._abort = False
         restore = self._install_signals()
+        await self._quietly("register in the workers registry", self._registration())
         self._tasks = [
             asyncio.create_task(self._send_loop()) for _ in range(self.options.concurrency)
         ]
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
         if self.watch and not once:
             self._tasks.append(asyncio.create_task(self._watch_loop()))
+        self._jobs_task = None
+        if not once and len(self.jobs):
+            self._jobs_task = asyncio.create_task(self._jobs_loop())
+            self._tasks.append(self._jobs_task)
         try:
             while not self._stopping:
                 if await self._claim_batch():
@@ -91,9 +117,21 @@ class AsyncWorker(WorkerBase):
                 await self._sleep(once)
         finally:
             await self._shutdown()
+            await self._quietly("leave the workers registry", self._leave_registry())
             restore()
         self.report.finished_at = self.clock.now()
         return self.report
+
+    async def _flow(self, flow: Flow[T]) -> T:
+        """Run one of the worker's own flows (its round trips count in ``trips``)."""
+        return await run_flow(self.db, flow, self.trips)
+
+    async def _quietly(self, what: str, flow: Flow[Any]) -> None:
+        """Run a bookkeeping flow; a database error is logged, never fatal to sending."""
+        try:
+            await self._flow(flow)
+        except NsnStoreError as exc:
+            log.warning("could not %s: %s", what, exc)
 
     def _poke(self) -> None:
         if self._changed is not None:
@@ -121,13 +159,29 @@ class AsyncWorker(WorkerBase):
         for message in batch:
             self.metrics.claim_lag(now, message["sendAt"])
         self._held.update({m["_id"]: m for m in batch})
-        for item in await run_flow(self.db, load_deliveries(batch)):
+        prepared = await self._flow(load_deliveries(batch))
+        for delivery in await self._admit([d for d in prepared if not isinstance(d, Refusal)]):
+            self._pending.append(delivery)
+        for item in prepared:
             if isinstance(item, Refusal):
                 await self._finish(item.message, self._refuse, item)
-            else:
-                self._pending.append(item)
         self._poke()
         return True
+
+    async def _admit(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Reserve rate-limit tokens for the batch; defer (hand back) what is over a limit."""
+        if self.rate_limits is None or not deliveries:
+            return deliveries
+        try:
+            admission = await self._flow(self._admission(deliveries))
+        except NsnStoreError:
+            log.exception("could not reserve rate-limit tokens; handing the batch back")
+            await self._hand_back([d.message for d in deliveries])
+            return []
+        for delivery, _ in admission.deferred:
+            self._held.pop(delivery.message_id, None)
+        self._count_deferred(admission)
+        return admission.admitted
 
     async def _idle(self) -> bool:
         while self._held and not self._stopping:
@@ -227,9 +281,10 @@ class AsyncWorker(WorkerBase):
             )
 
     async def _heartbeat_loop(self) -> None:
-        interval = self.options.heartbeat.total_seconds()
+        interval = self._heartbeat_seconds()
         while True:
             await asyncio.sleep(interval)
+            await self._quietly("renew job leases and the registry entry", self._upkeep())
             held = list(self._held.values())
             if not held:
                 if self._stopping:
@@ -246,6 +301,51 @@ class AsyncWorker(WorkerBase):
                         "message %s outlived its lease; its result will be refused", message["_id"]
                     )
 
+    # -- periodic jobs ----------------------------------------------------------------
+
+    async def _jobs_loop(self) -> None:
+        """Run due jobs, then sleep until a job's next period (or the poll cap, or a stop)."""
+        while not self._stopping:
+            try:
+                await self.run_jobs()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a job loop that dies would silently stop every job
+                log.exception("periodic jobs: unexpected error; trying again later")
+            deadline = time.monotonic() + self._jobs_pause()
+            while not self._stopping and time.monotonic() < deadline:
+                await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    async def _claim_one(self, job: PeriodicJob) -> JobClaim | None:
+        try:
+            return await self._flow(self._claim_job(job))
+        except NsnStoreError as exc:
+            log.warning("job %s: could not look for a due period: %s", job.name, exc)
+            return None
+
+    async def _run_job(self, job: PeriodicJob, claim: JobClaim) -> JobResult:
+        context = self._job_context(claim)
+        error = None
+        try:
+            kind, func = job.runs_as(asynchronous=True)
+            if kind == "flow":
+                await self._flow(func(context))
+            elif kind == "coroutine":
+                await func(context)
+            else:  # a plain function runs in a thread, so it cannot stall the sends
+                await asyncio.to_thread(func, context)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a failing job is an outcome, recorded on its run
+            log.exception("job %s, period %s raised", job.name, claim.period_start.isoformat())
+            error = error_text(exc)
+        try:
+            recorded = await self._flow(self._finish_job(claim, error))
+        except NsnStoreError as exc:
+            log.warning("job %s: could not record the run: %s", job.name, exc)
+            recorded = False
+        return self._job_done(claim, error, recorded)
+
     # -- shutdown -------------------------------------------------------------------
 
     async def _shutdown(self) -> None:
@@ -260,6 +360,9 @@ class AsyncWorker(WorkerBase):
             await self._wait_change(min(0.1, max(0.0, deadline - time.monotonic())))
         if self._held:
             log.warning("%d sends still running after the shutdown timeout", len(self._held))
+        if self._jobs_task is not None and not self._abort:  # a running job gets the deadline
+            left = max(0.0, deadline - time.monotonic())
+            await asyncio.wait({self._jobs_task}, timeout=left)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -16,8 +16,22 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from nsn_store._flow import Flow, TripCounter
 from nsn_store.arguments import as_object_id, check_duration, check_limit, check_text
 from nsn_store.errors import InvalidArgumentError
+from nsn_store.worker import _registry as registry
+from nsn_store.worker._delivery import Delivery
+from nsn_store.worker._jobs import (
+    JobClaim,
+    JobContext,
+    JobResult,
+    PeriodicJob,
+    PeriodicJobs,
+    claim_period,
+    extend_job_leases,
+    finish_period,
+)
+from nsn_store.worker._ratelimit import Admission, RateLimits, admit
 from nsn_store.worker._senders import PermanentSendError, SendResult, TransientSendError
 
 __all__ = ["Outcome", "WorkerBase", "WorkerOptions", "WorkerReport", "classify", "next_wake"]
@@ -34,7 +48,17 @@ MIN_SLEEP = timedelta(milliseconds=20)
 DEFAULT_LEASE = timedelta(seconds=60)
 MAX_CONCURRENCY = 1024
 
-Outcome = Literal["sent", "retried", "failed", "cancelled", "handed_back", "lease_lost"]
+Outcome = Literal["sent", "retried", "failed", "cancelled", "handed_back", "lease_lost", "deferred"]
+#: The message outcomes a report counts, in the order it lists them.
+OUTCOMES: tuple[str, ...] = (
+    "sent",
+    "retried",
+    "failed",
+    "cancelled",
+    "handed_back",
+    "lease_lost",
+    "deferred",
+)
 
 
 def default_worker_id() -> str:
@@ -107,6 +131,7 @@ class WorkerReport:
     claimed: int = 0
     claims: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    jobs: Counter[str] = field(default_factory=Counter)
     stopped_by: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -121,8 +146,13 @@ class WorkerReport:
             self.claims += 1
             self.claimed += n
 
+    def job_ran(self, outcome: str) -> None:
+        """Count one periodic job run that ended as ``outcome`` (succeeded or failed)."""
+        with self._lock:
+            self.jobs[outcome] += 1
+
     def __getattr__(self, name: str) -> int:
-        if name in {"sent", "retried", "failed", "cancelled", "handed_back", "lease_lost"}:
+        if name in OUTCOMES:
             return self.outcomes[name]
         raise AttributeError(name)
 
@@ -134,10 +164,8 @@ class WorkerReport:
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "claims": self.claims,
             "claimed": self.claimed,
-            **{
-                name: self.outcomes[name]
-                for name in ("sent", "retried", "failed", "cancelled", "handed_back", "lease_lost")
-            },
+            **{name: self.outcomes[name] for name in OUTCOMES},
+            "jobs": {name: self.jobs[name] for name in ("succeeded", "failed")},
             "stopped_by": self.stopped_by,
         }
 
@@ -192,6 +220,13 @@ class WorkerBase:
     report, metrics and the messages they hold are built here once, so both
     take exactly the same arguments. ``watch=False`` skips the change stream
     (the worker then wakes at the next ``sendAt`` or the poll cap only).
+
+    ``rate_limits`` (a :class:`~nsn_store.worker.RateLimits`; default None:
+    unlimited) makes each claimed batch reserve provider tokens and defer what
+    is over the limits; ``jobs`` (a :class:`~nsn_store.worker.PeriodicJobs`;
+    default: the built-in rollup and reconcile) are the periodic jobs
+    :meth:`run` runs next to sending (``run_once`` does not; call ``run_jobs``).
+    The worker also keeps its entry in the ``workers`` registry while it runs.
     """
 
     def __init__(
@@ -211,6 +246,8 @@ class WorkerBase:
         scheduler: Any = None,
         metrics: Any = None,
         watch: bool = True,
+        rate_limits: RateLimits | None = None,
+        jobs: PeriodicJobs | None = None,
     ) -> None:
         if not callable(sender):
             raise InvalidArgumentError(
@@ -233,6 +270,12 @@ class WorkerBase:
         self.metrics = metrics or _default_metrics()
         self.report = WorkerReport(self.options.worker_id)
         self.watch = watch
+        self.rate_limits = _checked_type(rate_limits, RateLimits, "rate_limits")
+        self.jobs = _checked_type(jobs, PeriodicJobs, "jobs") or PeriodicJobs()
+        #: round trips of the worker's own flows (deliveries, rate limits, jobs, registry)
+        self.trips = TripCounter()
+        self._job_claims: dict[str, JobClaim] = {}
+        self._entry: dict[str, Any] | None = None
         self._held: dict[Any, Mapping[str, Any]] = {}
         self._stopping = False
         self._abort = False
@@ -258,6 +301,113 @@ class WorkerBase:
     def _count(self, outcome: Any) -> None:
         self.report.count(outcome)
         self.metrics.outcome(outcome)
+
+    def _now(self) -> datetime:
+        """Return the worker's time: its scheduler's clock, corrected by the server offset."""
+        server = getattr(self.scheduler, "server_clock", None)
+        if server is not None and getattr(self.scheduler, "server_time", False):
+            now: datetime = server.now()
+            return now
+        clock_now: datetime = self.clock.now()
+        return clock_now
+
+    # -- rate limits (the flows run on either runner) -------------------------------
+
+    def _admission(self, deliveries: list[Delivery]) -> Flow[Admission]:
+        assert self.rate_limits is not None
+        return admit(deliveries, self.rate_limits, self.worker_id, self._now())
+
+    def _count_deferred(self, admission: Admission) -> None:
+        """Count and log the deferred messages (they left the worker: not held any more)."""
+        for delivery, until in admission.deferred:
+            log.debug(
+                "message %s over a rate limit: deferred to %s",
+                delivery.message_id,
+                until.isoformat(),
+                extra={
+                    "message_id": str(delivery.message_id),
+                    "tenant_id": str(delivery.tenant_id),
+                },
+            )
+        if admission.deferred:
+            self.report.count("deferred", len(admission.deferred))
+            self.metrics.outcome("deferred", len(admission.deferred))
+
+    # -- the registry and heartbeats ------------------------------------------------
+
+    def _registration(self) -> Flow[None]:
+        self._entry = registry.worker_document(
+            self._now(), self.options.concurrency, self.options.tenants
+        )
+        return registry.register(self.worker_id, self._entry)
+
+    def _leave_registry(self) -> Flow[None]:
+        self._entry = None
+        return registry.deregister(self.worker_id)
+
+    def _upkeep(self) -> Flow[None]:
+        """One heartbeat's writes besides message leases: job leases and the registry."""
+        now = self._now()
+        claims = list(self._job_claims.values())
+        yield from extend_job_leases(claims, self.worker_id, now, self.options.lease)
+        if self._entry is not None:
+            yield from registry.heartbeat(self.worker_id, self._entry, now)
+
+    def _heartbeat_seconds(self) -> float:
+        return min(self.options.heartbeat, registry.REGISTRY_HEARTBEAT).total_seconds()
+
+    # -- periodic jobs ------------------------------------------------------------------
+
+    def _claim_job(self, job: PeriodicJob) -> Flow[JobClaim | None]:
+        return claim_period(job, self.worker_id, self._now(), self.options.lease)
+
+    def _job_context(self, claim: JobClaim) -> JobContext:
+        self._job_claims[claim.key] = claim
+        return JobContext(
+            job=claim.job,
+            period_start=claim.period_start,
+            period_end=claim.period_end,
+            started_at=claim.started_at,
+            worker_id=self.worker_id,
+            db=self.db,
+            clock=self.clock,
+            previous=claim.previous,
+            taken_over=claim.taken_over,
+        )
+
+    def _finish_job(self, claim: JobClaim, error: str | None) -> Flow[bool]:
+        self._job_claims.pop(claim.key, None)
+        return finish_period(claim, self.worker_id, self._now(), error)
+
+    def _job_done(self, claim: JobClaim, error: str | None, recorded: bool) -> JobResult:
+        outcome: Literal["succeeded", "failed"] = "succeeded" if error is None else "failed"
+        if not recorded:
+            log.warning(
+                "job %s, period %s: the lease was lost before it finished; not recorded",
+                claim.job,
+                claim.period_start.isoformat(),
+            )
+        elif error is not None:
+            log.error("job %s, period %s failed: %s", claim.job, claim.period_start, error)
+        else:
+            log.info("job %s, period %s succeeded", claim.job, claim.period_start.isoformat())
+        self.report.job_ran(outcome)
+        return JobResult(claim.job, claim.period_start, outcome, error, recorded, claim.taken_over)
+
+    def _jobs_pause(self) -> float:
+        """Return how long the jobs loop sleeps: until a job's next period, capped by the poll."""
+        now = self._now()
+        upcoming = self.jobs.next_start(now)
+        pause = self.options.poll if upcoming is None else min(self.options.poll, upcoming - now)
+        return max(MIN_SLEEP, pause).total_seconds()
+
+
+def _checked_type(value: Any, kind: type, argument: str) -> Any:
+    if value is not None and not isinstance(value, kind):
+        raise InvalidArgumentError(
+            f"{argument} must be a {kind.__name__} or None", argument=argument
+        )
+    return value
 
 
 def _default_metrics() -> Any:

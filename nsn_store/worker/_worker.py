@@ -22,6 +22,11 @@
   claimed-but-unstarted messages straight back to ``scheduled`` without
   spending an attempt, and let in-flight sends finish within
   ``shutdown_timeout``; a second signal stops at once, handing back what it can.
+- **Rate limits** (``rate_limits=``): each claimed batch reserves provider
+  tokens once per bucket; what is over a limit is deferred, not failed.
+- **Periodic jobs**: :meth:`run` runs them on a thread of their own
+  (:meth:`run_jobs` runs what is due once); the ``workers`` registry entry is
+  kept while the worker runs.
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
+from nsn_store._flow import Flow
 from nsn_store._flow import run as run_flow
 from nsn_store.clock import Clock
 from nsn_store.errors import InvalidTransitionError, NsnStoreError
 from nsn_store.worker._delivery import Delivery, Refusal, load_deliveries
+from nsn_store.worker._jobs import JobClaim, JobResult, PeriodicJob, error_text
 from nsn_store.worker._policy import (
     WATCH_PIPELINE,
     Classified,
@@ -52,6 +59,7 @@ from nsn_store.worker._policy import (
 __all__ = ["Worker"]
 
 log = logging.getLogger("nsn_store.worker")
+T = TypeVar("T")
 
 
 class Worker(WorkerBase):
@@ -62,6 +70,7 @@ class Worker(WorkerBase):
         self._wake = threading.Event()
         self._pending: deque[Delivery] = deque()
         self._threads: list[threading.Thread] = []
+        self._jobs_thread: threading.Thread | None = None
         self._closed = False
 
     def _scheduler(self, db: Any, clock: Clock | None) -> Any:
@@ -91,6 +100,23 @@ class Worker(WorkerBase):
             self._cond.notify_all()
         self._wake.set()
 
+    def run_jobs(self) -> list[JobResult]:
+        """Run every periodic job whose period is due now (missed ones back to back).
+
+        Each period runs on one worker only (see :class:`~nsn_store.worker.PeriodicJobs`);
+        returns the runs this call made, in order.
+        """
+        results: list[JobResult] = []
+        for job in self.jobs:
+            for _ in range(job.catch_up + 1):  # the catch-up runs and one takeover at most
+                if self._stopping:
+                    return results
+                claim = self._claim_one(job)
+                if claim is None:
+                    break
+                results.append(self._run_job(job, claim))
+        return results
+
     def plan_sleep(self) -> timedelta:
         """Return how long an idle worker sleeps now: until the next sendAt or the poll cap."""
         next_due = self.scheduler.next_due_at(tenants=self.options.tenants)
@@ -101,7 +127,8 @@ class Worker(WorkerBase):
     def _run(self, *, once: bool) -> WorkerReport:
         self.report.started_at = self.clock.now()
         restore = self._install_signals()
-        self._start_threads(watch=not once)
+        self._quietly("register in the workers registry", self._registration())
+        self._start_threads(watch=not once, jobs=not once)
         try:
             while not self._stopping:
                 if self._claim_batch():
@@ -111,9 +138,21 @@ class Worker(WorkerBase):
                 self._sleep(once)
         finally:
             self._shutdown()
+            self._quietly("leave the workers registry", self._leave_registry())
             restore()
         self.report.finished_at = self.clock.now()
         return self.report
+
+    def _flow(self, flow: Flow[T]) -> T:
+        """Run one of the worker's own flows (its round trips count in ``trips``)."""
+        return run_flow(self.db, flow, self.trips)
+
+    def _quietly(self, what: str, flow: Flow[Any]) -> None:
+        """Run a bookkeeping flow; a database error is logged, never fatal to sending."""
+        try:
+            self._flow(flow)
+        except NsnStoreError as exc:
+            log.warning("could not %s: %s", what, exc)
 
     def _free_slots(self) -> int:
         with self._cond:
@@ -141,8 +180,8 @@ class Worker(WorkerBase):
             self.metrics.claim_lag(now, message["sendAt"])
         with self._cond:
             self._held.update({m["_id"]: m for m in batch})
-        prepared = run_flow(self.db, load_deliveries(batch))
-        deliveries = [item for item in prepared if not isinstance(item, Refusal)]
+        prepared = self._flow(load_deliveries(batch))
+        deliveries = self._admit([item for item in prepared if not isinstance(item, Refusal)])
         with self._cond:
             self._pending.extend(deliveries)
             # notify_all, once: the claiming loop and the heartbeat wait on this condition
@@ -152,6 +191,23 @@ class Worker(WorkerBase):
             if isinstance(item, Refusal):
                 self._finish(item.message, self._refuse, item)
         return True
+
+    def _admit(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Reserve rate-limit tokens for the batch; defer (hand back) what is over a limit."""
+        if self.rate_limits is None or not deliveries:
+            return deliveries
+        try:
+            admission = self._flow(self._admission(deliveries))
+        except NsnStoreError:
+            log.exception("could not reserve rate-limit tokens; handing the batch back")
+            self._hand_back([d.message for d in deliveries])
+            return []
+        with self._cond:
+            for delivery, _ in admission.deferred:
+                self._held.pop(delivery.message_id, None)
+            self._cond.notify_all()
+        self._count_deferred(admission)
+        return admission.admitted
 
     def _idle(self) -> bool:
         with self._cond:
@@ -165,7 +221,7 @@ class Worker(WorkerBase):
 
     # -- sending ----------------------------------------------------------------
 
-    def _start_threads(self, *, watch: bool) -> None:
+    def _start_threads(self, *, watch: bool, jobs: bool) -> None:
         self._stopping = self._abort = self._closed = False
         targets: list[Callable[[], None]] = [self._send_loop] * self.options.concurrency
         targets.append(self._heartbeat_loop)
@@ -175,6 +231,12 @@ class Worker(WorkerBase):
             threading.Thread(target=t, daemon=True, name=f"nsn-worker-{i}")
             for i, t in enumerate(targets)
         ]
+        self._jobs_thread = None
+        if jobs and len(self.jobs):
+            self._jobs_thread = threading.Thread(
+                target=self._jobs_loop, daemon=True, name="nsn-worker-jobs"
+            )
+            self._threads.append(self._jobs_thread)
         for thread in self._threads:
             thread.start()
 
@@ -253,8 +315,9 @@ class Worker(WorkerBase):
     # -- heartbeats and wake-ups --------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
-        interval = self.options.heartbeat.total_seconds()
+        interval = self._heartbeat_seconds()
         while not self._wait_stopping(interval) and not self._closed:
+            self._quietly("renew job leases and the registry entry", self._upkeep())
             with self._cond:
                 held = list(self._held.values())
             if not held:
@@ -288,6 +351,44 @@ class Worker(WorkerBase):
                 "no change stream (%s): polling every %s", type(exc).__name__, self.options.poll
             )
 
+    # -- periodic jobs ----------------------------------------------------------------
+
+    def _jobs_loop(self) -> None:
+        """Run due jobs, then sleep until a job's next period (or the poll cap, or a stop)."""
+        while not self._stopping:
+            try:
+                self.run_jobs()
+            except Exception:  # a job loop that dies would silently stop every job
+                log.exception("periodic jobs: unexpected error; trying again later")
+            pause = self._jobs_pause()
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping, timeout=pause)
+
+    def _claim_one(self, job: PeriodicJob) -> JobClaim | None:
+        try:
+            return self._flow(self._claim_job(job))
+        except NsnStoreError as exc:
+            log.warning("job %s: could not look for a due period: %s", job.name, exc)
+            return None
+
+    def _run_job(self, job: PeriodicJob, claim: JobClaim) -> JobResult:
+        context = self._job_context(claim)
+        error = None
+        try:
+            kind, func = job.runs_as(asynchronous=False)
+            value = func(context)
+            if kind == "flow":
+                self._flow(value)
+        except Exception as exc:  # a failing job is an outcome, recorded on its run
+            log.exception("job %s, period %s raised", job.name, claim.period_start.isoformat())
+            error = error_text(exc)
+        try:
+            recorded = self._flow(self._finish_job(claim, error))
+        except NsnStoreError as exc:
+            log.warning("job %s: could not record the run: %s", job.name, exc)
+            recorded = False
+        return self._job_done(claim, error, recorded)
+
     # -- shutdown -------------------------------------------------------------------
 
     def _shutdown(self) -> None:
@@ -308,6 +409,8 @@ class Worker(WorkerBase):
                     )
                     break
                 self._cond.wait(timeout=min(left, 0.1))
+        if self._jobs_thread is not None and not self._abort:  # a running job gets the deadline
+            self._jobs_thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._closed = True
         self._wake.set()
         for thread in self._threads:
