@@ -22,7 +22,9 @@ workflow since is scheduled by the next ``enroll``). A message of the
 enrollment that was cancelled (``unenroll``, an opt-out since withdrawn) is
 scheduled again by a new ``enroll``; one sent or failed stays as it is.
 Each scheduled message gets its ``queued`` event, keyed by the message as
-:meth:`nsn_store.Scheduler.schedule` keys it.
+:meth:`nsn_store.Scheduler.schedule` keys it. A call that wrote messages
+reads the steps once more and cancels what it wrote for a step removed
+meanwhile (a workflow deletion or ``remove_step`` racing it).
 
 **Reschedule** moves the enrollment's scheduled messages to the new anchor
 (their key and ``sendAt`` change in one write each), cancels those it cannot
@@ -312,6 +314,7 @@ class _EnrollmentFlows(TenantHost):
                 revive.append(self._revival(doc, slot, now, payload))
         if fresh or revive:
             stored = yield from self._write(slots, stored, fresh, revive)
+            slots, stored = yield from self._recheck(workflow, slots, stored)
         messages = [stored[slot.key] for slot in slots if slot.key in stored]
         yield from self._queued(messages)
         return messages, skipped
@@ -371,6 +374,24 @@ class _EnrollmentFlows(TenantHost):
         if raced:
             return (yield from self._keyed(slots))
         return {**stored, **{doc["idempotencyKey"]: doc for doc in fresh}}
+
+    def _recheck(
+        self, workflow: ObjectId, slots: list[_Slot], stored: dict[str, Document]
+    ) -> Flow[tuple[list[_Slot], dict[str, Document]]]:
+        """Cancel what this call wrote for steps removed while it wrote; return what is left.
+
+        A deletion removes the steps first and cancels their messages last, so a
+        write that lands after that cancel is seen here (its step is gone), and
+        one that lands before it is cancelled by it.
+        """
+        current = yield find(q.steps_query(self.tenant_id, workflow), projection={"_id": 1})
+        alive = {step["_id"] for step in current}
+        gone = [slot.key for slot in slots if slot.step["_id"] not in alive]
+        if not gone:
+            return slots, stored
+        yield update_many(q.keyed_pending_query(self.tenant_id, gone), cancel_update(self._now()))
+        kept = [slot for slot in slots if slot.step["_id"] in alive]
+        return kept, (yield from self._keyed(kept))
 
     def _queued(self, messages: list[Document]) -> Flow[None]:
         """Ensure each message's ``queued`` event (keyed: written once whoever writes it)."""

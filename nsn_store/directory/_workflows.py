@@ -5,12 +5,14 @@ tenant, on the step's channel) and when it is sent relative to the
 enrollment's anchor: ``anchor_offset_seconds`` (signed) or ``delay_seconds``
 (``>= 0``); see :mod:`nsn_store.directory._enrollment`.
 
-**Deleting** a workflow cancels the pending messages its enrollments
-scheduled (one index range over their keys), deletes its steps, deletes the
-workflow, and cancels once more (for an enrollment that read the steps before
-they went). Each write is safe to repeat, and the workflow goes last, so a
-call repeated after a lost reply, or after a crash half way, finishes the job;
-a workflow that is gone (or another tenant's) reports ``removed=False``.
+**Deleting** a workflow deletes its steps, then the workflow, then cancels
+the pending messages its enrollments scheduled (one index range over their
+keys). Each write is safe to repeat whether or not the others ran, so a call
+repeated after a lost reply, or after a crash half way, finishes the job; a
+workflow that is gone (or another tenant's) reports ``removed=False``. An
+enrollment racing the deletion re-reads the steps after it writes and cancels
+what it wrote for steps that are gone (what it wrote before the deletion's
+cancel, that cancel takes), so no message of a deleted step stays pending.
 Removing a step does the same for that step's messages.
 """
 
@@ -120,15 +122,12 @@ class _WorkflowFlows(_EnrollmentFlows):
     def _delete(self, workflow_id: IdLike) -> Flow[Removal]:
         """Delete a workflow with its steps, cancelling its pending messages (repeatable)."""
         workflow = as_object_id(workflow_id, "workflow_id")
-        pending = q.prefix_pending_query(self.tenant_id, q.workflow_prefix(workflow))
-        first = yield update_many(pending, cancel_update(self._now()))
         steps = yield delete_many(q.workflow_steps_query(self.tenant_id, workflow))
         gone = yield delete_one(owned_query(q.WORKFLOWS, workflow, self.tenant_id))
-        late = yield update_many(pending, cancel_update(self._now()))
+        pending = q.prefix_pending_query(self.tenant_id, q.workflow_prefix(workflow))
+        cancelled = yield update_many(pending, cancel_update(self._now()))
         return Removal(
-            bool(gone.deleted_count),
-            int(steps.deleted_count),
-            int(first.modified_count + late.modified_count),
+            bool(gone.deleted_count), int(steps.deleted_count), int(cancelled.modified_count)
         )
 
     def _add_step(
@@ -204,12 +203,11 @@ class _WorkflowFlows(_EnrollmentFlows):
         """Remove a step, cancelling the pending messages it scheduled (repeatable)."""
         workflow = as_object_id(workflow_id, "workflow_id")
         step = as_object_id(step_id, "step_id")
-        pending = q.prefix_pending_query(self.tenant_id, q.step_prefix(workflow, step))
-        first = yield update_many(pending, cancel_update(self._now()))
         gone = yield delete_one(q.step_query(self.tenant_id, workflow, step))
-        late = yield update_many(pending, cancel_update(self._now()))
+        pending = q.prefix_pending_query(self.tenant_id, q.step_prefix(workflow, step))
+        cancelled = yield update_many(pending, cancel_update(self._now()))
         count = int(gone.deleted_count)
-        return Removal(bool(count), count, int(first.modified_count + late.modified_count))
+        return Removal(bool(count), count, int(cancelled.modified_count))
 
 
 class Workflows(_WorkflowFlows):

@@ -88,14 +88,15 @@ def test_enrolling_again_schedules_nothing_new(world: Clinic) -> None:
     assert world.db.messageEvents.count_documents({"eventType": "queued"}) == 2
 
 
-def test_an_enroll_costs_six_round_trips_and_a_repeat_five(world: Clinic) -> None:
+def test_an_enroll_costs_seven_round_trips_and_a_repeat_five(world: Clinic) -> None:
     workflow = world.reminders(BEFORE_24H, BEFORE_2H)
     workflows = world.workflows
     _enroll_on(workflows, world, workflow)
-    # workflow, contact, steps, existing keys, insert messages, insert queued events
-    assert workflows.round_trips == 6
+    # workflow, contact, steps, existing keys, insert messages, steps again (a deletion
+    # racing it), insert queued events
+    assert workflows.round_trips == 7
     _enroll_on(workflows, world, workflow)
-    assert workflows.round_trips == 11  # nothing to insert: the events' insert finds them
+    assert workflows.round_trips == 12  # nothing to insert: the events' insert finds them
 
 
 def _enroll_on(workflows: nsn_store.Workflows, world: Clinic, workflow: Any) -> Any:
@@ -163,7 +164,7 @@ def test_sixteen_concurrent_enrolls_schedule_each_step_once(
     # At most one racer inserted every step; the others hit the unique key and read back
     # what won (one more round trip each).
     trips = [s.round_trips for s in services]
-    assert set(trips) <= {6, 7} and trips.count(7) >= 15
+    assert set(trips) <= {7, 8} and trips.count(8) >= 15
 
 
 def test_steps_already_past_are_skipped_not_sent_late(world: Clinic, clock: ManualClock) -> None:
@@ -310,6 +311,54 @@ def test_deleting_a_workflow_removes_its_steps_and_cancels_its_pending_messages(
     assert len(sender.sent) == 1  # only the other workflow's reminder
 
 
+class _DeleteBeforeInsert:
+    """The database, except that an action runs just before the first message insert."""
+
+    def __init__(self, db: Any, action: Any) -> None:
+        self.db, self.action = db, action
+
+    def __getitem__(self, name: str) -> Any:
+        return self if name == "scheduledMessages" else self.db[name]
+
+    def insert_many(self, *args: Any, **kwargs: Any) -> Any:
+        action, self.action = self.action, None
+        if action is not None:
+            action()  # the deletion runs whole between the enroll's reads and its write
+        return self.db.scheduledMessages.insert_many(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db.scheduledMessages, name)
+
+
+def test_an_enroll_racing_the_workflows_deletion_leaves_nothing_pending(
+    world: Clinic, clock: ManualClock
+) -> None:
+    workflow = world.reminders(BEFORE_24H, BEFORE_2H)
+    racing = _DeleteBeforeInsert(world.db, lambda: world.workflows.delete(workflow))
+    enrollment = nsn_store.Workflows(racing, world.tenant, clock=clock).enroll(
+        workflow, world.contact, APPOINTMENT
+    )
+    assert enrollment.messages == ()
+    assert {m["status"] for m in world.messages()} == {"cancelled"}
+    sender = RecordingSender(clock)
+    clock.set(APPOINTMENT - 2 * HOUR)
+    run_worker(world.db, clock, sender)
+    assert sender.sent == []
+
+
+def test_an_enroll_racing_a_step_removal_cancels_that_steps_message(world: Clinic) -> None:
+    workflow = world.reminders(BEFORE_24H, BEFORE_2H)
+    first, second = world.workflows.steps(workflow)
+    racing = _DeleteBeforeInsert(
+        world.db, lambda: world.workflows.remove_step(workflow, first["_id"])
+    )
+    enrollment = nsn_store.Workflows(racing, world.tenant, clock=world.clock).enroll(
+        workflow, world.contact, APPOINTMENT
+    )
+    assert [m["workflowStepId"] for m in enrollment.messages] == [second["_id"]]
+    assert [m["status"] for m in world.messages()] == ["cancelled", "scheduled"]
+
+
 def test_removing_a_step_cancels_its_pending_messages_only(world: Clinic) -> None:
     workflow = world.reminders(BEFORE_24H, BEFORE_2H)
     _enroll(world, workflow)
@@ -393,7 +442,7 @@ async def test_the_async_twin_enrolls_reschedules_and_unenrolls(
         )
     enrollment = await workflows.enroll(workflow, contact["_id"], APPOINTMENT)
     assert [m["sendAt"] for m in enrollment.messages] == [APPOINTMENT - DAY, APPOINTMENT - 2 * HOUR]
-    assert workflows.round_trips == 6 + 1 + 2 * 4  # enroll, create, two add_steps
+    assert workflows.round_trips == 7 + 1 + 2 * 4  # enroll, create, two add_steps
     later = APPOINTMENT + DAY
     moved = await workflows.reschedule(workflow, contact["_id"], APPOINTMENT, later)
     assert [m["sendAt"] for m in moved.messages] == [later - DAY, later - 2 * HOUR]
