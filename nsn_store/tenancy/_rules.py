@@ -1,20 +1,20 @@
 """Build tenant-scoped filters, documents, updates and pipelines (pure, no I/O).
 
 The isolation rules of :mod:`nsn_store.tenancy` live here as functions of the
-tenant id and the caller's arguments, so they are tested without a database. A
-:class:`Call` is what a scoped collection hands to the driver, with the
-reference checks (``{_id: {$in: ids}, tenantId}`` and the count expected) that
-must pass first. Every refusal happens here, before any I/O.
+tenant id and the caller's arguments, so they are tested without a database. Each
+scoped operation is a flow (:mod:`nsn_store._flow`) built here: the reference
+checks (``{_id: {$in: ids}, tenantId}`` and the count expected) that must pass
+first, then the one call. Every refusal happens here, before any I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from bson import ObjectId
 
+from nsn_store._flow import Flow, Op
 from nsn_store.arguments import as_object_id
 from nsn_store.errors import InvalidArgumentError, InvalidIdError, TenantIsolationError
 
@@ -487,26 +487,38 @@ def _refuse_replacement_id(
         )
 
 
-# ---------------------------------------------------------------- calls
+# ---------------------------------------------------------------- flows
+#
+# Each scoped operation is a flow (nsn_store._flow): its arguments are checked
+# and scoped when the flow starts, before its first call; then one count per
+# referenced collection proves the references are the tenant's, then the one
+# call on the scoped collection. The sync and async scoped collections run the
+# same flows.
+
+#: A reference check: ``(collection, filter, expected count)``.
+Check = tuple[str, dict[str, Any], int]
 
 
-@dataclass(frozen=True)
-class Call:
-    """One driver call on a scoped collection, and the reference checks that must pass first."""
-
-    method: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    checks: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
+def checked(op: Op, checks: Sequence[Check] = ()) -> Flow[Any]:
+    """Run ``op`` once every reference check counts what it expects (one count each)."""
+    for collection, query, expected in checks:
+        if (yield Op("count_documents", collection, (query,))) != expected:
+            raise reference_refusal(collection)
+    return (yield op)
 
 
-def filtered_call(tenant_id: Any, method: str, query: Any, *args: Any, **kwargs: Any) -> Call:
-    """Return a read or delete call whose filter is scoped to the tenant."""
-    return Call(method, (scope_filter(tenant_id, query), *args), kwargs)
+def filtered_flow(
+    tenant_id: Any, collection: str, method: str, query: Any, *args: Any, **kwargs: Any
+) -> Flow[Any]:
+    """Return the flow of a read or delete whose filter is scoped to the tenant."""
+    scoped = scope_filter(tenant_id, query)
+    return (yield Op(method, collection, (scoped, *args), kwargs))
 
 
-def insert_call(tenant_id: Any, method: str, documents: Any, kwargs: dict[str, Any]) -> Call:
-    """Return an insert_one/insert_many call with tenant-owned documents.
+def insert_flow(
+    tenant_id: Any, collection: str, method: str, documents: Any, kwargs: dict[str, Any]
+) -> Flow[Any]:
+    """Return the flow of an insert_one/insert_many of tenant-owned documents.
 
     ``insert_many`` accepts any iterable of documents, read once.
     """
@@ -522,13 +534,20 @@ def insert_call(tenant_id: Any, method: str, documents: Any, kwargs: dict[str, A
     _refuse_id_in_documents(given)
     scoped = [scope_document(tenant_id, d) for d in given]
     checks = reference_check_queries(tenant_id, references_in(scoped))
-    return Call(method, (scoped[0] if single else scoped,), kwargs, checks)
+    op = Op(method, collection, (scoped[0] if single else scoped,), kwargs)
+    return (yield from checked(op, checks))
 
 
-def update_call(
-    tenant_id: Any, method: str, query: Any, update: Any, kwargs: dict[str, Any]
-) -> Call:
-    """Return an update call that cannot change tenantId or _id, nor reference another tenant."""
+def update_flow(
+    tenant_id: Any,
+    collection: str,
+    method: str,
+    query: Any,
+    update: Any,
+    kwargs: dict[str, Any],
+) -> Flow[Any]:
+    """Return the flow of an update that cannot change tenantId or _id, nor reference
+    another tenant's documents."""
     query, update, upsert = as_filter(query), as_update(update), _upsert_flag(kwargs)
     check_update(tenant_id, update)
     _refuse_id_in_update(update)
@@ -536,21 +555,33 @@ def update_call(
         _refuse_id_in_upsert(query)
     written = update_references(update, query, upsert)
     checks = reference_check_queries(tenant_id, written)
-    return Call(method, (scope_filter(tenant_id, query), update), kwargs, checks)
+    op = Op(method, collection, (scope_filter(tenant_id, query), update), kwargs)
+    return (yield from checked(op, checks))
 
 
-def replace_call(tenant_id: Any, query: Any, replacement: Any, kwargs: dict[str, Any]) -> Call:
-    """Return a replace_one call whose replacement keeps tenantId and its _id."""
+def replace_flow(
+    tenant_id: Any, collection: str, query: Any, replacement: Any, kwargs: dict[str, Any]
+) -> Flow[Any]:
+    """Return the flow of a replace_one whose replacement keeps tenantId and its _id."""
     query, upsert = as_filter(query), _upsert_flag(kwargs)
     scoped = scope_document(tenant_id, as_document(replacement, "replacement"))
     _refuse_replacement_id(query, scoped, upsert)
     written = references_in([scoped])
     if upsert:
         _refuse_id_in_upsert(query)
-        for collection, ids in update_references({}, query, True).items():
-            written.setdefault(collection, set()).update(ids)
+        for referenced, ids in update_references({}, query, True).items():
+            written.setdefault(referenced, set()).update(ids)
     checks = reference_check_queries(tenant_id, written)
-    return Call("replace_one", (scope_filter(tenant_id, query), scoped), kwargs, checks)
+    op = Op("replace_one", collection, (scope_filter(tenant_id, query), scoped), kwargs)
+    return (yield from checked(op, checks))
+
+
+def aggregate_flow(
+    tenant_id: Any, collection: str, pipeline: Any, kwargs: dict[str, Any]
+) -> Flow[list[Any]]:
+    """Return the flow of an aggregation over the tenant's documents only (its result list)."""
+    stages = scope_pipeline(tenant_id, pipeline)
+    return list((yield Op("aggregate", collection, (stages,), kwargs)))
 
 
 def reference_refusal(collection: str) -> TenantIsolationError:

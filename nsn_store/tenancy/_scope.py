@@ -56,27 +56,28 @@ reports index statistics, which are not scoped.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from nsn_store.tenancy._collections import AsyncScopedCollection, ScopedBase, ScopedCollection
+from nsn_store._types import IdLike
+from nsn_store.tenancy._collections import AsyncScopedCollection, ScopedCollection
 from nsn_store.tenancy._rules import as_tenant
 
-# The rules and the collection twins live in their own modules; this one is
-# the entry point, so every name stays importable from nsn_store.tenancy.
 __all__ = ["AsyncTenantScope", "TenantScope"]
 
+C = TypeVar("C", ScopedCollection, AsyncScopedCollection)
 
-class TenantScope:
-    """Every tenant-owned collection, scoped to one tenant: ``scope["contacts"]``."""
 
-    collection_class: type[ScopedBase] = ScopedCollection
+class _Scope(Generic[C]):
+    """One tenant's scope over the tenant-owned collections of ``db``."""
 
-    def __init__(self, db: Any, tenant_id: Any) -> None:
+    collection_class: type[C]
+
+    def __init__(self, db: Any, tenant_id: IdLike) -> None:
         # The id gate comes first: {"$ne": None} here would match every tenant.
         self.tenant_id = as_tenant(tenant_id)
         self.db = db
 
-    def __getitem__(self, name: str) -> Any:
+    def __getitem__(self, name: str) -> C:
         """Return ``name`` seen through this scope; refuse a collection no tenant owns."""
         return self.collection_class(self.db, self.tenant_id, name)
 
@@ -84,7 +85,13 @@ class TenantScope:
         return f"{type(self).__name__}(tenant_id={self.tenant_id!r})"
 
 
-class AsyncTenantScope(TenantScope):
+class TenantScope(_Scope[ScopedCollection]):
+    """Every tenant-owned collection, scoped to one tenant: ``scope["contacts"]``."""
+
+    collection_class = ScopedCollection
+
+
+class AsyncTenantScope(_Scope[AsyncScopedCollection]):
     """The asyncio twin of :class:`TenantScope`: ``scope["contacts"]`` awaits its I/O."""
 
     collection_class = AsyncScopedCollection

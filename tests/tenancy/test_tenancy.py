@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo import ReturnDocument
 
+from nsn_store._flow import Flow, Op
 from nsn_store.errors import (
     ConfigurationError,
     InvalidArgumentError,
@@ -23,13 +24,13 @@ from nsn_store.schema._registry import SCHEMA
 from nsn_store.tenancy._collections import AsyncScopedCollection, ScopedCollection
 from nsn_store.tenancy._rules import (
     check_update,
-    insert_call,
+    insert_flow,
     reference_check_queries,
     references_in,
     scope_filter,
     scope_pipeline,
     tenant_collections,
-    update_call,
+    update_flow,
 )
 from nsn_store.tenancy._scope import AsyncTenantScope, TenantScope
 
@@ -145,47 +146,75 @@ def test_a_reference_that_is_not_an_object_id_is_refused(value: Any) -> None:
         references_in([{"contactId": value}])
 
 
+def planned(flow: Flow[Any]) -> list[Op]:
+    """Drive a scoped flow by hand (every reference check passes); return the calls it makes."""
+    ops, result = [], None
+    while True:
+        try:
+            op = flow.send(result)
+        except StopIteration:
+            return ops
+        ops.append(op)
+        # A check counts {_id: {$in: ids}}: answer with what it expects, so the flow goes on.
+        result = len(op.args[0]["_id"]["$in"]) if op.method == "count_documents" else None
+
+
+def checks(ops: list[Op]) -> list[tuple[str, dict[str, Any], int]]:
+    """Return the reference checks among ``ops``: (collection, filter, expected)."""
+    return [
+        (op.collection, op.args[0], len(op.args[0]["_id"]["$in"]))
+        for op in ops
+        if op.method == "count_documents"
+    ]
+
+
+def update(query: Any, change: Any, kwargs: dict[str, Any]) -> list[Op]:
+    return planned(update_flow(TENANT, "scheduledMessages", "update_one", query, change, kwargs))
+
+
 def test_an_insert_is_planned_with_the_tenant_and_its_reference_checks() -> None:
     contact = ObjectId()
-    call = insert_call(TENANT, "insert_one", {"contactId": contact, "tenantId": TENANT}, {})
-    assert call.method == "insert_one"
-    assert call.args == ({"contactId": contact, "tenantId": TENANT},)
-    assert call.checks == [("contacts", {"_id": {"$in": [contact]}, "tenantId": TENANT}, 1)]
+    ops = planned(
+        insert_flow(
+            TENANT,
+            "scheduledMessages",
+            "insert_one",
+            {"contactId": contact, "tenantId": TENANT},
+            {},
+        )
+    )
+    assert ops == [
+        Op("count_documents", "contacts", ({"_id": {"$in": [contact]}, "tenantId": TENANT},)),
+        Op("insert_one", "scheduledMessages", ({"contactId": contact, "tenantId": TENANT},), {}),
+    ]
+
+
+def test_a_reference_that_is_not_the_tenants_stops_the_flow_before_the_write() -> None:
+    flow = insert_flow(TENANT, "scheduledMessages", "insert_one", {"contactId": ObjectId()}, {})
+    assert next(flow).method == "count_documents"
+    with pytest.raises(TenantIsolationError, match="contacts"):
+        flow.send(0)  # the tenant has none of the referenced ids
 
 
 def test_an_upsert_checks_the_references_its_filter_would_insert() -> None:
     contact = ObjectId()
-    call = update_call(
-        TENANT,
-        "update_one",
-        {"contactId": contact},
-        {"$set": {"a": 1}},
-        {"upsert": True},
-    )
-    assert [name for name, _, _ in call.checks] == ["contacts"]
-    assert call.args[0] == {"contactId": contact, "tenantId": TENANT}
-    eq = update_call(
-        TENANT,
-        "update_one",
-        {"contactId": {"$eq": contact}},
-        {"$set": {}},
-        {"upsert": True},
-    )
-    assert [name for name, _, _ in eq.checks] == ["contacts"]
-    plain = update_call(TENANT, "update_one", {"contactId": contact}, {"$set": {"a": 1}}, {})
-    assert plain.checks == []  # a plain filter only narrows: nothing is written from it
+    ops = update({"contactId": contact}, {"$set": {"a": 1}}, {"upsert": True})
+    assert [name for name, _, _ in checks(ops)] == ["contacts"]
+    assert ops[-1].args[0] == {"contactId": contact, "tenantId": TENANT}
+    eq = update({"contactId": {"$eq": contact}}, {"$set": {}}, {"upsert": True})
+    assert [name for name, _, _ in checks(eq)] == ["contacts"]
+    plain = update({"contactId": contact}, {"$set": {"a": 1}}, {})
+    assert checks(plain) == []  # a plain filter only narrows: nothing is written from it
 
 
 def test_an_upsert_checks_references_inside_and_or_and_eq() -> None:
     contact, template = ObjectId(), ObjectId()
-    call = update_call(
-        TENANT,
-        "update_one",
+    ops = update(
         {"$and": [{"contactId": contact}, {"$or": [{"templateId": {"$eq": template}}]}]},
         {"$set": {"attempts": 0}},
         {"upsert": True},
     )
-    assert call.checks == [
+    assert checks(ops) == [
         ("contacts", {"_id": {"$in": [contact]}, "tenantId": TENANT}, 1),
         ("templates", {"_id": {"$in": [template]}, "tenantId": TENANT}, 1),
     ]
@@ -193,9 +222,9 @@ def test_an_upsert_checks_references_inside_and_or_and_eq() -> None:
 
 def test_a_pipeline_may_remove_an_optional_reference_only() -> None:
     # The embedded database has no pipeline $unset, so the rule is checked here.
-    assert update_call(TENANT, "update_one", {}, [{"$unset": "templateId"}], {}).checks == []
+    assert checks(update({}, [{"$unset": "templateId"}], {})) == []
     with pytest.raises(TenantIsolationError):
-        update_call(TENANT, "update_one", {}, [{"$unset": ["contactId"]}], {})
+        update({}, [{"$unset": ["contactId"]}], {})
 
 
 def test_every_schema_collection_but_tenants_is_tenant_owned() -> None:
