@@ -130,7 +130,9 @@ def test_a_counter_needs_at_least_one_shard() -> None:
 
 
 def test_sync_and_async_surfaces_match() -> None:
-    assert_async_twin(ShardedCounter, AsyncShardedCounter, plain=("shard_count", "add_flow"))
+    assert_async_twin(
+        ShardedCounter, AsyncShardedCounter, plain=("shard_count", "add_flow", "reconcile_flow")
+    )
 
 
 # ---------------------------------------------------------------- behaviour (sync)
