@@ -6,6 +6,7 @@ import click
 
 from nsn_store import __version__
 from nsn_store.cli.common import Group
+from nsn_store.cli.messages import MESSAGES_COMMANDS
 from nsn_store.cli.schema import SCHEMA_COMMANDS
 from nsn_store.cli.worker import WORKER_COMMANDS
 
@@ -27,5 +28,5 @@ def main() -> None:
     """Create, check and operate the nsn-store MongoDB schema."""
 
 
-for _command in [*SCHEMA_COMMANDS, *_ops_commands(), *WORKER_COMMANDS]:
+for _command in [*SCHEMA_COMMANDS, *_ops_commands(), *WORKER_COMMANDS, *MESSAGES_COMMANDS]:
     main.add_command(_command)
