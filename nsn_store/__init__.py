@@ -48,17 +48,20 @@ if TYPE_CHECKING:  # what a type checker sees; at run time __getattr__ imports o
     )
     from nsn_store.migration import (
         check_data,
+        downgrade,
         drop_schema,
+        history,
         init_schema,
         plan,
         schema_status,
         shard_plan,
+        upgrade,
         verify_schema,
     )
     from nsn_store.previews import AIPreviews, AsyncAIPreviews
     from nsn_store.rag import AsyncRagDocuments, RagDocuments
     from nsn_store.scheduler import AsyncScheduler, Scheduler
-    from nsn_store.schema import SCHEMA, CollectionSpec, IndexSpec
+    from nsn_store.schema import MIGRATIONS, SCHEMA, CollectionSpec, IndexSpec
     from nsn_store.simulate import run_simulation
     from nsn_store.tenancy import AsyncTenantScope, TenantScope
     from nsn_store.worker import (
@@ -110,6 +113,7 @@ _EXPORTS: dict[str, str] = {
     "InvalidTransitionError": "errors",
     "LeaseLostError": "errors",
     "LogSender": "worker",
+    "MIGRATIONS": "schema",
     "ManualClock": "clock",
     "MigrationLockedError": "errors",
     "NotFoundError": "errors",
@@ -134,18 +138,22 @@ _EXPORTS: dict[str, str] = {
     "Workflows": "directory",
     "check_data": "migration",
     "connect": "connection",
+    "downgrade": "migration",
     "drop_schema": "migration",
+    "history": "migration",
     "init_schema": "migration",
     "mask_uri": "connection",
     "plan": "migration",
     "run_simulation": "simulate",
     "schema_status": "migration",
     "shard_plan": "migration",
+    "upgrade": "migration",
     "verify_schema": "migration",
 }
 
 # Literal, so type checkers and linters see it; test_package checks it matches _EXPORTS.
 __all__ = [
+    "MIGRATIONS",
     "SCHEMA",
     "AIPreviews",
     "Aggregates",
@@ -203,13 +211,16 @@ __all__ = [
     "Workflows",
     "check_data",
     "connect",
+    "downgrade",
     "drop_schema",
+    "history",
     "init_schema",
     "mask_uri",
     "plan",
     "run_simulation",
     "schema_status",
     "shard_plan",
+    "upgrade",
     "verify_schema",
 ]
 

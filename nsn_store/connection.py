@@ -37,6 +37,7 @@ resolved.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -304,6 +305,9 @@ def describe_host(db: Database[Any]) -> str:
     try:
         address = db.client.address
     except pymongo_errors.PyMongoError:
+        address = None
+    if inspect.iscoroutine(address):  # PyMongo async: a coroutine property; the nodes will do
+        address.close()
         address = None
     if address is None:
         return ",".join(f"{h}:{p}" for h, p in sorted(db.client.nodes)) or "unknown"

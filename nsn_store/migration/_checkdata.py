@@ -5,6 +5,11 @@ documents that fail a query-style validator (a real server and the embedded
 database both evaluate ``$jsonSchema`` in filters). Only a small sample is
 fetched and explained with the pure ``$jsonSchema`` engine, so checking a large
 collection costs one count and one small find, never a full download.
+
+The checks are flows (:func:`violations_flow`, :func:`check_data_flow`), so a
+migration's own flow runs the check before a collMod, on a sync or an async
+database alike; :func:`find_violations` and :func:`check_data` run them on a
+sync database.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from typing import Any
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from nsn_store.errors import InvalidArgumentError, translated
-from nsn_store.schema._registry import SCHEMA, Schema
+from nsn_store._flow import Flow, Op, run
+from nsn_store.errors import InvalidArgumentError
+from nsn_store.schema._registry import SCHEMA, CollectionSpec, Schema
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +93,13 @@ def violation_filter(validator: Mapping[str, Any]) -> dict[str, Any]:
     return {"$nor": [dict(validator)]}
 
 
-def find_violations(
-    collection: Collection[Any], validator: Mapping[str, Any], *, sample: int = 5
-) -> Violations:
-    """Count the documents of ``collection`` failing ``validator`` and explain a sample.
+def violations_flow(
+    name: str, validator: Mapping[str, Any], *, sample: int = 5
+) -> Flow[Violations]:
+    """Count the documents of collection ``name`` failing ``validator``; explain a sample.
 
     ``sample`` (0 to :data:`MAX_SAMPLE`) is how many failing documents to fetch and
-    explain; 0 only counts.
+    explain; 0 only counts. Arguments are checked now, before the flow runs.
     """
     sample = check_sample(sample)
     if not isinstance(validator, Mapping):
@@ -101,16 +107,59 @@ def find_violations(
             f"validator must be a mapping, not a value of type {type(validator).__name__}",
             argument="validator",
         )
+    return _violations(name, validator, sample)
+
+
+def _violations(name: str, validator: Mapping[str, Any], sample: int) -> Flow[Violations]:
     query = violation_filter(validator)
-    with translated(collection=collection.name):
-        count = collection.count_documents(query)
-        # limit(0) would mean "no limit": fetch nothing when no sample is wanted.
-        wanted = min(count, sample)
-        documents = list(collection.find(query).sort("_id", 1).limit(wanted)) if wanted else []
+    count: int = yield Op("count_documents", name, (query,))
+    # A limit of 0 would mean "no limit": fetch nothing when no sample is wanted.
+    wanted = min(count, sample)
+    documents: list[Mapping[str, Any]] = []
+    if wanted:
+        documents = yield Op("find", name, (query,), {"sort": [("_id", 1)], "limit": wanted})
     samples = _explain(validator, documents) if documents else []
     if count:
-        logger.info("%s: %d document(s) fail the validator", collection.name, count)
-    return Violations(collection.name, count, samples)
+        logger.info("%s: %d document(s) fail the validator", name, count)
+    return Violations(name, count, samples)
+
+
+def find_violations(
+    collection: Collection[Any], validator: Mapping[str, Any], *, sample: int = 5
+) -> Violations:
+    """Count the documents of ``collection`` failing ``validator`` and explain a sample.
+
+    ``sample`` is as for :func:`violations_flow`.
+    """
+    flow = violations_flow(collection.name, validator, sample=sample)
+    return run(collection.database, flow)
+
+
+def check_data_flow(
+    *, schema: Schema = SCHEMA, sample: int = 5, collections: Iterable[str] | None = None
+) -> Flow[CheckReport]:
+    """Report, per collection of ``schema``, the existing documents its validator rejects.
+
+    Arguments as for :func:`check_data`, checked now, before the flow runs.
+    """
+    sample = check_sample(sample)
+    if not isinstance(schema, Schema):
+        raise InvalidArgumentError(
+            f"schema must be a Schema, not a value of type {type(schema).__name__}",
+            argument="schema",
+        )
+    return _check_data(_select(schema, collections), sample)
+
+
+def _check_data(specs: list[CollectionSpec], sample: int) -> Flow[CheckReport]:
+    existing = set((yield Op("list_collection_names")))
+    results = []
+    for spec in specs:
+        if spec.name not in existing:
+            results.append(Violations(spec.name, 0, exists=False))
+            continue
+        results.append((yield from _violations(spec.name, spec.validator, sample)))
+    return CheckReport(results)
 
 
 def check_data(
@@ -123,25 +172,11 @@ def check_data(
     """Report, per collection of ``schema``, the existing documents its validator rejects.
 
     ``collections`` limits the check to those names (an iterable of strings, not
-    one string); ``sample`` is as for :func:`find_violations`. Bad arguments raise
+    one string); ``sample`` is as for :func:`violations_flow`. Bad arguments raise
     :class:`~nsn_store.errors.InvalidArgumentError` naming them, before any I/O.
     """
-    sample = check_sample(sample)
-    if not isinstance(schema, Schema):
-        raise InvalidArgumentError(
-            f"schema must be a Schema, not a value of type {type(schema).__name__}",
-            argument="schema",
-        )
-    specs = _select(schema, collections)
-    with translated():
-        existing = set(db.list_collection_names())
-    results = []
-    for spec in specs:
-        if spec.name not in existing:
-            results.append(Violations(spec.name, 0, exists=False))
-            continue
-        results.append(find_violations(db[spec.name], spec.validator, sample=sample))
-    return CheckReport(results)
+    flow = check_data_flow(schema=schema, sample=sample, collections=collections)
+    return run(db, flow)
 
 
 def check_sample(value: Any) -> int:
@@ -154,7 +189,7 @@ def check_sample(value: Any) -> int:
     )
 
 
-def _select(schema: Schema, names: Iterable[str] | None) -> list[Any]:
+def _select(schema: Schema, names: Iterable[str] | None) -> list[CollectionSpec]:
     if names is None:
         return list(schema)
     if isinstance(names, str | bytes) or not isinstance(names, Iterable):

@@ -2,8 +2,10 @@
 
 Nothing here does I/O: :mod:`nsn_store.migration` reads a :class:`CollectionState`
 per collection and these functions turn it into the steps ``init`` would take
-(:func:`plan_collection`) or the differences ``status``/``verify`` report
-(:func:`collection_status`).
+(:func:`plan_collection`), the steps that undo a revision (:func:`restore_collection`)
+or the differences ``status``/``verify`` report (:func:`collection_status`);
+:func:`after_step` tells what a collection looks like once a step is applied, so a
+plan can walk several migrations before any of them runs.
 
 Indexes are compared as the server does (mongodb-semantics.md §6.2): the key as
 ordered ``(field, direction)`` pairs, because ``{a: 1, b: 1}`` and ``{b: 1, a: 1}``
@@ -33,6 +35,11 @@ CREATE_COLLECTION = "create_collection"
 UPDATE_VALIDATOR = "update_validator"
 CREATE_INDEX = "create_index"
 INDEX_CONFLICT = "index_conflict"
+#: Only a downgrade (or a revision that removes an index) drops anything.
+DROP_INDEX = "drop_index"
+DROP_COLLECTION = "drop_collection"
+#: The index every collection has; never declared, never dropped.
+ID_INDEX = {"name": "_id_", "key": {"_id": 1}}
 
 
 @dataclass(frozen=True)
@@ -48,12 +55,18 @@ class CollectionState:
 
 @dataclass(frozen=True)
 class Step:
-    """One change ``init`` makes (or, for ``index_conflict``, refuses to make)."""
+    """One change a migration makes (or, for ``index_conflict``, refuses to make).
+
+    ``detail`` carries what the change needs (the options to create or collMod
+    with, an index's key and options), so a step can be applied on its own;
+    ``migration`` names the migration it belongs to.
+    """
 
     action: str
     collection: str
     index: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
+    migration: str | None = None
 
     @property
     def is_conflict(self) -> bool:
@@ -65,12 +78,21 @@ class Step:
             "collection": self.collection,
             "index": self.index,
             "detail": dict(self.detail),
+            "migration": self.migration,
         }
+
+    def triple(self) -> tuple[str, str, str | None]:
+        """Return ``(action, collection, index)``: what a record entry names."""
+        return (self.action, self.collection, self.index)
 
     def describe(self) -> str:
         """Return a one-line human description."""
         if self.action == CREATE_COLLECTION:
             return f"create collection {self.collection}"
+        if self.action == DROP_COLLECTION:
+            return f"drop collection {self.collection}"
+        if self.action == DROP_INDEX:
+            return f"drop index {self.collection}.{self.index}"
         if self.action == UPDATE_VALIDATOR:
             changes = ", ".join(self.detail.get("changes", ()))
             return f"collMod {self.collection} ({changes})"
@@ -190,6 +212,60 @@ def _create_options(spec: CollectionSpec) -> dict[str, Any]:
         "validationLevel": spec.validation_level,
         "validationAction": spec.validation_action,
     }
+
+
+def drop_removed_indexes(
+    before: CollectionSpec, after: CollectionSpec, state: CollectionState
+) -> list[Step]:
+    """Return the drops of indexes ``before`` declared, ``after`` does not, still present."""
+    kept = {index.name for index in after.indexes}
+    present = {document["name"] for document in state.indexes} if state.exists else set()
+    return [
+        Step(DROP_INDEX, after.name, index.name)
+        for index in before.indexes
+        if index.name not in kept and index.name in present
+    ]
+
+
+def restore_collection(
+    before: CollectionSpec, after: CollectionSpec, state: CollectionState
+) -> list[Step]:
+    """Return the steps that undo a revision from ``before`` to ``after`` (nothing else).
+
+    The validator and options go back to ``before``'s, indexes the revision
+    added are dropped and those it removed are created again; an index the
+    revision did not declare is left alone, and so is an absent collection.
+    """
+    if not state.exists:
+        return []
+    steps = plan_collection(before, state)  # collMod back, recreate removed indexes
+    steps = [step for step in steps if step.action != INDEX_CONFLICT]
+    return steps + drop_removed_indexes(after, before, state)
+
+
+def after_step(state: CollectionState, step: Step) -> CollectionState:
+    """Return what ``state`` becomes once ``step`` is applied (for planning ahead)."""
+    if step.action == CREATE_COLLECTION:
+        options = dict(step.detail.get("options", {}))
+        return CollectionState(state.name, True, options, [dict(ID_INDEX)], 0)
+    if step.action == DROP_COLLECTION:
+        return CollectionState(state.name)
+    if step.action == UPDATE_VALIDATOR:
+        options = {**state.options, **step.detail.get("options", {})}
+        return CollectionState(state.name, True, options, state.indexes, state.count)
+    if step.action == CREATE_INDEX:
+        document = index_document(str(step.index), step.detail)
+        return CollectionState(state.name, True, state.options, [*state.indexes, document])
+    if step.action == DROP_INDEX:
+        kept = [doc for doc in state.indexes if doc["name"] != step.index]
+        return CollectionState(state.name, True, state.options, kept, state.count)
+    return state
+
+
+def index_document(name: str, detail: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the index a create-index step's detail describes, as the server lists it."""
+    key = {str(field_): direction for field_, direction in detail["key"]}
+    return {"name": name, "key": key, **dict(detail.get("options", {}))}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""A fenced, lease-based lock in ``nsn_migrations`` so two ``init`` runs cannot interleave.
+"""A fenced, lease-based lock in ``nsn_migrations`` so two migration runs cannot interleave.
 
 The lock is one document, ``{_id: "lock", holder, token, acquiredAt,
 renewedAt, expiresAt}``. It is taken with a single upsert whose filter matches
@@ -43,18 +43,23 @@ spans DDL, so a step's ``createIndexes`` and the lock check are two operations):
   the token of the run that owns it and each update filters on it (see
   :mod:`nsn_store.migration`).
 
-The renewer here is a thread, for the synchronous driver (``init_schema`` is
-synchronous only). An asyncio runner would renew from a task on its own event
-loop instead: a Motor or PyMongo async collection is bound to the loop that
-made it, so no thread can drive it, and a blocking call in the loop would stall
-the renewal it needs. That task must be cancelled in a ``finally``, as the
-thread is stopped here. :class:`LeaseSchedule` holds the "is a renewal due"
-logic for both, and :class:`LeaseRenewer` takes any ``renew`` callable, so only
-the waiting differs.
+Every database call of the lock is a flow (:mod:`nsn_store._flow`): taking,
+renewing, fencing, reading and releasing it are written once, in
+:class:`LockFlows`, and run by the sync runner for :class:`MigrationLock` and
+by the async runner for :class:`AsyncMigrationLock`, which also translate
+driver errors. Only the waiting differs. The sync lock renews from a thread
+(:class:`LeaseRenewer`); the async lock renews from a task on its own event
+loop, since a Motor or PyMongo async collection is bound to the loop that made
+it and no thread can drive it. Either is stopped in a ``finally``.
+:class:`LeaseSchedule` holds the "is a renewal due" logic for both. A fence is
+a flow too (:meth:`LockFlows.fence_flow`), so a migration's own flow fences
+its steps with ``yield from``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -66,12 +71,15 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from pymongo import errors as pymongo_errors
-from pymongo.collection import Collection
-
+from nsn_store._flow import Flow, Op, run, run_async
 from nsn_store.arguments import check_duration, check_text
 from nsn_store.clock import Clock
-from nsn_store.errors import InvalidArgumentError, MigrationLockedError, NsnStoreError, translate
+from nsn_store.errors import (
+    DuplicateKeyError,
+    InvalidArgumentError,
+    MigrationLockedError,
+    NsnStoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -224,18 +232,18 @@ class LeaseRenewer:
         self.stop()
 
 
-class MigrationLock:
-    """Hold the migration lock for the duration of a ``with`` block, renewing it meanwhile.
+class LockFlows:
+    """The lock's state and its database calls, each a flow (one call per op).
 
-    ``timeout`` is how many seconds :meth:`acquire` waits for a held lock;
-    ``lease`` how long the lock stays ours without a renewal (a timedelta or
-    seconds); ``poll`` the seconds between attempts and between the renewer's
-    wake-ups. Bad values raise :class:`InvalidArgumentError` naming them.
+    ``timeout`` is how many seconds acquiring waits for a held lock; ``lease``
+    how long the lock stays ours without a renewal (a timedelta or seconds);
+    ``poll`` the seconds between attempts and between the renewer's wake-ups.
+    Bad values raise :class:`InvalidArgumentError` naming them.
     """
 
     def __init__(
         self,
-        collection: Collection[Any],
+        collection: Any,
         *,
         clock: Clock,
         timeout: float,
@@ -253,21 +261,124 @@ class MigrationLock:
         self.holder = (
             new_holder_id() if holder is None else check_text(holder, "holder", maximum=MAX_HOLDER)
         )
-        self.collection = collection
+        # The flows address the collection by name on its database (sync or async).
+        self.db: Any = collection.database
+        self.name: str = collection.name
         self.clock = clock
         self.token: str | None = None
+        #: Set by the background renewer when it finds the lock taken over.
+        self.renewal_error: MigrationLockedError | None = None
+
+    def take_flow(self, token: str) -> Flow[bool]:
+        """Take the lock if it is free or stale; True when taken (one upsert)."""
+        now = self.clock.now()
+        update = take_lock_update(self.holder, now, self.lease, token)
+        try:
+            yield Op("update_one", self.name, (free_lock_filter(now), update), {"upsert": True})
+        except DuplicateKeyError:  # a live lock: the upsert tried a second _id "lock"
+            return False
+        return True
+
+    def renew_flow(self) -> Flow[None]:
+        """Extend the lease if this acquisition still holds the lock, atomically; else raise."""
+        if self.token is None:
+            raise MigrationLockedError(
+                f"{self.holder} does not hold the migration lock", holder=None
+            )
+        now = self.clock.now()
+        renewal = {"$set": {"renewedAt": now, "expiresAt": now + self.lease}}
+        result = yield Op("update_one", self.name, (held_lock_filter(self.token), renewal))
+        if result.matched_count == 0:
+            raise (yield from self.lost_error_flow())
+
+    def fence_flow(self) -> Flow[None]:
+        """Renew the lease, failing if another run took the lock over: before each write.
+
+        Raises :class:`MigrationLockedError` naming the run that holds the lock now.
+        """
+        if self.renewal_error is not None:
+            raise self.renewal_error
+        yield from self.renew_flow()
+
+    def release_flow(self) -> Flow[None]:
+        """Give the lock back if still ours; never raise, so the caller's error stays."""
+        if self.token is None:
+            return
+        token, self.token = self.token, None
+        try:
+            yield Op("delete_one", self.name, (held_lock_filter(token),))
+        except NsnStoreError as exc:
+            log.warning("could not release the migration lock (expires by itself): %s", exc)
+
+    def current_flow(self) -> Flow[dict[str, Any]]:
+        """Return the lock document as it is now ({} when absent or unreadable)."""
+        try:
+            document = yield Op("find_one", self.name, ({"_id": LOCK_ID},))
+        except NsnStoreError:
+            return {}
+        return dict(document or {})
+
+    def lost_error_flow(self) -> Flow[MigrationLockedError]:
+        current = yield from self.current_flow()
+        holder = current.get("holder")
+        now_held = (
+            f"it is now held by {holder} (taken at {current.get('acquiredAt')})"
+            if holder
+            else "it is no longer held"
+        )
+        return MigrationLockedError(
+            f"{self.holder} lost the migration lock: its lease ended and {now_held}; "
+            "stopped before writing anything more (run the command again when that run is done)",
+            holder=holder,
+        )
+
+    def locked_error_flow(self) -> Flow[MigrationLockedError]:
+        current = yield from self.current_flow()
+        holder = current.get("holder", "unknown")
+        return MigrationLockedError(
+            f"another migration run holds the lock: {holder} (taken at "
+            f"{current.get('acquiredAt')}, lease until {current.get('expiresAt')}); "
+            f"gave up after {self.timeout:g} s",
+            holder=holder,
+        )
+
+    def _taken(self, token: str) -> None:
+        self.token = token
+        self.renewal_error = None
+        log.info("migration lock taken by %s", self.holder)
+
+
+class MigrationLock(LockFlows):
+    """Hold the migration lock for a ``with`` block, renewing it from a thread meanwhile.
+
+    ``collection`` is the sync ``nsn_migrations`` collection; see :class:`LockFlows`
+    for the other arguments.
+    """
+
+    def __init__(
+        self,
+        collection: Any,
+        *,
+        clock: Clock,
+        timeout: float,
+        lease: timedelta | float = DEFAULT_LEASE,
+        poll: float = 0.05,
+        holder: str | None = None,
+    ) -> None:
+        super().__init__(
+            collection, clock=clock, timeout=timeout, lease=lease, poll=poll, holder=holder
+        )
         self._renewer: LeaseRenewer | None = None
 
     def acquire(self) -> None:
         """Take the lock, waiting up to ``timeout`` seconds; raise MigrationLockedError."""
         deadline = time.monotonic() + self.timeout
         token = new_token()
-        while not self._try_take(token):
+        while not run(self.db, self.take_flow(token)):
             if time.monotonic() >= deadline:
-                raise self._locked_error()
+                raise run(self.db, self.locked_error_flow())
             time.sleep(self.poll)
-        self.token = token
-        log.info("migration lock taken by %s", self.holder)
+        self._taken(token)
 
     def fence(self) -> None:
         """Renew the lease if this acquisition still holds the lock, atomically; else raise.
@@ -277,41 +388,27 @@ class MigrationLock:
         """
         if self._renewer is not None and self._renewer.error is not None:
             raise self._renewer.error
-        self._renew()
+        run(self.db, self.fence_flow())
 
     #: The name ``init`` used before the fence existed.
     refresh = fence
 
+    def fence_flow(self) -> Flow[None]:
+        if self._renewer is not None and self._renewer.error is not None:
+            self.renewal_error = self._renewer.error
+        return super().fence_flow()
+
     def release(self) -> None:
         """Stop renewing and give the lock back; never raise, so the caller's error stays."""
         self._stop_renewer()
-        if self.token is None:
-            return
-        try:
-            self.collection.delete_one(held_lock_filter(self.token))
-        except pymongo_errors.PyMongoError as exc:
-            log.warning("could not release the migration lock (expires by itself): %s", exc)
-        self.token = None
-
-    def _renew(self) -> None:
-        if self.token is None:
-            raise MigrationLockedError(
-                f"{self.holder} does not hold the migration lock", holder=None
-            )
-        now = self.clock.now()
-        try:
-            result = self.collection.update_one(
-                held_lock_filter(self.token),
-                {"$set": {"renewedAt": now, "expiresAt": now + self.lease}},
-            )
-        except pymongo_errors.PyMongoError as exc:
-            raise translate(exc, collection=self.collection.name) from exc
-        if result.matched_count == 0:
-            raise self._lost_error()
+        run(self.db, self.release_flow())
 
     def _start_renewer(self) -> None:
         self._renewer = LeaseRenewer(
-            self._renew, clock=self.clock, interval=self.lease / 3, poll=self.poll
+            lambda: run(self.db, self.renew_flow()),
+            clock=self.clock,
+            interval=self.lease / 3,
+            poll=self.poll,
         )
         self._renewer.start()
 
@@ -319,51 +416,6 @@ class MigrationLock:
         renewer, self._renewer = self._renewer, None
         if renewer is not None:
             renewer.stop()
-
-    def _try_take(self, token: str) -> bool:
-        now = self.clock.now()
-        try:
-            self.collection.update_one(
-                free_lock_filter(now),
-                take_lock_update(self.holder, now, self.lease, token),
-                upsert=True,
-            )
-        except pymongo_errors.DuplicateKeyError:
-            return False
-        except pymongo_errors.PyMongoError as exc:
-            raise translate(exc, collection=self.collection.name) from exc
-        return True
-
-    def _current(self) -> dict[str, Any]:
-        try:
-            document = self.collection.find_one({"_id": LOCK_ID})
-        except pymongo_errors.PyMongoError:
-            return {}
-        return dict(document or {})
-
-    def _lost_error(self) -> MigrationLockedError:
-        current = self._current()
-        holder = current.get("holder")
-        now_held = (
-            f"it is now held by {holder} (taken at {current.get('acquiredAt')})"
-            if holder
-            else "it is no longer held"
-        )
-        return MigrationLockedError(
-            f"{self.holder} lost the migration lock: its lease ended and {now_held}; "
-            "stopped before writing anything more (run init again when that run is done)",
-            holder=holder,
-        )
-
-    def _locked_error(self) -> MigrationLockedError:
-        current = self._current()
-        holder = current.get("holder", "unknown")
-        return MigrationLockedError(
-            f"another migration run holds the lock: {holder} (taken at "
-            f"{current.get('acquiredAt')}, lease until {current.get('expiresAt')}); "
-            f"gave up after {self.timeout:g} s",
-            holder=holder,
-        )
 
     def __enter__(self) -> MigrationLock:  # Self needs Python 3.11
         self.acquire()
@@ -381,6 +433,86 @@ class MigrationLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+class AsyncMigrationLock(LockFlows):
+    """Hold the migration lock for an ``async with`` block, renewing it from a task meanwhile.
+
+    ``collection`` is the async ``nsn_migrations`` collection (PyMongo async,
+    Motor, the embedded async client); see :class:`LockFlows` for the rest.
+    """
+
+    def __init__(
+        self,
+        collection: Any,
+        *,
+        clock: Clock,
+        timeout: float,
+        lease: timedelta | float = DEFAULT_LEASE,
+        poll: float = 0.05,
+        holder: str | None = None,
+    ) -> None:
+        super().__init__(
+            collection, clock=clock, timeout=timeout, lease=lease, poll=poll, holder=holder
+        )
+        self._renewer: asyncio.Task[None] | None = None
+
+    async def acquire(self) -> None:
+        """Take the lock, waiting up to ``timeout`` seconds; raise MigrationLockedError."""
+        deadline = time.monotonic() + self.timeout
+        token = new_token()
+        while not await run_async(self.db, self.take_flow(token)):
+            if time.monotonic() >= deadline:
+                raise await run_async(self.db, self.locked_error_flow())
+            await asyncio.sleep(self.poll)
+        self._taken(token)
+
+    async def fence(self) -> None:
+        """Renew the lease if this acquisition still holds the lock, atomically; else raise."""
+        await run_async(self.db, self.fence_flow())
+
+    refresh = fence
+
+    async def release(self) -> None:
+        """Stop renewing and give the lock back; never raise, so the caller's error stays."""
+        await self._stop_renewer()
+        await run_async(self.db, self.release_flow())
+
+    async def _renew_in_background(self) -> None:
+        schedule = LeaseSchedule(self.clock, self.lease / 3)
+        while True:
+            await asyncio.sleep(self.poll)
+            if not schedule.due():
+                continue
+            try:
+                await run_async(self.db, self.renew_flow())
+            except MigrationLockedError as exc:
+                self.renewal_error = exc
+                return
+            except NsnStoreError as exc:
+                log.warning("could not renew the migration lease (will retry): %s", exc)
+                continue
+            schedule.mark()
+
+    async def _stop_renewer(self) -> None:
+        task, self._renewer = self._renewer, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def __aenter__(self) -> AsyncMigrationLock:
+        await self.acquire()
+        self._renewer = asyncio.ensure_future(self._renew_in_background())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.release()
 
 
 def check_lock_timeout(value: Any, argument: str = "lock_timeout") -> float:

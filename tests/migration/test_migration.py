@@ -10,18 +10,27 @@ import pytest
 from nsn_store.migration._diff import CREATE_COLLECTION, CREATE_INDEX, UPDATE_VALIDATOR
 from nsn_store.migration._results import MIGRATIONS
 from nsn_store.migration._runner import drop_schema, init_schema, plan, schema_status, verify_schema
-from nsn_store.schema._registry import MIGRATION_ID, SCHEMA, Schema, checksum
+from nsn_store.schema._registry import MIGRATION_ID, SCHEMA, Schema
+from nsn_store.schema._registry import MIGRATIONS as CHAIN
 
 ALL_INDEXES = [(spec.name, index) for spec in SCHEMA for index in spec.indexes]
 
 
+def fresh_steps() -> list[tuple[str, str, str | None, str]]:
+    """What init does on an empty database: each migration in turn (0002 collMods 0001's step)."""
+    steps = []
+    for migration in CHAIN:
+        for spec in migration.creates:
+            steps.append((CREATE_COLLECTION, spec.name, None, migration.id))
+            steps += [(CREATE_INDEX, spec.name, index.name, migration.id) for index in spec.indexes]
+        steps += [(UPDATE_VALIDATOR, spec.name, None, migration.id) for spec in migration.revises]
+    return steps
+
+
 def test_plan_on_an_empty_database_lists_every_collection_then_its_indexes(db: Any) -> None:
     steps = plan(db)
-    expected = []
-    for spec in SCHEMA:
-        expected.append((CREATE_COLLECTION, spec.name, None))
-        expected += [(CREATE_INDEX, spec.name, index.name) for index in spec.indexes]
-    assert [(s.action, s.collection, s.index) for s in steps] == expected
+    assert [(s.action, s.collection, s.index, s.migration) for s in steps] == fresh_steps()
+    assert len(steps) == 46  # 39 of 0001, 7 of 0002
     assert db.list_collection_names() == []  # plan never writes
 
 
@@ -56,26 +65,30 @@ def test_init_applies_each_validator_with_its_level_and_action(db: Any) -> None:
         assert options.get("validationAction", "error") == spec.validation_action
 
 
-def test_init_records_the_migration_step_by_step(db: Any, backend: str) -> None:
+def test_init_records_each_migration_step_by_step(db: Any, backend: str) -> None:
     result = init_schema(db)
-    record = db[MIGRATIONS].find_one({"_id": MIGRATION_ID})
-    assert record["status"] == "applied"
-    assert record["checksum"] == checksum(SCHEMA) == result.checksum
-    assert [(s["action"], s["collection"], s.get("index")) for s in record["steps"]] == [
-        (s.action, s.collection, s.index) for s in result.steps
-    ]
-    assert record["startedAt"] <= record["appliedAt"]
-    assert record["host"] == ("embedded" if backend == "embedded" else result.host)
+    assert (result.migration_id, result.checksum) == (CHAIN.head.id, CHAIN.head.checksum)
+    assert result.applied == [(m.id, m.checksum) for m in CHAIN]
+    for migration in CHAIN:
+        record = db[MIGRATIONS].find_one({"_id": migration.id})
+        assert record["status"] == "applied"
+        assert record["checksum"] == migration.checksum
+        assert [(s["action"], s["collection"], s.get("index")) for s in record["steps"]] == [
+            (s.action, s.collection, s.index) for s in result.steps if s.migration == migration.id
+        ]
+        assert record["startedAt"] <= record["appliedAt"]
+        assert record["host"] == ("embedded" if backend == "embedded" else result.host)
     assert db[MIGRATIONS].find_one({"_id": "lock"}) is None  # released
 
 
 def test_second_init_writes_nothing(db: Any) -> None:
     init_schema(db)
-    record = db[MIGRATIONS].find_one({"_id": MIGRATION_ID})
+    records = list(db[MIGRATIONS].find())
+    assert [record["_id"] for record in records] == list(CHAIN.ids)  # one per migration
     again = init_schema(db)
-    assert again.steps == [] and again.status == "up-to-date"
-    assert db[MIGRATIONS].find_one({"_id": MIGRATION_ID}) == record
-    assert list(db[MIGRATIONS].find()) == [record]
+    assert again.steps == [] and again.applied == [] and again.status == "up-to-date"
+    assert list(db[MIGRATIONS].find()) == records
+    assert db[MIGRATIONS].find_one({"_id": MIGRATION_ID}) == records[0]
 
 
 def test_partial_init_completes_what_is_missing(db: Any) -> None:
@@ -137,7 +150,7 @@ def test_results_serialise_to_stable_json(db: Any) -> None:
     result = init_schema(db)
     data = json.loads(json.dumps(result.to_dict()))
     assert list(data) == ["migration", "checksum", "host", "status", "steps", "moderated"]
-    assert list(data["steps"][0]) == ["action", "collection", "index", "detail"]
+    assert list(data["steps"][0]) == ["action", "collection", "index", "detail", "migration"]
     assert list(drop_schema(db).to_dict()) == ["dropped", "absent", "record_cleared"]
 
 

@@ -14,12 +14,15 @@ from nsn_store.errors import (
     ExistingDataError,
     MigrationLockedError,
 )
-from nsn_store.migration._diff import CREATE_COLLECTION, CREATE_INDEX
+from nsn_store.migration._diff import CREATE_COLLECTION, CREATE_INDEX, UPDATE_VALIDATOR
 from nsn_store.migration._results import MIGRATIONS, MigrationResult
 from nsn_store.migration._runner import init_schema, plan, schema_status, verify_schema
-from nsn_store.schema._registry import MIGRATION_ID, SCHEMA
+from nsn_store.schema._registry import INITIAL_SCHEMA, MIGRATION_ID, SCHEMA
+from nsn_store.schema._registry import MIGRATIONS as CHAIN
 
-TOTAL_STEPS = len(SCHEMA) + sum(len(spec.indexes) for spec in SCHEMA)
+#: Steps of 0001 (each collection and its indexes), then of 0002 (three more and a collMod).
+INITIAL_STEPS = len(INITIAL_SCHEMA) + sum(len(spec.indexes) for spec in INITIAL_SCHEMA)
+TOTAL_STEPS = len(SCHEMA) + sum(len(spec.indexes) for spec in SCHEMA) + len(CHAIN[1].revises)
 
 
 def test_two_concurrent_inits_apply_once(db: Any) -> None:
@@ -41,8 +44,8 @@ def test_two_concurrent_inits_apply_once(db: Any) -> None:
         thread.join()
     assert errors == []
     assert sorted(len(r.steps) for r in results) == [0, TOTAL_STEPS]
-    record = db[MIGRATIONS].find_one({"_id": MIGRATION_ID})
-    assert len(record["steps"]) == TOTAL_STEPS  # no step applied twice
+    recorded = [len(db[MIGRATIONS].find_one({"_id": id_})["steps"]) for id_ in CHAIN.ids]
+    assert recorded == [INITIAL_STEPS, TOTAL_STEPS - INITIAL_STEPS]  # no step applied twice
     verify_schema(db)
 
 
@@ -143,7 +146,7 @@ def test_a_connection_lost_mid_init_leaves_an_accurate_status_and_rerun_finishes
     index_positions = [i for i, step in enumerate(_all_steps()) if step[0] == CREATE_INDEX]
     assert recorded == _all_steps()[: index_positions[fail_at - 1]]  # exactly what succeeded
     report = schema_status(db)
-    created = {(CREATE_INDEX, s.name, ix.name) for s in SCHEMA for ix in s.indexes} - {
+    created = {(CREATE_INDEX, s.name, ix.name) for s in INITIAL_SCHEMA for ix in s.indexes} - {
         (CREATE_INDEX, s.name, name) for s in report.collections for name in s.indexes_missing
     }
     assert created == {r for r in recorded if r[0] == CREATE_INDEX}
@@ -152,17 +155,20 @@ def test_a_connection_lost_mid_init_leaves_an_accurate_status_and_rerun_finishes
 
     finish = init_schema(db)
     assert [(s.action, s.collection, s.index) for s in finish.steps] == [
-        r for r in _all_steps() if r not in recorded
+        r for r in _all_steps(with_0002=True) if r not in recorded
     ]
     verify_schema(db)
     assert db[MIGRATIONS].find_one({"_id": MIGRATION_ID})["status"] == "applied"
 
 
-def _all_steps() -> list[tuple[str, str, str | None]]:
+def _all_steps(*, with_0002: bool = False) -> list[tuple[str, str, str | None]]:
+    """0001's steps in order (then 0002's: its collections, then the collMod of 0001's step)."""
     steps: list[tuple[str, str, str | None]] = []
-    for spec in SCHEMA:
+    for spec in INITIAL_SCHEMA if not with_0002 else SCHEMA:
         steps.append((CREATE_COLLECTION, spec.name, None))
         steps += [(CREATE_INDEX, spec.name, index.name) for index in spec.indexes]
+    if with_0002:
+        steps += [(UPDATE_VALIDATOR, spec.name, None) for spec in CHAIN[1].revises]
     return steps
 
 

@@ -35,15 +35,23 @@ from nsn_store.migration._results import MIGRATIONS
 from nsn_store.migration._runner import drop_schema, init_schema, schema_status, verify_schema
 from nsn_store.schema._models import Tenant
 from nsn_store.schema._registry import MIGRATION_ID, SCHEMA
+from nsn_store.schema._registry import MIGRATIONS as CHAIN
 
 LEASE = timedelta(seconds=60)  # the default lease of init's lock
-TOTAL_STEPS = len(SCHEMA) + sum(len(spec.indexes) for spec in SCHEMA)
+# What init does on an empty database: each migration of the chain in turn.
 ALL_STEPS = [
     triple
-    for spec in SCHEMA
-    for triple in [(CREATE_COLLECTION, spec.name, None)]
-    + [(CREATE_INDEX, spec.name, index.name) for index in spec.indexes]
+    for migration in CHAIN
+    for triple in [
+        triple
+        for spec in migration.creates
+        for triple in [(CREATE_COLLECTION, spec.name, None)]
+        + [(CREATE_INDEX, spec.name, index.name) for index in spec.indexes]
+    ]
+    + [(UPDATE_VALIDATOR, spec.name, None) for spec in migration.revises]
 ]
+TOTAL_STEPS = len(ALL_STEPS)
+INDEXES = sum(len(spec.indexes) for spec in SCHEMA)
 DDL = frozenset({"create_collection", "create_index", "command"})
 OTHER_HOLDER = "other-host:7:beef"
 
@@ -153,8 +161,9 @@ def _let_time_pass(db: Any, clock: Any, total: timedelta) -> bool:
 
 
 def _recorded_steps(db: Any) -> list[tuple[str, str, str | None]]:
-    record = db[MIGRATIONS].find_one({"_id": MIGRATION_ID}) or {"steps": []}
-    return [(s["action"], s["collection"], s.get("index")) for s in record["steps"]]
+    """Every step the records list, migration by migration."""
+    records = [db[MIGRATIONS].find_one({"_id": id_}) or {"steps": []} for id_ in CHAIN.ids]
+    return [(s["action"], s["collection"], s.get("index")) for r in records for s in r["steps"]]
 
 
 def _renewer_threads() -> list[threading.Thread]:
@@ -324,7 +333,7 @@ FAULTS = [
     ("index-reply-lost", _reply_lost_on("create_index", 9)),
     ("collection-reply-lost", _reply_lost_on("create_collection", 4)),
     ("record-write-lost", _record_lost_after_index(9)),
-    ("last-index-reply-lost", _reply_lost_on("create_index", TOTAL_STEPS - len(SCHEMA))),
+    ("last-index-reply-lost", _reply_lost_on("create_index", INDEXES)),
 ]
 
 
@@ -387,7 +396,7 @@ def test_status_names_the_step_an_interrupted_run_left_unrecorded(db: Any, clock
         )
     index = [step for step in ALL_STEPS if step[0] == CREATE_INDEX][1][2]
     differences = schema_status(db).differences()
-    unrecorded = [line for line in differences if "not recorded" in line]
+    unrecorded = [line for line in differences if "not recorded:" in line]
     assert len(unrecorded) == 1, differences
     assert f".{index}" in unrecorded[0]
 
