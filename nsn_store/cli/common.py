@@ -57,7 +57,9 @@ CONNECT_TIMEOUT_MS = 5000
 #: Commands that write the database: on a file-backed embedded database they
 #: take the writer lock and save when they end. ``--dry-run`` makes any a reader.
 #: ``export`` never opens a database.
-WRITING_COMMANDS = frozenset({"init", "drop", "simulate", "worker", "shard"})
+WRITING_COMMANDS = frozenset(
+    {"init", "upgrade", "downgrade", "drop", "simulate", "worker", "shard"}
+)
 
 # The file-backed databases the running command opened: closed (saved) when it ends.
 _OPENED: ContextVar[list[Any] | None] = ContextVar("nsn_store_cli_opened", default=None)

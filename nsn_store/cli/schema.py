@@ -1,4 +1,4 @@
-"""Schema commands: init, drop, status, verify, export.
+"""Schema commands: init, upgrade, downgrade, history, drop, status, verify, export.
 
 Each command parses its options, calls one library function from
 :mod:`nsn_store.migration` (or :mod:`nsn_store.schema._export`) and renders the
@@ -40,8 +40,14 @@ from nsn_store.cli.common import (
 from nsn_store.errors import DriftError
 from nsn_store.migration import _results as results
 from nsn_store.migration import _runner as migration
-from nsn_store.migration._diff import CREATE_COLLECTION, UPDATE_VALIDATOR, Step, format_key
-from nsn_store.schema._registry import MIGRATION_ID, SCHEMA, CollectionSpec, IndexSpec
+from nsn_store.migration._diff import (
+    CREATE_COLLECTION,
+    DROP_COLLECTION,
+    UPDATE_VALIDATOR,
+    Step,
+    format_key,
+)
+from nsn_store.schema._registry import MIGRATIONS, SCHEMA, CollectionSpec, IndexSpec
 
 
 def scheduled_backlog(db: Database[Any]) -> dict[str, Any]:
@@ -72,13 +78,21 @@ def _index_options(index: IndexSpec) -> str:
     return ", ".join(parts)
 
 
-def _collection_verdict(spec: CollectionSpec, steps: dict[tuple[str, str | None], Step]) -> str:
-    if (spec.name, None) not in steps:
+def _collection_verdict(spec: CollectionSpec, steps: list[Step]) -> str:
+    """Say what happens to the collection itself: created, collModded (by which migration)."""
+    if not steps:
         return "up to date"
-    step = steps[(spec.name, None)]
-    if step.action == CREATE_COLLECTION:
-        return f"create collection (validator, {spec.validation_level}/{spec.validation_action})"
-    return "collMod: " + ", ".join(step.detail.get("changes", ())) + " differ"
+    verdicts: list[str] = []
+    for step in steps:
+        if step.action == CREATE_COLLECTION:
+            options = step.detail.get("options", {})
+            level = options.get("validationLevel", spec.validation_level)
+            action = options.get("validationAction", spec.validation_action)
+            verdict = f"create collection (validator, {level}/{action})"
+        else:
+            verdict = "collMod: " + ", ".join(step.detail.get("changes", ())) + " differ"
+        verdicts.append(verdict if not verdicts else f"then {step.migration}: {verdict}")
+    return "; ".join(verdicts)
 
 
 def _index_lines(index: IndexSpec, step: Step | None) -> list[str]:
@@ -95,16 +109,24 @@ def _index_lines(index: IndexSpec, step: Step | None) -> list[str]:
     return lines
 
 
-def render_plan(db: Database[Any], steps: list[Step]) -> str:
-    """Render the plan: every collection in order with its indexes and what init does."""
-    by_target = {(step.collection, step.index): step for step in steps}
-    lines = [f"Migration {MIGRATION_ID} on {target_of(db)}:"]
-    for position, spec in enumerate(SCHEMA, 1):
-        lines.append(f"{position:3d}. {spec.name:<18} {_collection_verdict(spec, by_target)}")
+def render_plan(db: Database[Any], steps: list[Step], target: str | None = None) -> str:
+    """Render the plan: every collection in order with its indexes and what the upgrade does."""
+    schema = MIGRATIONS.schema(target)
+    by_index = {(step.collection, step.index): step for step in steps if step.index}
+    lines = [f"Migration {_migrations_of(steps, target)} on {target_of(db)}:"]
+    for position, spec in enumerate(schema, 1):
+        own = [s for s in steps if s.collection == spec.name and s.index is None]
+        lines.append(f"{position:3d}. {spec.name:<18} {_collection_verdict(spec, own)}")
         for index in spec.indexes:
-            lines += _index_lines(index, by_target.get((spec.name, index.name)))
+            lines += _index_lines(index, by_index.get((spec.name, index.name)))
     lines.append(_plan_summary(steps))
     return "\n".join(lines)
+
+
+def _migrations_of(steps: list[Step], target: str | None) -> str:
+    """Name the migrations the steps belong to (the target's when there are none)."""
+    ids = list(dict.fromkeys(str(step.migration) for step in steps if step.migration))
+    return ", ".join(ids) if ids else MIGRATIONS.get(target or "head").id
 
 
 def _plan_summary(steps: list[Step]) -> str:
@@ -124,27 +146,76 @@ def _plan_summary(steps: list[Step]) -> str:
 
 
 def render_result(result: results.MigrationResult) -> str:
-    """Render what init did."""
-    if not result.steps:
-        return f"Nothing to do: already at {MIGRATION_ID} ({result.host})."
+    """Render what init or upgrade did."""
+    if not result.steps and not result.applied:
+        return f"Nothing to do: already at {result.migration_id} ({result.host})."
     made = sum(1 for s in result.steps if s.action == CREATE_COLLECTION)
     updated = sum(1 for s in result.steps if s.action == UPDATE_VALIDATOR)
     indexes = len(result.steps) - made - updated
     lines = [
-        (
-            f"Applied {len(result.steps)} steps on {result.host}: {made} collections created, "
-            f"{updated} validators updated, {indexes} indexes created."
-        ),
-        (
-            f"Recorded {result.migration_id} (checksum {result.checksum[:12]}) in "
-            f"{results.MIGRATIONS}."
-        ),
+        f"Applied {len(result.steps)} steps on {result.host}: {made} collections created, "
+        f"{updated} validators updated, {indexes} indexes created."
+    ]
+    lines += [
+        f"Recorded {migration_id} (checksum {digest[:12]}) in {results.RECORDS}."
+        for migration_id, digest in result.applied
     ]
     if result.moderated:
         lines.append(
             "validationLevel 'moderate' applied to "
             + ", ".join(result.moderated)
             + ": existing documents fail the new validator (see nsn-store check-data)."
+        )
+    return "\n".join(lines)
+
+
+def render_downgrade_plan(
+    db: Database[Any], target: str, plans: list[tuple[str, list[Step]]]
+) -> str:
+    """Render what a downgrade would undo, migration by migration, newest first."""
+    if not plans:
+        return f"Nothing to do: no migration newer than {target} is recorded on {target_of(db)}."
+    lines = [f"Downgrade to {target} on {target_of(db)}:"]
+    for migration_id, steps in plans:
+        lines.append(f"  revert {migration_id}:")
+        lines += [f"    - {step.describe()}" for step in steps] or ["    - (nothing left)"]
+        lines.append(f"    - delete its record in {results.RECORDS}")
+    return "\n".join(lines)
+
+
+def render_downgrade(result: results.DowngradeResult) -> str:
+    """Render what a downgrade did."""
+    if not result.reverted:
+        return f"Nothing to do: nothing newer than {result.target} is recorded ({result.host})."
+    dropped = [s.collection for s in result.steps if s.action == DROP_COLLECTION]
+    lines = [
+        f"Reverted {', '.join(result.reverted)} on {result.host}: {len(result.steps)} steps, "
+        f"{len(dropped)} collections dropped ({', '.join(dropped) or 'none'}).",
+        f"The database is at {result.target}.",
+    ]
+    if result.moderated:
+        lines.append(
+            "validationLevel 'moderate' applied to "
+            + ", ".join(result.moderated)
+            + ": existing documents fail the restored validator (see nsn-store check-data)."
+        )
+    return "\n".join(lines)
+
+
+def render_history(history: results.History) -> str:
+    """Render the chain: one line per migration, applied or not, when, where, checksum."""
+    lines = [f"Head {history.head}; the database is at {history.current or 'base'}."]
+    for entry in history.entries:
+        data = entry.to_dict()
+        if entry.record is None:
+            lines.append(f"  {entry.id:<24} pending")
+            continue
+        when = data["applied_at"] or data["started_at"] or "-"
+        matches = "checksum ok" if entry.checksum_matches else "checksum DIFFERS"
+        known = "" if entry.known else " (not in this version's chain)"
+        lines.append(
+            f"  {entry.id:<24} {entry.status:<9} {when}  host {data['host']}  {matches}, "
+            f"{data['steps']} steps{known}"
         )
     return "\n".join(lines)
 
@@ -161,8 +232,8 @@ def render_drop(result: results.DropResult) -> str:
 
 
 def render_status(report: results.StatusReport) -> str:
-    """Render a status report: one line per collection, then the record and differences."""
-    lines = [_record_line(report)]
+    """Render a status report: the records, one line per collection, then differences."""
+    lines = _record_lines(report)
     for position, status in enumerate(report.collections, 1):
         lines.append(f"{position:3d}. {status.name:<18} {_status_line(status)}")
     if report.extra_collections:
@@ -193,14 +264,17 @@ def render_backlog(backlog: dict[str, Any]) -> str:
     )
 
 
-def _record_line(report: results.StatusReport) -> str:
-    record = report.record
+def _record_lines(report: results.StatusReport) -> list[str]:
+    return [_record_line(id_, record) for id_, _, record in report.records]
+
+
+def _record_line(migration_id: str, record: dict[str, Any] | None) -> str:
     if record is None:
-        return f"Migration {report.migration_id}: not recorded"
+        return f"Migration {migration_id}: not recorded"
     when = record.get("appliedAt") or record.get("startedAt")
     steps = len(record.get("steps", []))
     return (
-        f"Migration {report.migration_id}: {record.get('status')} ({steps} steps recorded, "
+        f"Migration {migration_id}: {record.get('status')} ({steps} steps recorded, "
         f"{when}, host {record.get('host')})"
     )
 
@@ -242,8 +316,8 @@ def _confirm_apply(db: Database[Any], steps: list[Step]) -> None:
     """Ask before writing to a real server; refuse when nobody can answer."""
     if not stdin_is_interactive():
         fail(
-            f"refusing to apply {MIGRATION_ID} to {target_of(db)} without confirmation: "
-            "stdin is not a terminal; review the plan and rerun with --yes"
+            f"refusing to apply {_migrations_of(steps, None)} to {target_of(db)} without "
+            "confirmation: stdin is not a terminal; review the plan and rerun with --yes"
         )
     question = f"Apply these {len(steps)} steps to {target_of(db)}?"
     if not click.confirm(question, default=False, err=True):
@@ -277,25 +351,165 @@ def init_command(
     allow_moderate: bool,
     lock_timeout: float,
 ) -> None:
-    """Create the collections, validators and indexes of migration 0001."""
+    """Bring the database to the newest migration: collections, validators, indexes."""
+    _upgrade(uri, None, as_json, yes, dry_run, allow_moderate, lock_timeout)
+
+
+def _upgrade(
+    uri: str | None,
+    target: str | None,
+    as_json: bool,
+    yes: bool,
+    dry_run: bool,
+    allow_moderate: bool,
+    lock_timeout: float,
+) -> None:
+    """Plan, show, approve (a real server), then apply the migrations up to ``target``."""
+    if MIGRATIONS.position(target) == 0:  # a bad target is refused before connecting
+        fail("upgrade needs a migration to reach, not base (nsn-store downgrade base undoes all)")
     db = open_database(uri)
-    steps = migration.plan(db)
+    steps = migration.plan(db, target=target)
     if dry_run:
         if as_json:
             echo(to_json({"dry_run": True, "steps": [s.to_dict() for s in steps]}))
         else:
-            echo(render_plan(db, steps) + "\nDry run: nothing was written.")
+            echo(render_plan(db, steps, target) + "\nDry run: nothing was written.")
         return
     if not as_json:
-        echo(render_plan(db, steps))
+        echo(render_plan(db, steps, target))
     conflicted = any(step.is_conflict for step in steps)
     if steps and not conflicted and not yes and not connection.is_embedded(db):
         _confirm_apply(db, steps)
     with _progress(len(steps), stdout_is_terminal() and not as_json) as on_step:
-        result = migration.init_schema(
-            db, allow_moderate=allow_moderate, lock_timeout=lock_timeout, on_step=on_step
-        )
+        if target is None:  # init, or upgrade to the head
+            result = migration.init_schema(
+                db, allow_moderate=allow_moderate, lock_timeout=lock_timeout, on_step=on_step
+            )
+        else:
+            result = migration.upgrade(
+                db,
+                target,
+                allow_moderate=allow_moderate,
+                lock_timeout=lock_timeout,
+                on_step=on_step,
+            )
     emit(result, as_json, render_result)
+
+
+_TARGET_HELP = "a migration id, a unique prefix of one (0001), head or base"
+
+
+@click.command("upgrade", cls=Command)
+@click.argument("target", required=False, default=None, metavar="[TARGET]")
+@uri_option
+@json_option
+@click.option("--yes", "-y", is_flag=True, help="Apply without asking for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
+@click.option(
+    "--allow-moderate",
+    is_flag=True,
+    help="When existing documents fail a changed validator, apply it with "
+    "validationLevel 'moderate' instead of stopping.",
+)
+@click.option(
+    "--lock-timeout",
+    type=FiniteFloatRange(0, 86_400),
+    default=migration.DEFAULT_LOCK_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for another migration run to finish.",
+)
+def upgrade_command(
+    target: str | None,
+    uri: str | None,
+    as_json: bool,
+    yes: bool,
+    dry_run: bool,
+    allow_moderate: bool,
+    lock_timeout: float,
+) -> None:
+    """Apply the migrations up to TARGET (default: the newest), each recorded.
+
+    TARGET is a migration id, a unique prefix of one (0002) or head. Applied
+    migrations are left untouched; see nsn-store history.
+    """
+    _upgrade(uri, target, as_json, yes, dry_run, allow_moderate, lock_timeout)
+
+
+@click.command("downgrade", cls=Command)
+@click.argument("target", metavar="TARGET")
+@uri_option
+@json_option
+@click.option("--yes", "-y", is_flag=True, help="Downgrade without asking for the database name.")
+@click.option("--dry-run", is_flag=True, help="Print what would be undone and write nothing.")
+@click.option(
+    "--allow-moderate",
+    is_flag=True,
+    help="When existing documents fail a restored validator, apply it with "
+    "validationLevel 'moderate' instead of stopping.",
+)
+@click.option(
+    "--lock-timeout",
+    type=FiniteFloatRange(0, 86_400),
+    default=migration.DEFAULT_LOCK_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for another migration run to finish.",
+)
+def downgrade_command(
+    target: str,
+    uri: str | None,
+    as_json: bool,
+    yes: bool,
+    dry_run: bool,
+    allow_moderate: bool,
+    lock_timeout: float,
+) -> None:
+    """Undo, newest first, the migrations newer than TARGET (base: all of them).
+
+    Each drops the collections it created, with every document in them, and
+    restores the collections it revised. Asks for the database name, as drop
+    does, unless --yes.
+    """
+    target_id = MIGRATIONS.get(target).id if target != "base" else "base"
+    db = open_database(uri)
+    plans = migration.downgrade_plan(db, target)
+    if as_json and dry_run:
+        echo(to_json({"dry_run": True, "target": target_id, "migrations": _plan_dicts(plans)}))
+        return
+    if not as_json:
+        echo(render_downgrade_plan(db, target_id, plans))
+    if dry_run:
+        echo("Dry run: nothing was written.")
+        return
+    if plans and not yes:
+        reverted = ", ".join(migration_id for migration_id, _ in plans)
+        _confirm_by_name(db, f"This reverts {reverted} on {target_of(db)}: {_losses(plans)}.")
+    total = sum(len(steps) for _, steps in plans)
+    with _progress(total, stdout_is_terminal() and not as_json) as on_step:
+        result = migration.downgrade(
+            db, target, allow_moderate=allow_moderate, lock_timeout=lock_timeout, on_step=on_step
+        )
+    emit(result, as_json, render_downgrade)
+
+
+def _plan_dicts(plans: list[tuple[str, list[Step]]]) -> list[dict[str, Any]]:
+    return [{"migration": id_, "steps": [s.to_dict() for s in steps]} for id_, steps in plans]
+
+
+def _losses(plans: list[tuple[str, list[Step]]]) -> str:
+    """Say what a downgrade destroys: the collections it drops, with their documents."""
+    dropped = [s.collection for _, steps in plans for s in steps if s.action == DROP_COLLECTION]
+    if not dropped:
+        return "no collection is dropped"
+    return f"it drops {', '.join(dropped)} and every document in them"
+
+
+@click.command("history", cls=Command)
+@uri_option
+@json_option
+def history_command(uri: str | None, as_json: bool) -> None:
+    """List the migrations: applied or not, when, by which host, checksum match (never writes)."""
+    db = open_database(uri)
+    emit(migration.history(db), as_json, render_history)
 
 
 @click.command("drop", cls=Command)
@@ -303,27 +517,34 @@ def init_command(
 @json_option
 @click.option("--yes", "-y", is_flag=True, help="Drop without asking for the database name.")
 def drop_command(uri: str | None, as_json: bool, yes: bool) -> None:
-    """Drop the schema's collections (reverse creation order) and the migration record."""
+    """Drop the schema's collections (reverse creation order) and the migration records."""
     db = open_database(uri)
     if not yes:
-        _confirm_drop(db)
+        warning = (
+            f"This drops {len(SCHEMA)} collections and every document in them from {target_of(db)}."
+        )
+        _confirm_by_name(db, warning, command="drop", nothing="nothing was dropped")
     emit(migration.drop_schema(db), as_json, render_drop)
 
 
-def _confirm_drop(db: Database[Any]) -> None:
-    echo(
-        f"This drops {len(SCHEMA)} collections and every document in them from {target_of(db)}.",
-        err=True,
-    )
+def _confirm_by_name(
+    db: Database[Any],
+    warning: str,
+    *,
+    command: str = "downgrade",
+    nothing: str = "nothing was changed",
+) -> None:
+    """Ask for the database name before destroying data; refuse when nobody answers."""
+    echo(warning, err=True)
     try:
         typed = click.prompt(
             "Type the database name to confirm", default="", show_default=False, err=True
         )
     except click.Abort:
         echo(err=True)  # end the unanswered prompt line
-        fail("drop needs --yes or the database name typed at the prompt; nothing was dropped")
+        fail(f"{command} needs --yes or the database name typed at the prompt; {nothing}")
     if typed.strip() != db.name:
-        echo(f"{typed.strip()!r} is not {db.name!r}: nothing was dropped.", err=True)
+        echo(f"{typed.strip()!r} is not {db.name!r}: {nothing}.", err=True)
         raise click.exceptions.Exit(EXIT_DIFFERENCES)
 
 
@@ -355,13 +576,13 @@ def verify_command(uri: str | None, as_json: bool) -> None:
         if as_json:
             echo(to_json({"matches": False, "differences": exc.differences}))
         else:
-            echo(f"Drift: {len(exc.differences)} difference(s) from {MIGRATION_ID}:")
+            echo(f"Drift: {len(exc.differences)} difference(s) from {MIGRATIONS.head.id}:")
             echo("\n".join(f"  - {line}" for line in exc.differences))
         raise click.exceptions.Exit(EXIT_DIFFERENCES) from exc
     if as_json:
         echo(to_json(report.to_dict()))
     else:
-        echo(f"The database matches {MIGRATION_ID} ({len(report.collections)} collections).")
+        echo(f"The database matches {report.migration_id} ({len(report.collections)} collections).")
 
 
 @click.command("export", cls=Command)
@@ -396,4 +617,13 @@ def export_command(directory: Path, check: bool, as_json: bool) -> None:
         raise click.exceptions.Exit(EXIT_DIFFERENCES)
 
 
-SCHEMA_COMMANDS = [init_command, drop_command, status_command, verify_command, export_command]
+SCHEMA_COMMANDS = [
+    init_command,
+    upgrade_command,
+    downgrade_command,
+    history_command,
+    drop_command,
+    status_command,
+    verify_command,
+    export_command,
+]

@@ -13,13 +13,16 @@ from click.testing import CliRunner, Result
 
 from nsn_store import connection
 from nsn_store.cli import main
-from nsn_store.schema._registry import SCHEMA
+from nsn_store.schema._registry import INITIAL_SCHEMA, MIGRATIONS, SCHEMA
 
 SECRET = "hunter2"
 REAL_URI = f"mongodb://admin:{SECRET}@db.example.com:27017/nsn"
 UNREACHABLE = f"mongodb://admin:{SECRET}@127.0.0.1:1/nsn?serverSelectionTimeoutMS=300"
-#: Steps of a first init: every collection, then every index it declares.
-STEPS = len(SCHEMA) + sum(len(spec.indexes) for spec in SCHEMA)
+#: Steps of a first init: every collection, then every index it declares, then 0002's collMod
+#: of the collection it revises (0001 created it with 0001's validator).
+STEPS = len(SCHEMA) + sum(len(spec.indexes) for spec in SCHEMA) + len(MIGRATIONS[1].revises)
+#: Of which migration 0001 records these.
+INITIAL_STEPS = len(INITIAL_SCHEMA) + sum(len(spec.indexes) for spec in INITIAL_SCHEMA)
 
 
 @pytest.fixture
@@ -206,7 +209,9 @@ def test_status_shows_every_collection_and_the_backlog(uri: str) -> None:
     result = run("status", "--uri", uri)
     assert result.exit_code == 0
     assert _numbered_names(result.stdout) == list(SCHEMA.names)
-    assert f"Migration 0001_initial_schema: applied ({STEPS} steps recorded" in result.stdout
+    out = result.stdout
+    assert f"Migration 0001_initial_schema: applied ({INITIAL_STEPS} steps recorded" in out
+    assert f"Migration 0002_worker_state: applied ({STEPS - INITIAL_STEPS} steps" in out
     assert "Scheduled messages: 0 due now (oldest sendAt -)" in result.stdout
     assert "The database matches the schema." in result.stdout
 
