@@ -46,6 +46,9 @@ def test_sync_and_async_surfaces_match() -> None:
         "cancel",
         "record_provider_event",
         "backlog",
+        "failed",
+        "requeue",
+        "show",
     }
 
 
