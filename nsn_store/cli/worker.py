@@ -143,6 +143,11 @@ def _serve_health(port: int, worker: Any) -> ThreadingHTTPServer:
 )
 @click.option("--worker-id", default=None, help="Claim under this id [default: host:pid:thread].")
 @click.option(
+    "--rate-limits",
+    is_flag=True,
+    help="Keep to the provider rate limits (Twilio per number, Resend per team).",
+)
+@click.option(
     "--metrics-port",
     type=click.IntRange(1, 65535),
     default=None,
@@ -173,6 +178,7 @@ def worker(
     poll: float,
     shutdown_timeout: float,
     worker_id: str | None,
+    rate_limits: bool,
     metrics_port: int | None,
     health_port: int | None,
     log_level: str,
@@ -186,6 +192,7 @@ def worker(
     Prints the final report (JSON with --json) and exits 0.
     """
     from nsn_store.worker._metrics import serve_metrics
+    from nsn_store.worker._ratelimit import RateLimits
     from nsn_store.worker._worker import Worker
 
     _configure_logging(log_level.upper())
@@ -202,6 +209,7 @@ def worker(
         poll=poll,
         shutdown_timeout=shutdown_timeout,
         tenants=only,
+        rate_limits=RateLimits() if rate_limits else None,
     )
     if metrics_port is not None:
         serve_metrics(metrics_port)

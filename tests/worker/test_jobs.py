@@ -22,6 +22,7 @@ from nsn_store._flow import run as run_flow
 from nsn_store.clock import ManualClock
 from nsn_store.counters import ShardedCounter
 from nsn_store.errors import InvalidArgumentError
+from nsn_store.migration._runner import init_schema
 from nsn_store.worker import JobContext, PeriodicJob, PeriodicJobs
 from nsn_store.worker._async import AsyncWorker
 from nsn_store.worker._jobs import (
@@ -209,7 +210,7 @@ def test_ten_workers_over_ten_thousand_periods_with_crashes_run_each_period_once
     rng = random.Random(202601)
     lease, catch_up = timedelta(seconds=90), 3
     job = PeriodicJob("sim", MINUTE, print, catch_up=catch_up)
-    _index_job_runs(db)
+    init_schema(db)  # jobRuns with its validator and its job_1_periodStart_-1 index
     workers = [SimWorker(f"w{i}") for i in range(10)]
     completed: Counter[datetime] = Counter()
     intervals: list[tuple[datetime, datetime]] = []
@@ -317,11 +318,6 @@ def _ceil(moment: datetime) -> datetime:
 def _periods(document: dict[str, Any]) -> list[datetime]:
     start, stop = document["periodStart"], document["periodEnd"]
     return [start + i * MINUTE for i in range((stop - start) // MINUTE)]
-
-
-def _index_job_runs(db: Any) -> None:
-    """The index migration 0002 creates (so the newest-run find is index-served here too)."""
-    db.jobRuns.create_index([("job", 1), ("periodStart", -1)], name="job_1_periodStart_-1")
 
 
 # -- the worker runs them -----------------------------------------------------------
