@@ -28,11 +28,9 @@ from datetime import timezone
 from typing import Any
 
 from bson import Timestamp
-from mongomock import helpers
-from mongomock.filtering import filter_applies
 
 from nsn_store.clock import Clock, to_bson_time
-from nsn_store.embedded import roundtrip
+from nsn_store.embedded import _mongomock, roundtrip
 
 DEFAULT_AWAIT_MS = 1000  # a server's awaitData getMore waits about a second by default
 FULL_DOCUMENT_MODES = (None, "default", "updateLookup")
@@ -100,7 +98,7 @@ def check_watch(
         if not isinstance(argument, Mapping):
             raise TypeError("$match takes a filter document")
         roundtrip.check_encodable(None, argument)
-        matches.append(helpers.patch_datetime_awareness_in_document(dict(argument)))
+        matches.append(_mongomock.patch_datetime_awareness_in_document(dict(argument)))
     return matches
 
 
@@ -126,7 +124,7 @@ class Subscription:
     def publish(self, change: Change) -> None:
         """Queue ``change`` as an event if the stream's ``$match`` stages pass it (never blocks)."""
         event = self._event(change)
-        if not all(filter_applies(match, event) for match in self.matches):
+        if not all(_mongomock.filter_applies(match, event) for match in self.matches):
             return
         with self.ready:
             self.pending.append(event)
@@ -257,7 +255,7 @@ class EmbeddedChangeStream:
             return None
         self._resume_token = dict(event["_id"])
         if self._tz_aware:
-            return helpers.make_datetime_timezone_aware_in_document(event)  # type: ignore[no-any-return]
+            return _mongomock.make_datetime_timezone_aware_in_document(event)
         return event
 
     def next(self) -> dict[str, Any]:

@@ -30,8 +30,9 @@ from typing import Any
 
 from bson import ObjectId
 from bson.regex import Regex
-from mongomock.filtering import NOTHING, filter_applies, iter_key_candidates
 from sortedcontainers import SortedList
+
+from nsn_store.embedded._mongomock import NOTHING, filter_applies, iter_key_candidates
 
 Pair = tuple[Any, Any]
 Entry = tuple[Any, ...]

@@ -12,22 +12,19 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import mongomock
 from bson import ObjectId
-from mongomock import helpers
 
 from nsn_store.clock import DEFAULT_CLOCK, Clock
+from nsn_store.embedded import _mongomock
 from nsn_store.embedded.database import EmbeddedDatabase
 from nsn_store.embedded.store import EmbeddedCollectionStore, EmbeddedServerStore
 
 logger = logging.getLogger(__name__)
 
-_MongoClient: Any = Any if TYPE_CHECKING else mongomock.MongoClient  # see collection.py
 
-
-class EmbeddedClient(_MongoClient):
+class EmbeddedClient(_mongomock.MongoClient):
     """An in-memory MongoDB stand-in that behaves like a server where tests need it to."""
 
     def __init__(
@@ -61,14 +58,15 @@ class EmbeddedClient(_MongoClient):
     ) -> EmbeddedDatabase:
         """Return the database ``name`` (an :class:`EmbeddedDatabase`)."""
         if name is None:
-            return self.get_default_database(  # type: ignore[no-any-return]
+            default: EmbeddedDatabase = self.get_default_database(
                 codec_options=codec_options,
                 read_preference=read_preference,
                 write_concern=write_concern,
                 read_concern=read_concern,
             )
+            return default
         with self._store.lock:
-            database = self._database_accesses.get(name)
+            database: EmbeddedDatabase | None = self._database_accesses.get(name)
             if database is None:
                 database = self._database_accesses[name] = EmbeddedDatabase(
                     self,
@@ -78,7 +76,7 @@ class EmbeddedClient(_MongoClient):
                     codec_options=codec_options or self._codec_options,
                     read_concern=read_concern,
                 )
-        return database  # type: ignore[no-any-return]
+        return database
 
     def run_ttl_monitor(self) -> int:
         """Delete every document past a TTL index's expiry by ``clock.now()``; return how many.
@@ -125,7 +123,7 @@ def _expire(collection: EmbeddedCollectionStore, now: datetime) -> int:
 
 def _earliest_date(doc: Any, field: str) -> datetime | None:
     try:
-        value = helpers.get_value_by_dot(doc, field)
+        value = _mongomock.get_value_by_dot(doc, field)
     except (KeyError, IndexError, TypeError):
         return None
     values = value if isinstance(value, list) else [value]

@@ -8,16 +8,13 @@ options in its store (see :mod:`.store`) and reports them as a server does.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import mongomock
 from bson import Int64
-from mongomock.command_cursor import CommandCursor
-from mongomock.filtering import filter_applies
 from pymongo.errors import CollectionInvalid
 
 from nsn_store.clock import to_bson_time
-from nsn_store.embedded import _changes, roundtrip
+from nsn_store.embedded import _changes, _mongomock, roundtrip
 from nsn_store.embedded import options as opts
 from nsn_store.embedded.collection import EmbeddedCollection
 from nsn_store.embedded.indexes import MAX_TTL
@@ -29,10 +26,8 @@ INDEX_NOT_FOUND = 27
 MAX_WIRE_VERSION = 21  # MongoDB 7.0
 COLLMOD_FIELDS = ("validator", "validationLevel", "validationAction", "index")
 
-_Database: Any = Any if TYPE_CHECKING else mongomock.Database  # see collection.py
 
-
-class EmbeddedDatabase(_Database):
+class EmbeddedDatabase(_mongomock.Database):
     """A mongomock database whose collections carry validators and server-like options."""
 
     def get_collection(
@@ -53,9 +48,10 @@ class EmbeddedDatabase(_Database):
                 read_preference=self.read_preference,
                 codec_options=self._codec_options,
             )
-        return super().get_collection(  # type: ignore[no-any-return]
+        collection: EmbeddedCollection = super().get_collection(
             name, codec_options, read_preference, write_concern, read_concern
         )
+        return collection
 
     def watch(
         self,
@@ -91,7 +87,9 @@ class EmbeddedDatabase(_Database):
         read_concern: Any = None,
     ) -> EmbeddedDatabase:
         """Return this database with other options (still an embedded database)."""
-        same = super().with_options(codec_options, read_preference, write_concern, read_concern)
+        same: _mongomock.Database = super().with_options(
+            codec_options, read_preference, write_concern, read_concern
+        )
         if same is self:
             return self
         return EmbeddedDatabase(
@@ -148,12 +146,14 @@ class EmbeddedDatabase(_Database):
         filter: Mapping[str, Any] | None = None,
         nameOnly: bool = False,
         **kwargs: Any,
-    ) -> CommandCursor:
+    ) -> _mongomock.CommandCursorLike:
         """Return a cursor over collection infos shaped like ``listCollections``."""
         refuse_unsupported(session=session)
         with self._store.lock:
             infos = [self._info(name, nameOnly) for name in sorted(self._get_created_collections())]
-        return CommandCursor([info for info in infos if filter_applies(filter or {}, info)])
+        return _mongomock.command_cursor(
+            [info for info in infos if _mongomock.filter_applies(filter or {}, info)]
+        )
 
     def list_collection_names(
         self, session: Any = None, filter: Mapping[str, Any] | None = None, **kwargs: Any
@@ -195,7 +195,8 @@ class EmbeddedDatabase(_Database):
             fields = {k: v for k, v in spec.items() if k != name}
             self.create_collection(spec[name], check_exists=False, **fields)
             return {"ok": 1.0}
-        return super().command(spec)  # type: ignore[no-any-return]
+        reply: dict[str, Any] = super().command(spec)
+        return reply
 
     def _hello(self, *, legacy: bool) -> dict[str, Any]:
         """Answer ``hello``/``isMaster`` as a MongoDB 7.0 standalone does.

@@ -7,8 +7,7 @@ from datetime import datetime, timezone
 from itertools import product
 from typing import Any
 
-from mongomock import helpers
-from mongomock.filtering import filter_applies
+from nsn_store.embedded._mongomock import filter_applies, get_value_by_dot
 
 
 class _Missing:
@@ -34,7 +33,7 @@ def index_keys(index: Mapping[str, Any], doc: Mapping[str, Any]) -> frozenset[An
 def field_value(doc: Mapping[str, Any], field: str) -> Any:
     """Return the value at dotted ``field``, or MISSING."""
     try:
-        return helpers.get_value_by_dot(doc, field)
+        return get_value_by_dot(doc, field)
     except (KeyError, IndexError, TypeError):
         return MISSING
 

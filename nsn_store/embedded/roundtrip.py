@@ -31,8 +31,9 @@ from typing import Any
 import bson
 from bson.codec_options import DEFAULT_CODEC_OPTIONS, CodecOptions, DatetimeConversion
 from bson.timestamp import Timestamp
-from mongomock import helpers
 from pymongo.errors import DocumentTooLarge, WriteError
+
+from nsn_store.embedded._mongomock import get_current_timestamp
 
 MAX_BSON_SIZE = 16 * 1024 * 1024  # maxBsonObjectSize in a server's hello reply
 MAX_MESSAGE_SIZE = 48_000_000  # maxMessageSizeBytes
@@ -74,7 +75,7 @@ def fill_empty_timestamps(document: dict[str, Any]) -> dict[str, Any]:
     """Replace top-level empty ``Timestamp(0, 0)`` values on insert, as a server does."""
     for key, value in document.items():
         if type(value) is Timestamp and not value.time and not value.inc:
-            document[key] = helpers.get_current_timestamp()
+            document[key] = get_current_timestamp()
     return document
 
 

@@ -24,8 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mongomock import store as mongomock_store
-
+from nsn_store.embedded import _mongomock
 from nsn_store.embedded._changes import Subscription, next_change
 from nsn_store.embedded._sorted_index import SortedIndex, unchanged, watched_fields
 from nsn_store.embedded.keys import index_keys
@@ -47,7 +46,7 @@ class CollectionOptions:
         return str(self.document.get("validationAction", "error"))
 
 
-class EmbeddedCollectionStore(mongomock_store.CollectionStore):
+class EmbeddedCollectionStore(_mongomock.CollectionStore):
     """A collection's documents, indexes and options, without locking or eager expiry.
 
     Unique indexes keep a map from key to the documents holding it, updated on
@@ -205,8 +204,10 @@ def _orderable(index: dict[str, Any]) -> bool:
     )
 
 
-class EmbeddedDatabaseStore(mongomock_store.DatabaseStore):
+class EmbeddedDatabaseStore(_mongomock.DatabaseStore):
     """A database's collections, sharing the server's lock."""
+
+    _collections: dict[str, EmbeddedCollectionStore]
 
     def __init__(self, lock: threading.RLock) -> None:
         super().__init__()
@@ -215,7 +216,7 @@ class EmbeddedDatabaseStore(mongomock_store.DatabaseStore):
 
     def __getitem__(self, col_name: str) -> EmbeddedCollectionStore:
         try:
-            return self._collections[col_name]  # type: ignore[no-any-return]
+            return self._collections[col_name]
         except KeyError:
             col = self._collections[col_name] = EmbeddedCollectionStore(col_name)
             col.database_watchers = self.watchers
@@ -232,8 +233,10 @@ class EmbeddedDatabaseStore(mongomock_store.DatabaseStore):
         return [col for col in self._collections.values() if col.is_created]
 
 
-class EmbeddedServerStore(mongomock_store.ServerStore):
+class EmbeddedServerStore(_mongomock.ServerStore):
     """A whole in-memory server: its databases and the one lock guarding them."""
+
+    _databases: dict[str, EmbeddedDatabaseStore]
 
     def __init__(self) -> None:
         super().__init__()
@@ -242,7 +245,7 @@ class EmbeddedServerStore(mongomock_store.ServerStore):
     def __getitem__(self, db_name: str) -> EmbeddedDatabaseStore:
         with self.lock:
             try:
-                return self._databases[db_name]  # type: ignore[no-any-return]
+                return self._databases[db_name]
             except KeyError:
                 db = self._databases[db_name] = EmbeddedDatabaseStore(self.lock)
                 return db

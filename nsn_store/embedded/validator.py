@@ -43,12 +43,12 @@ disagreement on the generic keywords fails a test.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from mongomock.filtering import filter_applies
 from pymongo.errors import OperationFailure
 
+from nsn_store.embedded._mongomock import filter_applies
 from nsn_store.jsonschema._bsontypes import bson_equal, bson_type
 from nsn_store.jsonschema._checks import (
     BAD_VALUE,
@@ -207,7 +207,11 @@ def _logical_clause(
         CompiledValidator(entry, _compile_clauses(entry, banned, allow_encrypt))
         for entry in _logical_entries(key, value)
     ]
-    combine = {"$and": all, "$or": any, "$nor": lambda results: not any(results)}[key]
+    combine: Callable[[Iterable[bool]], bool] = {
+        "$and": all,
+        "$or": any,
+        "$nor": lambda results: not any(results),
+    }[key]
 
     def match(doc: Mapping[str, Any]) -> bool:
         return bool(combine(sub.matches(doc) for sub in subs))
