@@ -18,8 +18,10 @@ one a collection scan gives, in the same order:
 When unsure the planner scans: on ``$or``/``$nor`` alone, unplannable values
 (regexes, documents, arrays, NaN), a range or sort on a field that holds
 arrays or non-scalar values, a sparse or partial index the filter does not
-provably stay inside, a collation (not implemented; scanned as today), or
-``$natural``.
+provably stay inside, a collation (index keys compare binary), or
+``$natural``. A hint names the index to walk (all of it if the filter bounds
+nothing), as on a server: a hinted sparse or partial index returns only the
+documents it holds.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
-from mongomock import filtering, helpers
 
+from nsn_store.embedded import _mongomock
+from nsn_store.embedded._collation import Collation, sort_key
 from nsn_store.embedded._sorted_index import (
     BOOL_RANK,
     BOTTOM,
@@ -279,8 +282,15 @@ def plan_index(
     sort: Sort,
     limit: int,
     conds: Mapping[str, list[Any]],
+    *,
+    hinted: bool = False,
 ) -> Plan | None:
-    """Return the plan ``index`` offers for ``spec`` and ``sort``, or None if it cannot help."""
+    """Return the plan ``index`` offers for ``spec`` and ``sort``, or None if it cannot help.
+
+    ``hinted``: the index was named by a hint, so it is used even when it
+    bounds nothing, and (as on a server) a sparse or partial index then
+    returns only the documents it holds.
+    """
     found: dict[str, Bounds] = {}
     prefix_points: list[list[Pair]] = []
     range_bounds: Bounds | None = None
@@ -297,15 +307,17 @@ def plan_index(
             range_bounds = bounds
             break
         prefix_points.append(bounds.points)
-    if not _usable(index, found, spec):
+    if not hinted and not _usable(index, found, spec):
         return None
     constant = {index.fields[i] for i, pts in enumerate(prefix_points) if len(pts) == 1}
     rest = [(name, direction) for name, direction in sort if name not in constant]
     served = _serves(index, len(prefix_points), rest)
-    if not found and served is None:
+    if not found and served is None and not hinted:
         return None
     if math.prod(len(points) for points in prefix_points) > MAX_RANGES:
-        return None
+        if not hinted:
+            return None
+        found, prefix_points, range_bounds = {}, [], None  # the whole index
     ranges = _ranges(index, prefix_points, range_bounds)
     reverse, sort_key = served if served is not None else (False, [])
     plan = Plan(
@@ -367,8 +379,19 @@ def _ranges(
     return ranges
 
 
-def choose(store: EmbeddedCollectionStore, spec: Mapping[str, Any], sort: Sort, limit: int) -> Plan:
-    """Return the plan for ``spec``/``sort``: ``_id`` lookup, the cheapest index, or a scan."""
+def choose(
+    store: EmbeddedCollectionStore,
+    spec: Mapping[str, Any],
+    sort: Sort,
+    limit: int,
+    hint: str | None = None,
+) -> Plan:
+    """Return the plan for ``spec``/``sort``: ``_id`` lookup, the cheapest index, or a scan.
+
+    ``hint`` is the name of the index a hint chose (see :func:`.indexes.hinted_index`).
+    """
+    if hint is not None:
+        return _hinted(store, spec, sort, limit, hint)
     ids = id_candidates(spec)
     if ids is not None:
         return Plan("IDHACK", ids=ids)
@@ -390,6 +413,19 @@ def choose(store: EmbeddedCollectionStore, spec: Mapping[str, Any], sort: Sort, 
     return chosen
 
 
+def _hinted(
+    store: EmbeddedCollectionStore, spec: Mapping[str, Any], sort: Sort, limit: int, hint: str
+) -> Plan:
+    """Return the plan on the hinted index (``_id_`` and ``$natural`` read every document)."""
+    index = store.sorted_indexes.get(hint)
+    if index is None:
+        ids = id_candidates(spec) if hint == "_id_" else None
+        return Plan("IDHACK", ids=ids) if ids is not None else Plan("COLLSCAN")
+    plan = plan_index(index, spec, sort, limit, conditions(spec), hinted=True)
+    assert plan is not None  # a hinted plan always exists
+    return plan
+
+
 # --------------------------------------------------------------- execution
 
 
@@ -407,21 +443,25 @@ def find(
     *,
     sort: Any = None,
     limit: int = 0,
-    collation: Any = None,
+    collation: Collation | None = None,
+    let: Mapping[str, Any] | None = None,
+    hint: str | None = None,
     stats: Stats | None = None,
     plan: Plan | None = None,
 ) -> list[Doc]:
     """Return the stored documents matching ``spec``, sorted, at most ``limit`` (0: all).
 
     Exactly what a scan in natural order, then mongomock's stable sort, then the
-    limit would return. The caller holds the store lock.
+    limit would return. ``collation`` (:mod:`._collation`), ``let``
+    (:mod:`._variables`) and ``hint`` (an index name) are already checked.
+    The caller holds the store lock.
     """
-    spec = helpers.patch_datetime_awareness_in_document(spec)
+    spec = _mongomock.patch_datetime_awareness_in_document(spec)
     order = normalise_sort(sort)
-    matches = compile_filter(spec)
+    matches = compile_filter(spec, collation=collation, let=let)
     stats = stats if stats is not None else Stats()
     if plan is None:
-        plan = Plan("COLLSCAN") if collation else choose(store, spec, order, limit)
+        plan = _plan(store, spec, order, limit, collation, hint)
     if plan.kind == "IXSCAN" and plan.served:
         found = _walk_sorted(store, plan, matches, limit, stats)
         if not stats.docs:
@@ -437,10 +477,24 @@ def find(
         stop = limit if limit and not order else 0
         found = _filtered(candidates, matches, stop, stats)
         if order:
-            found = apply_sort(found, order)
+            found = apply_sort(found, order, collation)
             if limit:
                 found = found[:limit]
     return found
+
+
+def _plan(
+    store: EmbeddedCollectionStore,
+    spec: Mapping[str, Any],
+    order: Sort,
+    limit: int,
+    collation: Collation | None,
+    hint: str | None,
+) -> Plan:
+    if collation is None:
+        return choose(store, spec, order, limit, hint)
+    # Index keys compare binary, not by the collation: read all of the hinted index, or scan.
+    return choose(store, {}, [], 0, hint) if hint is not None else Plan("COLLSCAN")
 
 
 def normalise_sort(sort: Any) -> Sort:
@@ -476,7 +530,7 @@ def _candidates(
         found = [doc for doc in (store.get(i) for i in dict.fromkeys(plan.ids)) if doc is not None]
         stats.keys += len(found)
         if len(found) > 1:  # the _id index returns them in _id order
-            found.sort(key=lambda doc: filtering.BsonComparable(doc["_id"]))
+            found.sort(key=lambda doc: _mongomock.BsonComparable(doc["_id"]))
         yield from found
         return
     assert plan.index is not None
@@ -532,8 +586,11 @@ def _merge_key(parts: list[tuple[int, bool]]) -> Callable[[Entry], tuple[Any, ..
     return key
 
 
-def apply_sort(documents: list[Doc], order: Sort) -> list[Doc]:
-    """Sort as mongomock's ``_get_dataset`` does: stable sorts from the last key to the first."""
+def apply_sort(documents: list[Doc], order: Sort, collation: Collation | None = None) -> list[Doc]:
+    """Sort as mongomock's ``_get_dataset`` does: stable sorts from the last key to the first.
+
+    Under ``collation`` strings compare in its order (:func:`._collation.sort_key`).
+    """
     dataset: Iterable[Doc] = documents
     for name, direction in reversed(order):
         if name == "$natural":
@@ -542,12 +599,20 @@ def apply_sort(documents: list[Doc], order: Sort) -> list[Doc]:
             continue
         if name.startswith("$"):
             raise NotImplementedError(f"Sorting by {name} is not implemented in mongomock yet")
-        dataset = sorted(dataset, key=_sort_key(name), reverse=direction < 0)
+        dataset = sorted(dataset, key=_sort_key(name, collation), reverse=direction < 0)
     return list(dataset)
 
 
-def _sort_key(name: str) -> Callable[[Doc], Any]:
-    return lambda doc: filtering.resolve_sort_key(name, doc)
+def _sort_key(name: str, collation: Collation | None) -> Callable[[Doc], Any]:
+    if collation is None:
+        return lambda doc: _mongomock.resolve_sort_key(name, doc)
+
+    def key(doc: Doc) -> Any:
+        rank, comparable = _mongomock.resolve_sort_key(name, doc)
+        comparable.obj = sort_key(collation, comparable.obj)
+        return rank, comparable
+
+    return key
 
 
 # ----------------------------------------------------------------- explain
@@ -561,15 +626,19 @@ def explain(
     sort: Any = None,
     limit: int = 0,
     skip: int = 0,
-    collation: Any = None,
+    collation: Collation | None = None,
+    let: Mapping[str, Any] | None = None,
+    hint: str | None = None,
 ) -> Doc:
     """Return ``explain()`` output shaped as a server's: queryPlanner and executionStats."""
-    spec = helpers.patch_datetime_awareness_in_document(spec)
+    spec = _mongomock.patch_datetime_awareness_in_document(spec)
     order = normalise_sort(sort)
     wanted = skip + limit if limit else 0
-    plan = Plan("COLLSCAN") if collation else choose(store, spec, order, wanted)
+    plan = _plan(store, spec, order, wanted, collation, hint)
     stats = Stats()
-    found = find(store, spec, sort=order, limit=wanted, stats=stats, plan=plan)
+    found = find(
+        store, spec, sort=order, limit=wanted, collation=collation, let=let, stats=stats, plan=plan
+    )
     returned = len(found[skip:])
     tree = _tree(plan, spec, order, limit, skip)
     return {

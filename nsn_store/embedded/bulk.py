@@ -11,9 +11,15 @@ exactly as for single writes. Each write error keeps its ``errInfo`` or
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from pymongo.common import (
+    validate_is_document_type,
+    validate_is_mapping,
+    validate_ok_for_replace,
+    validate_ok_for_update,
+)
 from pymongo.errors import BulkWriteError, WriteError
 
 from nsn_store.embedded.roundtrip import check_encodable
@@ -22,47 +28,82 @@ Operation = tuple[str, Callable[[], dict[str, Any]], Any]
 
 
 class Recorder:
-    """Collect the operations of a ``bulk_write`` as callables on ``collection``."""
+    """Collect the operations of a ``bulk_write`` as callables on ``collection``.
 
-    def __init__(self, collection: Any) -> None:
+    PyMongo's request objects call these methods with their options; each is
+    checked as PyMongo's own bulk object checks it (an update without an
+    operator, a replacement with one: ValueError, nothing written) and ``let``
+    applies to every operation.
+    """
+
+    def __init__(self, collection: Any, let: Mapping[str, Any] | None = None) -> None:
         self.collection = collection
+        self.let = let
         self.operations: list[Operation] = []
+        self.uses_collation = False
+        self.uses_array_filters = False
 
     def add_insert(self, document: Any) -> None:
         # Encoded now, as pymongo encodes a batch before sending it: an
         # unencodable operation raises InvalidDocument and nothing is written.
+        validate_is_document_type("document", document)
         prepared = self.collection._prepare_insert(document)
         self.operations.append(("insert", lambda: self._insert(prepared), document))
 
     def add_update(
-        self, selector: Any, update: Any, multi: bool = False, upsert: bool = False, **options: Any
+        self,
+        selector: Any,
+        update: Any,
+        multi: bool = False,
+        upsert: bool | None = None,
+        collation: Any = None,
+        array_filters: Any = None,
+        hint: Any = None,
+        sort: Any = None,
     ) -> None:
-        _refuse(options)
+        validate_ok_for_update(update)
         self._encode(selector, update)
+        self.uses_collation |= collation is not None
+        self.uses_array_filters |= array_filters is not None
         run = functools.partial(
-            self.collection._update, selector, update, upsert=upsert, multi=multi, command=None
-        )
-        self.operations.append(
-            ("update", run, {"q": selector, "u": update, "multi": multi, "upsert": upsert})
-        )
+            self.collection._update, selector, update, upsert=bool(upsert), multi=multi,
+            command=None, collation=collation, array_filters=array_filters, hint=hint,
+            let=self.let, sort=sort,
+        )  # fmt: skip
+        op = {"q": selector, "u": update, "multi": multi, "upsert": bool(upsert)}
+        self.operations.append(("update", run, _with_options(op, collation, array_filters, hint)))
 
     def add_replace(
-        self, selector: Any, replacement: Any, upsert: bool = False, **options: Any
+        self,
+        selector: Any,
+        replacement: Any,
+        upsert: bool | None = None,
+        collation: Any = None,
+        hint: Any = None,
+        sort: Any = None,
     ) -> None:
-        _refuse(options)
+        validate_ok_for_replace(replacement)
         self._encode(selector, replacement)
+        self.uses_collation |= collation is not None
         run = functools.partial(
-            self.collection._update, selector, replacement, upsert=upsert, command=None
-        )
-        self.operations.append(
-            ("update", run, {"q": selector, "u": replacement, "multi": False, "upsert": upsert})
-        )
+            self.collection._update, selector, replacement, upsert=bool(upsert), command=None,
+            collation=collation, hint=hint, let=self.let, sort=sort,
+        )  # fmt: skip
+        op = {"q": selector, "u": replacement, "multi": False, "upsert": bool(upsert)}
+        self.operations.append(("update", run, _with_options(op, collation, None, hint)))
 
-    def add_delete(self, selector: Any, limit: int, **options: Any) -> None:
-        _refuse(options)
+    def add_delete(
+        self, selector: Any, limit: int, collation: Any = None, hint: Any = None
+    ) -> None:
+        validate_is_mapping("filter", selector)
         self._encode(selector)
-        run = functools.partial(self.collection._delete, selector, multi=not limit)
-        self.operations.append(("delete", run, {"q": selector, "limit": limit}))
+        self.uses_collation |= collation is not None
+        run = functools.partial(
+            self.collection._delete, selector, multi=not limit, collation=collation, hint=hint,
+            let=self.let,
+        )  # fmt: skip
+        op = {"q": selector, "limit": limit}
+        self.operations.append(("delete", run, _with_options(op, collation, None, hint)))
 
     def _encode(self, *parts: Any) -> None:
         check_encodable(None, *parts)
@@ -72,12 +113,12 @@ class Recorder:
         return {"n": 1}
 
 
-def _refuse(options: dict[str, Any]) -> None:
-    for name, value in options.items():
-        if value:
-            raise NotImplementedError(
-                f"bulk_write option {name!r} is not supported by the embedded database"
-            )
+def _with_options(op: dict[str, Any], collation: Any, array_filters: Any, hint: Any) -> Any:
+    """Return the statement as PyMongo sends it, with the options it was given."""
+    for name, value in (("collation", collation), ("arrayFilters", array_filters), ("hint", hint)):
+        if value is not None:
+            op[name] = value
+    return op
 
 
 def empty_result() -> dict[str, Any]:

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar, cast
 
-import mongomock
-from mongomock.command_cursor import CommandCursor
-from mongomock.results import BulkWriteResult
-from pymongo.errors import InvalidOperation
 from pymongo.operations import IndexModel
 
-from nsn_store.embedded import _changes, _pipeline, _planner, bulk, indexes, roundtrip
-from nsn_store.embedded._cursor import EmbeddedCursor
+from nsn_store.embedded import (
+    _changes,
+    _collation,
+    _expressions,
+    _mongomock,
+    _pipeline,
+    _variables,
+    indexes,
+    roundtrip,
+)
+from nsn_store.embedded._api import CrudApi, check_collated_pipeline
 from nsn_store.embedded.enforce import bypassing, duplicate_key_error
 from nsn_store.embedded.keys import index_keys
 from nsn_store.embedded.options import fail
@@ -28,9 +33,7 @@ from nsn_store.embedded.writes import WritePaths, refuse_unsupported
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# mongomock's stubs present its classes as pymongo's; to the type checker our
-# subclasses are subclasses of Any, which is what mongomock is at run time.
-_Collection: Any = Any if TYPE_CHECKING else mongomock.Collection
+_expressions.install()  # $getField, $setField, $unsetField, $rand in every expression
 
 INDEX_NOT_FOUND = 27
 
@@ -69,15 +72,16 @@ def _operation(method: F) -> F:
 
     @functools.wraps(method)
     def run(self: EmbeddedCollection, *args: Any, **kwargs: Any) -> Any:
-        kwargs.pop("comment", None)  # a server only logs it
-        bypass = bool(kwargs.get("bypass_document_validation"))
+        bypass = bool(
+            kwargs.get("bypass_document_validation") or kwargs.get("bypassDocumentValidation")
+        )
         with self._db_store.lock, bypassing(bypass):
             return method(self, *args, **kwargs)
 
-    return run  # type: ignore[return-value]
+    return cast("F", run)
 
 
-class EmbeddedCollection(WritePaths, _Collection):
+class EmbeddedCollection(CrudApi, WritePaths, _mongomock.Collection):
     """A mongomock collection that enforces validators, unique indexes and atomicity."""
 
     # mongomock-motor patches collections to add keyPattern/keyValue to
@@ -86,25 +90,8 @@ class EmbeddedCollection(WritePaths, _Collection):
 
     @property
     def _store(self) -> EmbeddedCollectionStore:
-        return self._db_store[self._name]  # type: ignore[no-any-return]
-
-    def _get_dataset(
-        self,
-        spec: Any,
-        sort: Any,
-        fields: Any,
-        as_class: Any,
-        limit: int = 0,
-        collation: Any = None,
-    ) -> list[Any]:
-        # Materialise inside the lock: a lazy generator would read outside it.
-        roundtrip.check_encodable(None, spec or {})  # pymongo encodes the filter it sends
-        found = _planner.find(self._store, spec, sort=sort, limit=limit, collation=collation)
-        return [self._copy_only_fields(doc, fields, as_class) for doc in found]
-
-    def find(self, *args: Any, **kwargs: Any) -> EmbeddedCursor:
-        """Return a cursor that the indexes serve and that stops at its limit."""
-        return EmbeddedCursor.adopt(super().find(*args, **kwargs))
+        store: EmbeddedCollectionStore = self._db_store[self._name]
+        return store
 
     def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
         """Return the first match or None (read as ``limit(1)``, as pymongo does)."""
@@ -114,14 +101,31 @@ class EmbeddedCollection(WritePaths, _Collection):
             filter = {"_id": filter}
         return next(iter(self.find(filter, *args, **kwargs).limit(-1)), None)
 
-    def count_documents(self, filter: Any, **kwargs: Any) -> int:
-        """Count the documents matching ``filter`` (encoded first, as pymongo sends it)."""
-        roundtrip.check_encodable(None, filter if isinstance(filter, Mapping) else {})
-        return super().count_documents(filter, **kwargs)  # type: ignore[no-any-return]
+    def aggregate(
+        self,
+        pipeline: Any,
+        session: Any = None,
+        let: Any = None,
+        comment: Any = None,
+        **kwargs: Any,
+    ) -> _mongomock.CommandCursorLike:
+        """Run ``pipeline``; its leading ``$match``/``$sort``/``$skip``/``$limit`` use indexes.
 
-    def aggregate(self, pipeline: Any, session: Any = None, **kwargs: Any) -> CommandCursor:
-        """Run ``pipeline``; its leading ``$match``/``$sort``/``$skip``/``$limit`` use indexes."""
+        ``let`` binds ``$$name`` in every expression; a ``collation`` applies
+        to the leading stages and refuses later stages that compare strings.
+        """  # fmt: skip
         roundtrip.check_encodable(None, pipeline)  # pymongo encodes the pipeline it sends
+        refuse_unsupported(session=session)
+        pipeline = _variables.in_pipeline(pipeline, _variables.check(let))
+        if _collation.parse(kwargs.get("collation")) is not None:
+            check_collated_pipeline(_pipeline.split(pipeline)[-1])
+        index = self._hint(kwargs.pop("hint", None), command="find")
+        spec = self._store.indexes.get(index or "")
+        if spec is not None and (spec.get("sparse") or spec.get("partialFilterExpression")):
+            raise NotImplementedError(
+                "aggregate with a hint on a sparse or partial index is not supported by the "
+                "embedded database"
+            )
         return _pipeline.aggregate(self, pipeline, session, **kwargs)
 
     def watch(
@@ -158,7 +162,9 @@ class EmbeddedCollection(WritePaths, _Collection):
         read_concern: Any = None,
     ) -> EmbeddedCollection:
         """Return this collection with other options (still an embedded collection)."""
-        same = super().with_options(codec_options, read_preference, write_concern, read_concern)
+        same: _mongomock.Collection = super().with_options(
+            codec_options, read_preference, write_concern, read_concern
+        )
         if same is self:
             return self
         return EmbeddedCollection(
@@ -177,29 +183,13 @@ class EmbeddedCollection(WritePaths, _Collection):
         store = self._store
         return dict(store.options.document) if store.is_created else {}
 
-    def bulk_write(
-        self,
-        requests: Iterable[Any],
-        ordered: bool = True,
-        bypass_document_validation: bool = False,
-        session: Any = None,
-        let: Any = None,
-    ) -> BulkWriteResult:
-        """Run a batch of writes with server semantics (see :mod:`.bulk`)."""
-        refuse_unsupported(session=session, let=let)
-        recorder = bulk.Recorder(self)
-        for request in requests:
-            request._add_to_bulk(recorder)
-        if not recorder.operations:
-            raise InvalidOperation("No operations to execute")
-        return BulkWriteResult(bulk.execute(recorder, ordered=ordered), True)
-
     def create_index(
-        self, key_or_list: Any, cache_for: int = 300, session: Any = None, **kwargs: Any
+        self, keys: Any, session: Any = None, comment: Any = None, **kwargs: Any
     ) -> str:
         """Create an index, with the server's conflict rules (85/86) and option checks."""
         refuse_unsupported(session=session)
-        name, spec = indexes.normalise(key_or_list, dict(kwargs))
+        kwargs.pop("cache_for", None)  # PyMongo 3's argument, kept for old callers
+        name, spec = indexes.normalise(keys, dict(kwargs))
         existing = {"_id_": indexes.ID_INDEX, **self._store.indexes}
         if indexes.check_conflicts(name, spec, existing):
             if spec.get("unique"):
@@ -238,22 +228,22 @@ class EmbeddedCollection(WritePaths, _Collection):
         refuse_unsupported(session=session)
         name = index_or_name
         if not isinstance(index_or_name, str):
-            name = mongomock.helpers.gen_index_name(
-                mongomock.helpers.create_index_list(index_or_name)
-            )
+            name = _mongomock.gen_index_name(_mongomock.create_index_list(index_or_name))
         if name == "_id_":
             raise fail("cannot drop _id index", indexes.INVALID_OPTIONS, "InvalidOptions")
         if name not in self._store.indexes:
             raise fail(f"index not found with name [{name}]", INDEX_NOT_FOUND, "IndexNotFound")
         self._store.drop_index(name)
 
-    def list_indexes(self, session: Any = None, **kwargs: Any) -> CommandCursor:
+    def list_indexes(self, session: Any = None, **kwargs: Any) -> _mongomock.CommandCursorLike:
         """Return a cursor over the index documents: v, key (ordered), name, options."""
         refuse_unsupported(session=session)
         if not self._store.is_created:
-            return CommandCursor([])
+            return _mongomock.command_cursor([])
         everything = {"_id_": indexes.ID_INDEX, **self._store.indexes}
-        return CommandCursor([indexes.describe(name, spec) for name, spec in everything.items()])
+        return _mongomock.command_cursor(
+            [indexes.describe(name, spec) for name, spec in everything.items()]
+        )
 
     def index_information(self, session: Any = None, **kwargs: Any) -> dict[str, Any]:
         """Return ``{name: {key: [(field, direction)], v, options...}}`` like pymongo."""

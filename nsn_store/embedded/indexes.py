@@ -13,8 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from mongomock import helpers
-
+from nsn_store.embedded._mongomock import create_index_list, gen_index_name
 from nsn_store.embedded.options import fail
 
 INDEX_OPTIONS_CONFLICT = 85
@@ -32,10 +31,10 @@ MAX_TTL = 2147483647
 
 def normalise(key_or_list: Any, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Return (name, index dict as stored) for a ``create_index`` call, or raise."""
-    keys = [(str(field), direction) for field, direction in helpers.create_index_list(key_or_list)]
+    keys = [(str(field), direction) for field, direction in create_index_list(key_or_list)]
     if not keys:
         raise fail("Index keys cannot be empty.", CANNOT_CREATE_INDEX, "CannotCreateIndex")
-    name = kwargs.pop("name", None) or helpers.gen_index_name(keys)
+    name = kwargs.pop("name", None) or gen_index_name(keys)
     kwargs.pop("background", None)
     _refuse_unsupported(keys, kwargs)
     spec: dict[str, Any] = {"key": keys}
@@ -197,3 +196,39 @@ def describe(name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
         if option in spec:
             document[option] = spec[option]
     return document
+
+
+BAD_HINT = "hint provided does not correspond to an existing index"
+
+
+class BadHint(ValueError):
+    """A hint that names no index: a server's BadValue (2), raised as each command words it."""
+
+
+def hinted_index(store_indexes: Mapping[str, Mapping[str, Any]], hint: Any) -> str | None:
+    """Return the name of the index ``hint`` names (``$natural`` for natural order), or None.
+
+    ``hint`` is an index name or key pattern (a document or a list of pairs,
+    as PyMongo accepts it); raises :class:`BadHint` when no index matches and
+    TypeError as PyMongo does for another type.
+    """
+    if hint is None:
+        return None
+    if isinstance(hint, str):
+        if hint == "_id_" or hint in store_indexes:
+            return hint
+        raise BadHint(BAD_HINT)
+    if isinstance(hint, Mapping):
+        pairs = list(hint.items())
+    elif isinstance(hint, (list, tuple)):
+        pairs = [tuple(pair) for pair in hint]
+    else:
+        raise TypeError("hint must be an index name (str) or a key pattern (dict or list of pairs)")
+    if len(pairs) == 1 and pairs[0][0] == "$natural":
+        return "$natural"
+    wanted = [(str(field), _direction(direction)) for field, direction in pairs]
+    everything = {"_id_": ID_INDEX, **store_indexes}
+    for name, spec in everything.items():
+        if [(f, _direction(d)) for f, d in spec["key"]] == wanted:
+            return name
+    raise BadHint(BAD_HINT)

@@ -13,16 +13,21 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bson.regex import Regex
-from mongomock import aggregate as _mongomock_aggregate
-from mongomock import filtering as _mongomock_filtering
-from mongomock.filtering import filter_applies
-from sentinels import NOTHING
+
+from nsn_store.embedded import _variables
+from nsn_store.embedded._collation import Collation, folded, folded_filter
+from nsn_store.embedded._mongomock import (
+    NOTHING,
+    ExpressionParser,
+    filter_applies,
+    register_parse_expression,
+)
 
 Matcher = Callable[[Mapping[str, Any]], bool]
 LOGICAL = ("$and", "$or", "$nor")
 
 
-class _FilterExpressionParser(_mongomock_aggregate._Parser):  # type: ignore[misc]
+class _FilterExpressionParser(ExpressionParser):
     """mongomock's expression parser, with absent fields *missing* as on a server.
 
     A server evaluates ``"$a"`` on a document without ``a`` as missing: ``$eq``
@@ -63,11 +68,26 @@ def _filter_expression(expression: Any, doc_dict: Any, ignore_missing_keys: bool
 
 
 # mongomock's filters evaluate $expr through the function registered here.
-_mongomock_filtering.register_parse_expression(_filter_expression)
+register_parse_expression(_filter_expression)
 
 
-def compile_filter(spec: Mapping[str, Any]) -> Matcher:
-    """Return a predicate for ``spec`` (mongomock semantics plus ``$jsonSchema``)."""
+def compile_filter(
+    spec: Mapping[str, Any],
+    *,
+    collation: Collation | None = None,
+    let: Mapping[str, Any] | None = None,
+) -> Matcher:
+    """Return a predicate for ``spec`` (mongomock semantics plus ``$jsonSchema``).
+
+    ``let`` binds ``$$name`` in the filter's ``$expr`` (:mod:`._variables`);
+    under ``collation`` strings compare by their collation keys on both sides
+    (:mod:`._collation`).
+    """
+    if let:
+        spec = _variables.in_filter(spec, let)
+    if collation is not None:
+        inner = compile_filter(folded_filter(collation, spec))
+        return lambda doc: inner(folded(collation, doc))
     if not _mentions_schema(spec):
         return lambda doc: filter_applies(spec, doc)
     return _compile_clause(spec)
@@ -111,7 +131,7 @@ def _schema_matcher(schema: Any) -> Matcher:
     from nsn_store.embedded.validator import compile_validator
 
     compiled = compile_validator({"$jsonSchema": schema}, context="query")
-    return compiled.matches  # type: ignore[no-any-return]
+    return compiled.matches
 
 
 def id_candidates(spec: Mapping[str, Any]) -> list[Any] | None:

@@ -17,19 +17,14 @@ an upsert starts from the filter's equalities (:mod:`.upsert`).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from typing import Any, cast
 
-from bson import Binary
-from mongomock import ObjectId, helpers
-from mongomock.collection import (
-    _validate_data_fields,
-    _validate_document_stages,
-    validate_is_mapping,
-    validate_is_mutable_mapping,
-    validate_list_or_mapping,
-)
+from bson import Binary, ObjectId
+from bson.regex import Regex
 from pymongo import ReturnDocument
+from pymongo.common import validate_is_document_type, validate_is_mapping, validate_list_or_mapping
 from pymongo.errors import (
     BulkWriteError,
     DuplicateKeyError,
@@ -38,21 +33,47 @@ from pymongo.errors import (
 )
 
 from nsn_store.clock import to_bson_time
-from nsn_store.embedded import _planner, arithmetic, bulk, roundtrip
+from nsn_store.embedded import (
+    _array_filters,
+    _collation,
+    _mongomock,
+    _planner,
+    _variables,
+    arithmetic,
+    bulk,
+    roundtrip,
+)
 from nsn_store.embedded import upsert as upsert_fields
+from nsn_store.embedded._collation import Collation
 from nsn_store.embedded.enforce import (
     DUPLICATE_KEY,
     check_unique,
     check_validation,
     duplicate_key_error,
 )
+from nsn_store.embedded.indexes import BadHint, hinted_index
+from nsn_store.embedded.query import compile_filter
 
+BAD_VALUE = 2
+FAILED_TO_PARSE = 9
+DOLLAR_PREFIXED = 52
+INVALID_ID = 53
 IMMUTABLE_FIELD = 66
-UNSUPPORTED_ARGUMENTS = ("collation", "array_filters", "let", "session")
+UNKNOWN_FIELD = 40415
+UPDATE_OPERATORS = frozenset(
+    {
+        "$set", "$unset", "$inc", "$mul", "$rename", "$setOnInsert", "$min", "$max",
+        "$currentDate", "$push", "$pull", "$pullAll", "$pop", "$addToSet", "$bit",
+    }
+)  # fmt: skip
+UNSUPPORTED_ARGUMENTS = ("session",)
 SERVER_TIME_VARIABLES = ("$$NOW", "$$CLUSTER_TIME")
 CODE_NAMES = {
     2: "BadValue",
+    9: "FailedToParse",
     14: "TypeMismatch",
+    52: "DollarPrefixedFieldName",
+    53: "InvalidIdField",
     54: "NotSingleValueField",
     66: "ImmutableField",
     121: "DocumentValidationFailure",
@@ -64,7 +85,7 @@ CODE_NAMES = {
 
 def storage_key(doc_id: Any) -> Any:
     """Return the dict key mongomock stores a document under."""
-    return helpers.hashdict(doc_id) if isinstance(doc_id, dict) else doc_id
+    return _mongomock.hashdict(doc_id) if isinstance(doc_id, dict) else doc_id
 
 
 def refuse_unsupported(**arguments: Any) -> None:
@@ -106,9 +127,36 @@ class WritePaths:
         check_unique(store, document, key, self.full_name)
         store.put(key, document, replace=replace)
 
-    def _iter_documents(self, filter: Mapping[str, Any], limit: int = 0) -> list[dict[str, Any]]:
+    def _iter_documents(
+        self,
+        filter: Mapping[str, Any],
+        limit: int = 0,
+        *,
+        collation: Collation | None = None,
+        let: Mapping[str, Any] | None = None,
+        hint: str | None = None,
+        sort: Any = None,
+    ) -> list[dict[str, Any]]:
         """Return the stored documents matching ``filter`` (at most ``limit``), index-served."""
-        return _planner.find(self._store, filter, limit=limit)
+        return _planner.find(
+            self._store, filter, sort=sort, limit=limit, collation=collation, let=let, hint=hint
+        )
+
+    def _hint(self, hint: Any, *, command: str) -> str | None:
+        """Return the index ``hint`` names; a hint naming none fails as ``command`` reports it."""
+        try:
+            return hinted_index(self._store.indexes, hint)
+        except BadHint as error:
+            if command == "find":
+                raise OperationFailure(
+                    f"error processing query: ns={self.full_name} planner returned error :: "
+                    f"caused by :: {error}",
+                    BAD_VALUE,
+                    {"ok": 0.0, "errmsg": str(error), "code": BAD_VALUE, "codeName": "BadValue"},
+                ) from None
+            raise WriteError(
+                str(error), BAD_VALUE, {"index": 0, "code": BAD_VALUE, "errmsg": str(error)}
+            ) from None
 
     def _insert(self, data: Any, session: Any = None, ordered: bool = True) -> Any:
         refuse_unsupported(session=session)
@@ -120,18 +168,18 @@ class WritePaths:
 
     def _prepare_insert(self, data: Any) -> tuple[dict[str, Any], bytes]:
         """Give ``data`` an ``_id`` and encode it as pymongo does; return (document, BSON)."""
-        validate_is_mutable_mapping("document", data)
+        validate_is_document_type("document", data)
         if "_id" not in data:
             cast("dict[str, Any]", data)["_id"] = (
                 ObjectId()
             )  # pymongo sets it on the caller's dict too
         encoded = roundtrip.encode(data)
-        _validate_data_fields(data)
         return data, encoded
 
     def _insert_prepared(self, prepared: tuple[dict[str, Any], bytes]) -> Any:
         """Store a document from :meth:`_prepare_insert` (16 MiB and the server's checks)."""
         data, encoded = prepared
+        _check_id(data["_id"])
         roundtrip.check_insert_size(len(encoded))
         stored = roundtrip.fill_empty_timestamps(roundtrip.decode(encoded))
         self._write(stored, None)
@@ -173,29 +221,47 @@ class WritePaths:
         let: Any = None,
         array_filters: Any = None,
         command: str | None = "update",
+        sort: Any = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """Update (or upsert) documents; ``command`` names the client-side size check, if any."""
-        refuse_unsupported(
-            session=session, collation=collation, let=let, array_filters=array_filters
-        )
+        """Update (or upsert) documents; ``command`` names the client-side size check, if any.
+
+        ``collation``, ``let``, ``hint`` and ``array_filters`` are PyMongo's
+        arguments, checked here as PyMongo and a server check them.
+        """
+        refuse_unsupported(session=session)
+        refuse_update_sort(sort)
         validate_is_mapping("spec", spec)
         validate_list_or_mapping("document", document)
         if command is not None:
             roundtrip.check_encodable(command, spec, document)
-        spec = helpers.patch_datetime_awareness_in_document(spec)
-        document = helpers.patch_datetime_awareness_in_document(self._with_clock(document))
+        parsed = _collation.parse(collation)
+        variables = _variables.check(let)
+        index = self._hint(hint, command="update")
+        spec = _mongomock.patch_datetime_awareness_in_document(spec)
+        document = _mongomock.patch_datetime_awareness_in_document(self._with_clock(document))
         if isinstance(document, list):
-            _validate_document_stages(document)
-            _refuse_server_time(document)
+            document = _pipeline_update(document, variables, array_filters)
+        else:
+            _check_update_document(document)
         arithmetic.check_arguments(document)
+        matchers = _array_filters.parse(
+            array_filters, lambda f: compile_filter(f, collation=parsed)
+        )
+        positional = _array_filters.positional(document)
+        if positional or matchers:
+            _array_filters.check(document, matchers)
+        change = _Change(document, matchers if positional else None)
         matched = modified = 0
-        for stored in self._iter_documents(spec, limit=0 if multi else 1):
+        found = self._iter_documents(
+            spec, 0 if multi else 1, collation=parsed, let=variables, hint=index
+        )
+        for stored in found:
             matched += 1
-            modified += self._update_one_document(stored, spec, document)
+            modified += self._update_one_document(stored, spec, change)
             if not multi:
                 break
-        upserted = self._upsert(spec, document) if upsert and not matched else None
+        upserted = self._upsert(spec, change) if upsert and not matched else None
         return {
             "connectionId": self.database.client._id,
             "err": None,
@@ -206,37 +272,42 @@ class WritePaths:
             "updatedExisting": bool(matched),
         }
 
-    def _update_one_document(self, stored: dict[str, Any], spec: Any, document: Any) -> int:
+    def _update_one_document(self, stored: dict[str, Any], spec: Any, change: _Change) -> int:
         before = roundtrip.encode(stored)
         new = roundtrip.decode(before)  # a deep copy, faster than deepcopy
-        if not arithmetic.apply_top_level(document, stored, new):
+        document = change.for_document(stored)
+        if change.replacement:
+            new = _replaced(stored, document)
+        elif not document:
+            return 0  # positional paths that match no element change nothing
+        elif not arithmetic.apply_top_level(document, stored, new):
             self._apply_update(new, spec, arithmetic.resolve(document, stored), was_insert=False)
+        if isinstance(document, list) and "_id" not in new:
+            new = {"_id": stored["_id"], **new}  # a pipeline's result keeps the _id
         after = roundtrip.encode(new)
         if after == before:  # a server compares the BSON: 1 -> 1.0 is a change
             return 0
         if new.get("_id") != stored.get("_id"):
-            raise WriteError(
-                "After applying the update, the (immutable) field '_id' was found to have "
-                f"been altered to _id: {new.get('_id')}",
-                IMMUTABLE_FIELD,
-            )
+            raise _immutable_id(new.get("_id"))
         roundtrip.check_update_size(len(after), upsert=False)
-        replace = not isinstance(document, list) and not any(
-            isinstance(k, str) and k.startswith("$") for k in document
-        )
-        self._write(roundtrip.decode(after), stored, replace=replace)
+        self._write(roundtrip.decode(after), stored, replace=change.replacement)
         return 1
 
-    def _upsert(self, spec: Mapping[str, Any], document: Any) -> Any:
-        replacement = not isinstance(document, list) and not any(
-            isinstance(k, str) and k.startswith("$") for k in document
-        )
-        fields = upsert_fields.equalities(spec, only_id=replacement)
+    def _upsert(self, spec: Mapping[str, Any], change: _Change) -> Any:
+        fields = upsert_fields.equalities(spec, only_id=change.replacement)
         seed = upsert_fields.seed(fields)
+        document = change.document
         if "_id" not in seed:
-            own = document.get("_id") if replacement else None
+            own = document.get("_id") if change.replacement else None
             seed["_id"] = ObjectId() if own is None else own
-        self._apply_update(seed, spec, arithmetic.resolve(document, seed), was_insert=True)
+        document = change.for_document(seed)
+        if change.replacement:
+            seed = _replaced(seed, document)
+        elif document:
+            identity = seed["_id"]
+            self._apply_update(seed, spec, arithmetic.resolve(document, seed), was_insert=True)
+            if isinstance(document, list) and "_id" not in seed:
+                seed = {"_id": identity, **seed}
         encoded = roundtrip.encode(seed)
         roundtrip.check_update_size(len(encoded), upsert=True)
         self._write(roundtrip.fill_empty_timestamps(roundtrip.decode(encoded)), None)
@@ -275,15 +346,21 @@ class WritePaths:
         hint: Any = None,
         multi: bool = False,
         session: Any = None,
+        let: Any = None,
     ) -> dict[str, Any]:
-        refuse_unsupported(collation=collation, session=session)
+        refuse_unsupported(session=session)
         if filter is None:
             filter = {}
         if not isinstance(filter, Mapping):
             filter = {"_id": filter}
         roundtrip.check_encodable("delete", filter)
-        filter = helpers.patch_datetime_awareness_in_document(filter)
-        doomed = self._iter_documents(filter, limit=0 if multi else 1)
+        parsed = _collation.parse(collation)
+        variables = _variables.check(let)
+        index = self._hint(hint, command="delete")
+        filter = _mongomock.patch_datetime_awareness_in_document(filter)
+        doomed = self._iter_documents(
+            filter, 0 if multi else 1, collation=parsed, let=variables, hint=index
+        )
         if not multi:
             doomed = doomed[:1]
         for doc in doomed:
@@ -304,16 +381,24 @@ class WritePaths:
         """Find one document (sorted), then update/replace/delete it by ``_id``, atomically."""
         remove = kwargs.pop("remove", False)
         kwargs.pop("bypass_document_validation", None)
-        kwargs.pop("hint", None)  # no effect on the result
+        kwargs.pop("bypassDocumentValidation", None)
+        collation, let = kwargs.pop("collation", None), kwargs.pop("let", None)
+        hint, array_filters = kwargs.pop("hint", None), kwargs.pop("array_filters", None)
+        new = kwargs.pop("new", False)
         refuse_unsupported(session=session, **kwargs)
         roundtrip.check_encodable(
             "findAndModify", query or {}, update or {}, sort or {}, projection or {}
         )
+        parsed, variables = _collation.parse(collation), _variables.check(let)
         try:
             arithmetic.check_arguments(update)
+            index = self._hint(hint, command="findAndModify")
         except WriteError as error:
             raise command_error(error) from None
-        target = next(iter(self._get_dataset(query, sort, None, dict, limit=1)), None)
+        found = self._iter_documents(
+            query, 1, collation=parsed, let=variables, hint=index, sort=sort
+        )
+        target = found[0] if found else None
         if target is None and not upsert:
             return None
         if remove and target is not None:
@@ -321,10 +406,18 @@ class WritePaths:
             return self._present(target, projection)
         spec = {"_id": target["_id"]} if target is not None else query
         try:
-            outcome = self._update(spec, update, upsert=upsert, command=None)
+            outcome = self._update(
+                spec,
+                update,
+                upsert=upsert,
+                command=None,
+                let=let,
+                array_filters=array_filters,
+                collation=collation if target is None else None,
+            )
         except WriteError as error:
             raise command_error(error) from None
-        if return_document is ReturnDocument.AFTER or kwargs.get("new"):
+        if return_document is ReturnDocument.AFTER or new:
             doc_id = target["_id"] if target is not None else outcome["upserted"]
             return self._present(self._store.get(storage_key(doc_id)), projection)
         return self._present(target, projection)
@@ -335,8 +428,130 @@ class WritePaths:
             return None
         shown = self._copy_only_fields(document, projection, dict)
         if self.codec_options.tz_aware:
-            shown = helpers.make_datetime_timezone_aware_in_document(shown)
+            shown = _mongomock.make_datetime_timezone_aware_in_document(shown)
         return shown
+
+
+class _Change:
+    """An update's change: an update document, a pipeline or a replacement, checked once."""
+
+    def __init__(self, document: Any, matchers: Mapping[str, Any] | None) -> None:
+        self.document = document
+        self.matchers = matchers  # arrayFilters, when the update has $[] or $[id] paths
+        self.replacement = not isinstance(document, list) and not _is_operators(document)
+
+    def for_document(self, target: Mapping[str, Any]) -> Any:
+        """Return the change for ``target``: positional paths made concrete."""
+        if self.matchers is None:
+            return self.document
+        return _array_filters.expand(self.document, target, self.matchers)
+
+
+def _check_id(value: Any) -> None:
+    """Refuse an ``_id`` a server cannot store (InvalidIdField, 53); other field names are free.
+
+    Since MongoDB 5.0 field names may start with ``$`` or hold dots, except
+    inside ``_id``, which can be neither an array nor a regular expression.
+    """
+    reason = None
+    if isinstance(value, list):
+        reason = "The '_id' value cannot be of type array"
+    elif isinstance(value, (re.Pattern, Regex)):
+        reason = "can't use a regex for _id"
+    elif isinstance(value, Mapping):
+        dollar = next((k for k in value if isinstance(k, str) and k.startswith("$")), None)
+        if dollar is not None:
+            reason = (
+                f"_id fields may not contain '$'-prefixed fields: {dollar} is not valid for "
+                "storage."
+            )
+    if reason is not None:
+        raise WriteError(reason, INVALID_ID, {"index": 0, "code": INVALID_ID, "errmsg": reason})
+
+
+def _is_operators(document: Mapping[str, Any]) -> bool:
+    return any(isinstance(k, str) and k.startswith("$") for k in document)
+
+
+def _replaced(target: Mapping[str, Any], replacement: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``replacement`` as it replaces ``target``: ``target``'s ``_id`` first.
+
+    The ``_id`` comes from the document replaced, never from the filter (an
+    operator ``_id`` filter such as ``{$gt: 1}`` is not a value); a
+    replacement naming another ``_id`` fails as on a server (66).
+    """
+    for key in replacement:
+        if isinstance(key, str) and key.startswith("$"):
+            message = (
+                f"The dollar ($) prefixed field '{key}' in '{key}' is not allowed in the context "
+                "of an update's replacement document. Consider using an aggregation pipeline "
+                "with $replaceWith."
+            )
+            raise WriteError(
+                message, DOLLAR_PREFIXED, {"index": 0, "code": DOLLAR_PREFIXED, "errmsg": message}
+            )
+    new: dict[str, Any] = {"_id": target["_id"]} if "_id" in target else {}
+    if "_id" in replacement and "_id" in target and replacement["_id"] != target["_id"]:
+        raise _immutable_id(replacement["_id"])
+    new.update((k, v) for k, v in replacement.items() if k != "_id")
+    return new
+
+
+def _immutable_id(value: Any) -> WriteError:
+    message = (
+        "After applying the update, the (immutable) field '_id' was found to have "
+        f"been altered to _id: {value}"
+    )
+    return WriteError(
+        message, IMMUTABLE_FIELD, {"index": 0, "code": IMMUTABLE_FIELD, "errmsg": message}
+    )
+
+
+def _check_update_document(document: Mapping[str, Any]) -> None:
+    """Refuse what a server refuses when it parses an update document (FailedToParse, 9)."""
+    if not _is_operators(document):
+        return
+    for key in document:
+        if key not in UPDATE_OPERATORS:
+            message = (
+                f"Unknown modifier: {key}. Expected a valid update modifier or pipeline-style "
+                "update specified as an array"
+            )
+            raise WriteError(
+                message, FAILED_TO_PARSE, {"index": 0, "code": FAILED_TO_PARSE, "errmsg": message}
+            )
+
+
+def _pipeline_update(
+    stages: list[Any], variables: Mapping[str, Any] | None, array_filters: Any
+) -> list[Any]:
+    """Return a pipeline update ready for mongomock: checked, ``let`` bound, ``$replaceWith``
+    spelled as the ``$replaceRoot`` it is an alias of."""
+    if array_filters is not None:
+        message = "arrayFilters may not be specified for pipeline-style updates"
+        raise WriteError(
+            message, FAILED_TO_PARSE, {"index": 0, "code": FAILED_TO_PARSE, "errmsg": message}
+        )
+    stages = [
+        {"$replaceRoot": {"newRoot": stage["$replaceWith"]}}
+        if isinstance(stage, Mapping) and list(stage) == ["$replaceWith"]
+        else stage
+        for stage in stages
+    ]
+    _mongomock.validate_document_stages(stages)
+    _refuse_server_time(stages)
+    return list(_variables.in_pipeline(stages, variables))
+
+
+def refuse_update_sort(sort: Any) -> None:
+    """Refuse ``sort`` on an update or replace, as the emulated 7.0 server does (8.0 added it)."""
+    if sort is not None:
+        message = "BSON field 'update.updates.sort' is an unknown field."
+        raise OperationFailure(
+            message,
+            UNKNOWN_FIELD,
+            {"ok": 0.0, "errmsg": message, "code": UNKNOWN_FIELD, "codeName": "Location40415"},
+        )
 
 
 @functools.lru_cache(maxsize=256)
