@@ -28,7 +28,6 @@ Each operation is written once, as a flow (:mod:`nsn_store._flow`);
 
 from __future__ import annotations
 
-import inspect
 import logging
 from datetime import date, datetime
 from typing import Any, Final, TypeAlias
@@ -51,7 +50,7 @@ from nsn_store.clock import DEFAULT_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Aggregates", "AsyncAggregates", "to_list"]
+__all__ = ["Aggregates", "AsyncAggregates"]
 
 #: One point of a series: the period's ``date`` ("YYYY-MM-DD") and its value.
 SeriesPoint: TypeAlias = tuple[str, int | float]
@@ -59,18 +58,6 @@ SeriesPoint: TypeAlias = tuple[str, int | float]
 _ROW_FIELDS: Final = {"_id": 0, "date": 1, "value": 1}
 _BY_DATE: Final = [("date", 1)]
 _MOMENT: Final = {"_id": 0, "createdAt": 1}
-
-
-async def to_list(cursor: Any) -> list[Any]:
-    """Drain a cursor from PyMongo async (awaitable aggregate), Motor or mongomock-motor.
-
-    Not used by aggregates any more (the flow runners drain cursors); kept for
-    the tenant scope's async ``aggregate`` until it runs on flows too.
-    """
-    if inspect.isawaitable(cursor):
-        cursor = await cursor
-    result: list[Any] = await cursor.to_list(None)
-    return result
 
 
 class _AggregateFlows(FlowHost):

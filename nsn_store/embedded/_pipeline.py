@@ -15,20 +15,13 @@ target and the aggregate returns no documents, as on a server.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mongomock import aggregate as mongomock_aggregate
-from mongomock.command_cursor import CommandCursor
-
-from nsn_store.embedded import _stages
+from nsn_store.embedded import _mongomock, _stages
 from nsn_store.embedded.enforce import bypassing
 
-# mongomock's functions are untyped; these are the two this module calls, typed.
-_process_pipeline: Callable[[list[Any], Any, Any, Any], CommandCursor] = (
-    mongomock_aggregate.process_pipeline
-)
-_cursor: Callable[[list[Any]], CommandCursor] = CommandCursor
+_process_pipeline = _mongomock.process_pipeline
 
 
 def split(pipeline: Sequence[Any]) -> tuple[dict[str, Any], Any, int, int, list[Any]]:
@@ -72,7 +65,9 @@ def _count(value: Any, minimum: int) -> bool:
     return type(value) is int and value >= minimum
 
 
-def aggregate(collection: Any, pipeline: Any, session: Any = None, **kwargs: Any) -> CommandCursor:
+def aggregate(
+    collection: Any, pipeline: Any, session: Any = None, **kwargs: Any
+) -> _mongomock.CommandCursorLike:
     """Run ``pipeline`` on ``collection`` with its front served by the planner.
 
     A final ``$merge`` writes the output into its target (validated like any
@@ -80,16 +75,19 @@ def aggregate(collection: Any, pipeline: Any, session: Any = None, **kwargs: Any
     """
     database = collection.database
     if not isinstance(pipeline, (list, tuple)):
-        return _process_pipeline(list(collection.find()), database, pipeline, session)
+        cursor: _mongomock.CommandCursorLike = _process_pipeline(
+            list(collection.find()), database, pipeline, session
+        )
+        return cursor
     stages, merge_spec = _stages.split_merge(pipeline)
     merge = None if merge_spec is None else _stages.merge_stage(database, merge_spec)
     spec, sort, skip, limit, rest = split(stages)
-    cursor = collection.find(
+    found = collection.find(
         spec, sort=sort, skip=skip, limit=limit, collation=kwargs.get("collation")
     )
-    output = _process_pipeline(list(cursor), database, rest, session)
+    output: _mongomock.CommandCursorLike = _process_pipeline(list(found), database, rest, session)
     if merge is None:
         return output
     with bypassing(bool(kwargs.get("bypassDocumentValidation"))):
         merge.write(list(output))
-    return _cursor([])
+    return _mongomock.command_cursor([])

@@ -25,18 +25,17 @@ refuses the rest with a NotImplementedError that names the option:
   validator and unique indexes are enforced as on any other write; their
   errors come back as the aggregate command's error, as pymongo raises it.
 
-The expressions are evaluated by mongomock's parser: :func:`install` adds them
-to its class once (every parser, the filter ``$expr`` parser included, gets
-them), and lets a running pipeline bind variables (:func:`variables`) that
-mongomock's stage handlers would otherwise not pass down.
+The expressions are evaluated by mongomock's parser: :func:`install` wraps
+its class once (every parser, the filter ``$expr`` parser included, gets
+them), as :mod:`._expressions` does for its operators. A whenMatched
+pipeline's ``$$new`` and ``let`` variables are bound per document by
+:func:`._variables.in_pipeline`, as a command's ``let`` is.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -44,17 +43,15 @@ from typing import Any, Final
 from zoneinfo import available_timezones
 
 from bson import Decimal128, Int64, ObjectId, Timestamp
-from mongomock import aggregate as _mongomock_aggregate
 from pymongo.errors import DuplicateKeyError, OperationFailure, WriteError
 
+from nsn_store.embedded import _mongomock, _variables
 from nsn_store.embedded.options import fail
 from nsn_store.embedded.writes import CODE_NAMES
 from nsn_store.jsonschema._bsontypes import bson_type
 
-__all__ = ["Merge", "date_trunc", "install", "merge_stage", "split_merge", "variables"]
+__all__ = ["Merge", "date_trunc", "install", "merge_stage", "split_merge"]
 
-# mongomock's parser module is untyped: it is reached through this one name, as Any.
-_mongomock: Any = _mongomock_aggregate
 #: mongomock's "missing" value (a field path to an absent field, in some parsers).
 NOTHING: Final = _mongomock.NOTHING
 
@@ -312,27 +309,6 @@ def date_to_string_in_utc(parser: Any, spec: Any, format_date: Callable[[Any], A
     return format_date({k: v for k, v in spec.items() if k != "timezone"})
 
 
-# ------------------------------------------------------------ pipeline variables
-
-_VARIABLES: ContextVar[Mapping[str, Any] | None] = ContextVar(
-    "nsn_pipeline_variables", default=None
-)
-
-
-@contextmanager
-def variables(values: Mapping[str, Any]) -> Iterator[None]:
-    """Bind ``$$name`` variables for the expressions evaluated inside the block.
-
-    mongomock's stage handlers build their parsers without user variables; a
-    ``$merge`` whenMatched pipeline needs ``$$new`` (and its ``let``).
-    """
-    token = _VARIABLES.set({**(_VARIABLES.get() or {}), **values})
-    try:
-        yield
-    finally:
-        _VARIABLES.reset(token)
-
-
 # ------------------------------------------------------------------ $merge
 
 WHEN_MATCHED: Final = ("replace", "keepExisting", "merge", "fail")
@@ -431,15 +407,14 @@ class Merge:
         elif self.when_matched == "merge":
             self._run(lambda: self.target.update_one(where, {"$set": document}))
         elif self.pipeline is not None:
-            stages = list(self.pipeline)
-            with variables(self._variables(document)):
-                self._run(lambda: self.target.update_one(where, stages))
+            stages = _variables.in_pipeline(list(self.pipeline), self._bindings(document))
+            self._run(lambda: self.target.update_one(where, stages))
 
-    def _variables(self, document: Mapping[str, Any]) -> dict[str, Any]:
+    def _bindings(self, document: Mapping[str, Any]) -> dict[str, Any]:
         """Return the pipeline's variables: ``new`` (the merged document) and ``let``."""
         if self.let is None:
             return {"new": document}
-        parser = _mongomock._Parser(document, ignore_missing_keys=True)
+        parser = _mongomock.ExpressionParser(document, ignore_missing_keys=True)
         values = {name: _evaluate(parser, value) for name, value in self.let.items()}
         if "new" in self.let or self.when_not_matched == "insert":
             values["new"] = document
@@ -649,23 +624,14 @@ _installed = False
 
 
 def install() -> None:
-    """Teach mongomock's expression parser ``$dateTrunc``, ``$dateToString``'s timezone
-    and pipeline variables (once; every parser class derived from it inherits them)."""
+    """Teach mongomock's expression parser ``$dateTrunc`` and ``$dateToString``'s
+    timezone (once; every parser class derived from it inherits them)."""
     global _installed
     if _installed:
         return
-    parser_class = _mongomock._Parser
-    original_init = parser_class.__init__
+    parser_class = _mongomock.parser_class
     original_parse = parser_class.parse
     original_date = parser_class._handle_date_operator
-
-    def __init__(
-        self: Any, doc_dict: Any, user_vars: Any = None, ignore_missing_keys: bool = False
-    ) -> None:
-        bound = _VARIABLES.get()
-        if bound:
-            user_vars = {**bound, **(user_vars or {})}
-        original_init(self, doc_dict, user_vars, ignore_missing_keys)
 
     def parse(self: Any, expression: Any) -> Any:
         if isinstance(expression, dict) and len(expression) == 1 and "$dateTrunc" in expression:
@@ -679,7 +645,6 @@ def install() -> None:
             )
         return original_date(self, operator, values)
 
-    parser_class.__init__ = __init__
     parser_class.parse = parse
     parser_class._handle_date_operator = _handle_date_operator
     _installed = True
