@@ -92,6 +92,19 @@ def ttl_monitor(backend: str, client: Any) -> Any:
     return client.run_ttl_monitor
 
 
+@pytest.fixture
+def open_async_db(backend: str, db: Any) -> Any:
+    """How a run opens ``db`` through an async driver (``run_simulation(open_async_db=...)``):
+    the async embedded client over the same store, or PyMongo's AsyncMongoClient."""
+    if backend == "embedded":
+        from nsn_store.testing import async_client
+
+        return lambda: async_client(db.client)[db.name]
+    from pymongo import AsyncMongoClient
+
+    return lambda: AsyncMongoClient(SERVER_URI, tz_aware=True)[db.name]
+
+
 @pytest.fixture(params=["embedded", "server-pymongo", "server-motor"])
 async def async_db(request: pytest.FixtureRequest, clock: ManualClock) -> AsyncIterator[Any]:
     """A fresh async database: the async embedded client over the embedded store, or a real

@@ -166,7 +166,7 @@ def send_fails(seed: int, key: str, attempt: int, config: SimulationConfig) -> b
     This is the fake sender's own decision (:meth:`FakeSender.fails`), so what
     the report predicts and what the workers meet are the same draw.
     """
-    return fake_sender(config, seed=seed).fails(key, attempt)
+    return bool(fake_sender(config, seed=seed).fails(key, attempt))
 
 
 def fake_sender(
@@ -200,7 +200,7 @@ def percentile(values: list[float], q: float) -> float:
 def horizon(config: SimulationConfig) -> float:
     """Return the seconds a run may need: the spread, every backoff step, a lease per crash."""
     backoff = sum(config.backoff * 2**k for k in range(config.max_attempts))
-    return config.spread + backoff + config.lease * (config.crashes + 1)
+    return float(config.spread + backoff + config.lease * (config.crashes + 1))
 
 
 def max_ticks(config: SimulationConfig) -> int:

@@ -39,7 +39,7 @@ from nsn_store.simulate._report import (
     build_report,
 )
 from nsn_store.simulate._seed import build_seed, seed_database
-from nsn_store.simulate._workers import SimulationClock, Workers, drive
+from nsn_store.simulate._workers import OpenAsync, SimulationClock, Workers, check_async, drive
 
 # The config and report, the seeding and the worker drivers live in their own
 # modules; this one runs them in order, and every name stays importable from
@@ -54,23 +54,27 @@ def run_simulation(
     config: SimulationConfig | None = None,
     *,
     progress: Progress | None = None,
-    async_db: Any = None,
+    open_async_db: OpenAsync | None = None,
 ) -> SimulationReport:
     """Seed a scenario on ``db``, run the workers through it and report what happened.
 
-    ``async_db`` (asyncio mode) is the same database through an async driver;
-    by default it is derived from ``db`` (mongomock-motor over the embedded
-    store, PyMongo's ``AsyncMongoClient`` for a server).
+    ``open_async_db`` (required for the asyncio mode) returns the same database
+    through an async driver: ``lambda: AsyncMongoClient(uri)[name]`` for a
+    server, ``lambda: nsn_store.testing.async_client(db.client)[db.name]`` for
+    the embedded database. It is called inside the run's event loop, and the
+    run closes that client when it ends. Raises ConfigurationError when the
+    asyncio mode has none.
     """
     from nsn_store.migration._runner import init_schema
 
     config = config or SimulationConfig()
+    check_async(config, open_async_db)
     began = time.perf_counter()
     init_schema(db)  # writes nothing when the schema is already there
     clock = SimulationClock(START)
     counter, tenants, timings = _seed(db, config, clock)
     workers = Workers(config, clock, Tally(config.total, progress))
-    timings["run"], ticks = _timed(lambda: drive(db, async_db, workers, counter))
+    timings["run"], ticks = _timed(lambda: drive(db, open_async_db, workers, counter))
     workers.tally.count("sender_calls", workers.sender.calls)
     found = verify(db, tenants, Counter(workers.deliveries()))
     timings["rollup"], rows = _timed(lambda: rollup(db, clock, tenants))

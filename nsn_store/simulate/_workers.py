@@ -17,19 +17,25 @@ Two clocks:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 from nsn_store.clock import ManualClock, to_bson_time
+from nsn_store.errors import InvalidArgumentError
 from nsn_store.simulate._report import SimulationConfig, Tally, fake_sender, horizon, max_ticks
 from nsn_store.worker._metrics import Metrics
 
 logger = logging.getLogger(__name__)
+
+#: Opens the run's database through an async driver (called inside the run's event loop).
+OpenAsync = Callable[[], Any]
 
 SEND_ERROR = "fake provider error"  # what the fake sender's transient failures say
 _WATCH_EVERY = 0.05  # wall seconds between two looks of the wall-clock run's monitor
@@ -196,10 +202,12 @@ async def run_asyncio_wall(sim: Workers, workers: list[Any], crasher: Any) -> in
     return 0
 
 
-def drive(db: Any, async_db: Any, sim: Workers, counter: Any) -> int:
+def drive(db: Any, open_async_db: OpenAsync | None, sim: Workers, counter: Any) -> int:
     """Run the workers in ``config.mode`` until every message is finished; return the ticks.
 
     The sync scheduler also serves the asyncio mode as the crashing worker.
+    ``open_async_db`` (required for the asyncio mode) opens ``db`` through an
+    async driver, inside the run's event loop.
     """
     from nsn_store.scheduler._service import Scheduler
     from nsn_store.worker._worker import Worker
@@ -207,10 +215,21 @@ def drive(db: Any, async_db: Any, sim: Workers, counter: Any) -> int:
     config = sim.config
     sync = Scheduler(db, **_scheduler_options(sim, counter))
     if config.mode == "asyncio":
-        return asyncio.run(_drive_async(db, async_db, sim, sync))
+        return asyncio.run(_drive_async(check_async(config, open_async_db), sim, sync))
     workers = sim.build(Worker, sync, db)
     run = drive_threads if config.clock == "virtual" else run_threads_wall
     return run(sim, workers, sync)
+
+
+def check_async(config: SimulationConfig, open_async_db: OpenAsync | None) -> OpenAsync:
+    """Return ``open_async_db``; refuse its absence in the asyncio mode (before any I/O)."""
+    if open_async_db is None and config.mode == "asyncio":
+        raise InvalidArgumentError(
+            "the asyncio mode needs open_async_db: a function returning the same database "
+            "through an async driver (AsyncMongoClient, Motor, nsn_store.testing.async_client)",
+            argument="open_async_db",
+        )
+    return open_async_db or (lambda: None)
 
 
 def _scheduler_options(sim: Workers, counter: Any) -> dict[str, Any]:
@@ -226,13 +245,13 @@ def _scheduler_options(sim: Workers, counter: Any) -> dict[str, Any]:
     }
 
 
-async def _drive_async(db: Any, async_db: Any, sim: Workers, crasher: Any) -> int:
+async def _drive_async(open_async_db: OpenAsync, sim: Workers, crasher: Any) -> int:
     from nsn_store.counters import AsyncShardedCounter
     from nsn_store.scheduler._service import AsyncScheduler
     from nsn_store.worker._async import AsyncWorker
 
     config = sim.config
-    adb = async_db if async_db is not None else _async_twin(db)  # opened inside the loop
+    adb = open_async_db()  # inside the loop: PyMongo's async client binds to the loop it runs in
     counter = AsyncShardedCounter(adb, clock=sim.clock, rng=random.Random(config.seed + 2))
     scheduler = AsyncScheduler(adb, **_scheduler_options(sim, counter))
     workers = sim.build(AsyncWorker, scheduler, adb)
@@ -241,22 +260,6 @@ async def _drive_async(db: Any, async_db: Any, sim: Workers, crasher: Any) -> in
             return await drive_asyncio(sim, workers, crasher)
         return await run_asyncio_wall(sim, workers, crasher)
     finally:
-        if async_db is None and not _is_mongomock(db.client):
-            await adb.client.close()
-
-
-def _async_twin(db: Any) -> Any:
-    """Open ``db`` through an async driver: mongomock-motor or PyMongo's AsyncMongoClient."""
-    if _is_mongomock(db.client):
-        from nsn_store.testing import async_client
-
-        return async_client(db.client)[db.name]
-    from pymongo import AsyncMongoClient
-
-    kwargs = dict(getattr(db.client, "_init_kwargs", {}))
-    kwargs.pop("connect", None)
-    return AsyncMongoClient(**kwargs)[db.name]
-
-
-def _is_mongomock(client: Any) -> bool:
-    return any(cls.__module__.startswith("mongomock") for cls in type(client).__mro__)
+        closing = adb.client.close()  # a coroutine (PyMongo, the embedded client) or None (Motor)
+        if inspect.isawaitable(closing):
+            await closing

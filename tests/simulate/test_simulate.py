@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nsn_store.errors import ConfigurationError
+from nsn_store.errors import ConfigurationError, InvalidArgumentError
 from nsn_store.simulate._report import SimulationConfig, SimulationReport, percentile, send_fails
 from nsn_store.simulate._run import run_simulation
 
@@ -27,6 +27,19 @@ SMALL = SimulationConfig(tenants=3, messages_per_tenant=20, workers=4, failure_r
 
 def _counts(report: SimulationReport) -> tuple[int, ...]:
     return (report.sent, report.failed, report.retries, report.claims, report.ticks)
+
+
+def _opener(backend: str, database: Any) -> Any:
+    """How the asyncio mode opens ``database`` async (the caller's choice, never guessed)."""
+    if backend == "embedded":
+        from nsn_store.testing import async_client
+
+        return lambda: async_client(database.client)[database.name]
+    from pymongo import AsyncMongoClient
+
+    return lambda: AsyncMongoClient(os.environ["NSN_TEST_MONGODB_URI"], tz_aware=True)[
+        database.name
+    ]
 
 
 @pytest.fixture
@@ -149,11 +162,25 @@ def test_same_seed_gives_the_same_counts(db: Any, other_db: Any) -> None:
     assert _counts(run_simulation(db, SMALL)) == _counts(run_simulation(other_db, SMALL))
 
 
-def test_asyncio_mode_gives_the_same_counts_as_threads(db: Any, other_db: Any) -> None:
+def test_asyncio_mode_gives_the_same_counts_as_threads(
+    db: Any, other_db: Any, backend: str
+) -> None:
     threads = run_simulation(db, SMALL)
-    tasks = run_simulation(other_db, SimulationConfig(**{**vars(SMALL), "mode": "asyncio"}))
+    tasks = run_simulation(
+        other_db,
+        SimulationConfig(**{**vars(SMALL), "mode": "asyncio"}),
+        open_async_db=_opener(backend, other_db),
+    )
     assert (tasks.duplicates, tasks.lost) == (0, 0)
     assert _counts(tasks) == _counts(threads)
+
+
+def test_the_asyncio_mode_without_an_async_database_is_refused_before_any_write(db: Any) -> None:
+    config = SimulationConfig(**{**vars(SMALL), "mode": "asyncio"})
+    with pytest.raises(InvalidArgumentError) as caught:
+        run_simulation(db, config)
+    assert caught.value.argument == "open_async_db"
+    assert db.list_collection_names() == []
 
 
 def test_messages_failing_every_attempt_end_failed_not_lost(db: Any) -> None:
@@ -194,7 +221,7 @@ def test_crashed_workers_claims_are_sent_once_after_their_lease(db: Any) -> None
 
 @pytest.mark.parametrize("mode", ["threads", "asyncio"])
 def test_wall_clock_mode_gives_the_virtual_counts_and_real_lag(
-    db: Any, other_db: Any, mode: str
+    db: Any, other_db: Any, mode: str, backend: str
 ) -> None:
     config = SimulationConfig(
         tenants=2,
@@ -208,8 +235,12 @@ def test_wall_clock_mode_gives_the_virtual_counts_and_real_lag(
         seed=3,
         mode=mode,
     )  # type: ignore[arg-type]
-    virtual = run_simulation(db, config)
-    wall = run_simulation(other_db, SimulationConfig(**{**vars(config), "clock": "wall"}))
+    virtual = run_simulation(db, config, open_async_db=_opener(backend, db))
+    wall = run_simulation(
+        other_db,
+        SimulationConfig(**{**vars(config), "clock": "wall"}),
+        open_async_db=_opener(backend, other_db),
+    )
     assert wall.ok and (wall.duplicates, wall.lost) == (0, 0)
     assert _counts(wall)[:4] == _counts(virtual)[:4] and wall.ticks == 0
     # Real time: the run lasted at least until the last sendAt, and claims follow sendAt
@@ -283,6 +314,15 @@ def test_simulate_json_has_the_report_keys() -> None:
     ):
         assert key in data
     assert data["total"] == 20 and data["duplicates"] == 0 and data["lost"] == 0
+
+
+def test_simulate_asyncio_mode_from_the_cli() -> None:
+    uri = f"mongomock://simulate-{uuid.uuid4().hex[:8]}/nsn"
+    args = ["simulate", "--uri", uri, "--json", "--mode", "asyncio", "--tenants", "2"]
+    result = CliRunner().invoke(_cli(), [*args, "--messages", "10", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["total"], data["duplicates"], data["lost"]) == (20, 0, 0)
 
 
 def test_simulate_option_defaults_match_the_library_defaults() -> None:

@@ -97,7 +97,9 @@ def test_the_dead_worker_cannot_mark_a_message_taken_over(db: Any, clock: Manual
 
 
 @pytest.mark.parametrize("mode", ["threads", "asyncio"])
-def test_simulation_with_crashing_workers_loses_nothing(db: Any, mode: str) -> None:
+def test_simulation_with_crashing_workers_loses_nothing(
+    db: Any, mode: str, open_async_db: Any
+) -> None:
     config = SimulationConfig(
         tenants=3,
         messages_per_tenant=20,
@@ -108,7 +110,7 @@ def test_simulation_with_crashing_workers_loses_nothing(db: Any, mode: str) -> N
         mode=mode,
         seed=11,
     )  # type: ignore[arg-type]
-    report = run_simulation(db, config)
+    report = run_simulation(db, config, open_async_db=open_async_db)
     assert 0 < report.crashed_claims <= config.crashes * config.batch
     assert (report.duplicates, report.lost) == (0, 0)
     assert report.sent + report.failed == 60
