@@ -45,7 +45,7 @@ import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import quote, unquote, unquote_plus, urlsplit
 
 from pymongo import MongoClient, uri_parser
@@ -126,6 +126,7 @@ __all__ = [
     "is_embedded",
     "mask_text",
     "mask_uri",
+    "open_async",
     "resolve_uri",
     "scheme_of",
 ]
@@ -281,6 +282,25 @@ def _is_file_uri(uri: str) -> bool:
     return scheme_of(uri) == EMBEDDED_SCHEME and uri.partition("://")[2].startswith("/")
 
 
+def open_async(db: Database[Any], uri: str) -> Any:
+    """Return ``db`` (opened from ``uri``) through an async driver, for asyncio code.
+
+    The embedded database (in memory or file-backed) gives the async embedded
+    client over ``db``'s own client: the same store, and for a file the same
+    writer, lock and save. A server gives PyMongo's ``AsyncMongoClient`` for
+    ``uri`` (its own connection pool; close its client when done). Call it
+    inside the event loop that will use it: PyMongo's async client binds to it.
+    """
+    if scheme_of(_check_uri(resolve_uri(uri))) == EMBEDDED_SCHEME:
+        from nsn_store.testing import async_client
+
+        return async_client(cast(Any, db.client))[db.name]
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri, tz_aware=True)
+    return client[db.name]
+
+
 def is_embedded(db: Any) -> bool:
     """Tell whether ``db`` lives in the embedded in-memory database.
 
@@ -370,7 +390,8 @@ def _connect_file(uri: str, clock: Clock | None, read_only: bool) -> Database[di
     log.info(
         "opened the embedded database file %s (%s)", path, "read-only" if read_only else "writer"
     )
-    return client[DEFAULT_DATABASE]  # type: ignore[no-any-return]
+    db: Database[dict[str, Any]] = cast(Any, client)[DEFAULT_DATABASE]
+    return db
 
 
 def _file_path(uri: str) -> Path:
