@@ -173,24 +173,13 @@ def simulate(uri: str | None, as_json: bool, **options: Any) -> None:
     config = SimulationConfig(**options)
     _check_run_size(config)
     db = open_database(uri)
-    opener = _async_opener(db, resolve_cli_uri(uri)) if config.mode == "asyncio" else None
+    resolved = resolve_cli_uri(uri)
+    opener = (lambda: connection.open_async(db, resolved)) if config.mode == "asyncio" else None
     with _progress(config.total, enabled=stdout_is_terminal() and not as_json) as progress:
         report = run_simulation(db, config, progress=progress, open_async_db=opener)
     emit(report, as_json, render_simulation)
     if not report.ok:
         raise click.exceptions.Exit(EXIT_DIFFERENCES)
-
-
-def _async_opener(db: Any, uri: str) -> Any:
-    """Return how the asyncio mode opens ``db`` async: the embedded store's async client,
-    or PyMongo's AsyncMongoClient on the same URI (the CLI chose the backend by URI)."""
-    if connection.is_embedded(db):
-        from nsn_store.testing import async_client
-
-        return lambda: async_client(db.client)[db.name]
-    from pymongo import AsyncMongoClient
-
-    return lambda: AsyncMongoClient(uri, tz_aware=True)[db.name]
 
 
 def _check_run_size(config: Any) -> None:
