@@ -108,6 +108,17 @@ def test_dry_run_json_lists_the_steps(uri: str) -> None:
     assert connection.connect(uri).list_collection_names() == []
 
 
+def test_dry_run_json_has_the_documented_shape(uri: str) -> None:
+    """The keys the README promises: {"dry_run", "steps"}, each step the same as init's."""
+    data = json.loads(run("init", "--uri", uri, "--dry-run", "--json").stdout)
+    assert list(data) == ["dry_run", "steps"]
+    for step in data["steps"]:
+        assert list(step)[:4] == ["action", "collection", "index", "detail"]
+    assert [s["action"] for s in data["steps"]][:2] == ["create_collection", "create_index"]
+    applied = json.loads(run("init", "--uri", uri, "--json").stdout)
+    assert [step["action"] for step in applied["steps"]] == [s["action"] for s in data["steps"]]
+
+
 def test_progress_is_drawn_on_a_terminal(uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("nsn_store.cli.schema.stdout_is_terminal", lambda: True)
     result = run("init", "--uri", uri)
