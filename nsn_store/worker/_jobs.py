@@ -15,8 +15,9 @@ a ``skipped`` range. What a worker does at each look (:func:`plan`, pure):
   holder crashed, so the first worker to swap in its own id and lease (one
   atomic ``find_one_and_update`` on the old holder and lease) runs it again;
 - otherwise **run** the next period, after recording as one ``skipped`` range
-  the periods that came due while the previous run was still running (an
-  overrun makes the next periods skip, they do not pile up) and the missed
+  the periods that came due while the previous run, started on time, was
+  still running (an overrun makes the next periods skip, they do not pile up;
+  after a late run, a catch-up or a takeover, they count as missed) and the missed
   periods beyond the catch-up bound: after downtime at most ``catch_up``
   periods run late, the newest ones, oldest first, back to back.
 
