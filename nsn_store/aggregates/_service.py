@@ -71,6 +71,12 @@ class _AggregateFlows(FlowHost):
         self.trips = TripCounter()
         self.clock = clock or DEFAULT_CLOCK
 
+    def rollup_flow(
+        self, tenant_id: IdLike, period: str, *, start: datetime | date, end: datetime | date
+    ) -> Flow[RollupWindow]:
+        """The flow behind rollup, for services that compose it (the worker's rollup job)."""
+        return self._rollup(tenant_id, period, start=start, end=end)
+
     def _rollup(
         self,
         tenant_id: IdLike,

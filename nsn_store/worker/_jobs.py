@@ -44,6 +44,7 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 
 from nsn_store._flow import Flow, Op
+from nsn_store.aggregates import Aggregates
 from nsn_store.arguments import check_duration, check_limit, check_text
 from nsn_store.clock import Clock, to_bson_time
 from nsn_store.counters import ShardedCounter
@@ -271,7 +272,7 @@ class PeriodicJobs:
         if reconcile_every is _DEFAULT:
             reconcile_every = None if retention is not None else timedelta(hours=1)
         if rollup_every is not None:
-            self.register(ROLLUP, _rollup, every=rollup_every, catch_up=1, async_func=_rollup_async)
+            self.register(ROLLUP, _rollup, every=rollup_every, catch_up=1)
         if reconcile_every is not None:
             self.register(RECONCILE, _reconcile, every=reconcile_every, catch_up=1)
         if retention is not None:
@@ -564,29 +565,13 @@ def _midnight(moment: datetime) -> datetime:
     return datetime.combine(_aware(moment).date(), time(), tzinfo=timezone.utc)
 
 
-def _rollup(context: JobContext) -> int:
-    """The aggregates rollup (Worker): every tenant, the windows of :func:`rollup_windows`."""
-    from nsn_store._flow import run
-    from nsn_store.aggregates import Aggregates
-
+def _rollup(context: JobContext) -> Flow[int]:
+    """The aggregates rollup: every tenant, the windows of :func:`rollup_windows` (a flow)."""
     aggregates = Aggregates(context.db, clock=context.clock)
-    tenants = run(context.db, tenant_ids())
+    tenants = yield from tenant_ids()
     for tenant in tenants:
-        for window in rollup_windows(context):
-            aggregates.rollup(tenant, window.period, start=window.start, end=window.end)
-    return len(tenants)
-
-
-async def _rollup_async(context: JobContext) -> int:
-    """The aggregates rollup (AsyncWorker): the same calls, awaited."""
-    from nsn_store._flow import run_async
-    from nsn_store.aggregates import AsyncAggregates
-
-    aggregates = AsyncAggregates(context.db, clock=context.clock)
-    tenants = await run_async(context.db, tenant_ids())
-    for tenant in tenants:
-        for window in rollup_windows(context):
-            await aggregates.rollup(tenant, window.period, start=window.start, end=window.end)
+        for call in rollup_windows(context):
+            yield from aggregates.rollup_flow(tenant, call.period, start=call.start, end=call.end)
     return len(tenants)
 
 

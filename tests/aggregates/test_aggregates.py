@@ -141,7 +141,7 @@ def test_only_weeks_name_a_start_of_week() -> None:
 
 
 def test_sync_and_async_surfaces_match() -> None:
-    assert_async_twin(Aggregates, AsyncAggregates)
+    assert_async_twin(Aggregates, AsyncAggregates, plain=("rollup_flow",))
 
 
 # ---------------------------------------------------------------- behaviour
