@@ -40,7 +40,7 @@ writes its caller's ``capacity`` and ``refillPerSecond``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
@@ -96,20 +96,18 @@ class RateLimit:
     burst: float = 1.0
 
     def __post_init__(self) -> None:
-        for name, value, low in (("per_second", self.per_second, 0.0), ("burst", self.burst, 1.0)):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or not low <= value <= MAX_RATE
-                or value == 0
-            ):
-                raise InvalidArgumentError(
-                    f"{name} must be a number above {low:g} and at most {MAX_RATE:g}",
-                    argument=name,
-                )
+        _check_number(self.per_second, "per_second", "above 0", lambda v: v > 0)
+        _check_number(self.burst, "burst", "from 1", lambda v: v >= 1)
         object.__setattr__(self, "per_second", float(self.per_second))
         object.__setattr__(self, "burst", float(self.burst))
+
+
+def _check_number(value: Any, argument: str, low: str, fits: Callable[[float], bool]) -> None:
+    number = not isinstance(value, bool) and isinstance(value, int | float)
+    if not number or not math.isfinite(value) or not fits(value) or value > MAX_RATE:
+        raise InvalidArgumentError(
+            f"{argument} must be a number {low} to {MAX_RATE:,.0f}", argument=argument
+        )
 
 
 #: Twilio's default throughput per sending number, in message segments per second
