@@ -103,8 +103,7 @@ def _records(db: Any) -> dict[str, dict[str, Any]]:
 def _snapshot(db: Any, names: tuple[str, ...]) -> dict[str, Any]:
     """What the server reports of ``names``: options and indexes, to compare before/after."""
     return {
-        name: (db[name].options(), sorted(db[name].index_information().items()))
-        for name in names
+        name: (db[name].options(), sorted(db[name].index_information().items())) for name in names
     }
 
 
