@@ -360,8 +360,13 @@ def _embedded_target(uri: str) -> tuple[str, str]:
         whole = urlsplit(uri)
         parts = urlsplit(f"mongomock://{rest.rsplit('@', 1)[1]}") if "@" in rest else whole
         host = parts.hostname or "localhost"
-    except ValueError as exc:  # "Invalid IPv6 URL" for an unclosed "["
-        raise ConfigurationError(f"malformed mongomock URI {mask_uri(uri)!r}: {exc}") from None
+    except ValueError:
+        # An unclosed "[", or a bracketed host that is no IPv6 address; Python's
+        # message quotes the host, which may hold a secret typed without its "@".
+        raise ConfigurationError(
+            f"malformed mongomock URI {mask_uri(uri)!r}: its host is neither a name nor an "
+            "[IPv6] address"
+        ) from None
     if whole.query or whole.fragment:
         raise ConfigurationError(
             f"mongomock URI {mask_uri(uri)!r} takes no options: use mongomock://host/database"
