@@ -263,3 +263,10 @@ def test_an_srv_host_that_does_not_resolve_is_a_connection_failure(
     message = str(caught.value)
     assert message.startswith("could not resolve the host 'cluster0.nowhere.example' of ")
     assert "DNS lookup failed" in message and "hunter2" not in message
+
+
+def test_an_unparsable_embedded_host_is_refused_without_quoting_it() -> None:
+    """A password typed without its "@" reads as a bracketed host: never echo it."""
+    with pytest.raises(ConfigurationError, match="neither a name nor an") as caught:
+        connect("mongomock://app:Zk4qSecretA][Qm7wSecretB127.0.0.1:1/nsn")
+    assert "Secret" not in str(caught.value)
