@@ -16,6 +16,7 @@ from bson.regex import Regex
 
 from nsn_store.embedded import _variables
 from nsn_store.embedded._collation import Collation, folded, folded_filter
+from nsn_store.embedded._match import compile_simple
 from nsn_store.embedded._mongomock import (
     NOTHING,
     ExpressionParser,
@@ -89,8 +90,16 @@ def compile_filter(
         inner = compile_filter(folded_filter(collation, spec))
         return lambda doc: inner(folded(collation, doc))
     if not _mentions_schema(spec):
-        return lambda doc: filter_applies(spec, doc)
+        return _plain(spec)
     return _compile_clause(spec)
+
+
+def _plain(spec: Mapping[str, Any]) -> Matcher:
+    """Return mongomock's verdict on ``spec``: compiled when its shape allows (:mod:`._match`)."""
+    compiled = compile_simple(spec)
+    if compiled is not None:
+        return compiled
+    return lambda doc: filter_applies(spec, doc)
 
 
 def _mentions_schema(spec: Any) -> bool:
@@ -115,7 +124,7 @@ def _compile_clause(spec: Mapping[str, Any]) -> Matcher:
         else:
             rest[key] = value
     if rest:
-        parts.append(lambda doc: filter_applies(rest, doc))
+        parts.append(_plain(rest))
     return lambda doc: all(part(doc) for part in parts)
 
 
