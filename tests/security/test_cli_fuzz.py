@@ -211,6 +211,8 @@ def _numeric_options() -> list[tuple[str, click.Option]]:
 
 
 NUMERIC = _numeric_options()
+#: The arguments a command requires before its options reach anything.
+ARGUMENTS: dict[str, list[str]] = {"downgrade": ["0001"]}
 
 
 def test_every_numeric_option_is_found_and_bounded() -> None:
@@ -305,7 +307,8 @@ def test_fuzzed_numeric_options_give_one_line_exit_2(
 ) -> None:
     command, param = option
     flag = param.opts[0]
-    result, logs = invoke([command, f"{flag}={value}", "--uri", "mongomock://fuzz/nsn"])
+    arguments = ARGUMENTS.get(command, [])
+    result, logs = invoke([command, *arguments, f"{flag}={value}", "--uri", "mongomock://fuzz/nsn"])
     assert_one_clean_line(result, logs, set())
     if _accepted(param, value):
         # Accepted as documented; simulate may still refuse a run too large to finish.
