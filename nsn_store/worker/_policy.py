@@ -46,6 +46,8 @@ DEFAULT_POLL = timedelta(seconds=5)
 #: The shortest sleep between two looks when something is due "now" but none was won.
 MIN_SLEEP = timedelta(milliseconds=20)
 DEFAULT_LEASE = timedelta(seconds=60)
+#: The longest the jobs loop sleeps between two looks at its jobs.
+JOBS_LOOK = timedelta(minutes=1)
 MAX_CONCURRENCY = 1024
 
 Outcome = Literal["sent", "retried", "failed", "cancelled", "handed_back", "lease_lost", "deferred"]
@@ -395,10 +397,15 @@ class WorkerBase:
         return JobResult(claim.job, claim.period_start, outcome, error, recorded, claim.taken_over)
 
     def _jobs_pause(self) -> float:
-        """Return how long the jobs loop sleeps: until a job's next period, capped by the poll."""
+        """Return how long the jobs loop sleeps: until a job's next period, a minute at most.
+
+        Periods start at known times, so an idle worker looks at its jobs once per
+        period start (one ``find`` per job); the minute cap bounds how late it
+        notices a crashed holder's lease ending.
+        """
         now = self._now()
         upcoming = self.jobs.next_start(now)
-        pause = self.options.poll if upcoming is None else min(self.options.poll, upcoming - now)
+        pause = JOBS_LOOK if upcoming is None else min(JOBS_LOOK, upcoming - now)
         return max(MIN_SLEEP, pause).total_seconds()
 
 
