@@ -94,13 +94,15 @@ def check_duration(
             f"{argument} must be a timedelta or a number of seconds, not {_kind(value)}",
             argument=argument,
         )
-    if not isinstance(value, timedelta):
-        if not math.isfinite(value) or abs(value) > maximum.total_seconds() * 2:
-            raise InvalidArgumentError(
-                f"{argument} must be from {_seconds(minimum)} to {_seconds(maximum)}, "
-                f"not {value!r} seconds",
-                argument=argument,
-            )
+    # A number of seconds beyond twice the maximum would overflow timedelta: refuse it as text.
+    if not isinstance(value, timedelta) and (
+        not math.isfinite(value) or abs(value) > maximum.total_seconds() * 2
+    ):
+        raise InvalidArgumentError(
+            f"{argument} must be from {_seconds(minimum)} to {_seconds(maximum)}, "
+            f"not {value!r} seconds",
+            argument=argument,
+        )
     duration = value if isinstance(value, timedelta) else timedelta(seconds=value)
     if not minimum <= duration <= maximum:
         raise InvalidArgumentError(
