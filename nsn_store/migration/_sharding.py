@@ -45,6 +45,7 @@ Strategy = Literal["ranged", "compound-hashed", "hashed", "unsharded"]
 #: :func:`shard_key_index`.
 SHARD_KEY_INDEX_PREFIX = "shardkey_"
 
+
 @dataclass(frozen=True)
 class ShardKeyChoice:
     """The shard key chosen for one collection (``key`` is None: unsharded)."""
