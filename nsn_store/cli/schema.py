@@ -57,6 +57,16 @@ def scheduled_backlog(db: Database[Any]) -> dict[str, Any]:
     return dict(Scheduler(db).backlog().to_dict())
 
 
+def _workers(db: Database[Any], report: results.StatusReport) -> list[dict[str, Any]] | None:
+    """Return the live workers once the workers registry (migration 0002) exists."""
+    from nsn_store.worker._registry import list_workers
+
+    registry = [s for s in report.collections if s.name == "workers"]
+    if not (registry and registry[0].exists):
+        return None
+    return [worker.to_dict() for worker in list_workers(db)]
+
+
 def _backlog(db: Database[Any], report: results.StatusReport) -> dict[str, Any] | None:
     """Return the backlog once the scheduled-message collection exists."""
     scheduled = [s for s in report.collections if s.name == "scheduledMessages"]
@@ -251,6 +261,23 @@ def render_status(report: results.StatusReport) -> str:
         lines += [f"  - {line}" for line in differences]
     else:
         lines.append("The database matches the schema.")
+    return "\n".join(lines)
+
+
+def render_workers(workers: list[dict[str, Any]]) -> str:
+    """Render the live workers: a count, then one line each (id, host:pid, heartbeat)."""
+    if not workers:
+        from nsn_store.worker._registry import DEFAULT_STALE_AFTER
+
+        minutes = int(DEFAULT_STALE_AFTER.total_seconds() // 60)
+        return f"Workers: none heard from in the last {minutes} minutes"
+    lines = [f"Workers: {len(workers)} live"]
+    for worker in workers:
+        scope = "all tenants" if worker["tenants"] is None else f"{len(worker['tenants'])} tenants"
+        lines.append(
+            f"  {worker['worker_id']}  {worker['host']}:{worker['pid']}  v{worker['version']}  "
+            f"concurrency {worker['concurrency']}, {scope}, heartbeat {worker['heartbeat_at']}"
+        )
     return "\n".join(lines)
 
 
@@ -556,12 +583,15 @@ def status_command(uri: str | None, as_json: bool) -> None:
     db = open_database(uri)
     report = migration.schema_status(db)
     backlog = _backlog(db, report)
+    workers = _workers(db, report)
     if as_json:
-        echo(to_json({**report.to_dict(), "backlog": backlog}))
+        echo(to_json({**report.to_dict(), "backlog": backlog, "workers": workers}))
         return
     emit(report, False, render_status)
     if backlog is not None:
         echo(render_backlog(backlog))
+    if workers is not None:
+        echo(render_workers(workers))
 
 
 @click.command("verify", cls=Command)

@@ -242,6 +242,7 @@ def test_status_shows_every_collection_and_the_backlog(uri: str) -> None:
                 "extra_collections",
                 "differences",
                 "backlog",
+                "workers",
             ],
         ),
         (
