@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final
+from typing import Any
 
 from bson import ObjectId
 
@@ -30,7 +30,6 @@ __all__ = [
     "CONTACTS",
     "EVENTS",
     "MESSAGES",
-    "PROPOSED_INDEXES",
     "STEPS",
     "TEMPLATES",
     "TENANTS",
@@ -69,18 +68,6 @@ STEPS = "workflowSteps"
 TEMPLATES = "templates"
 MESSAGES = "scheduledMessages"
 EVENTS = "messageEvents"
-
-#: Indexes these reads need that no migration declares yet: name -> (collection, key, why).
-#: The inbound path finds a tenant by the address a message was sent to; without this
-#: index that read scans ``tenants`` (one document per organisation: small, but a scan).
-PROPOSED_INDEXES: Final = {
-    "by_providerAddress": (
-        TENANTS,
-        (("providerConfigs.channel", 1), ("providerConfigs.fromAddress", 1)),
-        "inbound: the tenant that receives at an address (Inbound.receive, "
-        "Tenants.set_provider_configs' check that no other tenant sends from it)",
-    ),
-}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MS = timedelta(milliseconds=1)
@@ -121,14 +108,19 @@ def tenant_by_id_query(tenant: ObjectId) -> Query:
 def tenants_at_query(channel: str, address: str) -> Query:
     """Find the tenants whose provider config sends (and receives) on ``channel`` at ``address``.
 
-    Needs the proposed ``by_providerAddress`` index (see :data:`PROPOSED_INDEXES`).
+    Served by ``by_providerAddress`` {providerConfigs.channel, providerConfigs.fromAddress}
+    (migration 0003), a multikey index: one key per config, so both fields bound the scan
+    and ``$elemMatch`` keeps them on the same config.
     """
     match = {"$elemMatch": {"channel": channel, "fromAddress": address}}
     return Query(TENANTS, {"providerConfigs": match}, "by_providerAddress")
 
 
 def other_tenants_at_query(tenant: ObjectId, senders: Sequence[tuple[str, str]]) -> Query:
-    """Find another tenant that already uses one of these (channel, address) senders."""
+    """Find another tenant that already uses one of these (channel, address) senders.
+
+    Served by ``by_providerAddress``: each ``$or`` branch is one pair of index bounds.
+    """
     either = [{"channel": channel, "fromAddress": address} for channel, address in senders]
     condition = {"providerConfigs": {"$elemMatch": {"$or": either}}, "_id": {"$ne": tenant}}
     return Query(TENANTS, condition, "by_providerAddress", residual=("_id",))

@@ -1,7 +1,8 @@
 """The schema registry: the migration chain and the collections each one declares.
 
 :data:`MIGRATIONS` is the ordered chain (0001 creates the twelve collections of
-the approved plan, in its order; 0002 adds the worker's shared state); each
+the approved plan, in its order; 0002 adds the worker's shared state; 0003 adds
+the index that finds a tenant by its inbound address); each
 :class:`Migration` declares the collections it creates and the ones it revises.
 :data:`SCHEMA` is the head, every collection as the newest migration leaves
 it: the one ordered declaration the rest of the package walks (``init``
@@ -33,6 +34,7 @@ from nsn_store.schema._validators import validator_for
 
 MIGRATION_ID = "0001_initial_schema"
 WORKER_STATE_ID = "0002_worker_state"
+INBOUND_ADDRESS_ID = "0003_inbound_address"
 #: A migration id: four digits (its place in the chain), an underscore, a slug.
 MIGRATION_ID_PATTERN = re.compile(r"^[0-9]{4}_[a-z0-9_]{1,60}$")
 #: Targets that name no migration: before the first, and the newest.
@@ -339,6 +341,11 @@ def _revised(spec: CollectionSpec, model: type[models.Document]) -> CollectionSp
     return dataclasses.replace(spec, model=model, validator=validator_for(model))
 
 
+def _indexed(spec: CollectionSpec, *indexes: IndexSpec) -> CollectionSpec:
+    """Return ``spec`` with ``indexes`` added after its own (same validator and shard key)."""
+    return dataclasses.replace(spec, indexes=(*spec.indexes, *indexes))
+
+
 #: Migration 0001's collections, in the approved plan's order. Released: never edit.
 INITIAL_SCHEMA = Schema(
     [
@@ -532,6 +539,24 @@ WORKER_STATE = Migration(
     revises=(_revised(INITIAL_SCHEMA["workflowSteps"], models.WorkflowStep),),
 )
 
+#: Migration 0003: the inbound path finds the tenant that receives at an address.
+INBOUND_ADDRESS = Migration(
+    INBOUND_ADDRESS_ID,
+    "tenants.by_providerAddress: the tenant that receives on a channel at an address",
+    revises=(
+        _indexed(
+            WORKER_STATE.apply(INITIAL_SCHEMA)["tenants"],  # tenants as 0002 leaves it
+            # Multikey (providerConfigs is an array of subdocuments): the index holds one
+            # key per config, so {providerConfigs: {$elemMatch: {channel, fromAddress}}}
+            # is bounded on both fields of the same config. Not unique: every tenant
+            # without providerConfigs would index as (null, null) and collide, and a
+            # database where two tenants already share a sender could not build it;
+            # "no other tenant sends from it" is Tenants.set_provider_configs' check.
+            _index("by_providerAddress", "providerConfigs.channel", "providerConfigs.fromAddress"),
+        ),
+    ),
+)
+
 #: The migration chain, oldest first. Add a migration at the end; never edit one.
 MIGRATIONS = Migrations(
     [
@@ -541,6 +566,7 @@ MIGRATIONS = Migrations(
             creates=tuple(INITIAL_SCHEMA),
         ),
         WORKER_STATE,
+        INBOUND_ADDRESS,
     ]
 )
 

@@ -25,17 +25,22 @@ from nsn_store.schema._registry import (
 RELEASED = {
     "0001_initial_schema": "206d036ce09afa5d4b10d9fdc420d973e2f84e8bec554b1a37e93fa82fab5ee0",
     "0002_worker_state": "4c5be41b13c76ef18a099c18711f211b173ceaf5b93f6967d251d48ba8271a22",
+    "0003_inbound_address": "3164241b1d2e4dc300dd6af0123719edb38701df078d91aeb95f8b78199f3c38",
 }
 
 
-def test_the_chain_is_0001_then_0002() -> None:
-    assert MIGRATIONS.ids == ("0001_initial_schema", "0002_worker_state")
-    assert MIGRATIONS.head is MIGRATIONS[-1] and MIGRATIONS.head.id == "0002_worker_state"
+def test_the_chain_is_0001_0002_then_0003() -> None:
+    assert MIGRATIONS.ids == ("0001_initial_schema", "0002_worker_state", "0003_inbound_address")
+    assert MIGRATIONS.head is MIGRATIONS[-1] and MIGRATIONS.head.id == "0003_inbound_address"
 
 
 @pytest.mark.parametrize("migration", list(MIGRATIONS), ids=MIGRATIONS.ids)
 def test_a_released_migration_keeps_its_checksum(migration: Migration) -> None:
     assert migration.checksum == RELEASED[migration.id]
+
+
+def test_every_migration_has_a_pinned_checksum() -> None:
+    assert list(RELEASED) == list(MIGRATIONS.ids)
 
 
 def test_0001_checksum_is_that_of_its_twelve_collections() -> None:
@@ -57,6 +62,22 @@ def test_0002_creates_the_worker_state_and_revises_workflow_steps() -> None:
     assert new["anchorOffsetSeconds"]["minimum"] == -31_622_400
     assert new["anchorOffsetSeconds"]["maximum"] == 31_622_400
     assert "anchorOffsetSeconds" not in after.validator["$jsonSchema"]["required"]
+
+
+def test_0003_adds_by_providerAddress_to_tenants_and_changes_nothing_else() -> None:
+    inbound = MIGRATIONS.get("0003")
+    assert inbound.creates == () and [spec.name for spec in inbound.revises] == ["tenants"]
+    before, after = MIGRATIONS.schema("0002")["tenants"], SCHEMA["tenants"]
+    assert inbound.spec("tenants") is after
+    assert after.indexes[: len(before.indexes)] == before.indexes
+    (added,) = after.indexes[len(before.indexes) :]
+    assert added.document() == {
+        "name": "by_providerAddress",
+        "key": {"providerConfigs.channel": 1, "providerConfigs.fromAddress": 1},
+    }  # non-unique, no partial filter: tenants without providerConfigs index as nulls
+    assert dataclasses.replace(after, indexes=before.indexes) == before
+    unchanged = [spec.name for spec in SCHEMA if spec.name != "tenants"]
+    assert all(SCHEMA[name] is MIGRATIONS.schema("0002")[name] for name in unchanged)
 
 
 CONTRACT_FIELDS = {
@@ -137,28 +158,43 @@ def test_export_of_0001_is_the_twelve_files_0001_wrote() -> None:
     assert list(files) == [f"{n:02d}-{name}.json" for n, name in enumerate(INITIAL_SCHEMA.names, 1)]
     steps = json.loads(files["05-workflowSteps.json"])
     assert "anchorOffsetSeconds" not in steps["validator"]["$jsonSchema"]["properties"]
-    head = export.render()
-    assert {name: text for name, text in head.items() if name in files} != files  # 05 differs
-    assert [name for name in files if files[name] != head[name]] == ["05-workflowSteps.json"]
+    worker_state = export.render(MIGRATIONS.schema("0002"))
+    assert [name for name in files if files[name] != worker_state[name]] == [
+        "05-workflowSteps.json"
+    ]
+
+
+def test_export_of_0003_differs_from_0002_in_tenants_only() -> None:
+    worker_state, head = export.render(MIGRATIONS.schema("0002")), export.render()
+    assert list(head) == list(worker_state)
+    assert [name for name in head if head[name] != worker_state[name]] == ["01-tenants.json"]
+    old, new = (json.loads(files["01-tenants.json"]) for files in (worker_state, head))
+    assert new["indexes"][:-1] == old["indexes"]
+    assert new["indexes"][-1]["name"] == "by_providerAddress"
+    assert {k: v for k, v in new.items() if k != "indexes"} == {
+        k: v for k, v in old.items() if k != "indexes"
+    }
 
 
 @pytest.mark.parametrize(
     ("target", "position"),
     [
-        (None, 2),
-        ("head", 2),
+        (None, len(MIGRATIONS)),
+        ("head", len(MIGRATIONS)),
         ("base", 0),
         ("0001_initial_schema", 1),
         ("0001", 1),
         ("0002", 2),
         ("0002_worker", 2),
+        ("0003", 3),
+        ("0003_inbound_address", 3),
     ],
 )
 def test_a_target_is_an_id_a_unique_prefix_base_or_head(target: str | None, position: int) -> None:
     assert MIGRATIONS.position(target) == position
 
 
-@pytest.mark.parametrize("target", ["0003", "000", "", "1", 2, "0001_initial_schema_x"])
+@pytest.mark.parametrize("target", ["0004", "000", "", "1", 2, "0001_initial_schema_x"])
 def test_an_unknown_target_is_an_invalid_argument(target: Any) -> None:
     with pytest.raises(UnknownMigrationError) as caught:
         MIGRATIONS.position(target)
