@@ -16,10 +16,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from _chain_kit import STEPS, TOTAL_STEPS, steps_after
 from bson import ObjectId
 from pymongo.errors import AutoReconnect, WriteError
 
 from nsn_store import downgrade, history, init_schema, upgrade
+from nsn_store.directory import _queries as q
 from nsn_store.errors import (
     ConnectionFailedError,
     ExistingDataError,
@@ -46,7 +48,10 @@ from nsn_store.schema._registry import (
     Migrations,
 )
 
-INITIAL, WORKER_STATE = MIGRATIONS.ids
+INITIAL, WORKER_STATE, INBOUND_ADDRESS = MIGRATIONS.ids[:3]
+HEAD = MIGRATIONS.head.id
+#: A migration id the chain does not have yet.
+NEXT = f"{len(MIGRATIONS) + 1:04d}"
 WORKER_STATE_COLLECTIONS = ("rateLimitBuckets", "jobRuns", "workers")
 #: 0001's collections that 0002 does not revise: an upgrade from 0001 must not touch them.
 UNTOUCHED = tuple(name for name in INITIAL_SCHEMA.names if name != "workflowSteps")
@@ -144,10 +149,10 @@ def test_a_fresh_database_goes_to_the_head_migration_by_migration(db: Any) -> No
     result = init_schema(db)
     assert [(m, c) for m, c in result.applied] == [(m.id, m.checksum) for m in MIGRATIONS]
     by_migration = Counter(step.migration for step in result.steps)
-    assert by_migration == {INITIAL: 39, WORKER_STATE: 7}
+    assert by_migration == STEPS
     records = _records(db)
     assert list(records) == list(MIGRATIONS.ids)
-    assert [len(records[id_]["steps"]) for id_ in MIGRATIONS.ids] == [39, 7]
+    assert {id_: len(records[id_]["steps"]) for id_ in MIGRATIONS.ids} == STEPS
     assert all(records[m.id]["checksum"] == m.checksum for m in MIGRATIONS)
     verify_schema(db)
     assert _rendered(db, SCHEMA) == export.render()  # what export writes is what is there
@@ -159,7 +164,7 @@ def test_a_database_at_0001_gets_0002_and_nothing_of_0001_is_touched(db: Any) ->
     before_record = _records(db)[INITIAL]
     before = _snapshot(db, INITIAL_SCHEMA.names)
     calls: list[tuple[str, str, str | None]] = []
-    result = init_schema(_DdlSpy(db, calls))  # type: ignore[call-overload]
+    result = upgrade(_DdlSpy(db, calls), "0002")  # type: ignore[call-overload]
     assert {step.migration for step in result.steps} == {WORKER_STATE}
     assert result.applied == [(WORKER_STATE, MIGRATIONS[1].checksum)]
     # The driver calls: 0002's collections and one collMod of the step collection, no more.
@@ -172,7 +177,7 @@ def test_a_database_at_0001_gets_0002_and_nothing_of_0001_is_touched(db: Any) ->
     after = _snapshot(db, INITIAL_SCHEMA.names)
     assert {name: after[name] for name in UNTOUCHED} == {name: before[name] for name in UNTOUCHED}
     assert after["workflowSteps"][1] == before["workflowSteps"][1]  # its indexes too
-    verify_schema(db)
+    verify_schema(db, target="0002")
 
 
 def test_a_database_initialised_before_the_chain_existed_upgrades(db: Any, clock: Any) -> None:
@@ -181,18 +186,18 @@ def test_a_database_initialised_before_the_chain_existed_upgrades(db: Any, clock
     assert list(_records(db)) == [INITIAL]
     assert _records(db)[INITIAL]["checksum"] == MIGRATIONS[0].checksum
     result = init_schema(db, clock=clock)
-    assert {step.migration for step in result.steps} == {WORKER_STATE}
-    assert history(db).current == WORKER_STATE
+    assert {step.migration for step in result.steps} == set(MIGRATIONS.ids[1:])
+    assert history(db).current == HEAD
 
 
 def test_upgrade_to_a_target_stops_there_and_never_goes_back(db: Any) -> None:
-    assert [step.migration for step in plan(db, target="0001")] == [INITIAL] * 39
+    assert [step.migration for step in plan(db, target="0001")] == [INITIAL] * STEPS[INITIAL]
     upgrade(db, "0001_initial_schema")
     assert not set(WORKER_STATE_COLLECTIONS) & set(db.list_collection_names())
     assert history(db).current == INITIAL
     upgrade(db)
     assert upgrade(db, "0001").status == "up-to-date"  # a downgrade is a separate command
-    assert history(db).current == WORKER_STATE
+    assert history(db).current == HEAD
 
 
 # ------------------------------------------------------------------ downgrade
@@ -201,8 +206,11 @@ def test_upgrade_to_a_target_stops_there_and_never_goes_back(db: Any) -> None:
 def test_downgrade_to_0001_leaves_exactly_the_0001_specs(db: Any) -> None:
     init_schema(db)
     result = downgrade(db, "0001")
-    assert result.reverted == [WORKER_STATE]
-    assert [(s.action, s.collection) for s in result.steps] == [
+    assert result.reverted == [INBOUND_ADDRESS, WORKER_STATE]  # newest first
+    assert [(s.action, s.collection) for s in result.steps if s.migration == INBOUND_ADDRESS] == [
+        (DROP_INDEX, "tenants")
+    ]
+    assert [(s.action, s.collection) for s in result.steps if s.migration == WORKER_STATE] == [
         (UPDATE_VALIDATOR, "workflowSteps"),
         (DROP_COLLECTION, "workers"),
         (DROP_COLLECTION, "jobRuns"),
@@ -216,15 +224,17 @@ def test_downgrade_to_0001_leaves_exactly_the_0001_specs(db: Any) -> None:
     )
     verify_schema(db, target="0001")
     assert list(_records(db)) == [INITIAL]
-    assert [entry.status for entry in history(db).entries] == ["applied", "pending"]
+    assert [entry.status for entry in history(db).entries] == ["applied"] + ["pending"] * (
+        len(MIGRATIONS) - 1
+    )
 
 
 def test_upgrade_again_after_a_downgrade(db: Any) -> None:
     init_schema(db)
     downgrade(db, "0001")
     again = upgrade(db)
-    assert {step.migration for step in again.steps} == {WORKER_STATE}
-    assert len(again.steps) == 7
+    assert {step.migration for step in again.steps} == set(MIGRATIONS.ids[1:])
+    assert len(again.steps) == steps_after("0001")
     verify_schema(db)
     assert _rendered(db, SCHEMA) == export.render()
 
@@ -233,7 +243,7 @@ def test_downgrade_to_base_drops_only_what_the_chain_created(db: Any) -> None:
     db.create_collection("notes")  # the user's own collection
     init_schema(db)
     result = downgrade(db, "base")
-    assert result.reverted == [WORKER_STATE, INITIAL]
+    assert result.reverted == list(reversed(MIGRATIONS.ids))
     dropped = [s.collection for s in result.steps if s.action == DROP_COLLECTION]
     assert dropped == [*reversed(WORKER_STATE_COLLECTIONS), *reversed(INITIAL_SCHEMA.names)]
     assert sorted(db.list_collection_names()) in (["notes"], ["notes", RECORDS])
@@ -264,14 +274,15 @@ def test_downgrade_checks_the_data_before_restoring_a_validator(db: Any, clock: 
         downgrade(db, "0001")
     assert caught.value.failing == 1
     assert set(WORKER_STATE_COLLECTIONS) <= set(db.list_collection_names())  # nothing undone
-    assert history(db).current == WORKER_STATE
+    assert "by_providerAddress" in db.tenants.index_information()  # not even 0003's index
+    assert history(db).current == HEAD
     result = downgrade(db, "0001", allow_moderate=True)
     assert result.moderated == ["workflowSteps"]
     assert db.workflowSteps.options()["validationLevel"] == "moderate"
 
 
 def test_downgrade_refuses_a_bad_target_before_any_io(db: Any) -> None:
-    for target in ("0003", "", None, 1):
+    for target in (NEXT, "", None, 1):
         with pytest.raises(InvalidArgumentError) as caught:
             downgrade(db, target)  # type: ignore[arg-type]
         assert caught.value.argument == "target"
@@ -315,11 +326,11 @@ def test_concurrent_upgrades_apply_each_step_once(db: Any, start: str | None) ->
     for thread in threads:
         thread.join()
     assert errors == []
-    expected = 7 if start else 46
+    expected = steps_after(start) if start else TOTAL_STEPS
     assert sorted(len(r.steps) for r in results) == [0, 0, 0, expected]
     assert len(calls) == expected and set(Counter(calls).values()) == {1}  # each DDL once
     records = _records(db)
-    assert sum(len(record["steps"]) for record in records.values()) == 46
+    assert sum(len(record["steps"]) for record in records.values()) == TOTAL_STEPS
     verify_schema(db)
 
 
@@ -374,7 +385,7 @@ def test_an_interrupted_upgrade_resumes_where_it_stopped(db: Any) -> None:
     assert ("create_index", "jobRuns", "job_1_periodStart_-1") not in calls  # not built twice
     record = _records(db)[WORKER_STATE]
     triples = [(s["action"], s["collection"], s.get("index")) for s in record["steps"]]
-    assert len(triples) == len(set(triples)) == 7  # each step recorded once
+    assert len(triples) == len(set(triples)) == STEPS[WORKER_STATE]  # each step recorded once
     assert record["status"] == "applied" and "pending" not in record
     verify_schema(db)
 
@@ -383,7 +394,8 @@ def test_an_interrupted_downgrade_runs_again_to_the_end(db: Any) -> None:
     init_schema(db)
     with pytest.raises(ConnectionFailedError, match="injected"):
         downgrade(_LosesOneReply(db, "drop_collection", 2), "0001")  # type: ignore[call-overload]
-    assert [entry.status for entry in history(db).entries] == ["applied", "reverting"]
+    # 0003 was reverted whole (its record deleted), 0002 stopped at its second drop.
+    assert [entry.status for entry in history(db).entries] == ["applied", "reverting", "pending"]
     assert any("'reverting'" in line for line in schema_status(db, target="0001").differences())
     result = downgrade(db, "0001")
     assert [s.collection for s in result.steps] == ["rateLimitBuckets"]  # what was left
@@ -395,13 +407,12 @@ def test_an_interrupted_downgrade_runs_again_to_the_end(db: Any) -> None:
 
 def test_history_lists_each_migration_with_when_where_and_checksum(db: Any, clock: Any) -> None:
     assert [(e.id, e.status, e.checksum_matches) for e in history(db).entries] == [
-        (INITIAL, "pending", None),
-        (WORKER_STATE, "pending", None),
+        (id_, "pending", None) for id_ in MIGRATIONS.ids
     ]
     init_schema(db, clock=clock)
     data = history(db).to_dict()
     assert list(data) == ["head", "current", "migrations"]
-    assert (data["head"], data["current"]) == (WORKER_STATE, WORKER_STATE)
+    assert (data["head"], data["current"]) == (HEAD, HEAD)
     first = data["migrations"][0]
     assert list(first) == [
         "id",
@@ -418,7 +429,7 @@ def test_history_lists_each_migration_with_when_where_and_checksum(db: Any, cloc
         "steps",
     ]
     assert first["applied"] is True and first["checksum_matches"] is True
-    assert first["applied_at"] == clock.now().isoformat() and first["steps"] == 39
+    assert first["applied_at"] == clock.now().isoformat() and first["steps"] == STEPS[INITIAL]
     db[RECORDS].update_one({"_id": WORKER_STATE}, {"$set": {"checksum": "0" * 64}})
     changed = history(db)
     assert changed.entries[1].checksum_matches is False and changed.current == INITIAL
@@ -426,17 +437,17 @@ def test_history_lists_each_migration_with_when_where_and_checksum(db: Any, cloc
 
 def test_history_shows_a_record_this_version_does_not_know(db: Any) -> None:
     init_schema(db)
-    db[RECORDS].insert_one({"_id": "0003_future", "status": "applied", "checksum": "f" * 64})
+    db[RECORDS].insert_one({"_id": f"{NEXT}_future", "status": "applied", "checksum": "f" * 64})
     last = history(db).entries[-1]
-    assert (last.id, last.known, last.applied) == ("0003_future", False, True)
-    assert history(db).current == WORKER_STATE
+    assert (last.id, last.known, last.applied) == (f"{NEXT}_future", False, True)
+    assert history(db).current == HEAD
 
 
-# ------------------------------------------------------------------ a developer's 0003
+# ------------------------------------------------------------------ a developer's next one
 
 
-def _with_0003() -> Migrations:
-    """0003 as a developer would add it: one new collection, one new index on contacts."""
+def _with_next() -> Migrations:
+    """The next migration as a developer would add it: a new collection, an index on contacts."""
     contacts = SCHEMA["contacts"]
     by_last_name = IndexSpec("by_lastName", (("tenantId", 1), ("lastName", 1)))
     notes = dataclasses.replace(SCHEMA["ragDocuments"], name="notes", indexes=())
@@ -444,7 +455,7 @@ def _with_0003() -> Migrations:
         [
             *MIGRATIONS,
             Migration(
-                "0003_contact_names",
+                f"{NEXT}_contact_names",
                 "contacts by last name; a notes collection",
                 creates=(notes,),
                 revises=(dataclasses.replace(contacts, indexes=(*contacts.indexes, by_last_name)),),
@@ -453,8 +464,8 @@ def _with_0003() -> Migrations:
     )
 
 
-def test_a_third_migration_applies_and_reverts_on_its_own(db: Any) -> None:
-    chain = _with_0003()
+def test_a_next_migration_applies_and_reverts_on_its_own(db: Any) -> None:
+    chain = _with_next()
     init_schema(db)
     before = _snapshot(db, SCHEMA.names)
     result = upgrade(db, migrations=chain)
@@ -463,13 +474,142 @@ def test_a_third_migration_applies_and_reverts_on_its_own(db: Any) -> None:
         (CREATE_INDEX, "contacts", "by_lastName"),
     ]
     verify_schema(db, migrations=chain)
-    reverted = downgrade(db, "0002", migrations=chain)
+    reverted = downgrade(db, HEAD, migrations=chain)
     assert [(s.action, s.collection, s.index) for s in reverted.steps] == [
         (DROP_INDEX, "contacts", "by_lastName"),
         (DROP_COLLECTION, "notes", None),
     ]
     assert _snapshot(db, SCHEMA.names) == before
     verify_schema(db)
+
+
+# ------------------------------------------------------------------ 0003: by_providerAddress
+
+
+def test_a_database_at_0002_gets_one_index_on_tenants_and_nothing_else(db: Any) -> None:
+    upgrade(db, "0002")
+    verify_schema(db, target="0002")
+    records_before = _records(db)
+    before = _snapshot(db, SCHEMA.names)
+    calls: list[tuple[str, str, str | None]] = []
+    result = upgrade(_DdlSpy(db, calls), "0003")  # type: ignore[call-overload]
+    assert result.applied == [(INBOUND_ADDRESS, MIGRATIONS.get("0003").checksum)]
+    assert [(s.migration, s.action, s.collection, s.index) for s in result.steps] == [
+        (INBOUND_ADDRESS, CREATE_INDEX, "tenants", "by_providerAddress")
+    ]
+    # The driver calls: one createIndexes on tenants; no collMod, no other collection.
+    assert calls == [("create_index", "tenants", "by_providerAddress")]
+    after = _snapshot(db, SCHEMA.names)
+    assert {n: after[n] for n in SCHEMA.names if n != "tenants"} == {
+        n: before[n] for n in SCHEMA.names if n != "tenants"
+    }
+    assert after["tenants"][0] == before["tenants"][0]  # options: validator and levels
+    added = dict(after["tenants"][1]).keys() - dict(before["tenants"][1]).keys()
+    assert added == {"by_providerAddress"}
+    index = db.tenants.index_information()["by_providerAddress"]
+    assert index["key"] == [("providerConfigs.channel", 1), ("providerConfigs.fromAddress", 1)]
+    assert not index.get("unique")
+    records = _records(db)
+    assert {id_: records[id_] for id_ in records_before} == records_before  # not rewritten
+    assert len(records[INBOUND_ADDRESS]["steps"]) == STEPS[INBOUND_ADDRESS] == 1
+    verify_schema(db, target="0003")
+
+
+def test_downgrade_to_0002_drops_only_by_providerAddress(db: Any) -> None:
+    upgrade(db, "0002")
+    at_0002 = _snapshot(db, SCHEMA.names)
+    upgrade(db, "0003")
+    calls: list[tuple[str, str, str | None]] = []
+    result = downgrade(_DdlSpy(db, calls), "0002")  # type: ignore[call-overload]
+    assert result.reverted == [INBOUND_ADDRESS]
+    assert [(s.action, s.collection, s.index) for s in result.steps] == [
+        (DROP_INDEX, "tenants", "by_providerAddress")
+    ]
+    assert calls == [("drop_index", "tenants", "by_providerAddress")]  # no collMod either
+    assert _snapshot(db, SCHEMA.names) == at_0002
+    # What the database holds renders exactly as `export` renders 0002's schema.
+    assert _rendered(db, MIGRATIONS.schema("0002")) == export.render(MIGRATIONS.schema("0002"))
+    verify_schema(db, target="0002")
+    assert list(_records(db)) == [INITIAL, WORKER_STATE]
+
+
+def test_0003_builds_on_tenants_that_already_have_provider_configs(db: Any, clock: Any) -> None:
+    # Not unique: tenants without configs (all null keys) and a sender two tenants
+    # already share do not stop the build; the lookup then reports both.
+    upgrade(db, "0002")
+    shared = models.ProviderConfig(
+        channel="sms", provider="twilio", fromAddress="+14155552671", credentialsRef="env:TWILIO"
+    )
+    for org, configs in (
+        ("org_a", [shared]),
+        ("org_b", [shared]),
+        ("org_c", None),
+        ("org_d", None),
+    ):
+        tenant = models.Tenant(
+            name=org, clerkOrgId=org, providerConfigs=configs, createdAt=clock.now()
+        )
+        db.tenants.insert_one(tenant.to_document())
+    upgrade(db)
+    verify_schema(db)
+    found = db.tenants.find(q.tenants_at_query("sms", "+14155552671").filter)
+    assert sorted(doc["clerkOrgId"] for doc in found) == ["org_a", "org_b"]
+
+
+def _tenants_with_senders(db: Any, clock: Any, count: int) -> None:
+    for n in range(count):
+        configs = [
+            models.ProviderConfig(
+                channel="sms",
+                provider="twilio",
+                fromAddress=f"+1415555{n:04d}",
+                credentialsRef="env:TWILIO",
+            ),
+            models.ProviderConfig(
+                channel="email",
+                provider="resend",
+                fromAddress=f"desk{n}@example.com",
+                credentialsRef="env:RESEND",
+            ),
+        ]
+        tenant = models.Tenant(
+            name=f"t{n}", clerkOrgId=f"org_{n}", providerConfigs=configs, createdAt=clock.now()
+        )
+        db.tenants.insert_one(tenant.to_document())
+
+
+def _index_scans(explained: dict[str, Any]) -> list[str]:
+    """Return the index names the winning plan scans (classic and SBE plan shapes)."""
+    found: list[str] = []
+    pending = [explained["queryPlanner"]["winningPlan"]]
+    while pending:
+        stage = pending.pop()
+        if stage.get("stage") in ("IXSCAN", "EXPRESS_IXSCAN"):
+            found.append(stage["indexName"])
+        pending += [stage[k] for k in ("inputStage", "queryPlan") if k in stage]
+        pending += stage.get("inputStages", [])
+    return found
+
+
+def test_the_inbound_lookup_is_planned_on_by_providerAddress(
+    db: Any, clock: Any, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "embedded":
+        # The embedded planner (nsn_store/embedded/_planner.py) bounds top-level and
+        # dotted fields only: it plans {providerConfigs: {$elemMatch: ...}} as a
+        # COLLSCAN. Strict, so this fails the day it learns $elemMatch bounds.
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="embedded planner: no $elemMatch index bounds")
+        )
+    init_schema(db)
+    _tenants_with_senders(db, clock, 30)
+    query = q.tenants_at_query("sms", "+14155550007")  # what Inbound.receive reads
+    assert query.index == "by_providerAddress"
+    explained = db.tenants.find(query.filter).explain()
+    assert set(_index_scans(explained)) == {"by_providerAddress"}
+    stats = explained["executionStats"]
+    # $elemMatch compounds the bounds of both fields: one key, one tenant.
+    assert (stats["nReturned"], stats["totalDocsExamined"]) == (1, 1)
 
 
 # ------------------------------------------------------------------ 0002's collections
@@ -511,14 +651,15 @@ def test_a_worker_silent_for_a_day_disappears(db: Any, clock: Any, ttl_monitor: 
 
 async def test_the_chain_works_on_an_async_database(async_db: Any) -> None:
     result = await init_schema(async_db)
-    assert [m for m, _ in result.applied] == list(MIGRATIONS.ids) and len(result.steps) == 46
+    assert [m for m, _ in result.applied] == list(MIGRATIONS.ids)
+    assert len(result.steps) == TOTAL_STEPS
     assert (await init_schema(async_db)).status == "up-to-date"
     assert (await verify_schema(async_db)).matches
-    assert (await history(async_db)).current == WORKER_STATE
+    assert (await history(async_db)).current == HEAD
     assert [s.migration for s in await plan(async_db)] == []
     reverted = await downgrade(async_db, "0001")
-    assert reverted.reverted == [WORKER_STATE]
+    assert reverted.reverted == list(reversed(MIGRATIONS.ids[1:]))
     assert (await verify_schema(async_db, target="0001")).matches
-    assert len((await upgrade(async_db)).steps) == 7
+    assert len((await upgrade(async_db)).steps) == steps_after("0001")
     report = await schema_status(async_db)
     assert report.matches and report.lock is None  # the async lock was released

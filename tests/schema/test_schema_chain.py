@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from _chain_kit import STEPS, TOTAL_STEPS, steps_after, steps_until
 
 from nsn_store.errors import ConfigurationError, InvalidArgumentError
 from nsn_store.schema import _export as export
@@ -41,6 +42,13 @@ def test_a_released_migration_keeps_its_checksum(migration: Migration) -> None:
 
 def test_every_migration_has_a_pinned_checksum() -> None:
     assert list(RELEASED) == list(MIGRATIONS.ids)
+
+
+def test_the_step_counts_other_tests_compute_are_those_of_the_released_migrations() -> None:
+    # 0001: 12 collections and 27 indexes; 0002: 3 collections, 3 indexes, one collMod
+    # of workflowSteps; 0003: one index on tenants.
+    assert STEPS == {"0001_initial_schema": 39, "0002_worker_state": 7, "0003_inbound_address": 1}
+    assert TOTAL_STEPS == 47 and steps_after("0001") == 8 and steps_until("0002") == 46
 
 
 def test_0001_checksum_is_that_of_its_twelve_collections() -> None:
