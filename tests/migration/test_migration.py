@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from _chain_kit import TOTAL_STEPS, fresh_steps
 
 from nsn_store.migration._diff import CREATE_COLLECTION, CREATE_INDEX, UPDATE_VALIDATOR
 from nsn_store.migration._results import MIGRATIONS
@@ -16,21 +17,10 @@ from nsn_store.schema._registry import MIGRATIONS as CHAIN
 ALL_INDEXES = [(spec.name, index) for spec in SCHEMA for index in spec.indexes]
 
 
-def fresh_steps() -> list[tuple[str, str, str | None, str]]:
-    """What init does on an empty database: each migration in turn (0002 collMods 0001's step)."""
-    steps = []
-    for migration in CHAIN:
-        for spec in migration.creates:
-            steps.append((CREATE_COLLECTION, spec.name, None, migration.id))
-            steps += [(CREATE_INDEX, spec.name, index.name, migration.id) for index in spec.indexes]
-        steps += [(UPDATE_VALIDATOR, spec.name, None, migration.id) for spec in migration.revises]
-    return steps
-
-
 def test_plan_on_an_empty_database_lists_every_collection_then_its_indexes(db: Any) -> None:
     steps = plan(db)
     assert [(s.action, s.collection, s.index, s.migration) for s in steps] == fresh_steps()
-    assert len(steps) == 46  # 39 of 0001, 7 of 0002
+    assert len(steps) == TOTAL_STEPS  # 39 of 0001, 7 of 0002, 1 of 0003
     assert db.list_collection_names() == []  # plan never writes
 
 

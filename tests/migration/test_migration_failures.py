@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from _chain_kit import STEPS, TOTAL_STEPS, fresh_steps
 from pymongo.errors import AutoReconnect
 
 from nsn_store.errors import (
@@ -14,15 +15,11 @@ from nsn_store.errors import (
     ExistingDataError,
     MigrationLockedError,
 )
-from nsn_store.migration._diff import CREATE_COLLECTION, CREATE_INDEX, UPDATE_VALIDATOR
+from nsn_store.migration._diff import CREATE_INDEX
 from nsn_store.migration._results import MIGRATIONS, MigrationResult
 from nsn_store.migration._runner import init_schema, plan, schema_status, verify_schema
 from nsn_store.schema._registry import INITIAL_SCHEMA, MIGRATION_ID, SCHEMA
 from nsn_store.schema._registry import MIGRATIONS as CHAIN
-
-#: Steps of 0001 (each collection and its indexes), then of 0002 (three more and a collMod).
-INITIAL_STEPS = len(INITIAL_SCHEMA) + sum(len(spec.indexes) for spec in INITIAL_SCHEMA)
-TOTAL_STEPS = len(SCHEMA) + sum(len(spec.indexes) for spec in SCHEMA) + len(CHAIN[1].revises)
 
 
 def test_two_concurrent_inits_apply_once(db: Any) -> None:
@@ -44,8 +41,8 @@ def test_two_concurrent_inits_apply_once(db: Any) -> None:
         thread.join()
     assert errors == []
     assert sorted(len(r.steps) for r in results) == [0, TOTAL_STEPS]
-    recorded = [len(db[MIGRATIONS].find_one({"_id": id_})["steps"]) for id_ in CHAIN.ids]
-    assert recorded == [INITIAL_STEPS, TOTAL_STEPS - INITIAL_STEPS]  # no step applied twice
+    recorded = {id_: len(db[MIGRATIONS].find_one({"_id": id_})["steps"]) for id_ in CHAIN.ids}
+    assert recorded == STEPS  # no step applied twice
     verify_schema(db)
 
 
@@ -155,21 +152,19 @@ def test_a_connection_lost_mid_init_leaves_an_accurate_status_and_rerun_finishes
 
     finish = init_schema(db)
     assert [(s.action, s.collection, s.index) for s in finish.steps] == [
-        r for r in _all_steps(with_0002=True) if r not in recorded
+        r for r in _all_steps(every_migration=True) if r not in recorded
     ]
     verify_schema(db)
     assert db[MIGRATIONS].find_one({"_id": MIGRATION_ID})["status"] == "applied"
 
 
-def _all_steps(*, with_0002: bool = False) -> list[tuple[str, str, str | None]]:
-    """0001's steps in order (then 0002's: its collections, then the collMod of 0001's step)."""
-    steps: list[tuple[str, str, str | None]] = []
-    for spec in INITIAL_SCHEMA if not with_0002 else SCHEMA:
-        steps.append((CREATE_COLLECTION, spec.name, None))
-        steps += [(CREATE_INDEX, spec.name, index.name) for index in spec.indexes]
-    if with_0002:
-        steps += [(UPDATE_VALIDATOR, spec.name, None) for spec in CHAIN[1].revises]
-    return steps
+def _all_steps(*, every_migration: bool = False) -> list[tuple[str, str, str | None]]:
+    """0001's steps in order (with every_migration, then those of each later migration)."""
+    return [
+        (action, collection, index)
+        for action, collection, index, migration in fresh_steps()
+        if every_migration or migration == MIGRATION_ID
+    ]
 
 
 def _tenants_with_an_invalid_document(db: Any) -> None:
