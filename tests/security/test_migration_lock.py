@@ -21,6 +21,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from _chain_kit import fresh_steps
 from pymongo.errors import AutoReconnect
 
 from nsn_store.errors import (
@@ -34,24 +35,14 @@ from nsn_store.migration._lock import LOCK_ID, MigrationLock
 from nsn_store.migration._results import MIGRATIONS
 from nsn_store.migration._runner import drop_schema, init_schema, schema_status, verify_schema
 from nsn_store.schema._models import Tenant
-from nsn_store.schema._registry import MIGRATION_ID, SCHEMA
+from nsn_store.schema._registry import MIGRATION_ID
 from nsn_store.schema._registry import MIGRATIONS as CHAIN
 
 LEASE = timedelta(seconds=60)  # the default lease of init's lock
 # What init does on an empty database: each migration of the chain in turn.
-ALL_STEPS = [
-    triple
-    for migration in CHAIN
-    for triple in [
-        triple
-        for spec in migration.creates
-        for triple in [(CREATE_COLLECTION, spec.name, None)]
-        + [(CREATE_INDEX, spec.name, index.name) for index in spec.indexes]
-    ]
-    + [(UPDATE_VALIDATOR, spec.name, None) for spec in migration.revises]
-]
+ALL_STEPS = [(action, collection, index) for action, collection, index, _ in fresh_steps()]
 TOTAL_STEPS = len(ALL_STEPS)
-INDEXES = sum(len(spec.indexes) for spec in SCHEMA)
+INDEXES = sum(action == CREATE_INDEX for action, _, _ in ALL_STEPS)  # create_index calls
 DDL = frozenset({"create_collection", "create_index", "command"})
 OTHER_HOLDER = "other-host:7:beef"
 
