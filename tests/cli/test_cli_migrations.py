@@ -9,17 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _chain_kit import STEPS, TOTAL_STEPS, fresh_steps, steps_after
 from bson import ObjectId
 from click.testing import CliRunner, Result
 
 from nsn_store import connection
 from nsn_store.cli import main
+from nsn_store.migration._diff import CREATE_COLLECTION, CREATE_INDEX, UPDATE_VALIDATOR
 from nsn_store.schema import _models as models
-from nsn_store.schema._registry import MIGRATIONS
+from nsn_store.schema._registry import MIGRATIONS, SCHEMA
 
 SECRET = "hunter2"
 REAL_URI = f"mongodb://admin:{SECRET}@db.example.com:27017/nsn"
-INITIAL, WORKER_STATE = MIGRATIONS.ids
+INITIAL, WORKER_STATE, INBOUND_ADDRESS = MIGRATIONS.ids[:3]
+HEAD = MIGRATIONS.head.id
+NEXT = f"{len(MIGRATIONS) + 1:04d}"  # no migration has this number yet
 WORKER_STATE_COLLECTIONS = {"rateLimitBuckets", "jobRuns", "workers"}
 
 
@@ -61,9 +65,9 @@ def test_upgrade_to_a_target_then_to_the_head(uri: str) -> None:
     first = run("upgrade", "0001", "--uri", uri)
     assert first.exit_code == 0, first.output
     assert f"Migration {INITIAL} on database 'nsn'" in first.stdout
-    assert "Applied 39 steps" in first.stdout and WORKER_STATE not in first.stdout
-    assert _statuses(uri) == ["applied", "pending"]
-    second = run("upgrade", "--uri", uri)
+    assert f"Applied {STEPS[INITIAL]} steps" in first.stdout and WORKER_STATE not in first.stdout
+    assert _statuses(uri) == ["applied"] + ["pending"] * (len(MIGRATIONS) - 1)
+    second = run("upgrade", "0002", "--uri", uri)
     assert second.exit_code == 0, second.output
     assert f"Migration {WORKER_STATE} on" in second.stdout
     assert "5. workflowSteps      collMod: validator differ" in second.stdout
@@ -72,19 +76,35 @@ def test_upgrade_to_a_target_then_to_the_head(uri: str) -> None:
     )
     assert f"Recorded {WORKER_STATE} (checksum {MIGRATIONS[1].checksum[:12]})" in second.stdout
     assert INITIAL not in second.stdout.split("Applied")[1]  # 0001 was not recorded again
-    assert "Nothing to do: already at 0002_worker_state" in run("upgrade", "--uri", uri).stdout
+    third = run("upgrade", "0003", "--uri", uri)
+    assert third.exit_code == 0, third.output
+    assert f"Migration {INBOUND_ADDRESS} on" in third.stdout
+    assert "       create   by_providerAddress         {providerConfigs.channel: 1, " in (
+        third.stdout
+    )
+    assert "Plan: 1 steps: 1 indexes to create." in third.stdout
+    assert (
+        "Applied 1 steps on embedded: 0 collections created, 0 validators updated, "
+        "1 indexes created." in third.stdout
+    )
+    assert third.stdout.count("Recorded") == 1
+    assert f"Nothing to do: already at {HEAD}" in run("upgrade", "--uri", uri).stdout
 
 
-def test_init_on_a_fresh_database_applies_both_migrations(uri: str) -> None:
+def test_init_on_a_fresh_database_applies_every_migration(uri: str) -> None:
     result = run("init", "--uri", uri)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == f"Migration {INITIAL}, {WORKER_STATE} on database 'nsn' on embedded:"
-    assert lines[-3:] == [
-        "Applied 46 steps on embedded: 15 collections created, 1 validators updated, "
-        "30 indexes created.",
-        f"Recorded {INITIAL} (checksum {MIGRATIONS[0].checksum[:12]}) in nsn_migrations.",
-        f"Recorded {WORKER_STATE} (checksum {MIGRATIONS[1].checksum[:12]}) in nsn_migrations.",
+    assert lines[0] == f"Migration {', '.join(MIGRATIONS.ids)} on database 'nsn' on embedded:"
+    actions = [action for action, *_ in fresh_steps()]
+    created, updated, indexed = (
+        actions.count(a) for a in (CREATE_COLLECTION, UPDATE_VALIDATOR, CREATE_INDEX)
+    )
+    assert (created, TOTAL_STEPS) == (len(SCHEMA), created + updated + indexed)
+    assert lines[-1 - len(MIGRATIONS) :] == [
+        f"Applied {TOTAL_STEPS} steps on embedded: {created} collections created, "
+        f"{updated} validators updated, {indexed} indexes created.",
+        *(f"Recorded {m.id} (checksum {m.checksum[:12]}) in nsn_migrations." for m in MIGRATIONS),
     ]
 
 
@@ -93,12 +113,12 @@ def test_upgrade_dry_run_json_names_each_step_migration(uri: str) -> None:
     result = run("upgrade", "--uri", uri, "--dry-run", "--json")
     data = json.loads(result.stdout)
     assert data["dry_run"] is True
-    assert {step["migration"] for step in data["steps"]} == {WORKER_STATE}
-    assert len(data["steps"]) == 7
-    assert _statuses(uri) == ["applied", "pending"]  # nothing written
+    assert {step["migration"] for step in data["steps"]} == set(MIGRATIONS.ids[1:])
+    assert len(data["steps"]) == steps_after("0001")
+    assert _statuses(uri) == ["applied"] + ["pending"] * (len(MIGRATIONS) - 1)  # nothing written
 
 
-@pytest.mark.parametrize("target", ["0003", "00", "base"])
+@pytest.mark.parametrize("target", [NEXT, "00", "base"])
 def test_a_bad_upgrade_target_is_one_line_before_connecting(uri: str, target: str) -> None:
     result = run("upgrade", target, "--uri", uri)
     assert result.exit_code == 2
@@ -114,7 +134,7 @@ def test_upgrade_against_a_server_asks_or_refuses(
     assert fake_server.list_collection_names() == []
     monkeypatch.setattr("nsn_store.cli.schema.stdin_is_interactive", lambda: True)
     asked = run("upgrade", "0001", "--uri", REAL_URI, input="y\n")
-    assert asked.exit_code == 0 and "Apply these 39 steps" in asked.stderr
+    assert asked.exit_code == 0 and f"Apply these {STEPS[INITIAL]} steps" in asked.stderr
     assert WORKER_STATE_COLLECTIONS.isdisjoint(fake_server.list_collection_names())
 
 
@@ -135,18 +155,21 @@ def test_downgrade_refuses_without_yes_or_the_right_name(
     db = _at_head(uri)
     result = run("downgrade", "0001", "--uri", uri, input=answer)
     assert result.exit_code == code
-    assert f"This reverts {WORKER_STATE} on database 'nsn'" in result.stderr
+    assert f"This reverts {INBOUND_ADDRESS}, {WORKER_STATE} on database 'nsn'" in result.stderr
     assert "it drops workers, jobRuns, rateLimitBuckets and every document in them" in (
         result.stderr
     )
     assert "nothing was changed" in result.stderr
     assert set(db.list_collection_names()) >= WORKER_STATE_COLLECTIONS
-    assert _statuses(uri) == ["applied", "applied"]
+    assert "by_providerAddress" in db.tenants.index_information()
+    assert _statuses(uri) == ["applied"] * len(MIGRATIONS)
 
 
 @pytest.mark.parametrize("args", [("--yes",), ()], ids=["yes-flag", "typed-name"])
 def test_downgrade_with_consent_reverts_0002(uri: str, args: tuple[str, ...]) -> None:
     db = _at_head(uri)
+    result = run("downgrade", "0002", "--uri", uri, "--yes")  # 0003 first
+    assert result.exit_code == 0, result.output
     result = run("downgrade", "0001", "--uri", uri, *args, input=None if args else "nsn\n")
     assert result.exit_code == 0, result.output
     assert f"  revert {WORKER_STATE}:" in result.stdout
@@ -157,8 +180,47 @@ def test_downgrade_with_consent_reverts_0002(uri: str, args: tuple[str, ...]) ->
     )
     assert f"The database is at {INITIAL}." in result.stdout
     assert WORKER_STATE_COLLECTIONS.isdisjoint(db.list_collection_names())
-    assert _statuses(uri) == ["applied", "pending"]
+    assert _statuses(uri) == ["applied"] + ["pending"] * (len(MIGRATIONS) - 1)
     assert run("verify", "--uri", uri).exit_code == 1  # the head is not there any more
+
+
+def test_downgrade_from_the_head_to_0001_reverts_0003_then_0002(uri: str) -> None:
+    db = _at_head(uri)
+    result = run("downgrade", "0001", "--uri", uri, "--yes")
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    assert text.index(f"  revert {INBOUND_ADDRESS}:") < text.index(f"  revert {WORKER_STATE}:")
+    assert "    - drop index tenants.by_providerAddress" in text
+    assert (  # 5 steps: 0003's drop index, then 0002's collMod and three drops
+        f"Reverted {INBOUND_ADDRESS}, {WORKER_STATE} on embedded: "
+        "5 steps, 3 collections dropped (workers, jobRuns, rateLimitBuckets)." in text
+    )
+    assert "by_providerAddress" not in db.tenants.index_information()
+
+
+def test_downgrade_to_0002_drops_one_index_and_asks_first(uri: str) -> None:
+    db = _at_head(uri)
+    refused = run("downgrade", "0002", "--uri", uri)
+    assert refused.exit_code == 2
+    assert (
+        f"This reverts {INBOUND_ADDRESS} on database 'nsn' on embedded: no collection is dropped."
+        in refused.stderr
+    )
+    assert "by_providerAddress" in db.tenants.index_information()
+    result = run("downgrade", "0002", "--uri", uri, "--yes")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:] == [
+        f"  revert {INBOUND_ADDRESS}:",
+        "    - drop index tenants.by_providerAddress",
+        "    - delete its record in nsn_migrations",
+        f"Reverted {INBOUND_ADDRESS} on embedded: 1 steps, 0 collections dropped (none).",
+        f"The database is at {WORKER_STATE}.",
+    ]
+    assert "by_providerAddress" not in db.tenants.index_information()
+    assert _history(uri)["current"] == WORKER_STATE
+    assert run("verify", "--uri", uri).exit_code == 1  # the head is not there any more
+    assert run("upgrade", "--uri", uri).exit_code == 0
+    assert run("verify", "--uri", uri).exit_code == 0
 
 
 def test_downgrade_dry_run_writes_nothing(uri: str) -> None:
@@ -168,7 +230,8 @@ def test_downgrade_dry_run_writes_nothing(uri: str) -> None:
     assert f"  revert {WORKER_STATE}:" in text.stdout and f"  revert {INITIAL}:" in text.stdout
     data = json.loads(run("downgrade", "0001", "--uri", uri, "--dry-run", "--json").stdout)
     assert data["target"] == INITIAL and [m["migration"] for m in data["migrations"]] == [
-        WORKER_STATE
+        INBOUND_ADDRESS,
+        WORKER_STATE,
     ]
     assert set(db.list_collection_names()) >= WORKER_STATE_COLLECTIONS
 
@@ -187,7 +250,7 @@ def test_downgrade_json_result(uri: str) -> None:
     assert (data["target"], data["status"], data["reverted"]) == (
         INITIAL,
         "reverted",
-        [WORKER_STATE],
+        [INBOUND_ADDRESS, WORKER_STATE],
     )
 
 
@@ -218,10 +281,9 @@ def test_the_default_file_keeps_what_upgrade_and_downgrade_wrote(
     assert run("downgrade", "0001", "--yes").exit_code == 0
     history = run("history", "--json")
     assert "reading its last saved state" in history.stderr
-    assert [e["status"] for e in json.loads(history.stdout)["migrations"]] == [
-        "applied",
-        "pending",
-    ]
+    assert [e["status"] for e in json.loads(history.stdout)["migrations"]] == ["applied"] + [
+        "pending"
+    ] * (len(MIGRATIONS) - 1)
 
 
 # ------------------------------------------------------------------ history
@@ -233,7 +295,7 @@ def test_history_json_is_stable(uri: str) -> None:
     second = run("history", "--uri", uri, "--json")
     assert first.exit_code == 0 and first.stdout == second.stdout
     data = json.loads(first.stdout)
-    assert (data["head"], data["current"]) == (WORKER_STATE, WORKER_STATE)
+    assert (data["head"], data["current"]) == (HEAD, HEAD)
     assert [m["id"] for m in data["migrations"]] == list(MIGRATIONS.ids)
     assert all(m["checksum_matches"] and m["host"] == "embedded" for m in data["migrations"])
 
@@ -241,24 +303,24 @@ def test_history_json_is_stable(uri: str) -> None:
 def test_history_text_shows_each_migration(uri: str) -> None:
     run("upgrade", "0001", "--uri", uri)
     lines = run("history", "--uri", uri).stdout.splitlines()
-    assert lines[0] == f"Head {WORKER_STATE}; the database is at {INITIAL}."
+    assert lines[0] == f"Head {HEAD}; the database is at {INITIAL}."
     assert lines[1].split()[:2] == [INITIAL, "applied"]
-    assert "host embedded  checksum ok, 39 steps" in lines[1]
-    assert lines[2].split() == [WORKER_STATE, "pending"]
+    assert f"host embedded  checksum ok, {STEPS[INITIAL]} steps" in lines[1]
+    assert [line.split() for line in lines[2:]] == [[id_, "pending"] for id_ in MIGRATIONS.ids[1:]]
 
 
 def test_history_on_a_missing_database_file_is_all_pending(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(connection.ENV_VAR, raising=False)
     result = run("history")
     assert result.exit_code == 0
-    assert "Head 0002_worker_state; the database is at base." in result.stdout
+    assert f"Head {HEAD}; the database is at base." in result.stdout
     assert not (connection.default_data_dir() / connection.DATA_FILE).exists()  # never writes
 
 
 def test_status_lists_every_migration_record(uri: str) -> None:
     run("upgrade", "0001", "--uri", uri)
     status = run("status", "--uri", uri).stdout
-    assert f"Migration {INITIAL}: applied (39 steps recorded" in status
+    assert f"Migration {INITIAL}: applied ({STEPS[INITIAL]} steps recorded" in status
     assert f"Migration {WORKER_STATE}: not recorded" in status
     assert f"migration {WORKER_STATE} is not recorded in nsn_migrations" in status
 
