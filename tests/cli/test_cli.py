@@ -9,20 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _chain_kit import STEPS, TOTAL_STEPS
 from click.testing import CliRunner, Result
 
 from nsn_store import connection
 from nsn_store.cli import main
-from nsn_store.schema._registry import INITIAL_SCHEMA, MIGRATIONS, SCHEMA
+from nsn_store.schema._registry import SCHEMA
 
 SECRET = "hunter2"
 REAL_URI = f"mongodb://admin:{SECRET}@db.example.com:27017/nsn"
 UNREACHABLE = f"mongodb://admin:{SECRET}@127.0.0.1:1/nsn?serverSelectionTimeoutMS=300"
-#: Steps of a first init: every collection, then every index it declares, then 0002's collMod
-#: of the collection it revises (0001 created it with 0001's validator).
-STEPS = len(SCHEMA) + sum(len(spec.indexes) for spec in SCHEMA) + len(MIGRATIONS[1].revises)
-#: Of which migration 0001 records these.
-INITIAL_STEPS = len(INITIAL_SCHEMA) + sum(len(spec.indexes) for spec in INITIAL_SCHEMA)
 
 
 @pytest.fixture
@@ -65,7 +61,7 @@ def test_init_on_the_embedded_default_prints_the_plan_in_order(default_file: Pat
     for spec in SCHEMA:
         for index in spec.indexes:
             assert re.search(rf"create\s+{index.name}\s", result.stdout), index.name
-    assert f"Applied {STEPS} steps" in result.stdout
+    assert f"Applied {TOTAL_STEPS} steps" in result.stdout
     saved = connection.connect(connection.file_uri(default_file), read_only=True)
     assert set(SCHEMA.names) <= set(saved.list_collection_names())
 
@@ -104,7 +100,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(uri: str) -> None:
 
 def test_dry_run_json_lists_the_steps(uri: str) -> None:
     data = json.loads(run("init", "--uri", uri, "--dry-run", "--json").stdout)
-    assert data["dry_run"] is True and len(data["steps"]) == STEPS
+    assert data["dry_run"] is True and len(data["steps"]) == TOTAL_STEPS
     assert connection.connect(uri).list_collection_names() == []
 
 
@@ -141,7 +137,7 @@ def test_init_against_a_server_asks_first(
 ) -> None:
     monkeypatch.setattr("nsn_store.cli.schema.stdin_is_interactive", lambda: True)
     result = run("init", "--uri", REAL_URI, input=answer)
-    assert f"Apply these {STEPS} steps to database 'nsn'" in result.stderr
+    assert f"Apply these {TOTAL_STEPS} steps to database 'nsn'" in result.stderr
     assert result.exit_code == code
     assert (set(SCHEMA.names) <= set(fake_server.list_collection_names())) is applied
 
@@ -221,8 +217,8 @@ def test_status_shows_every_collection_and_the_backlog(uri: str) -> None:
     assert result.exit_code == 0
     assert _numbered_names(result.stdout) == list(SCHEMA.names)
     out = result.stdout
-    assert f"Migration 0001_initial_schema: applied ({INITIAL_STEPS} steps recorded" in out
-    assert f"Migration 0002_worker_state: applied ({STEPS - INITIAL_STEPS} steps" in out
+    for migration_id, steps in STEPS.items():
+        assert f"Migration {migration_id}: applied ({steps} steps recorded" in out
     assert "Scheduled messages: 0 due now (oldest sendAt -)" in result.stdout
     assert "The database matches the schema." in result.stdout
 
