@@ -60,6 +60,7 @@ __all__ = [
 T = TypeVar("T")
 P = ParamSpec("P")
 H = TypeVar("H", bound="FlowHost")
+M = TypeVar("M", bound=Callable[..., Any])
 
 #: A flow: yields database calls, receives their results, returns ``T``.
 Flow = Generator["Op", Any, T]
@@ -179,7 +180,7 @@ def sync(flow: Callable[Concatenate[H, P], Flow[T]]) -> Callable[Concatenate[H, 
     def method(self: H, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return run(self.db, flow(self, *args, **kwargs), self.trips)
 
-    return method
+    return _as_declared(method, flow)
 
 
 def asynchronous(
@@ -191,4 +192,24 @@ def asynchronous(
     async def method(self: H, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return await run_async(self.db, flow(self, *args, **kwargs), self.trips)
 
+    return _as_declared(method, flow)
+
+
+def _as_declared(method: M, flow: Callable[..., Any]) -> M:
+    """Name ``method`` after the public method it declares and annotate its real result.
+
+    A flow ``_claim_due`` declares ``claim_due``; its ``Flow[list[Document]]``
+    annotation becomes ``list[Document]``, so ``help()`` and ``inspect.signature``
+    show what a caller gets (an async declaration's coroutine returns the same).
+    """
+    name = flow.__name__.removeprefix("_")
+    method.__name__ = name
+    method.__qualname__ = f"{flow.__qualname__.rpartition('.')[0]}.{name}".lstrip(".")
+    annotations = dict(getattr(flow, "__annotations__", {}))
+    result = annotations.get("return")
+    if isinstance(result, str) and result.startswith("Flow[") and result.endswith("]"):
+        annotations["return"] = result[len("Flow[") : -1]
+        signature = inspect.signature(flow).replace(return_annotation=annotations["return"])
+        method.__signature__ = signature  # type: ignore[attr-defined]  # read by inspect
+    method.__annotations__ = annotations
     return method
