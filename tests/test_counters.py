@@ -331,7 +331,9 @@ def test_reconcile_filter_cannot_count_another_tenant(counter: ShardedCounter, s
 
 
 def test_add_flow_takes_the_same_arguments_as_add() -> None:
-    assert inspect.signature(ShardedCounter.add_flow) == inspect.signature(ShardedCounter.add)
+    flow, add = inspect.signature(ShardedCounter.add_flow), inspect.signature(ShardedCounter.add)
+    assert flow.parameters == add.parameters
+    assert (flow.return_annotation, add.return_annotation) == ("Flow[bool]", "bool")
     assert inspect.signature(AsyncShardedCounter.add) == inspect.signature(ShardedCounter.add)
 
 
