@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from nsn_store import connection
 from nsn_store.cli import main
-from nsn_store.schema._registry import SCHEMA
+from nsn_store.schema._registry import MIGRATIONS, SCHEMA
 
 SECRET = "hunter2"
 REAL_URI = f"mongodb://admin:{SECRET}@db.example.com:27017/nsn"
@@ -384,3 +384,30 @@ def test_export_to_a_directory_that_cannot_be_created_is_one_line(tmp_path: Path
     assert result.stderr.splitlines() == [
         f"error: {str(tmp_path / 'afile' / 'collections')!r}: Not a directory"
     ]
+
+
+def _readme_init_sample() -> list[str]:
+    """Return the lines of the README's sample `nsn-store init` output (CLI reference)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    intro = "`nsn-store init` on the embedded default (stderr first, then stdout):"
+    block = readme.split(intro, 1)[1].split("```", 2)[1]
+    return block.strip("\n").splitlines()
+
+
+def test_the_readme_sample_of_init_is_what_init_prints(default_file: Path) -> None:
+    result = run("init")
+    assert result.exit_code == 0, result.output
+    printed = (result.stderr + result.stdout).replace(str(default_file), "{file}").splitlines()
+    sample = [
+        line.replace("/home/you/.local/share/nsn-store/nsn.bson", "{file}")
+        for line in _readme_init_sample()
+    ]
+    assert sample[-1].startswith("Recorded ") and "  ..." in sample
+    # Every shown line, in order; "..." stands for the lines left out.
+    position = 0
+    for line in sample:
+        if line.strip() == "...":
+            continue
+        assert line in printed[position:], line
+        position = printed.index(line, position) + 1
+    assert printed[-len(MIGRATIONS) - 2 :] == sample[-len(MIGRATIONS) - 2 :]  # the totals

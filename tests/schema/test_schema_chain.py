@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -237,3 +238,12 @@ def test_a_migration_names_what_it_touches() -> None:
     assert worker_state.spec("workflowSteps") is SCHEMA["workflowSteps"]
     with pytest.raises(ConfigurationError, match="does not touch"):
         worker_state.spec("tenants")
+
+
+def test_the_readme_lists_every_migration_with_its_checksum() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    chapter = readme.split("\n## Migrations\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in chapter.splitlines() if line.startswith("| `0")]
+    assert [row.split("`")[1] for row in rows] == list(MIGRATIONS.ids)
+    for row, migration in zip(rows, MIGRATIONS, strict=True):
+        assert row.rstrip(" |").endswith(f"checksum `{migration.checksum[:12]}`"), row
