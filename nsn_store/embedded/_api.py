@@ -107,6 +107,7 @@ class CrudApi:
     _find_and_modify: Callable[..., Any]
     _hint: Callable[..., str | None]
     _copy_only_fields: Callable[..., Any]
+    codec_options: Any
 
     # ------------------------------------------------------------------ reads
 
@@ -152,7 +153,9 @@ class CrudApi:
         collation: Any = None,
         hint: Any = None,
         let: Any = None,
+        aware: bool = False,
     ) -> list[Any]:
+        """Return copies of the matches (projected; ``aware``: tz-aware datetimes)."""
         # Materialise inside the lock: a lazy generator would read outside it.
         roundtrip.check_encodable(None, spec or {})  # pymongo encodes the filter it sends
         found = _planner.find(
@@ -164,7 +167,14 @@ class CrudApi:
             let=_variables.check(let),
             hint=self._hint(hint, command="find"),
         )
-        return [self._copy_only_fields(doc, fields, as_class) for doc in found]
+        return [self._shown(doc, fields, aware) for doc in found]
+
+    def _shown(self, document: Any, projection: Any, aware: bool) -> Any:
+        """Return ``document`` as a read returns it: a projected copy, aware datetimes if asked."""
+        if projection is None:
+            return roundtrip.copy(document, aware=aware)
+        shown = self._copy_only_fields(document, projection, dict)
+        return _mongomock.make_datetime_timezone_aware_in_document(shown) if aware else shown
 
     def count_documents(
         self, filter: Any, session: Any = None, comment: Any = None, **kwargs: Any
@@ -216,7 +226,10 @@ class CrudApi:
         spec = {} if filter is None else filter
         validate_is_mapping("filter", spec)
         parsed = _collation.parse(collation)
-        found = self._get_dataset(spec, None, None, dict, collation=collation, hint=hint)
+        aware = bool(self.codec_options.tz_aware)
+        found = self._get_dataset(
+            spec, None, None, dict, collation=collation, hint=hint, aware=aware
+        )
         return distinct_values(found, key, parsed)
 
     # ------------------------------------------------------------------ writes

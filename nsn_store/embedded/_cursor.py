@@ -72,9 +72,8 @@ class EmbeddedCursor(_mongomock.Cursor):
                 collation=self._collation,
                 hint=self._hint,
                 let=self._let,
+                aware=bool(self.collection.codec_options.tz_aware),
             )
-            if self.collection.codec_options.tz_aware:
-                results = [_mongomock.make_datetime_timezone_aware_in_document(x) for x in results]
             self._results = list(results)
             self._bounded = bool(stop)
         if not with_limit_and_skip:

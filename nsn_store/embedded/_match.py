@@ -5,11 +5,12 @@ mongomock's ``filter_applies`` interprets the filter anew for every document
 database's CPU. Most filters the library sends are conjunctions of top-level
 fields compared with scalars. :func:`compile_simple` turns such a filter into
 one closure per field, each the exact evaluation mongomock makes for a document
-whose field is absent or holds a scalar (null, bool, int, long, double, string,
-ObjectId, date); for a document holding anything else there (an array, a
-sub-document, ...) the whole filter falls back to mongomock, so the answer is
-always mongomock's. Supported: equality to a scalar, ``$eq``, ``$ne``, ``$gt``,
-``$gte``, ``$lt``, ``$lte``, ``$in``, ``$nin`` (lists of scalars), ``$exists``,
+whose field is absent, holds a scalar (null, bool, int, long, double, string,
+ObjectId, date) or an array (of scalars, for ordered comparisons); for a
+document holding anything else there (a sub-document, binary, ...) the whole
+filter falls back to mongomock, so the answer is always mongomock's.
+Supported: equality to a scalar, ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``,
+``$lte``, ``$in``, ``$nin`` (lists of scalars), ``$exists``,
 ``$and``/``$or``/``$nor`` of such filters, ``$comment``. Anything else returns
 None (the caller uses mongomock).
 
@@ -17,7 +18,9 @@ mongomock's rules mirrored here (``mongomock/filtering.py``): equality is
 Python ``==`` (so ``1`` matches ``True``) plus "null matches a missing field";
 ordered comparisons are false across type brackets (null 5, numbers 10,
 strings 15, ObjectId 35, booleans 40, dates 45; two nulls compare as equal);
-``$in`` is Python ``in`` plus "a missing field matches a list holding null".
+``$in`` is Python ``in`` plus "a missing field matches a list holding null";
+on an array, equality and the comparisons ask for one element, ``$ne`` and
+``$nin`` for none (and plain equality to an ObjectId also finds its hex string).
 """
 
 from __future__ import annotations
@@ -136,27 +139,35 @@ def _logical(operator_name: str, clauses: Any) -> DocTest | None:
 
 
 def _field(name: str, condition: Any) -> DocTest | None:
-    value_test = _condition(condition)
-    if value_test is None:
+    tests = _condition(condition)
+    if tests is None:
         return None
+    on_value, on_list = tests
 
     def test(doc: Mapping[str, Any]) -> bool | None:
         value = doc.get(name, NOTHING)
-        if value is not NOTHING and type(value) not in RANKS:
-            return None  # an array, a sub-document, ...: mongomock's rules for those
-        return value_test(value)
+        kind = type(value)
+        if kind is list:
+            return on_list(value)
+        if value is not NOTHING and kind not in RANKS:
+            return None  # a sub-document, binary, ...: mongomock's rules for those
+        return on_value(value)
 
     return test
 
 
-def _condition(condition: Any) -> FieldTest | None:
+ListTest = Callable[[list[Any]], "bool | None"]
+
+
+def _condition(condition: Any) -> tuple[FieldTest, ListTest] | None:
+    """Return the tests of one field's condition: on a scalar or absent value, on an array."""
     if type(condition) is not dict:
         if not _scalar(condition):
             return None
-        return _equal(condition)
+        return _equal(condition), _contains(condition)
     if not condition or not all(isinstance(k, str) and k.startswith("$") for k in condition):
         return None  # equality to a sub-document
-    tests: list[FieldTest] = []
+    tests: list[tuple[FieldTest, ListTest]] = []
     for op, operand in condition.items():
         if op not in SUPPORTED:
             return None
@@ -166,7 +177,20 @@ def _condition(condition: Any) -> FieldTest | None:
         tests.append(test)
     if len(tests) == 1:
         return tests[0]
-    return lambda value: all(test(value) for test in tests)
+    on_values = [t[0] for t in tests]
+    on_lists = [t[1] for t in tests]
+    return (
+        lambda value: all(test(value) for test in on_values),
+        lambda values: _all_or_defer(on_lists, values),
+    )
+
+
+def _all_or_defer(tests: list[ListTest], values: list[Any]) -> bool | None:
+    for test in tests:
+        verdict = test(values)
+        if not verdict:
+            return verdict
+    return True
 
 
 def _equal(query: Any) -> FieldTest:
@@ -175,39 +199,67 @@ def _equal(query: Any) -> FieldTest:
     return lambda value: bool(value == query)
 
 
-def _operator(op: str, operand: Any) -> FieldTest | None:
+def _contains(query: Any) -> ListTest:
+    """Plain equality to a scalar on an array: an element equal to it (mongomock's ``in``)."""
+    if type(query) is ObjectId:
+        text = str(query)
+        return lambda values: query in values or text in values  # mongomock matches the hex too
+    return lambda values: query in values
+
+
+def _operator(op: str, operand: Any) -> tuple[FieldTest, ListTest] | None:
     if op == "$exists":
         wanted = bool(operand)
-        return lambda value: (value is not NOTHING) == wanted
+        return (lambda value: (value is not NOTHING) == wanted), (lambda values: wanted)
     if op in ("$in", "$nin"):
         if type(operand) is not list or not all(_scalar(v) for v in operand):
             return None
         members = list(operand)
         has_null = None in members
+
+        def among(value: Any) -> bool:
+            return (value is NOTHING and has_null) or value in members
+
+        def any_among(values: list[Any]) -> bool:
+            return any(item in members for item in values)
+
         if op == "$in":
-            return lambda value: (value is NOTHING and has_null) or value in members
-        return lambda value: not ((value is NOTHING and has_null) or value in members)
+            return among, any_among
+        return (lambda value: not among(value)), (lambda values: not any_among(values))
     if not _scalar(operand):
         return None
     if op == "$eq":
-        return _equal(operand)
+        return _equal(operand), (lambda values: any(item == operand for item in values))
     if op == "$ne":
         equal = _equal(operand)
-        return lambda value: not equal(value)
+        return (lambda value: not equal(value)), (
+            lambda values: not any(item == operand for item in values)
+        )
     return _ordered(ORDERED[op], operand)
 
 
-def _ordered(compare: Callable[[Any, Any], bool], operand: Any) -> FieldTest:
+def _ordered(compare: Callable[[Any, Any], bool], operand: Any) -> tuple[FieldTest, ListTest]:
     rank = RANKS[type(operand)]
     if rank == RANKS[type(None)]:
         same = compare(0, 0)
-        return lambda value: value is not NOTHING and value is None and same
+
+        def on_null(value: Any) -> bool:
+            return value is not NOTHING and value is None and same
+
+        return on_null, lambda values: _any_scalar(on_null, values)
     if type(operand) is float and math.isnan(operand):
-        return lambda value: False  # NaN compares false with everything
+        return (lambda value: False), (lambda values: _any_scalar(lambda v: False, values))
 
     def test(value: Any) -> bool:
         if value is NOTHING or RANKS[type(value)] != rank:
             return False
         return bool(compare(value, operand))
 
-    return test
+    return test, lambda values: _any_scalar(test, values)
+
+
+def _any_scalar(test: FieldTest, values: list[Any]) -> bool | None:
+    """Return whether an element passes ``test``; None (mongomock) if one is not a scalar."""
+    if not all(type(item) in RANKS for item in values):
+        return None
+    return any(test(item) for item in values)

@@ -26,6 +26,7 @@ documents it holds.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import math
@@ -47,6 +48,7 @@ from nsn_store.embedded._sorted_index import (
     OBJECT_ID_RANK,
     STRING_RANK,
     TOP,
+    Check,
     Desc,
     Entry,
     Pair,
@@ -62,6 +64,8 @@ Doc = dict[str, Any]
 Sort = list[tuple[str, Any]]
 RANGE_OPERATORS = ("$gt", "$gte", "$lt", "$lte")
 MAX_RANGES = 1000  # a larger product of $in points is not planned on that index
+MAX_CACHED_PLANS = 512  # query shapes remembered per collection
+REPLAN_EVERY = 64  # uses of a cached plan before choosing again
 
 
 # ---------------------------------------------------------------- conditions
@@ -216,6 +220,7 @@ class Plan:
     bounded: int = 0  # fields with bounds
     count: int = 0  # entries in the ranges
     bounds: dict[str, Bounds] = field(default_factory=dict)
+    check: Check | None = None  # the bounds of the fields after the ranges (see _checker)
 
 
 def _probe(prefix: tuple[Any, ...], bounds: Bounds | None, descending: bool) -> tuple[Entry, Entry]:
@@ -334,6 +339,102 @@ def plan_index(
     return plan
 
 
+def _checker(
+    index: SortedIndex, conds: Mapping[str, list[Any]], found: Mapping[str, Bounds]
+) -> Check | None:
+    """Return a check of the bounds the filter sets on the index fields the ranges leave open.
+
+    Each such field's bounds are necessary for a document to match (the full
+    filter still decides), so an entry outside them is skipped and, on an
+    ascending field, the walk seeks to the next key that can be inside: the
+    next point, the start of the range, or past the values of the fields
+    before (as a server's index bounds checker does). A range is only checked
+    on a field holding no values the entries cannot order.
+    """
+    checks = []
+    for i, name in enumerate(index.fields):
+        if name in found or name not in conds:
+            continue
+        bounds = field_bounds(conds[name], bool(index.multikey[i]))
+        if bounds is None or (bounds.points is None and index.complex[i]):
+            continue
+        checks.append(_FieldCheck(i, bounds, index.directions[i] < 0))
+    if not checks:
+        return None
+
+    def check(entry: Entry) -> bool | Entry:
+        for field_check in checks:
+            verdict = field_check(entry)
+            if verdict is not True:
+                return verdict
+        return True
+
+    return check
+
+
+class _FieldCheck:
+    """One field's bounds, tested on an entry, with the probe that seeks past a miss."""
+
+    __slots__ = ("descending", "high", "low", "offset", "points", "rank", "sorted_points")
+
+    def __init__(self, position: int, bounds: Bounds, descending: bool) -> None:
+        self.offset = 2 * position
+        self.descending = descending
+        self.points = None if bounds.points is None else frozenset(bounds.points)
+        self.sorted_points = bounds.points or []
+        self.rank = -1 if bounds.rank is None else bounds.rank  # ranges have one
+        self.low, self.high = bounds.low, bounds.high
+
+    def __call__(self, entry: Entry) -> bool | Entry:
+        rank, value = entry[self.offset], entry[self.offset + 1]
+        if self.descending:
+            rank, value = -rank, value.value
+        try:
+            if self.points is not None:
+                if (rank, value) in self.points:
+                    return True
+                return False if self.descending else self._next_point(entry, (rank, value))
+            if rank == self.rank and self._inside(value):
+                return True
+            return False if self.descending else self._past_range(entry, rank, value)
+        except TypeError:  # a value the entries cannot order against the bound: just skip it
+            return False
+
+    def _inside(self, value: Any) -> bool:
+        if self.low is not None:
+            (_, low), inclusive = self.low
+            if value < low or (value == low and not inclusive):
+                return False
+        if self.high is not None:
+            (_, high), inclusive = self.high
+            if value > high or (value == high and not inclusive):
+                return False
+        return True
+
+    def _next_point(self, entry: Entry, pair: Pair) -> Entry:
+        prefix = entry[: self.offset]
+        following = bisect.bisect_right(self.sorted_points, pair)
+        if following < len(self.sorted_points):
+            return (*prefix, *self.sorted_points[following])
+        return (*prefix, TOP)
+
+    def _past_range(self, entry: Entry, rank: int, value: Any) -> Entry:
+        prefix = entry[: self.offset]
+        below = rank < self.rank or (rank == self.rank and not self._above(value))
+        if not below:
+            return (*prefix, TOP)
+        if self.low is None:
+            return (*prefix, self.rank)
+        (_, low), inclusive = self.low
+        return (*prefix, self.rank, low) if inclusive else (*prefix, self.rank, low, TOP)
+
+    def _above(self, value: Any) -> bool:
+        if self.high is None:
+            return False
+        (_, high), inclusive = self.high
+        return bool(value > high or (value == high and not inclusive))
+
+
 def _serves(
     index: SortedIndex, start: int, rest: Sort
 ) -> tuple[bool, list[tuple[int, bool]]] | None:
@@ -385,10 +486,15 @@ def choose(
     sort: Sort,
     limit: int,
     hint: str | None = None,
+    *,
+    cached: bool = False,
 ) -> Plan:
     """Return the plan for ``spec``/``sort``: ``_id`` lookup, the cheapest index, or a scan.
 
     ``hint`` is the name of the index a hint chose (see :func:`.indexes.hinted_index`).
+    ``cached``: reuse the index chosen for the last query of the same shape
+    (see :class:`_Cached`); every index gives the same results, so the cache
+    can only change the cost, never an answer.
     """
     if hint is not None:
         return _hinted(store, spec, sort, limit, hint)
@@ -398,11 +504,86 @@ def choose(
     if any(name == "$natural" for name, _ in sort):
         return Plan("COLLSCAN")
     conds = conditions(spec)
+    if not conds and not sort:
+        return Plan("COLLSCAN")
+    if not cached:
+        return _cheapest(store, spec, sort, limit, conds)
+    key = (_shape(conds), tuple(sort), bool(limit))
+    entry: _Cached | None = store.plans.get(key)
+    if entry is not None:
+        plan = entry.reuse(store, spec, sort, limit, conds)
+        if plan is not None:
+            return plan
+    plan = _cheapest(store, spec, sort, limit, conds)
+    if len(store.plans) >= MAX_CACHED_PLANS:
+        store.plans.clear()
+    store.plans[key] = _Cached(plan.index.name if plan.index is not None else None, plan.count)
+    return plan
+
+
+class _Cached:
+    """The index chosen for a query shape, reused while it stays about as cheap.
+
+    Like a server's plan cache: the plan is chosen again after
+    :data:`REPLAN_EVERY` uses, when the cached index would read more than
+    twice the entries it read when chosen (the data moved), and whenever an
+    index is created or dropped (the store clears its cache).
+    """
+
+    __slots__ = ("count", "name", "uses")
+
+    def __init__(self, name: str | None, count: int) -> None:
+        self.name, self.count, self.uses = name, count, 0
+
+    def reuse(
+        self,
+        store: EmbeddedCollectionStore,
+        spec: Mapping[str, Any],
+        sort: Sort,
+        limit: int,
+        conds: Mapping[str, list[Any]],
+    ) -> Plan | None:
+        self.uses += 1
+        if self.uses >= REPLAN_EVERY:
+            return None
+        if self.name is None:
+            return Plan("COLLSCAN")
+        index = store.sorted_indexes.get(self.name)
+        plan = None if index is None else plan_index(index, spec, sort, limit, conds)
+        if plan is None or plan.count > 2 * self.count + 64:
+            return None
+        plan.check = _checker(plan.index, conds, plan.bounds) if plan.index else None
+        return plan
+
+
+def _shape(conds: Mapping[str, list[Any]]) -> tuple[Any, ...]:
+    """Return what the plan of a filter depends on: each field's kinds of condition."""
+    return tuple((name, tuple(_kind(c) for c in found)) for name, found in conds.items())
+
+
+def _kind(condition: Any) -> Any:
+    if not _is_operators(condition):
+        return "doc" if isinstance(condition, (Mapping, list, tuple)) else type(condition)
+    return tuple(
+        (op, len(value) if isinstance(value, (list, tuple)) else type(value))
+        for op, value in condition.items()
+    )
+
+
+def _cheapest(
+    store: EmbeddedCollectionStore,
+    spec: Mapping[str, Any],
+    sort: Sort,
+    limit: int,
+    conds: Mapping[str, list[Any]],
+) -> Plan:
+    """Return the cheapest plan over every index (a scan when none helps)."""
     best: tuple[Any, ...] | None = None
     chosen = Plan("COLLSCAN")
-    if not conds and not sort:
-        return chosen
+    first_sorted = sort[0][0] if sort else None
     for order, index in enumerate(store.sorted_indexes.values()):
+        if index.fields[0] not in conds and index.fields[0] != first_sorted:
+            continue  # it neither bounds the filter nor gives the sort: plan_index says None
         plan = plan_index(index, spec, sort, limit, conds)
         if plan is None:
             continue
@@ -410,6 +591,8 @@ def choose(
         rank = (cost, not plan.served, -plan.bounded, order)
         if best is None or rank < best:
             best, chosen = rank, plan
+    if chosen.index is not None:
+        chosen.check = _checker(chosen.index, conds, chosen.bounds)
     return chosen
 
 
@@ -421,8 +604,10 @@ def _hinted(
     if index is None:
         ids = id_candidates(spec) if hint == "_id_" else None
         return Plan("IDHACK", ids=ids) if ids is not None else Plan("COLLSCAN")
-    plan = plan_index(index, spec, sort, limit, conditions(spec), hinted=True)
+    conds = conditions(spec)
+    plan = plan_index(index, spec, sort, limit, conds, hinted=True)
     assert plan is not None  # a hinted plan always exists
+    plan.check = _checker(index, conds, plan.bounds)
     return plan
 
 
@@ -435,6 +620,10 @@ class Stats:
 
     keys: int = 0
     docs: int = 0
+
+    def skipped(self) -> None:
+        """Count a key examined and left out by the bounds of later index fields."""
+        self.keys += 1
 
 
 def find(
@@ -490,9 +679,11 @@ def _plan(
     limit: int,
     collation: Collation | None,
     hint: str | None,
+    *,
+    explaining: bool = False,
 ) -> Plan:
     if collation is None:
-        return choose(store, spec, order, limit, hint)
+        return choose(store, spec, order, limit, hint, cached=not explaining)
     # Index keys compare binary, not by the collation: read all of the hinted index, or scan.
     return choose(store, {}, [], 0, hint) if hint is not None else Plan("COLLSCAN")
 
@@ -537,7 +728,7 @@ def _candidates(
     seen: set[int] = set()
     for low, high in plan.ranges:
         start, stop = plan.index.span(low, high)
-        for entry in plan.index.walk(start, stop, False):
+        for entry in plan.index.scan(start, stop, False, plan.check, stats.skipped):
             stats.keys += 1
             seen.add(entry[-1])
     by_seq = store.by_seq
@@ -555,7 +746,10 @@ def _walk_sorted(
     """Walk the ranges in sort order; regroup ties by natural order; stop at ``limit``."""
     assert plan.index is not None
     index, documents, by_seq = plan.index, store._documents, store.by_seq
-    walks = [index.walk(*index.span(low, high), plan.reverse) for low, high in plan.ranges]
+    walks = [
+        index.scan(*index.span(low, high), plan.reverse, plan.check, stats.skipped)
+        for low, high in plan.ranges
+    ]
     if not walks:  # $in: [] matches nothing
         return []
     key = _merge_key(plan.sort_key)
@@ -634,7 +828,7 @@ def explain(
     spec = _mongomock.patch_datetime_awareness_in_document(spec)
     order = normalise_sort(sort)
     wanted = skip + limit if limit else 0
-    plan = _plan(store, spec, order, wanted, collation, hint)
+    plan = _plan(store, spec, order, wanted, collation, hint, explaining=True)
     stats = Stats()
     found = find(
         store, spec, sort=order, limit=wanted, collation=collation, let=let, stats=stats, plan=plan

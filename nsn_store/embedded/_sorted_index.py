@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from itertools import product
 from typing import Any
@@ -36,6 +36,8 @@ from nsn_store.embedded._mongomock import NOTHING, filter_applies, iter_key_cand
 
 Pair = tuple[Any, Any]
 Entry = tuple[Any, ...]
+#: Keep an entry (True), skip it (False) or seek to a probe (an Entry): see SortedIndex.scan.
+Check = Callable[[Entry], "bool | Entry"]
 
 NULL_RANK, NUMBER_RANK, STRING_RANK, OBJECT_RANK, ARRAY_RANK = 5, 10, 15, 20, 25
 BINARY_RANK, OBJECT_ID_RANK, BOOL_RANK, DATE_RANK, REGEX_RANK = 30, 35, 40, 45, 50
@@ -388,3 +390,42 @@ class SortedIndex:
     def walk(self, start: int, stop: int, reverse: bool) -> Iterator[Entry]:
         """Iterate the entries at positions ``[start, stop)``, backwards when ``reverse``."""
         return iter(self.entries.islice(start, stop, reverse=reverse))
+
+    def scan(
+        self,
+        start: int,
+        stop: int,
+        reverse: bool,
+        check: Check | None,
+        skipped: Callable[[], None] = lambda: None,
+    ) -> Iterator[Entry]:
+        """Iterate the entries in ``[start, stop)`` that ``check`` keeps, seeking past the rest.
+
+        ``check(entry)`` returns True to keep the entry, False to skip it, or a
+        probe: then the walk goes on from the first entry at or after the probe
+        (forward walks; a backward walk only skips), as a server's index bounds
+        checker seeks past keys outside the bounds of later fields.
+        """
+        if check is None:
+            yield from self.entries.islice(start, stop, reverse=reverse)
+            return
+        if reverse:
+            for entry in self.entries.islice(start, stop, reverse=True):
+                if check(entry) is True:
+                    yield entry
+                else:
+                    skipped()
+            return
+        position = start
+        while position < stop:
+            resume = stop
+            for offset, entry in enumerate(self.entries.islice(position, stop)):
+                verdict = check(entry)
+                if verdict is True:
+                    yield entry
+                    continue
+                skipped()
+                if verdict is not False:
+                    resume = max(self.entries.bisect_left(verdict), position + offset + 1)
+                    break
+            position = resume

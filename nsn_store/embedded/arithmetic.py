@@ -37,6 +37,7 @@ from nsn_store.jsonschema._bsontypes import (
 
 TYPE_MISMATCH = 14
 OPERATORS = {"$inc": "increment", "$mul": "multiply"}
+TOP_LEVEL = frozenset({"$set", "$unset", *OPERATORS})  # what apply_top_level applies itself
 _RANK = {"int": 0, "long": 1, "double": 2, "decimal": 3}
 _DECIMAL = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN, Emin=-6143, Emax=6144)
 _MISSING = object()
@@ -91,24 +92,48 @@ def resolve(update: Any, document: Mapping[str, Any]) -> Any:
 
 
 def apply_top_level(update: Any, document: Mapping[str, Any], target: dict[str, Any]) -> bool:
-    """Apply an update made only of ``$inc``/``$mul`` on top-level fields to ``target``.
+    """Apply an update of ``$set``/``$unset``/``$inc``/``$mul`` on top-level fields to ``target``.
 
-    Returns False (touching nothing) for any other update, which then goes
-    through :func:`resolve` and mongomock. This is the counters' hot path.
+    ``target`` is a copy of ``document``. A ``$set`` field keeps its place or
+    comes last, an ``$unset`` one goes, as mongomock and a server do; the
+    values are copied by the BSON round trip that follows. Returns False
+    (touching nothing) for any other update (dotted or positional paths, other
+    operators, a field named twice), which then goes through :func:`resolve`
+    and mongomock. This is the hot path of the scheduler's and counters' writes.
     """
     if (
         type(update) is not dict
         or not update
-        or any(op not in OPERATORS or type(fields) is not dict for op, fields in update.items())
+        or any(
+            op not in TOP_LEVEL or type(fields) is not dict or not fields
+            for op, fields in update.items()
+        )
     ):
         return False
     paths = [path for fields in update.values() for path in fields]
-    if len(set(paths)) != len(paths) or any("." in p or "$" in p for p in paths):
+    if len(set(paths)) != len(paths) or not all(_plain_path(p) for p in paths):
         return False
     for operator, fields in update.items():
         for path, operand in fields.items():
-            target[path] = _apply(operator, document.get(path, _MISSING), operand, path, document)
+            if operator == "$set":
+                target[path] = operand
+            elif operator == "$unset":
+                target.pop(path, None)
+            else:
+                target[path] = _apply(
+                    operator, document.get(path, _MISSING), operand, path, document
+                )
     return True
+
+
+def _plain_path(path: Any) -> bool:
+    return (
+        type(path) is str
+        and bool(path)
+        and "." not in path
+        and "$" not in path
+        and ("\x00" not in path)
+    )
 
 
 def _is_mapping(value: Any) -> bool:

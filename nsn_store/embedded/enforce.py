@@ -16,6 +16,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError, WriteError
 
+from nsn_store.embedded._sorted_index import unchanged
 from nsn_store.embedded.keys import field_value, index_keys, plain
 from nsn_store.embedded.store import CollectionOptions, EmbeddedCollectionStore
 
@@ -66,10 +67,24 @@ def check_validation(
     raise WriteError(message, DOCUMENT_VALIDATION_FAILURE, details)
 
 
-def check_unique(store: EmbeddedCollectionStore, new: Mapping[str, Any], key: Any, ns: str) -> None:
-    """Raise DuplicateKeyError if ``new`` (stored under ``key``) breaks a unique index."""
+def check_unique(
+    store: EmbeddedCollectionStore,
+    new: Mapping[str, Any],
+    key: Any,
+    ns: str,
+    old: Mapping[str, Any] | None = None,
+) -> None:
+    """Raise DuplicateKeyError if ``new`` (stored under ``key``) breaks a unique index.
+
+    An update that leaves an index's fields as they were (``old``) keeps the
+    keys the document already held there, so that index needs no check.
+    """
     for name, index in store.indexes.items():
-        if index.get("unique") and store.unique_conflict(name, index_keys(index, new), key):
+        if not index.get("unique"):
+            continue
+        if old is not None and unchanged(store.watched(name), old, new):
+            continue
+        if store.unique_conflict(name, index_keys(index, new), key):
             raise duplicate_key_error(ns, name, index["key"], new)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from itertools import product
 from typing import Any
 
+from nsn_store.embedded._match import compile_simple
 from nsn_store.embedded._mongomock import filter_applies, get_value_by_dot
 
 
@@ -21,13 +22,29 @@ MISSING = _Missing()
 def index_keys(index: Mapping[str, Any], doc: Mapping[str, Any]) -> frozenset[Any]:
     """Return the keys ``doc`` contributes to ``index`` (empty when it is not indexed)."""
     partial = index.get("partialFilterExpression")
-    if partial is not None and not filter_applies(partial, doc):
+    if partial is not None and not _inside(partial, doc):
         return frozenset()
     values = [field_value(doc, field) for field, _ in index["key"]]
     if index.get("sparse") and all(v is MISSING for v in values):
         return frozenset()
     # An array is multikey: each element is a key of its own.
     return frozenset(product(*(_elements(v) for v in values)))
+
+
+_compiled: dict[int, tuple[Mapping[str, Any], Callable[[Mapping[str, Any]], bool]]] = {}
+
+
+def _inside(partial: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
+    """Tell whether ``doc`` matches a partial filter (compiled once per index specification)."""
+    cached = _compiled.get(id(partial))
+    if cached is None or cached[0] is not partial:
+        matcher = compile_simple(partial)
+        if matcher is None:
+            return bool(filter_applies(partial, doc))
+        if len(_compiled) > 1024:
+            _compiled.clear()
+        cached = _compiled[id(partial)] = (partial, matcher)
+    return cached[1](doc)
 
 
 def field_value(doc: Mapping[str, Any], field: str) -> Any:

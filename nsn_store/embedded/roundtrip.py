@@ -53,6 +53,10 @@ ENCODE_OPTIONS: CodecOptions[dict[str, Any]] = DEFAULT_CODEC_OPTIONS
 STORE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     tz_aware=False, datetime_conversion=DatetimeConversion.DATETIME_AUTO
 )
+# A read by a tz_aware client: the same, with UTC-aware datetimes (bson's utc, as mongomock's).
+AWARE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
+    tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_AUTO
+)
 
 
 def encode(document: Mapping[str, Any]) -> bytes:
@@ -63,6 +67,15 @@ def encode(document: Mapping[str, Any]) -> bytes:
 def decode(data: bytes) -> dict[str, Any]:
     """Return the stored form of the BSON document ``data``."""
     return bson.decode(data, codec_options=STORE_OPTIONS)
+
+
+def copy(document: Mapping[str, Any], *, aware: bool) -> dict[str, Any]:
+    """Return a deep copy of a stored document as a read returns it (``aware``: tz-aware dates).
+
+    One BSON round trip in C: stored documents are already in stored form, so
+    this changes nothing but the copy and, when ``aware``, the datetimes' tzinfo.
+    """
+    return bson.decode(encode(document), codec_options=AWARE_OPTIONS if aware else STORE_OPTIONS)
 
 
 def to_stored(document: Mapping[str, Any]) -> tuple[dict[str, Any], int]:

@@ -62,6 +62,7 @@ class EmbeddedCollectionStore(_mongomock.CollectionStore):
         self.options = CollectionOptions()
         self._unique: dict[str, dict[Any, set[Any]]] = {}
         self.sorted_indexes: dict[str, SortedIndex] = {}
+        self.plans: dict[Any, Any] = {}  # the planner's cache, by query shape (see _planner)
         self._seq: dict[Any, int] = {}
         self.by_seq: dict[int, Any] = {}  # the storage key of each sequence number
         self._next_seq = 0
@@ -71,6 +72,7 @@ class EmbeddedCollectionStore(_mongomock.CollectionStore):
 
     def drop(self) -> None:
         super().drop()
+        self.plans = {}
         self.options = CollectionOptions()
         self._unique = {}
         self.sorted_indexes = {}
@@ -79,6 +81,7 @@ class EmbeddedCollectionStore(_mongomock.CollectionStore):
 
     def create_index(self, index_name: str, index_dict: dict[str, Any]) -> None:
         super().create_index(index_name, index_dict)
+        self.plans = {}
         self._unique.pop(index_name, None)
         if index_dict.get("unique"):
             entries: dict[Any, set[Any]] = {}
@@ -94,11 +97,13 @@ class EmbeddedCollectionStore(_mongomock.CollectionStore):
 
     def drop_index(self, index_name: str) -> None:
         super().drop_index(index_name)
+        self.plans = {}
         self._unique.pop(index_name, None)
         self.sorted_indexes.pop(index_name, None)
 
     def drop_all_indexes(self) -> None:
         """Drop every index but ``_id``'s."""
+        self.plans = {}
         self.indexes = {}
         self._ttl_indexes = {}
         self._unique = {}
@@ -173,6 +178,10 @@ class EmbeddedCollectionStore(_mongomock.CollectionStore):
         change = next_change(kind, self.name, old, new)
         for subscription in [*self.watchers, *self.database_watchers]:
             subscription.publish(change)
+
+    def watched(self, name: str) -> tuple[str, ...] | None:
+        """Return the top-level fields index ``name``'s keys depend on (None: not that simple)."""
+        return self._watched(name)
 
     def _watched(self, name: str) -> tuple[str, ...] | None:
         index = self.sorted_indexes.get(name)

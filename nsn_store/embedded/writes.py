@@ -106,6 +106,7 @@ class WritePaths:
     codec_options: Any
     _get_dataset: Any
     _copy_only_fields: Any
+    _shown: Any
     _expand_dots: Any
     _discard_operators: Any
     _apply_update_pipeline: Any
@@ -124,7 +125,7 @@ class WritePaths:
         check_validation(store.options, document, old, self.full_name)
         if old is None and key in store:
             raise duplicate_key_error(self.full_name, "_id_", [("_id", 1)], document)
-        check_unique(store, document, key, self.full_name)
+        check_unique(store, document, key, self.full_name, old)
         store.put(key, document, replace=replace)
 
     def _iter_documents(
@@ -426,10 +427,7 @@ class WritePaths:
         """Return ``document`` as a read returns it: projected copy, aware datetimes."""
         if document is None:
             return None
-        shown = self._copy_only_fields(document, projection, dict)
-        if self.codec_options.tz_aware:
-            shown = _mongomock.make_datetime_timezone_aware_in_document(shown)
-        return shown
+        return self._shown(document, projection, bool(self.codec_options.tz_aware))
 
 
 class _Change:
