@@ -1,6 +1,7 @@
 """Index specifications checked as ``createIndexes`` checks them.
 
-The conflict rules follow the server's (docs/mongodb-semantics.md §6.1, §6.2):
+The conflict rules follow the server's (MongoDB manual, createIndexes, "Behavior":
+https://www.mongodb.com/docs/manual/reference/command/createIndexes/):
 the key pattern and the identifying options (``unique``, ``sparse``,
 ``partialFilterExpression``, ``collation``) decide whether two indexes are the
 same index; other options (``expireAfterSeconds``, ``hidden``) only make them

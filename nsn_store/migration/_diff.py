@@ -7,7 +7,8 @@ or the differences ``status``/``verify`` report (:func:`collection_status`);
 :func:`after_step` tells what a collection looks like once a step is applied, so a
 plan can walk several migrations before any of them runs.
 
-Indexes are compared as the server does (mongodb-semantics.md §6.2): the key as
+Indexes are compared as the server does (MongoDB manual, createIndexes,
+"Index Options" and "Behavior"): the key as
 ordered ``(field, direction)`` pairs, because ``{a: 1, b: 1}`` and ``{b: 1, a: 1}``
 serve different queries, plus the options with the bookkeeping fields (``v``,
 ``ns``, ``background``) dropped and an absent ``unique``/``sparse`` taken as false.

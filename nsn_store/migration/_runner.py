@@ -5,7 +5,8 @@ sync database (``init_schema(db)`` returns the result) or an async one (PyMongo
 async, Motor, the embedded async client: ``await init_schema(db)``). The
 runners make every driver call and translate driver errors.
 
-Upgrading follows the idempotent recipe of mongodb-semantics.md §5 for each
+Upgrading follows an idempotent recipe (MongoDB manual, db.createCollection
+and createIndexes: https://www.mongodb.com/docs/manual/reference/command/createIndexes/) for each
 migration of the chain in turn (see :mod:`nsn_store.migration._chain` for which
 steps each migration takes): create the absent collections with their
 options, ``collMod`` the ones whose validator or validation options differ,

@@ -1,7 +1,7 @@
 """Pydantic models of the collections: the twelve of migration 0001, the three of 0002.
 
-Field names are the camelCase names of the data model (``docs/`` and the
-README's schema section). The models are the
+Field names are the camelCase names of the data model (the README's Schema
+section). The models are the
 single declaration from which the ``$jsonSchema`` validators are generated
 (:mod:`nsn_store.schema._validators`), so every constraint written here (types, enums,
 bounds, lengths, patterns) also holds on the server.
@@ -349,7 +349,7 @@ class AIPreview(Document):
     userId: ObjectIdType | None = Field(default=None, description="user who asked")
     tokens: Tokens | None = Field(default=None, description="text streamed so far")
     createdAt: UtcDatetime = Field(description="creation time (UTC)")
-    # Addition to data-model.md: previews change while streaming, and the
+    # Addition to the data model: previews change while streaming, and the
     # convention is that documents that change carry updatedAt.
     updatedAt: UtcDatetime | None = Field(default=None, description="last change (UTC)")
 

@@ -10,7 +10,7 @@ refuses (``type: integer``, ``$ref``, ``$defs``, ``default``, ``anyOf`` with
 - ``required`` for every field that is not optional (fields with a default
   are required too: :meth:`Document.to_document` always writes them);
 - optional fields may be absent but are never typed ``null``, so an explicit
-  null is refused, as ``data-model.md`` asks;
+  null is refused, as the data model asks;
 - ``additionalProperties: false`` everywhere a model is described, with
   ``_id`` listed at the top level (otherwise every document is refused).
 
