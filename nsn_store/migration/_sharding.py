@@ -29,9 +29,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pymongo.errors import PyMongoError
-
-from nsn_store.errors import ConfigurationError, InvalidArgumentError, translate
+from nsn_store._flow import Flow, Op, command, run
+from nsn_store.errors import ConfigurationError, InvalidArgumentError
 from nsn_store.schema._registry import SCHEMA, CollectionSpec, Schema
 
 logger = logging.getLogger(__name__)
@@ -233,13 +232,13 @@ def shard_commands(database: str, plan: ShardPlan) -> list[dict[str, Any]]:
                     "$db": database,
                 }
             )
-        command: dict[str, Any] = {
+        shard: dict[str, Any] = {
             "shardCollection": f"{database}.{choice.collection}",
             "key": dict(choice.key),
         }
         if choice.unique:
-            command["unique"] = True
-        commands.append(command)
+            shard["unique"] = True
+        commands.append(shard)
     return commands
 
 
@@ -261,8 +260,8 @@ def apply_shard_plan(
     if dry_run:
         return ShardResult(name, commands, applied=False, plan=plan)
     require_mongos(client)
-    for command in commands:
-        _run(client, command)
+    for admin_command in commands:
+        _run(client, admin_command)
     return ShardResult(name, commands, applied=True, plan=plan)
 
 
@@ -330,15 +329,16 @@ def _check_plan(plan: Any) -> ShardPlan:
     return plan
 
 
-def _run(client: Any, command: Mapping[str, Any]) -> None:
-    body = {k: v for k, v in command.items() if k != "$db"}
-    target = client[command["$db"]] if "$db" in command else client.admin
+def _run(client: Any, document: Mapping[str, Any]) -> None:
+    body = {k: v for k, v in document.items() if k != "$db"}
+    target = client[document["$db"]] if "$db" in document else client.admin
     logger.info("running %s", body)
-    try:
-        target.command(body)
-    except PyMongoError as exc:
-        collection = body.get("createIndexes") or body.get("shardCollection")
-        raise translate(exc, collection=collection) from exc
+    run(target, _one(command(body)))
+
+
+def _one(op: Op) -> Flow[Any]:
+    """The flow of one admin command (the runner translates its errors)."""
+    return (yield op)
 
 
 def _client_and_name(client_or_db: Any, database: str | None) -> tuple[Any, str]:
@@ -360,10 +360,7 @@ def require_mongos(client: Any) -> None:
     A mongos answers ``hello`` with ``msg: "isdbgrid"`` (MongoDB manual, "hello");
     a replica set, a standalone and the embedded database do not.
     """
-    try:
-        reply = client.admin.command("hello")
-    except PyMongoError as exc:
-        raise translate(exc) from exc
+    reply = run(client.admin, _one(command({"hello": 1})))
     if reply.get("msg") != "isdbgrid":
         raise ConfigurationError(
             "not a sharded cluster (mongos): connect to a mongos router to apply the plan"
