@@ -173,6 +173,9 @@ class CrudApi:
         """Return ``document`` as a read returns it: a projected copy, aware datetimes if asked."""
         if projection is None:
             return roundtrip.copy(document, aware=aware)
+        projected = simple_projection(document, projection)
+        if projected is not None:
+            return roundtrip.copy(projected, aware=aware)
         shown = self._copy_only_fields(document, projection, dict)
         return _mongomock.make_datetime_timezone_aware_in_document(shown) if aware else shown
 
@@ -610,6 +613,39 @@ def distinct_values(documents: list[Any], key: str, collation: Any) -> list[Any]
     return sorted(
         values, key=lambda v: _mongomock.BsonComparable(_collation.sort_key(collation, v))
     )
+
+
+def simple_projection(document: Mapping[str, Any], projection: Any) -> dict[str, Any] | None:
+    """Return ``document`` under a projection of top-level fields, as mongomock projects it.
+
+    Only a dict of plain field names set to 0/1 (``_id`` apart, as mongomock
+    reads it); the values are not copied (the caller copies). Included fields
+    come in document order and ``_id`` after them, excluded fields are left
+    out in place, as mongomock's ``_copy_only_fields`` does. None for any other
+    projection (dotted paths, operators, mixed), which mongomock handles.
+    """
+    if type(projection) is not dict or not projection:
+        return None
+    rest = {}
+    for name, flag in projection.items():
+        if type(name) is not str or "." in name or name.startswith("$") or flag not in (0, 1):
+            return None
+        if name != "_id":
+            rest[name] = flag
+    keep = projection.get("_id", 1)
+    if len(set(rest.values())) > 1:
+        return None  # mongomock's own error for a mixed projection
+    if rest and next(iter(rest.values())):
+        shown = {k: v for k, v in document.items() if k in rest and k != "_id"}
+        if keep != 0 and "_id" in document:
+            shown["_id"] = document["_id"]
+        return shown
+    if not rest and keep == 1:
+        return {"_id": document["_id"]} if "_id" in document else {}
+    shown = {k: v for k, v in document.items() if k not in rest}
+    if keep == 0:
+        shown.pop("_id", None)
+    return shown
 
 
 def check_collated_pipeline(stages: list[Any]) -> None:

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+
+from bson import ObjectId
 
 T = TypeVar("T")
 
@@ -60,8 +63,50 @@ hashdict: Callable[[Mapping[str, Any]], Any] = _helpers.hashdict
 
 
 def patch_datetime_awareness_in_document(value: T) -> T:
-    """Return ``value`` with aware datetimes as the naive UTC ones mongomock stores."""
-    return cast("T", _helpers.patch_datetime_awareness_in_document(value))
+    """Return ``value`` with aware datetimes as the naive UTC ones mongomock stores.
+
+    mongomock's function, with its work on plain dicts, lists and scalars done
+    here without its ``isinstance`` chain (the same result: new containers,
+    datetimes at millisecond precision in naive UTC); anything else
+    (OrderedDict, SON, subclasses, an empty Timestamp) goes to mongomock's.
+    """
+    return cast("T", _patch(value))
+
+
+def _patch(value: Any) -> Any:
+    kind = type(value)
+    if kind is dict:
+        return {k: _patch(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [_patch(v) for v in value]
+    if kind is datetime:
+        millis = (value.microsecond // 1000) * 1000
+        if value.tzinfo:
+            return (value - value.utcoffset()).replace(tzinfo=None, microsecond=millis)
+        return value.replace(microsecond=millis)
+    if kind in _PLAIN or kind is ObjectId:
+        return value
+    return _helpers.patch_datetime_awareness_in_document(value)
+
+
+def patched_filter(spec: T) -> T:
+    """Return a filter as :func:`patch_datetime_awareness_in_document` does, unchanged
+    (not copied) when it holds no datetime, which is what most filters are."""
+    return patch_datetime_awareness_in_document(spec) if _has_datetime(spec) else spec
+
+
+def _has_datetime(value: Any) -> bool:
+    kind = type(value)
+    if kind is dict:
+        return any(_has_datetime(v) for v in value.values())
+    if kind is list or kind is tuple:
+        return any(_has_datetime(v) for v in value)
+    if kind in _PLAIN:
+        return False
+    return isinstance(value, (datetime, Mapping, list, tuple))
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None), bytes})
 
 
 def make_datetime_timezone_aware_in_document(value: T) -> T:

@@ -6,7 +6,8 @@ command that writes finishes (and at checkpoints of long-running commands).
 
 - **Format**: a stream of BSON documents (``bson.decode_file_iter``): a header
   ``{format, version}``, then per collection one record of its options and
-  indexes, then one record per document. BSON keeps every type a server keeps.
+  indexes, then one record per document, in natural (insertion) order, which
+  a reload keeps. BSON keeps every type a server keeps.
 - **Atomic saves**: written to a temporary file in the same folder, flushed and
   ``fsync``-ed, then renamed over the old file (``os.replace``), and the folder
   is ``fsync``-ed. A process killed mid-save leaves the previous state intact.
@@ -175,7 +176,9 @@ def _records(client: Any) -> Iterator[dict[str, Any]]:
                     "indexes": indexes,
                 }
             }
-            for document in collection.find({}).sort("_id", 1):
+            # Natural order: loading inserts in file order, so it survives a reload,
+            # as a server keeps it across a restart (and no sort is needed).
+            for document in collection.find({}):
                 yield {"document": document}
 
 

@@ -351,14 +351,18 @@ def _checker(
     before (as a server's index bounds checker does). A range is only checked
     on a field holding no values the entries cannot order.
     """
-    checks = []
+    checks: list[_FieldCheck] = []
     for i, name in enumerate(index.fields):
         if name in found or name not in conds:
             continue
         bounds = field_bounds(conds[name], bool(index.multikey[i]))
         if bounds is None or (bounds.points is None and index.complex[i]):
             continue
-        checks.append(_FieldCheck(i, bounds, index.directions[i] < 0))
+        field_check = _FieldCheck(i, bounds, index.directions[i] < 0)
+        before = checks[-1] if checks else None
+        if before is not None and before.offset == 2 * (i - 1) and before.points is not None:
+            field_check.previous = before  # past this field's bounds: the next point before it
+        checks.append(field_check)
     if not checks:
         return None
 
@@ -375,9 +379,19 @@ def _checker(
 class _FieldCheck:
     """One field's bounds, tested on an entry, with the probe that seeks past a miss."""
 
-    __slots__ = ("descending", "high", "low", "offset", "points", "rank", "sorted_points")
+    __slots__ = (
+        "descending",
+        "high",
+        "low",
+        "offset",
+        "points",
+        "previous",
+        "rank",
+        "sorted_points",
+    )
 
     def __init__(self, position: int, bounds: Bounds, descending: bool) -> None:
+        self.previous: _FieldCheck | None = None  # the points check of the field just before
         self.offset = 2 * position
         self.descending = descending
         self.points = None if bounds.points is None else frozenset(bounds.points)
@@ -412,17 +426,29 @@ class _FieldCheck:
         return True
 
     def _next_point(self, entry: Entry, pair: Pair) -> Entry:
-        prefix = entry[: self.offset]
         following = bisect.bisect_right(self.sorted_points, pair)
         if following < len(self.sorted_points):
-            return (*prefix, *self.sorted_points[following])
-        return (*prefix, TOP)
+            return (*entry[: self.offset], *self.sorted_points[following])
+        return self._beyond(entry)
+
+    def _beyond(self, entry: Entry) -> Entry:
+        """Return the probe past every key with ``entry``'s values before this field.
+
+        When the field before is a points field (ascending), that is its next
+        point (or past the field before it, and so on), not merely its next
+        value: one seek instead of two per exhausted combination.
+        """
+        previous = self.previous
+        if previous is None or previous.descending or self.descending:
+            return (*entry[: self.offset], TOP)
+        pair = (entry[previous.offset], entry[previous.offset + 1])
+        return previous._next_point(entry, pair)
 
     def _past_range(self, entry: Entry, rank: int, value: Any) -> Entry:
         prefix = entry[: self.offset]
         below = rank < self.rank or (rank == self.rank and not self._above(value))
         if not below:
-            return (*prefix, TOP)
+            return self._beyond(entry)
         if self.low is None:
             return (*prefix, self.rank)
         (_, low), inclusive = self.low
@@ -562,12 +588,9 @@ def _shape(conds: Mapping[str, list[Any]]) -> tuple[Any, ...]:
 
 
 def _kind(condition: Any) -> Any:
-    if not _is_operators(condition):
-        return "doc" if isinstance(condition, (Mapping, list, tuple)) else type(condition)
-    return tuple(
-        (op, len(value) if isinstance(value, (list, tuple)) else type(value))
-        for op, value in condition.items()
-    )
+    # The operators (or a sub-document's fields) and nothing of the values: a cached
+    # plan is re-planned when these values make its index unusable (see _Cached).
+    return tuple(condition) if type(condition) is dict else type(condition)
 
 
 def _cheapest(
@@ -645,7 +668,7 @@ def find(
     (:mod:`._variables`) and ``hint`` (an index name) are already checked.
     The caller holds the store lock.
     """
-    spec = _mongomock.patch_datetime_awareness_in_document(spec)
+    spec = _mongomock.patched_filter(spec)
     order = normalise_sort(sort)
     matches = compile_filter(spec, collation=collation, let=let)
     stats = stats if stats is not None else Stats()

@@ -37,7 +37,8 @@ from nsn_store.jsonschema._bsontypes import (
 
 TYPE_MISMATCH = 14
 OPERATORS = {"$inc": "increment", "$mul": "multiply"}
-TOP_LEVEL = frozenset({"$set", "$unset", *OPERATORS})  # what apply_top_level applies itself
+# What apply_top_level applies itself ($setOnInsert: nothing, the document exists).
+TOP_LEVEL = frozenset({"$set", "$unset", "$push", "$setOnInsert", *OPERATORS})
 _RANK = {"int": 0, "long": 1, "double": 2, "decimal": 3}
 _DECIMAL = decimal.Context(prec=34, rounding=decimal.ROUND_HALF_EVEN, Emin=-6143, Emax=6144)
 _MISSING = object()
@@ -92,14 +93,36 @@ def resolve(update: Any, document: Mapping[str, Any]) -> Any:
 
 
 def apply_top_level(update: Any, document: Mapping[str, Any], target: dict[str, Any]) -> bool:
-    """Apply an update of ``$set``/``$unset``/``$inc``/``$mul`` on top-level fields to ``target``.
+    """Apply an update of ``$set``/``$unset``/``$inc``/``$mul``/``$push`` on top-level fields.
 
-    ``target`` is a copy of ``document``. A ``$set`` field keeps its place or
-    comes last, an ``$unset`` one goes, as mongomock and a server do; the
-    values are copied by the BSON round trip that follows. Returns False
-    (touching nothing) for any other update (dotted or positional paths, other
-    operators, a field named twice), which then goes through :func:`resolve`
+    ``target`` is a shallow copy of ``document`` (an existing document: a
+    ``$setOnInsert`` does nothing). A ``$set`` field keeps its place or comes
+    last, an ``$unset`` one goes; ``$push`` appends (``$each`` and ``$slice``
+    as mongomock applies them) to a new list; the values are copied by the BSON
+    round trip that follows. Returns False (touching nothing) for any other
+    update (see :func:`top_level`), which then goes through :func:`resolve`
     and mongomock. This is the hot path of the scheduler's and counters' writes.
+    """
+    if not top_level(update, document):
+        return False
+    # The order mongomock applies them in: $inc/$mul as the $set resolve() makes of them.
+    for operator, fields in resolve(update, document).items():
+        for path, operand in fields.items():
+            if operator == "$set":
+                target[path] = operand
+            elif operator == "$unset":
+                target.pop(path, None)
+            elif operator == "$push":
+                target[path] = _pushed(document.get(path, _MISSING), operand)
+    return True
+
+
+def top_level(update: Any, document: Mapping[str, Any]) -> bool:
+    """Tell whether :func:`apply_top_level` applies ``update`` to ``document``.
+
+    Only top-level fields, each named once, by the operators of
+    :data:`TOP_LEVEL`; a ``$push`` only onto an array (or a missing field)
+    with no modifier but ``$each``/``$slice``. Anything else is mongomock's.
     """
     if (
         type(update) is not dict
@@ -113,17 +136,30 @@ def apply_top_level(update: Any, document: Mapping[str, Any], target: dict[str, 
     paths = [path for fields in update.values() for path in fields]
     if len(set(paths)) != len(paths) or not all(_plain_path(p) for p in paths):
         return False
-    for operator, fields in update.items():
-        for path, operand in fields.items():
-            if operator == "$set":
-                target[path] = operand
-            elif operator == "$unset":
-                target.pop(path, None)
-            else:
-                target[path] = _apply(
-                    operator, document.get(path, _MISSING), operand, path, document
-                )
-    return True
+    pushes = update.get("$push", {})
+    return all(_pushable(document.get(path, _MISSING), pushes[path]) for path in pushes)
+
+
+def _pushable(current: Any, operand: Any) -> bool:
+    """Tell whether :func:`_pushed` applies this ``$push`` exactly as mongomock would."""
+    if current is not _MISSING and type(current) is not list:
+        return False
+    if not _is_mapping(operand) or not any(str(k).startswith("$") for k in operand):
+        return True  # a value (a sub-document included) is appended as it is
+    if set(operand) - {"$each", "$slice"} or "$each" not in operand:
+        return False
+    return isinstance(operand["$each"], list) and type(operand.get("$slice", 0)) is int
+
+
+def _pushed(current: Any, operand: Any) -> list[Any]:
+    values = [] if current is _MISSING else list(current)
+    if not _is_mapping(operand) or "$each" not in operand:
+        return [*values, operand]
+    values += operand["$each"]
+    if "$slice" in operand:
+        size = operand["$slice"]
+        values = values[size:] if size < 0 else values[:size]
+    return values
 
 
 def _plain_path(path: Any) -> bool:

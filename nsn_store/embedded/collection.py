@@ -75,6 +75,9 @@ def _operation(method: F) -> F:
         bypass = bool(
             kwargs.get("bypass_document_validation") or kwargs.get("bypassDocumentValidation")
         )
+        if not bypass:  # bypassing(False) keeps what an enclosing call set: skip it
+            with self._db_store.lock:
+                return method(self, *args, **kwargs)
         with self._db_store.lock, bypassing(bypass):
             return method(self, *args, **kwargs)
 

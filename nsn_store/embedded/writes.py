@@ -223,12 +223,15 @@ class WritePaths:
         array_filters: Any = None,
         command: str | None = "update",
         sort: Any = None,
+        found: list[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
         """Update (or upsert) documents; ``command`` names the client-side size check, if any.
 
         ``collation``, ``let``, ``hint`` and ``array_filters`` are PyMongo's
-        arguments, checked here as PyMongo and a server check them.
+        arguments, checked here as PyMongo and a server check them. ``found``:
+        the documents ``spec`` selects, already read under the same lock (by
+        findAndModify), so they are not looked up again.
         """
         refuse_unsupported(session=session)
         refuse_update_sort(sort)
@@ -239,7 +242,7 @@ class WritePaths:
         parsed = _collation.parse(collation)
         variables = _variables.check(let)
         index = self._hint(hint, command="update")
-        spec = _mongomock.patch_datetime_awareness_in_document(spec)
+        spec = _mongomock.patched_filter(spec)
         document = _mongomock.patch_datetime_awareness_in_document(self._with_clock(document))
         if isinstance(document, list):
             document = _pipeline_update(document, variables, array_filters)
@@ -254,9 +257,10 @@ class WritePaths:
             _array_filters.check(document, matchers)
         change = _Change(document, matchers if positional else None)
         matched = modified = 0
-        found = self._iter_documents(
-            spec, 0 if multi else 1, collation=parsed, let=variables, hint=index
-        )
+        if found is None:
+            found = self._iter_documents(
+                spec, 0 if multi else 1, collation=parsed, let=variables, hint=index
+            )
         for stored in found:
             matched += 1
             modified += self._update_one_document(stored, spec, change)
@@ -275,13 +279,16 @@ class WritePaths:
 
     def _update_one_document(self, stored: dict[str, Any], spec: Any, change: _Change) -> int:
         before = roundtrip.encode(stored)
-        new = roundtrip.decode(before)  # a deep copy, faster than deepcopy
         document = change.for_document(stored)
         if change.replacement:
             new = _replaced(stored, document)
         elif not document:
             return 0  # positional paths that match no element change nothing
-        elif not arithmetic.apply_top_level(document, stored, new):
+        elif arithmetic.top_level(document, stored):
+            new = dict(stored)  # only top-level fields are replaced: a shallow copy will do
+            arithmetic.apply_top_level(document, stored, new)
+        else:
+            new = roundtrip.decode(before)  # a deep copy (mongomock updates in place)
             self._apply_update(new, spec, arithmetic.resolve(document, stored), was_insert=False)
         if isinstance(document, list) and "_id" not in new:
             new = {"_id": stored["_id"], **new}  # a pipeline's result keeps the _id
@@ -358,7 +365,7 @@ class WritePaths:
         parsed = _collation.parse(collation)
         variables = _variables.check(let)
         index = self._hint(hint, command="delete")
-        filter = _mongomock.patch_datetime_awareness_in_document(filter)
+        filter = _mongomock.patched_filter(filter)
         doomed = self._iter_documents(
             filter, 0 if multi else 1, collation=parsed, let=variables, hint=index
         )
@@ -415,6 +422,7 @@ class WritePaths:
                 let=let,
                 array_filters=array_filters,
                 collation=collation if target is None else None,
+                found=None if target is None else [target],
             )
         except WriteError as error:
             raise command_error(error) from None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import mongomock
@@ -538,3 +538,24 @@ def test_a_unique_key_upsert_reads_one_index_entry() -> None:
     query = {"tenantId": "t", "metric": "m", "shard": 7}
     stats = coll.find(query).explain()["executionStats"]
     assert (stats["totalKeysExamined"], stats["totalDocsExamined"]) == (1, 1)
+
+
+def test_a_walk_seeks_past_keys_outside_the_later_fields_bounds() -> None:
+    # The scheduler's fairness probe: the first tenant after one, with a due message.
+    # Each tenant holds sent and future messages only, but the last: the walk must
+    # seek past them (a few keys per tenant), not read them all, and find what a scan finds.
+    coll = EmbeddedClient()["t"]["probe"]
+    coll.create_index([("t", 1), ("s", 1), ("d", 1)], name="by_t")
+    now, docs = datetime(2026, 1, 1, tzinfo=timezone.utc), []
+    for t in range(50):
+        docs += [{"t": t, "s": "sent", "d": now - timedelta(seconds=k)} for k in range(30)]
+        docs += [{"t": t, "s": "scheduled", "d": now + timedelta(seconds=k + 1)} for k in range(9)]
+        docs.append({"t": t, "s": "processing", "d": now})
+    docs.append({"t": 49, "s": "scheduled", "d": now - timedelta(seconds=5)})
+    coll.insert_many(docs)
+    spec = {"t": {"$gt": 0}, "s": "scheduled", "d": {"$lte": now}}
+    cursor = coll.find(spec).sort([("t", 1), ("s", 1), ("d", 1)]).limit(1)
+    assert [(d["t"], d["d"]) for d in cursor.clone()] == [(49, now - timedelta(seconds=5))]
+    stats = cursor.explain()["executionStats"]
+    assert stats["totalKeysExamined"] <= 3 * 50  # not the 2,000 keys of those tenants
+    assert stats["totalDocsExamined"] == 1
