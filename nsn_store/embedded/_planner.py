@@ -139,11 +139,14 @@ def conditions(spec: Mapping[str, Any]) -> dict[str, list[Any]]:
 
 
 def _is_operators(condition: Any) -> bool:
-    return (
-        isinstance(condition, Mapping)
-        and bool(condition)
-        and all(str(k).startswith("$") for k in condition)
-    )
+    if type(condition) is not dict and not isinstance(condition, Mapping):
+        return False
+    if not condition:
+        return False
+    for key in condition:  # a loop, not all(...): this runs for every condition of every query
+        if not (key.startswith("$") if type(key) is str else str(key).startswith("$")):
+            return False
+    return True
 
 
 def field_bounds(conds: Sequence[Any], multikey: bool) -> Bounds | None:

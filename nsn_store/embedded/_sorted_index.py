@@ -217,7 +217,7 @@ def unchanged(
 _FAST = (str, int, float, bool, ObjectId, datetime)
 
 
-def _exists_fields(partial: Mapping[str, Any] | None) -> tuple[str, ...] | None:
+def _exists_fields(partial: Mapping[str, Any] | None) -> frozenset[str] | None:
     """Return the fields of a partial filter made only of top-level ``{f: {$exists: true}}``."""
     if not partial:
         return None
@@ -232,7 +232,7 @@ def _exists_fields(partial: Mapping[str, Any] | None) -> tuple[str, ...] | None:
         ):
             return None
         names.append(str(name))
-    return tuple(names)
+    return frozenset(names)
 
 
 class Held:
@@ -307,7 +307,7 @@ class SortedIndex:
     def _inside(self, doc: Mapping[str, Any]) -> bool:
         """Tell whether ``doc`` matches the partial filter (top-level ``$exists``: no matcher)."""
         if self._exists_only is not None:
-            return all(name in doc for name in self._exists_only)
+            return self._exists_only <= doc.keys()  # in C: this runs on every write
         assert self.partial is not None
         return bool(filter_applies(self.partial, doc))
 
@@ -329,6 +329,8 @@ class SortedIndex:
         return tuple(entry)
 
     def _count(self, held: Held, step: int) -> None:
+        if held.multikey is self._no_flags and held.complex is self._no_flags:
+            return  # one scalar entry: nothing to count
         for i, (many, odd) in enumerate(zip(held.multikey, held.complex, strict=True)):
             self.multikey[i] += step * many
             self.complex[i] += step * odd
