@@ -232,6 +232,8 @@ def database_name(uri: str | None = None) -> str:
         path = unquote(_embedded_target(resolved)[1].lstrip("/"))
     elif scheme in SERVER_SCHEMES:
         path = unquote_plus(resolved.partition("://")[2].partition("?")[0].partition("/")[2])
+        check_database_name(path or DEFAULT_DATABASE, uri=resolved)
+        _check_splits(resolved)
     else:
         shown = f"scheme {scheme!r}" if scheme else "no scheme"
         raise ConfigurationError(
@@ -332,6 +334,24 @@ def describe_host(db: Database[Any]) -> str:
     if address is None:
         return ",".join(f"{h}:{p}" for h, p in sorted(db.client.nodes)) or "unknown"
     return f"{address[0]}:{address[1]}"
+
+
+def _check_splits(uri: str) -> None:
+    """Refuse a server URI the driver cannot split into hosts, database and options.
+
+    Read without the driver (``shard --dry-run`` never connects), such a URI
+    would yield a database name cut out of an unescaped password, and that name
+    is printed. PyMongo's own parser decides, as it would when connecting; a
+    ``+srv`` URI is split as its ``mongodb://`` spelling, so no DNS lookup runs.
+    """
+    try:
+        uri_parser.parse_uri("mongodb://" + uri.partition("://")[2], validate=False)
+    except (pymongo_errors.InvalidURI, ValueError) as exc:
+        raise InvalidArgumentError(
+            f"uri is not a MongoDB URI the driver accepts ({mask_text(str(exc), uri)}); "
+            "percent-encode '/', '?', '@' and ':' in the user name and password",
+            argument="uri",
+        ) from None
 
 
 def _check_uri(uri: str) -> str:

@@ -270,3 +270,13 @@ def test_an_unparsable_embedded_host_is_refused_without_quoting_it() -> None:
     with pytest.raises(ConfigurationError, match="neither a name nor an") as caught:
         connect("mongomock://app:Zk4qSecretA][Qm7wSecretB127.0.0.1:1/nsn")
     assert "Secret" not in str(caught.value)
+
+
+def test_a_password_with_an_unescaped_slash_never_becomes_the_database_name() -> None:
+    """Read without the driver, the tail of such a password looked like the database name
+    (``shard --dry-run`` printed it); the driver's own split refuses the URI instead."""
+    uri = "mongodb://app:Zk4qSecretA/Qm7wSecretB?@127.0.0.1:1/nsn"
+    with pytest.raises(InvalidArgumentError) as refused:
+        connection.database_name(uri)
+    assert refused.value.argument == "uri"
+    assert "Qm7wSecretB" not in str(refused.value) and "Zk4qSecretA" not in str(refused.value)
