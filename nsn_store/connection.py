@@ -345,7 +345,9 @@ def _check_splits(uri: str) -> None:
     ``+srv`` URI is split as its ``mongodb://`` spelling, so no DNS lookup runs.
     """
     try:
-        uri_parser.parse_uri("mongodb://" + uri.partition("://")[2], validate=False)
+        with warnings.catch_warnings():  # options are the driver's to warn about, when it connects
+            warnings.simplefilter("ignore")
+            uri_parser.parse_uri("mongodb://" + uri.partition("://")[2], validate=False)
     except (pymongo_errors.InvalidURI, ValueError) as exc:
         raise InvalidArgumentError(
             f"uri is not a MongoDB URI the driver accepts ({mask_text(str(exc), uri)}); "
