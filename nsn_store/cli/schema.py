@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from pymongo.database import Database
@@ -352,24 +352,41 @@ def _confirm_apply(db: Database[Any], steps: list[Step]) -> None:
         raise click.exceptions.Exit(EXIT_DIFFERENCES)
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _migration_options(validator: str) -> Callable[[F], F]:
+    """The options every migration command takes: --allow-moderate and --lock-timeout.
+
+    ``validator`` says which validator existing documents may fail ("changed" for
+    upgrades, "restored" for downgrades).
+    """
+    moderate = click.option(
+        "--allow-moderate",
+        is_flag=True,
+        help=f"When existing documents fail a {validator} validator, apply it with "
+        "validationLevel 'moderate' instead of stopping.",
+    )
+    timeout = click.option(
+        "--lock-timeout",
+        type=FiniteFloatRange(0, 86_400),
+        default=migration.DEFAULT_LOCK_TIMEOUT,
+        show_default=True,
+        help="Seconds to wait for another migration run to finish.",
+    )
+
+    def decorate(command: F) -> F:
+        return moderate(timeout(command))
+
+    return decorate
+
+
 @click.command("init", cls=Command)
 @uri_option
 @json_option
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
-@click.option(
-    "--allow-moderate",
-    is_flag=True,
-    help="When existing documents fail a changed validator, apply it with "
-    "validationLevel 'moderate' instead of stopping.",
-)
-@click.option(
-    "--lock-timeout",
-    type=FiniteFloatRange(0, 86_400),
-    default=migration.DEFAULT_LOCK_TIMEOUT,
-    show_default=True,
-    help="Seconds to wait for another init run to finish.",
-)
+@_migration_options("changed")
 def init_command(
     uri: str | None,
     as_json: bool,
@@ -423,28 +440,13 @@ def _upgrade(
     emit(result, as_json, render_result)
 
 
-_TARGET_HELP = "a migration id, a unique prefix of one (0001), head or base"
-
-
 @click.command("upgrade", cls=Command)
 @click.argument("target", required=False, default=None, metavar="[TARGET]")
 @uri_option
 @json_option
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and write nothing.")
-@click.option(
-    "--allow-moderate",
-    is_flag=True,
-    help="When existing documents fail a changed validator, apply it with "
-    "validationLevel 'moderate' instead of stopping.",
-)
-@click.option(
-    "--lock-timeout",
-    type=FiniteFloatRange(0, 86_400),
-    default=migration.DEFAULT_LOCK_TIMEOUT,
-    show_default=True,
-    help="Seconds to wait for another migration run to finish.",
-)
+@_migration_options("changed")
 def upgrade_command(
     target: str | None,
     uri: str | None,
@@ -468,19 +470,7 @@ def upgrade_command(
 @json_option
 @click.option("--yes", "-y", is_flag=True, help="Downgrade without asking for the database name.")
 @click.option("--dry-run", is_flag=True, help="Print what would be undone and write nothing.")
-@click.option(
-    "--allow-moderate",
-    is_flag=True,
-    help="When existing documents fail a restored validator, apply it with "
-    "validationLevel 'moderate' instead of stopping.",
-)
-@click.option(
-    "--lock-timeout",
-    type=FiniteFloatRange(0, 86_400),
-    default=migration.DEFAULT_LOCK_TIMEOUT,
-    show_default=True,
-    help="Seconds to wait for another migration run to finish.",
-)
+@_migration_options("restored")
 def downgrade_command(
     target: str,
     uri: str | None,
