@@ -26,11 +26,15 @@ manual, "BSON Document Size"; server ``insert.cpp`` ``fixDocumentForInsert``,
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import bson
+from bson import Binary, Decimal128, Int64, MaxKey, MinKey, ObjectId
 from bson.codec_options import DEFAULT_CODEC_OPTIONS, CodecOptions, DatetimeConversion
+from bson.datetime_ms import DatetimeMS
 from bson.timestamp import Timestamp
+from bson.tz_util import utc
 from pymongo.errors import DocumentTooLarge, WriteError
 
 from nsn_store.embedded._mongomock import get_current_timestamp
@@ -57,6 +61,13 @@ STORE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
 AWARE_OPTIONS: CodecOptions[dict[str, Any]] = CodecOptions(
     tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_AUTO
 )
+# The stored types a read may share with the store: no caller can change them.
+# Naive datetimes too, unless the read is tz-aware (then _copy_value replaces them).
+_SHARED_AWARE = frozenset(
+    {str, int, float, bool, type(None), bytes, ObjectId, Int64, Binary, Decimal128, Timestamp}
+    | {MinKey, MaxKey, DatetimeMS}
+)
+_SHARED = _SHARED_AWARE | {datetime}
 
 
 def encode(document: Mapping[str, Any]) -> bytes:
@@ -72,10 +83,49 @@ def decode(data: bytes) -> dict[str, Any]:
 def copy(document: Mapping[str, Any], *, aware: bool) -> dict[str, Any]:
     """Return a deep copy of a stored document as a read returns it (``aware``: tz-aware dates).
 
-    One BSON round trip in C: stored documents are already in stored form, so
-    this changes nothing but the copy and, when ``aware``, the datetimes' tzinfo.
+    Stored documents are already in stored form, so a BSON round trip would
+    change nothing but the copy and, when ``aware``, the datetimes' tzinfo.
+    Documents and arrays are copied; values of the immutable BSON types are
+    shared (a caller can change none of them); any other value (``Regex``,
+    ``Code``, ``DBRef``...) takes the BSON round trip. About five times
+    faster than ``bson.decode(bson.encode(...))``, which rebuilds every string.
     """
-    return bson.decode(encode(document), codec_options=AWARE_OPTIONS if aware else STORE_OPTIONS)
+    return _copy_document(document, _SHARED_AWARE if aware else _SHARED)
+
+
+def _copy_document(document: Mapping[str, Any], shared: frozenset[type]) -> dict[str, Any]:
+    copied: dict[str, Any] = {}
+    for key, value in document.items():
+        kind = type(value)
+        if kind in shared:
+            copied[key] = value
+        elif kind is dict:
+            copied[key] = _copy_document(value, shared)
+        elif kind is list:
+            copied[key] = _copy_list(value, shared)
+        else:
+            copied[key] = _copy_value(value, shared is _SHARED_AWARE)
+    return copied
+
+
+def _copy_list(items: list[Any], shared: frozenset[type]) -> list[Any]:
+    return [
+        value
+        if type(value) in shared
+        else _copy_document(value, shared)
+        if type(value) is dict
+        else _copy_list(value, shared)
+        if type(value) is list
+        else _copy_value(value, shared is _SHARED_AWARE)
+        for value in items
+    ]
+
+
+def _copy_value(value: Any, aware: bool) -> Any:
+    if type(value) is datetime:  # only a tz-aware read gets here with one
+        return value.replace(tzinfo=utc)
+    options = AWARE_OPTIONS if aware else STORE_OPTIONS
+    return bson.decode(encode({"v": value}), codec_options=options)["v"]
 
 
 def to_stored(document: Mapping[str, Any]) -> tuple[dict[str, Any], int]:

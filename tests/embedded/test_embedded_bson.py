@@ -13,9 +13,15 @@ import datetime as dt
 import re
 from typing import Any
 
+import bson
 import pytest
-from bson import Binary, Decimal128, Int64, Regex
+from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+from bson.datetime_ms import DatetimeMS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pymongo import UpdateOne
+
+from nsn_store.embedded import roundtrip
 
 UTC = dt.timezone.utc
 
@@ -157,3 +163,61 @@ def test_a_long_that_overflows_is_refused_and_left_unchanged(db: Any) -> None:
     assert caught.value.code == 2
     assert "Failed to apply $inc operations to current value" in str(caught.value)
     assert coll.find_one({"_id": 1}) == {"_id": 1, "n": 2**63 - 1}
+
+
+# A read's copy: shared immutable values, copied containers, the round trip's exact types.
+_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=5).filter(lambda text: "\x00" not in text),
+    st.binary(max_size=4),
+    st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)),
+    st.builds(Binary, st.binary(max_size=4), st.integers(min_value=1, max_value=9)),
+    st.builds(Decimal128, st.decimals(allow_nan=False, places=3).map(str)),
+    st.builds(Regex, st.text(alphabet="ab.*", max_size=3), st.sampled_from(["", "i"])),
+    st.builds(Timestamp, st.integers(0, 2**31), st.integers(0, 2**31)),
+    st.builds(Code, st.text(max_size=3), st.none() | st.just({"x": [1]})),
+    st.builds(DBRef, st.just("c"), st.integers(0, 9), extra=st.just({"k": [1]})),
+    st.builds(ObjectId),
+    st.sampled_from([MinKey(), MaxKey(), DatetimeMS(-(2**62)), Int64(7)]),
+)
+_KEYS = st.text(alphabet="ab$.", max_size=3)
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=5), st.booleans())
+def test_a_reads_copy_is_the_bson_round_trip_without_sharing_a_container(
+    document: dict[str, Any], aware: bool
+) -> None:
+    stored = roundtrip.decode(roundtrip.encode(document))
+    options = roundtrip.AWARE_OPTIONS if aware else roundtrip.STORE_OPTIONS
+    expected = bson.decode(roundtrip.encode(stored), codec_options=options)
+    copied = roundtrip.copy(stored, aware=aware)
+    assert bson.encode(copied) == bson.encode(expected)
+    assert _types(copied) == _types(expected)
+    assert not _shared_containers(copied, stored)
+
+
+def _types(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _types(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_types(item) for item in value]
+    return type(value), getattr(value, "tzinfo", None)
+
+
+def _shared_containers(copied: Any, stored: Any) -> bool:
+    if isinstance(stored, (dict, list, Regex, Code, DBRef)) and copied is stored:
+        return True
+    if isinstance(stored, dict):
+        return any(_shared_containers(copied[key], item) for key, item in stored.items())
+    if isinstance(stored, list):
+        return any(_shared_containers(a, b) for a, b in zip(copied, stored, strict=True))
+    return False
