@@ -9,7 +9,7 @@ mongomock's internal call chain does not pass it down.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -39,27 +39,37 @@ def bypassing(enabled: bool) -> Iterator[None]:
 
 
 def check_validation(
-    options: CollectionOptions, new: Mapping[str, Any], old: Mapping[str, Any] | None, ns: str
-) -> None:
+    options: CollectionOptions,
+    new: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    ns: str,
+    *,
+    changed: Collection[str] | None = None,
+) -> bool:
     """Apply validationLevel/validationAction to a post-image, as the server does.
 
     ``old`` is the stored document for an update, None for an insert (upserts
-    included, which always take the strict path).
+    included, which always take the strict path). ``changed``: the top-level
+    fields an update changed, given only when ``old`` is known to satisfy the
+    validator; then only what those fields decide is checked again (the
+    verdict is the same). Return whether ``new`` is known to satisfy the
+    validator: False when there is none, it was not checked (level ``off``,
+    bypassed) or it failed and was allowed (``moderate``, ``warn``).
     """
     compiled = options.compiled
     if compiled is None or options.level == "off" or _bypass.get():
-        return
-    if compiled.matches(new):
-        return
+        return False
+    if compiled.matches(new) if changed is None else compiled.still_matches(new, changed):
+        return True
     if old is not None and options.level == "moderate" and not compiled.matches(old):
-        return  # moderate: an update of an already invalid document is allowed
+        return False  # moderate: an update of an already invalid document is allowed
     info = compiled.error_info(new)
     if options.action == "warn":
         logger.warning(
             "Document would fail validation",
             extra={"namespace": ns, "document_id": new.get("_id"), "errInfo": info},
         )
-        return
+        return False
     if options.action == "errorAndLog":
         logger.error("Document failed validation", extra={"namespace": ns, "errInfo": info})
     message = "Document failed validation"

@@ -24,10 +24,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from nsn_store.embedded import _mongomock
+from nsn_store.embedded import _mongomock, roundtrip
 from nsn_store.embedded._changes import Subscription, next_change
 from nsn_store.embedded._sorted_index import SortedIndex, unchanged, watched_fields
 from nsn_store.embedded.keys import index_keys
+
+
+def storage_key(doc_id: Any) -> Any:
+    """Return the dict key a document is stored under (its ``_id``, hashable)."""
+    return _mongomock.hashdict(doc_id) if isinstance(doc_id, dict) else doc_id
 
 
 @dataclass
@@ -66,6 +71,8 @@ class EmbeddedCollectionStore(_mongomock.CollectionStore):
         self._seq: dict[Any, int] = {}
         self.by_seq: dict[int, Any] = {}  # the storage key of each sequence number
         self._next_seq = 0
+        self._raw: dict[Any, bytes] = {}  # the BSON of a stored document, when a write had it
+        self._valid: dict[Any, Any] = {}  # the validator a stored document is known to satisfy
         # Change streams: this collection's, and its database's (set by the database store).
         self.watchers: weakref.WeakSet[Subscription] = weakref.WeakSet()
         self.database_watchers: weakref.WeakSet[Subscription] = weakref.WeakSet()
@@ -78,6 +85,8 @@ class EmbeddedCollectionStore(_mongomock.CollectionStore):
         self.sorted_indexes = {}
         self._seq = {}
         self.by_seq = {}
+        self._raw = {}
+        self._valid = {}
 
     def create_index(self, index_name: str, index_dict: dict[str, Any]) -> None:
         super().create_index(index_name, index_dict)
@@ -148,9 +157,29 @@ class EmbeddedCollectionStore(_mongomock.CollectionStore):
     def __setitem__(self, key: Any, val: Any) -> None:
         self.put(key, val)
 
-    def put(self, key: Any, val: Any, *, replace: bool = False) -> None:
-        """Store ``val`` under ``key`` (a change stream sees a replacement if ``replace``)."""
+    def put(
+        self,
+        key: Any,
+        val: Any,
+        *,
+        replace: bool = False,
+        raw: bytes | None = None,
+        valid: Any = None,
+    ) -> None:
+        """Store ``val`` under ``key`` (a change stream sees a replacement if ``replace``).
+
+        ``raw``: ``val``'s BSON, when the write has it (:meth:`raw`); ``valid``:
+        the compiled validator ``val`` is known to satisfy (:meth:`satisfies`).
+        """
         old = self._documents.get(key)
+        if raw is None:
+            self._raw.pop(key, None)
+        else:
+            self._raw[key] = raw
+        if valid is None:
+            self._valid.pop(key, None)
+        else:
+            self._valid[key] = valid
         # An update that leaves an index's fields alone leaves its entries alone.
         moved = [
             name
@@ -173,6 +202,28 @@ class EmbeddedCollectionStore(_mongomock.CollectionStore):
             kind = "insert" if old is None else "replace" if replace else "update"
             self._announce(kind, old, val)
 
+    def raw(self, key: Any) -> bytes:
+        """Return the BSON of the document stored under ``key`` (encoded once, then kept)."""
+        data = self._raw.get(key)
+        if data is None:
+            data = self._raw[key] = roundtrip.encode(self._documents[key])
+        return data
+
+    def raw_of(self, document: Any) -> bytes:
+        """Return the BSON of ``document``: the kept one when it is the stored document."""
+        key = storage_key(document["_id"])
+        if self._documents.get(key) is document:
+            return self.raw(key)
+        return roundtrip.encode(document)
+
+    def raw_documents(self) -> list[bytes]:
+        """Return the BSON of every stored document, in natural order."""
+        return [self.raw(key) for key in self._documents]
+
+    def satisfies(self, key: Any, validator: Any) -> bool:
+        """Tell whether the document under ``key`` is known to satisfy ``validator``."""
+        return validator is not None and self._valid.get(key) is validator
+
     def _announce(self, kind: str, old: Any, new: Any) -> None:
         """Hand one change to every open change stream (the caller holds the server lock)."""
         change = next_change(kind, self.name, old, new)
@@ -191,6 +242,8 @@ class EmbeddedCollectionStore(_mongomock.CollectionStore):
         old = self._documents[key]
         self._track(key, old, add=False)
         del self._documents[key]
+        self._raw.pop(key, None)
+        self._valid.pop(key, None)
         seq = self._seq.pop(key)
         del self.by_seq[seq]
         for index in self.sorted_indexes.values():

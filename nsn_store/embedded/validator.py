@@ -43,7 +43,7 @@ disagreement on the generic keywords fails a test.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from pymongo.errors import OperationFailure
@@ -58,7 +58,7 @@ from nsn_store.jsonschema._checks import (
     is_object,
 )
 from nsn_store.jsonschema._errinfo import explain_schema
-from nsn_store.jsonschema._eval import matches_root
+from nsn_store.jsonschema._eval import field_checks, matches_root
 from nsn_store.jsonschema._node import SchemaNode
 from nsn_store.jsonschema._parse import parse_schema
 
@@ -109,6 +109,20 @@ class CompiledValidator:
     def matches(self, document: Mapping[str, Any]) -> bool:
         """Tell whether ``document`` (with its ``_id``) satisfies the validator."""
         return all(match(document) for match, _ in self._clauses)
+
+    def still_matches(self, document: Mapping[str, Any], changed: Collection[str]) -> bool:
+        """Tell whether ``document`` satisfies the validator, given it did before an update
+        that changed only its top-level fields ``changed``.
+
+        A ``$jsonSchema`` clause re-checks only what those fields decide
+        (:class:`~nsn_store.jsonschema._eval.FieldChecks`); any other clause is
+        evaluated whole. The verdict is always the one :meth:`matches` gives.
+        """
+        for match, _ in self._clauses:
+            recheck = match.recheck if isinstance(match, _SchemaMatch) else None
+            if not (match(document) if recheck is None else recheck(document, changed)):
+                return False
+        return True
 
     def explain(self, document: Mapping[str, Any]) -> dict[str, Any] | None:
         """Return errInfo ``details`` for a failing document, or None if it is valid."""
@@ -197,7 +211,21 @@ def _schema_clause(value: Any, allow_encrypt: bool) -> tuple[Matcher, Explainer]
     if not is_object(value):
         raise SchemaParseError(TYPE_MISMATCH, "$jsonSchema must be an object")
     schema: SchemaNode = parse_schema(value, root=True, allow_encrypt=allow_encrypt)
-    return (lambda doc: matches_root(schema, doc)), (lambda doc: explain_schema(schema, doc))
+    return _SchemaMatch(schema), (lambda doc: explain_schema(schema, doc))
+
+
+class _SchemaMatch:
+    """A ``$jsonSchema`` clause's matcher, with the field-by-field re-check when it splits."""
+
+    __slots__ = ("recheck", "schema")
+
+    def __init__(self, schema: SchemaNode) -> None:
+        self.schema = schema
+        checks = field_checks(schema)
+        self.recheck = None if checks is None else checks.still_matches
+
+    def __call__(self, document: Mapping[str, Any]) -> bool:
+        return matches_root(self.schema, document)
 
 
 def _logical_clause(

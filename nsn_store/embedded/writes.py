@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, cast
 
 from bson import Binary, ObjectId
@@ -53,6 +53,7 @@ from nsn_store.embedded.enforce import (
 )
 from nsn_store.embedded.indexes import BadHint, hinted_index
 from nsn_store.embedded.query import compile_filter
+from nsn_store.embedded.store import storage_key
 
 BAD_VALUE = 2
 FAILED_TO_PARSE = 9
@@ -83,11 +84,6 @@ CODE_NAMES = {
 }
 
 
-def storage_key(doc_id: Any) -> Any:
-    """Return the dict key mongomock stores a document under."""
-    return _mongomock.hashdict(doc_id) if isinstance(doc_id, dict) else doc_id
-
-
 def refuse_unsupported(**arguments: Any) -> None:
     """Raise NotImplementedError for arguments mongomock would silently mishandle."""
     for name, value in arguments.items():
@@ -113,20 +109,33 @@ class WritePaths:
     _apply_update_document: Any
 
     def _write(
-        self, document: dict[str, Any], old: Mapping[str, Any] | None, *, replace: bool = False
+        self,
+        document: dict[str, Any],
+        old: Mapping[str, Any] | None,
+        *,
+        replace: bool = False,
+        raw: bytes | None = None,
+        changed: Collection[str] | None = None,
     ) -> None:
         """Store ``document`` (in place of ``old``) after the server's checks; the one choke point.
 
-        ``document`` is already in stored form (:func:`.roundtrip.to_stored`);
-        ``replace`` tells change streams a replacement, not an update, made it.
+        ``document`` is already in stored form (:func:`.roundtrip.to_stored`),
+        ``raw`` its BSON when the caller has it; ``replace`` tells change
+        streams a replacement, not an update, made it. ``changed``: the only
+        top-level fields an update changed, when it knows them; if ``old`` was
+        known to satisfy the validator, only those are validated again.
         """
         store = self._store
         key = storage_key(document["_id"])
-        check_validation(store.options, document, old, self.full_name)
+        validator = store.options.compiled
+        known = old is not None and changed is not None and store.satisfies(key, validator)
+        valid = check_validation(
+            store.options, document, old, self.full_name, changed=changed if known else None
+        )
         if old is None and key in store:
             raise duplicate_key_error(self.full_name, "_id_", [("_id", 1)], document)
         check_unique(store, document, key, self.full_name, old)
-        store.put(key, document, replace=replace)
+        store.put(key, document, replace=replace, raw=raw, valid=validator if valid else None)
 
     def _iter_documents(
         self,
@@ -182,8 +191,9 @@ class WritePaths:
         data, encoded = prepared
         _check_id(data["_id"])
         roundtrip.check_insert_size(len(encoded))
-        stored = roundtrip.fill_empty_timestamps(roundtrip.decode(encoded))
-        self._write(stored, None)
+        stored = roundtrip.decode(encoded)
+        filled = roundtrip.fill_empty_timestamps(stored)
+        self._write(stored, None, raw=None if filled else encoded)
         return data["_id"]
 
     def _insert_overhead(self) -> int:
@@ -278,8 +288,9 @@ class WritePaths:
         }
 
     def _update_one_document(self, stored: dict[str, Any], spec: Any, change: _Change) -> int:
-        before = roundtrip.encode(stored)
+        before = self._store.raw_of(stored)
         document = change.for_document(stored)
+        changed: frozenset[str] | None = None  # the top-level fields changed, when known
         if change.replacement:
             new = _replaced(stored, document)
         elif not document:
@@ -287,6 +298,7 @@ class WritePaths:
         elif arithmetic.top_level(document, stored):
             new = dict(stored)  # only top-level fields are replaced: a shallow copy will do
             arithmetic.apply_top_level(document, stored, new)
+            changed = frozenset(path for fields in document.values() for path in fields)
         else:
             new = roundtrip.decode(before)  # a deep copy (mongomock updates in place)
             self._apply_update(new, spec, arithmetic.resolve(document, stored), was_insert=False)
@@ -298,7 +310,9 @@ class WritePaths:
         if new.get("_id") != stored.get("_id"):
             raise _immutable_id(new.get("_id"))
         roundtrip.check_update_size(len(after), upsert=False)
-        self._write(roundtrip.decode(after), stored, replace=change.replacement)
+        self._write(
+            roundtrip.decode(after), stored, replace=change.replacement, raw=after, changed=changed
+        )
         return 1
 
     def _upsert(self, spec: Mapping[str, Any], change: _Change) -> Any:
@@ -318,7 +332,9 @@ class WritePaths:
                 seed = {"_id": identity, **seed}
         encoded = roundtrip.encode(seed)
         roundtrip.check_update_size(len(encoded), upsert=True)
-        self._write(roundtrip.fill_empty_timestamps(roundtrip.decode(encoded)), None)
+        stored = roundtrip.decode(encoded)
+        filled = roundtrip.fill_empty_timestamps(stored)
+        self._write(stored, None, raw=None if filled else encoded)
         return seed["_id"]
 
     def _apply_update(

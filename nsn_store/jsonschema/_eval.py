@@ -11,7 +11,7 @@ members only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
@@ -28,11 +28,13 @@ from nsn_store.jsonschema._node import SchemaNode
 
 __all__ = [
     "MISSING",
+    "FieldChecks",
     "bound_ok",
     "dependency_ok",
     "disallowed_fields",
     "duplicate_item",
     "enum_ok",
+    "field_checks",
     "lookup",
     "matches",
     "matches_root",
@@ -62,6 +64,57 @@ def matches_root(schema: SchemaNode, document: Mapping[str, Any]) -> bool:
     if schema.always_false:
         return False
     return _object_ok(schema, document) and _logical_ok(schema, document, matches_root)
+
+
+class FieldChecks:
+    """A root schema split by top-level field, to re-check a document after a partial change.
+
+    A document that satisfied the schema, then had only some top-level fields
+    changed, satisfies it still when the checks of those fields pass and the
+    document-wide ones (``required``, ``min/maxProperties``,
+    ``dependencies``) do. Only root schemas without ``allOf``/``anyOf``/
+    ``oneOf``/``not``/``enum`` split this way (:func:`field_checks`).
+    """
+
+    __slots__ = ("_by_field", "_schema")
+
+    def __init__(self, schema: SchemaNode) -> None:
+        self._schema = schema
+        by_field: dict[str, list[tuple[str, SchemaNode]]] = {}
+        for name, sub in (schema.properties or {}).items():
+            # A dotted property reads the field of that exact name if there is one,
+            # else the path under its first part: both may change it.
+            for top in {name, name.split(".", 1)[0]}:
+                by_field.setdefault(top, []).append((name, sub))
+        self._by_field = by_field
+
+    def still_matches(self, document: Mapping[str, Any], changed: Iterable[str]) -> bool:
+        """Tell whether ``document`` satisfies the schema; it did before ``changed`` changed."""
+        schema = self._schema
+        allowed = schema.has_allowed_properties
+        for field_name in changed:
+            for name, sub in self._by_field.get(field_name, ()):
+                if not _property_ok(sub, lookup(document, name)):
+                    return False
+            value = document.get(field_name, MISSING)
+            if allowed and value is not MISSING and not _field_allowed(schema, field_name, value):
+                return False
+        return (
+            all(lookup(document, name) is not MISSING for name in schema.required)
+            and (schema.min_properties is None or len(document) >= schema.min_properties)
+            and (schema.max_properties is None or len(document) <= schema.max_properties)
+            and all(dependency_ok(schema, n, dep, document) for n, dep in schema.dependencies)
+        )
+
+
+def field_checks(schema: SchemaNode) -> FieldChecks | None:
+    """Return ``schema`` split by top-level field, or None when its verdict is not per field."""
+    if not schema.root or schema.always_false:
+        return None
+    logical = (schema.all_of, schema.any_of, schema.one_of, schema.not_, schema.enum)
+    if any(part is not None for part in logical):
+        return None
+    return FieldChecks(schema)
 
 
 def _is_encrypted(value: Any) -> bool:
@@ -169,18 +222,16 @@ def _property_ok(sub: SchemaNode, value: Any) -> bool:
 
 def disallowed_fields(schema: SchemaNode, obj: Mapping[str, Any]) -> list[str]:
     """Return the fields that break ``patternProperties``/``additionalProperties``."""
-    failing = []
-    for name, value in obj.items():
-        patterns = [sub for _, regex, sub in schema.pattern_properties if regex.search(name)]
-        if patterns:
-            ok = all(matches(sub, value) for sub in patterns)
-        elif name in (schema.properties or {}):
-            ok = True
-        else:
-            ok = _additional_ok(schema.additional_properties, value)
-        if not ok:
-            failing.append(name)
-    return failing
+    return [name for name, value in obj.items() if not _field_allowed(schema, name, value)]
+
+
+def _field_allowed(schema: SchemaNode, name: str, value: Any) -> bool:
+    patterns = [sub for _, regex, sub in schema.pattern_properties if regex.search(name)]
+    if patterns:
+        return all(matches(sub, value) for sub in patterns)
+    if name in (schema.properties or {}):
+        return True
+    return _additional_ok(schema.additional_properties, value)
 
 
 def _additional_ok(additional: bool | SchemaNode | None, value: Any) -> bool:

@@ -227,6 +227,42 @@ def test_strict_level_rejects_updates_of_already_invalid_documents(db: Any) -> N
     assert coll.find_one({"_id": "legacy"}) == {"_id": "legacy", "name": 1}
 
 
+def test_an_update_after_collmod_checks_the_whole_document_again(db: Any) -> None:
+    # The embedded database re-checks only the changed fields of a document known
+    # valid; a new validator must not inherit that knowledge.
+    coll = db.create_collection("tightened", validator=VALIDATOR)
+    coll.insert_one({"_id": 1, "name": "apple", "qty": 3})
+    coll.update_one({"_id": 1}, {"$set": {"qty": 4}})
+    longer = {**SCHEMA, "properties": {**SCHEMA["properties"], "name": {"minLength": 10}}}
+    db.command("collMod", "tightened", validator={"$jsonSchema": longer})
+    with pytest.raises(WriteError) as caught:
+        coll.update_one({"_id": 1}, {"$set": {"qty": 5}})  # only qty changes; name now fails
+    assert caught.value.code == 121
+    assert coll.find_one({"_id": 1})["qty"] == 4
+
+
+def test_an_update_after_a_bypassed_write_checks_the_whole_document(
+    items: Collection[dict[str, Any]],
+) -> None:
+    items.update_one({"_id": 1}, {"$set": {"qty": 4}})
+    items.update_one({"_id": 1}, {"$set": {"name": 7}}, bypass_document_validation=True)
+    with pytest.raises(WriteError) as caught:
+        items.update_one({"_id": 1}, {"$set": {"qty": 5}})  # strict: the bypassed name fails
+    assert caught.value.code == 121
+    assert items.find_one({"_id": 1}) == {"_id": 1, "name": 7, "qty": 4}
+
+
+def test_an_update_of_one_field_is_checked_against_the_rules_of_the_others(
+    items: Collection[dict[str, Any]],
+) -> None:
+    with pytest.raises(WriteError):
+        items.update_one({"_id": 1}, {"$unset": {"name": ""}})  # required elsewhere
+    with pytest.raises(WriteError):
+        items.update_one({"_id": 1}, {"$set": {"qty": -1}, "$inc": {"other": 1}})
+    items.update_one({"_id": 1}, {"$inc": {"qty": 1}, "$set": {"extra": [1]}})
+    assert items.find_one({"_id": 1}) == {"_id": 1, "name": "apple", "qty": 4, "extra": [1]}
+
+
 def test_adding_a_validator_does_not_check_existing_documents(db: Any) -> None:
     coll = db.create_collection("existing")
     coll.insert_one({"_id": 1})
