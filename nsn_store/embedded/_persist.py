@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import sys
 import tempfile
 import threading
@@ -43,6 +44,7 @@ from bson.codec_options import CodecOptions
 
 from nsn_store.clock import Clock
 from nsn_store.embedded.client import EmbeddedClient
+from nsn_store.embedded.store import EmbeddedCollectionStore
 from nsn_store.errors import ConfigurationError, DatabaseLockedError
 
 __all__ = ["FORMAT", "FileBackedClient", "WriterLock", "load_into", "open_file", "save_from"]
@@ -73,9 +75,9 @@ def save_from(client: Any, path: Path) -> int:
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(bson.encode({"format": FORMAT, "version": VERSION}))
-            for record in records:
-                out.write(bson.encode(record, codec_options=_CODEC))
-                written += "document" in record
+            for is_document, record in records:
+                out.write(record)
+                written += is_document
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
@@ -151,7 +153,8 @@ def _flush(collection: Any, documents: list[dict[str, Any]]) -> None:
         collection.insert_many(documents, ordered=True, bypass_document_validation=True)
 
 
-def _snapshot(client: Any) -> list[dict[str, Any]]:
+def _snapshot(client: Any) -> list[tuple[bool, bytes]]:
+    """Return the file's records as (is a document, BSON), read in one consistent moment."""
     store = getattr(client, "_store", None)
     lock = getattr(store, "lock", None)
     if lock is None:
@@ -160,7 +163,7 @@ def _snapshot(client: Any) -> list[dict[str, Any]]:
         return list(_records(client))
 
 
-def _records(client: Any) -> Iterator[dict[str, Any]]:
+def _records(client: Any) -> Iterator[tuple[bool, bytes]]:
     for name in sorted(client.list_database_names()):
         database = client[name]
         for info in sorted(database.list_collections(), key=lambda i: i["name"]):
@@ -168,18 +171,28 @@ def _records(client: Any) -> Iterator[dict[str, Any]]:
             indexes = [dict(i) for i in collection.list_indexes() if i["name"] != "_id_"]
             for index in indexes:
                 index["key"] = dict(index["key"])
-            yield {
-                "collection": {
-                    "database": name,
-                    "name": info["name"],
-                    "options": dict(info.get("options", {})),
-                    "indexes": indexes,
-                }
+            spec = {
+                "database": name,
+                "name": info["name"],
+                "options": dict(info.get("options", {})),
+                "indexes": indexes,
             }
+            yield False, bson.encode({"collection": spec}, codec_options=_CODEC)
             # Natural order: loading inserts in file order, so it survives a reload,
             # as a server keeps it across a restart (and no sort is needed).
-            for document in collection.find({}):
-                yield {"document": document}
+            store = getattr(collection, "_store", None)
+            if isinstance(store, EmbeddedCollectionStore):
+                for data in store.raw_documents():  # kept by the writes: nothing to encode
+                    yield True, _document_record(data)
+            else:
+                for document in collection.find({}):
+                    yield True, bson.encode({"document": document}, codec_options=_CODEC)
+
+
+def _document_record(document: bytes) -> bytes:
+    """Return the BSON of ``{"document": <document>}`` around an encoded document."""
+    body = b"\x03document\x00" + document  # element type 3: an embedded document
+    return struct.pack("<i", 4 + len(body) + 1) + body + b"\x00"
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -134,12 +134,17 @@ def to_stored(document: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     return decode(data), len(data)
 
 
-def fill_empty_timestamps(document: dict[str, Any]) -> dict[str, Any]:
-    """Replace top-level empty ``Timestamp(0, 0)`` values on insert, as a server does."""
+def fill_empty_timestamps(document: dict[str, Any]) -> bool:
+    """Replace top-level empty ``Timestamp(0, 0)`` values on insert, as a server does.
+
+    Return whether one was replaced (the document's BSON then changed).
+    """
+    filled = False
     for key, value in document.items():
         if type(value) is Timestamp and not value.time and not value.inc:
             document[key] = get_current_timestamp()
-    return document
+            filled = True
+    return filled
 
 
 def check_command_size(command: str, size: int) -> None:

@@ -74,17 +74,17 @@ def test_a_process_killed_mid_save_leaves_the_previous_state_intact(tmp_path: Pa
     # A child that saves a large state slowly; it is killed while writing.
     script = textwrap.dedent(
         f"""
-        import bson, sys, time
+        import sys, time
         from pathlib import Path
         from nsn_store.embedded import _persist
         from nsn_store.testing import mongomock_client
         client = mongomock_client()
         client["nsn"]["big"].insert_many([{{"n": n, "pad": "x" * 200}} for n in range(3000)])
-        real = bson.encode
+        real = _persist._document_record  # one call per document written
         def slow(*args, **kwargs):
             time.sleep(0.001)
             return real(*args, **kwargs)
-        _persist.bson.encode = slow
+        _persist._document_record = slow
         print("saving", flush=True)
         _persist.save_from(client, Path({str(path)!r}))
         """
