@@ -30,6 +30,13 @@ COLLMOD_FIELDS = ("validator", "validationLevel", "validationAction", "index")
 class EmbeddedDatabase(_mongomock.Database):
     """A mongomock database whose collections carry validators and server-like options."""
 
+    def __getitem__(self, name: str) -> EmbeddedCollection:
+        """Return the collection ``name`` (``db[name]``, ``db.name``), as :meth:`get_collection`."""
+        collection: EmbeddedCollection | None = self._collection_accesses.get(name)
+        if collection is None:
+            return self.get_collection(name)
+        return collection
+
     def get_collection(
         self,
         name: str,
@@ -38,19 +45,50 @@ class EmbeddedDatabase(_mongomock.Database):
         write_concern: Any = None,
         read_concern: Any = None,
     ) -> EmbeddedCollection:
-        """Return the collection ``name`` (an :class:`EmbeddedCollection`)."""
-        if name not in self._collection_accesses:
+        """Return the collection ``name`` (an :class:`EmbeddedCollection`).
+
+        With no options given, the one collection object this database keeps
+        for ``name`` (built with the database's own options on first use):
+        mongomock's path re-validates and compares the options on every call,
+        which a load test paid for on every ``db[name]``. A collection object
+        holds only its name and options (its data lives in the store), so
+        sharing it is invisible; PyMongo returns equal objects too. Options
+        that differ from the database's build a collection of their own (the
+        database's read concern too, which mongomock's ``with_options`` leaves
+        out of its comparison).
+        """
+        defaults = (
+            codec_options is None
+            and read_preference is None
+            and write_concern is None
+            and read_concern is None
+        )
+        cached: EmbeddedCollection | None = self._collection_accesses.get(name)
+        if cached is None:
             self._ensure_valid_collection_name(name)
-            self._collection_accesses[name] = EmbeddedCollection(
+            cached = self._collection_accesses[name] = EmbeddedCollection(
                 self,
                 name=name,
                 _db_store=self._store,
                 read_preference=self.read_preference,
                 codec_options=self._codec_options,
+                read_concern=self.read_concern,
             )
+        if defaults:
+            return cached
         collection: EmbeddedCollection = super().get_collection(
             name, codec_options, read_preference, write_concern, read_concern
         )
+        if read_concern is not None and read_concern != collection.read_concern:
+            collection = EmbeddedCollection(
+                self,
+                name=name,
+                _db_store=self._store,
+                read_preference=collection.read_preference,
+                codec_options=collection.codec_options,
+                write_concern=collection.write_concern,
+                read_concern=read_concern,
+            )
         return collection
 
     def watch(
@@ -86,19 +124,32 @@ class EmbeddedDatabase(_mongomock.Database):
         write_concern: Any = None,
         read_concern: Any = None,
     ) -> EmbeddedDatabase:
-        """Return this database with other options (still an embedded database)."""
-        same: _mongomock.Database = super().with_options(
-            codec_options, read_preference, write_concern, read_concern
-        )
-        if same is self:
+        """Return this database with other options (still an embedded database).
+
+        Options not given are this database's. mongomock's ``with_options``
+        (which validates them and refuses ``write_concern``) returns the same
+        database unless the read preference changes, so a ``codec_options``
+        or ``read_concern`` change alone was lost: here any change gives a
+        database of its own, with its own collection objects, as PyMongo's
+        ``Database.with_options`` does.
+        """
+        super().with_options(codec_options, read_preference, write_concern, read_concern)
+        codec = codec_options or self._codec_options
+        preference = read_preference or self.read_preference
+        concern = read_concern or self.read_concern
+        if (codec, preference, concern) == (
+            self._codec_options,
+            self.read_preference,
+            self.read_concern,
+        ):
             return self
         return EmbeddedDatabase(
             self._client,
             self.name,
             self._store,
-            read_preference=same.read_preference,
-            codec_options=same.codec_options,
-            read_concern=same.read_concern,
+            read_preference=preference,
+            codec_options=codec,
+            read_concern=concern,
         )
 
     def create_collection(
