@@ -11,20 +11,62 @@ from collections.abc import Mapping
 from typing import Any
 
 from bson import Int64
-from pymongo.errors import CollectionInvalid
+from pymongo import common
+from pymongo.errors import CollectionInvalid, ConfigurationError, OperationFailure
 
 from nsn_store.clock import to_bson_time
-from nsn_store.embedded import _changes, _mongomock, roundtrip
+from nsn_store.embedded import _changes, _collation, _mongomock, _stages, _variables, roundtrip
 from nsn_store.embedded import options as opts
+from nsn_store.embedded._api import check_collated_pipeline
 from nsn_store.embedded.collection import EmbeddedCollection
+from nsn_store.embedded.enforce import bypassing
 from nsn_store.embedded.indexes import MAX_TTL
-from nsn_store.embedded.writes import refuse_unsupported
+from nsn_store.embedded.writes import SERVER_TIME_VARIABLES, refuse_unsupported
+from nsn_store.jsonschema._bsontypes import bson_type
 
 NAMESPACE_NOT_FOUND = 26
 NAMESPACE_EXISTS = 48
 INDEX_NOT_FOUND = 27
 MAX_WIRE_VERSION = 21  # MongoDB 7.0
 COLLMOD_FIELDS = ("validator", "validationLevel", "validationAction", "index")
+
+# A database-level aggregate ({aggregate: 1}) as a 7.0 server parses and runs it.
+TYPE_MISMATCH = 14
+INVALID_NAMESPACE = 73
+UNDEFINED_VARIABLE = 17276
+STAGE_NOT_ONE_FIELD = 40323
+UNRECOGNIZED_STAGE = 40324
+NOT_AN_OBJECT = 40228  # $replaceRoot's newRoot, which $documents ends with
+ONLY_LAST = 40601
+ONLY_FIRST = 40602
+NOT_AN_ARRAY = 5858203  # the strict $unwind that $documents runs
+#: The stages a 7.0 server knows (MongoDB manual, "Aggregation Stages"); any
+#: other name fails to parse (40324) before the namespace is checked.
+STAGE_NAMES = frozenset(
+    {
+        "$addFields", "$bucket", "$bucketAuto", "$changeStream", "$changeStreamSplitLargeEvent",
+        "$collStats", "$count", "$currentOp", "$densify", "$documents", "$facet", "$fill",
+        "$geoNear", "$graphLookup", "$group", "$indexStats", "$limit", "$listLocalSessions",
+        "$listSampledQueries", "$listSearchIndexes", "$listSessions", "$lookup", "$match",
+        "$merge", "$out", "$planCacheStats", "$project", "$redact", "$replaceRoot",
+        "$replaceWith", "$sample", "$search", "$searchMeta", "$set", "$setWindowFields",
+        "$shardedDataDistribution", "$skip", "$sort", "$sortByCount", "$unionWith", "$unset",
+        "$unwind", "$vectorSearch",
+    }
+)  # fmt: skip
+#: The other stages a server runs without a collection: they report the
+#: server's own state (operations, sessions, sampled queries, shards) or open
+#: a change stream, which the embedded database does not keep or serve here.
+SERVER_STATE_STAGES = (
+    "$changeStream",
+    "$currentOp",
+    "$listLocalSessions",
+    "$listSampledQueries",
+    "$shardedDataDistribution",
+)
+#: Variables a server defines that mongomock does not: refused, not read as missing.
+UNSUPPORTED_SYSTEM_VARIABLES = ("NOW", "CLUSTER_TIME", "USER_ROLES", "SEARCH_META")
+_MISSING = _mongomock.NOTHING
 
 
 class EmbeddedDatabase(_mongomock.Database):
@@ -223,6 +265,50 @@ class EmbeddedDatabase(_mongomock.Database):
             "idIndex": {"v": 2, "key": {"_id": 1}, "name": "_id_"},
         }
 
+    def aggregate(
+        self, pipeline: Any, session: Any = None, **kwargs: Any
+    ) -> _mongomock.CommandCursorLike:
+        """Run a database-level pipeline (``{aggregate: 1}``) whose first stage is ``$documents``.
+
+        ``$documents`` evaluates its expression against an empty document into
+        the array of objects the rest of the pipeline reads (MongoDB manual,
+        https://www.mongodb.com/docs/manual/reference/operator/aggregation/documents/);
+        the rest runs as a collection's aggregate runs it, a final ``$merge``
+        or ``$out`` included (the cursor is then empty; both honour
+        ``bypassDocumentValidation``). ``let`` binds ``$$name``; a
+        ``collation`` refuses stages that compare strings.
+
+        Fails as a 7.0 server does: 73 for an empty pipeline or a first stage
+        that needs a collection, 40324 for an unknown stage, 40602 for
+        ``$documents`` after the first stage, 5858203 when its value is not an
+        array and 40228 when an element is not an object. The other stages a
+        server runs without a collection (``$currentOp``,
+        ``$listLocalSessions``, ``$changeStream``...) raise NotImplementedError
+        naming the stage, as do ``session``, ``hint``, ``$$NOW`` and
+        ``$$CLUSTER_TIME``.
+        """
+        stages = _aggregate_arguments(pipeline, kwargs)
+        refuse_unsupported(session=session, hint=kwargs.get("hint"))
+        roundtrip.check_encodable("aggregate", {"pipeline": stages})
+        _check_database_pipeline(stages)
+        stages = _variables.in_pipeline(stages, _variables.check(kwargs.get("let")))
+        rest, merge_spec = _stages.split_merge(stages[1:])
+        if _collation.parse(kwargs.get("collation")) is not None:
+            check_collated_pipeline(rest)
+        bypass = bool(kwargs.get("bypassDocumentValidation"))
+        with self._store.lock, bypassing(bypass):
+            merge = None if merge_spec is None else _stages.merge_stage(self, merge_spec)
+            aware = bool(self.codec_options.tz_aware)
+            documents = [roundtrip.copy(d, aware=aware) for d in _documents(stages[0])]
+            output: _mongomock.CommandCursorLike = _mongomock.process_pipeline(
+                documents, self, rest, None
+            )
+            if merge is not None:
+                merge.write(list(output))
+            elif not (rest and "$out" in rest[-1]):
+                return output
+        return _mongomock.command_cursor([])
+
     def command(
         self,
         command: Any,
@@ -331,3 +417,146 @@ def _coll_mod_index(store: Any, change: Mapping[str, Any], ns: str) -> dict[str,
     if old is not None:
         reply["expireAfterSeconds_old"] = old
     return reply
+
+
+# ------------------------------------------------------- database aggregate
+
+
+def _aggregate_arguments(pipeline: Any, options: Mapping[str, Any]) -> list[Any]:
+    """Check ``Database.aggregate``'s arguments as PyMongo does before sending the command."""
+    if "explain" in options:
+        raise ConfigurationError(
+            "The explain option is not supported. Use Database.command instead."
+        )
+    for name in ("aggregate", "pipeline"):
+        if name in options:
+            raise ConfigurationError(
+                f"The {name} option cannot be specified as a keyword argument."
+            )
+    stages: list[Any] = common.validate_list("pipeline", pipeline)
+    common.validate_non_negative_integer_or_none("batchSize", options.get("batchSize"))
+    return stages
+
+
+def _check_database_pipeline(stages: list[Any]) -> None:
+    """Check ``stages`` as a server parses ``{aggregate: 1}``: names, the first stage, the rest."""
+    _check_stage_names(stages)
+    if not stages:
+        raise _fail("{aggregate: 1} is not valid for an empty pipeline.", INVALID_NAMESPACE)
+    first = next(iter(stages[0]))
+    if first in SERVER_STATE_STAGES:
+        raise NotImplementedError(
+            f"{first} (a database aggregate reading the server's own state) is not supported by "
+            "the embedded database; only $documents starts a database aggregate here"
+        )
+    if first != "$documents":
+        raise _fail(
+            f"{{aggregate: 1}} is not valid for '{first}'; a collection is required.",
+            INVALID_NAMESPACE,
+        )
+    for stage in stages[1:]:
+        name = next(iter(stage))
+        if name == "$documents" or name in SERVER_STATE_STAGES:
+            raise _fail(f"{name} is only valid as the first stage in a pipeline", ONLY_FIRST)
+        if name == "$out" and stage is not stages[-1]:
+            raise _fail("$out can only be the final stage in the pipeline", ONLY_LAST)
+    text = repr(stages)
+    for variable in SERVER_TIME_VARIABLES:
+        if variable in text:
+            raise NotImplementedError(
+                f"{variable} in a database aggregate is not supported by the embedded database; "
+                "pass the time from your Clock as a literal value instead"
+            )
+
+
+def _check_stage_names(stages: list[Any]) -> None:
+    """Refuse a stage that is not an object of one field naming a known stage."""
+    for stage in stages:
+        if not isinstance(stage, Mapping):
+            raise _fail("Each element of the 'pipeline' array must be an object", TYPE_MISMATCH)
+        if len(stage) != 1:
+            raise _fail(
+                "A pipeline stage specification object must contain exactly one field.",
+                STAGE_NOT_ONE_FIELD,
+            )
+        name = next(iter(stage))
+        if name not in STAGE_NAMES:
+            raise _fail(f"Unrecognized pipeline stage name: '{name}'", UNRECOGNIZED_STAGE)
+
+
+def _documents(stage: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Return the documents ``{$documents: value}`` produces, in stored form.
+
+    A server runs ``$documents`` as ``$project`` of the value into a field of
+    an empty document, a strict ``$unwind`` of that field and a
+    ``$replaceRoot`` on each element (server ``document_source_documents.cpp``),
+    so the value is read as an expression against ``{}``: field paths are
+    missing, an array's elements are evaluated, and the result must be an
+    array (5858203) of objects (40228). An object that is not an operator
+    expression would be read as a projection there: refused.
+    """
+    value = roundtrip.to_stored({"v": stage["$documents"]})[0]["v"]
+    if isinstance(value, Mapping) and not _is_operator(value):
+        raise NotImplementedError(
+            "$documents with an object that is not an expression (a server reads it as a "
+            "$project specification) is not supported by the embedded database; pass an array"
+        )
+    produced = _evaluate(_mongomock.ExpressionParser({}, ignore_missing_keys=True), value)
+    if type(produced) is not list:
+        raise _fail("an array is expected", NOT_AN_ARRAY)
+    documents: list[dict[str, Any]] = []
+    for item in produced:
+        if not isinstance(item, dict):
+            raise _fail(
+                "'newRoot' expression must evaluate to an object, but resulting value was: "
+                f"{item!r}. Type of resulting value: '{_type_name(item)}'.",
+                NOT_AN_OBJECT,
+            )
+        documents.append(roundtrip.to_stored(item)[0])
+    return documents
+
+
+def _evaluate(parser: Any, expression: Any) -> Any:
+    """Evaluate ``expression`` against the parser's document; ``_MISSING`` for missing.
+
+    mongomock leaves an array literal's elements unevaluated; here each element
+    is evaluated (missing ones are null, as in a server's array expression) and
+    an object's fields too (missing ones are left out).
+    """
+    if type(expression) is list:
+        return [None if (v := _evaluate(parser, e)) is _MISSING else v for e in expression]
+    if isinstance(expression, Mapping) and not _is_operator(expression):
+        evaluated = {key: _evaluate(parser, item) for key, item in expression.items()}
+        return {key: item for key, item in evaluated.items() if item is not _MISSING}
+    if isinstance(expression, str) and expression.startswith("$$"):
+        _check_variable(expression[2:].partition(".")[0])
+    try:
+        value = parser.parse(expression)
+    except KeyError:  # mongomock's missing field
+        return _MISSING
+    return value
+
+
+def _check_variable(name: str) -> None:
+    """Refuse a variable neither the document's nor bound (``let`` ones are literals by now)."""
+    if name in ("ROOT", "CURRENT", "REMOVE"):
+        return
+    if name in UNSUPPORTED_SYSTEM_VARIABLES:
+        raise NotImplementedError(f"$${name} is not supported by the embedded database")
+    raise _fail(f"Use of undefined variable: {name}", UNDEFINED_VARIABLE)
+
+
+def _is_operator(expression: Mapping[str, Any]) -> bool:
+    return any(isinstance(key, str) and key.startswith("$") for key in expression)
+
+
+def _type_name(value: Any) -> str:
+    try:
+        return bson_type(value)
+    except TypeError:
+        return type(value).__name__
+
+
+def _fail(message: str, code: int) -> OperationFailure:
+    names = {TYPE_MISMATCH: "TypeMismatch", INVALID_NAMESPACE: "InvalidNamespace"}
+    return opts.fail(message, code, names.get(code, f"Location{code}"))
