@@ -263,6 +263,8 @@ def _logical_ok(schema: SchemaNode, value: Any, check: Any) -> bool:
 
 def enum_ok(schema: SchemaNode, value: Any) -> bool:
     """Check ``enum``: whole-value equality; at the root only object members count."""
+    if type(value) is str and schema.enum_strings is not None and not schema.root:
+        return value in schema.enum_strings  # BSON equality of strings is ==
     members = schema.enum or []
     if schema.root:
         members = [member for member in members if classify(member) == "object"]

@@ -65,6 +65,7 @@ class SchemaNode:
     one_of: list[SchemaNode] | None = None
     not_: SchemaNode | None = None
     enum: list[Any] | None = None
+    enum_strings: frozenset[str] | None = None  # the string members, when all are plain str
     encrypted: bool = False
 
     @property

@@ -183,6 +183,9 @@ def parse_logical(schema: Mapping[str, Any], node: SchemaNode, sub: SubParser) -
         node.not_ = sub(value, node.root)
     if "enum" in schema:
         node.enum = _parse_enum(schema["enum"])
+        strings = [member for member in node.enum if classify(member) == "string"]
+        if all(type(member) is str for member in strings):
+            node.enum_strings = frozenset(strings)  # a string is equal only to these
 
 
 def _parse_list(
