@@ -49,14 +49,25 @@ _DECIMAL128 = Context(prec=34, traps=[InvalidOperation])
 def matches(schema: SchemaNode, value: Any) -> bool:
     """Tell whether a present field value satisfies a nested schema."""
     alias = classify(value)
-    return (
-        _scalar_ok(schema, value, alias)
-        and _array_ok(schema, value, alias)
-        and (alias != "object" or _object_ok(schema, as_mapping(value)))
-        and _logical_ok(schema, value, matches)
-        and (schema.types is None or alias in schema.types)
-        and (not schema.encrypted or _is_encrypted(value))
-    )
+    if schema.types is not None and alias not in schema.types:
+        return False
+    # Each family's checks apply to its own values only, and only if it has keywords.
+    if alias == "object":
+        if schema.checks_objects and not _object_ok(schema, as_mapping(value)):
+            return False
+    elif alias == "array":
+        if schema.checks_arrays and not _array_ok(schema, value, alias):
+            return False
+    elif alias == "string":
+        if schema.checks_strings and not _scalar_ok(schema, value, alias):
+            return False
+    elif (
+        alias in NUMERIC_ALIASES and schema.checks_numbers and not _scalar_ok(schema, value, alias)
+    ):
+        return False
+    if schema.checks_logic and not _logical_ok(schema, value, matches):
+        return False
+    return not schema.encrypted or _is_encrypted(value)
 
 
 def matches_root(schema: SchemaNode, document: Mapping[str, Any]) -> bool:

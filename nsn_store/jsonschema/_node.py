@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from nsn_store.jsonschema._bsontypes import NUMERIC_ALIASES
@@ -67,6 +68,48 @@ class SchemaNode:
     enum: list[Any] | None = None
     enum_strings: frozenset[str] | None = None  # the string members, when all are plain str
     encrypted: bool = False
+
+    # What a value must be checked for (computed once, after parsing): a node
+    # without a family's keywords skips that family's checks.
+    @cached_property
+    def checks_objects(self) -> bool:
+        """Tell whether an object value has keywords to satisfy (beyond its type)."""
+        return bool(
+            self.properties
+            or self.has_allowed_properties
+            or self.required
+            or self.min_properties is not None
+            or self.max_properties is not None
+            or self.dependencies
+        )
+
+    @cached_property
+    def checks_arrays(self) -> bool:
+        """Tell whether an array value has keywords to satisfy (beyond its type)."""
+        return (
+            self.min_items is not None
+            or self.max_items is not None
+            or self.unique_items
+            or self.items is not None
+        )
+
+    @cached_property
+    def checks_strings(self) -> bool:
+        """Tell whether a string value has keywords to satisfy (beyond its type)."""
+        return (
+            self.pattern is not None or self.max_length is not None or self.min_length is not None
+        )
+
+    @cached_property
+    def checks_numbers(self) -> bool:
+        """Tell whether a number has keywords to satisfy (beyond its type)."""
+        return self.multiple_of is not None or self.maximum is not None or self.minimum is not None
+
+    @cached_property
+    def checks_logic(self) -> bool:
+        """Tell whether ``allOf``/``anyOf``/``oneOf``/``not``/``enum`` apply."""
+        parts = (self.all_of, self.any_of, self.one_of, self.not_, self.enum)
+        return any(part is not None for part in parts)
 
     @property
     def has_allowed_properties(self) -> bool:
