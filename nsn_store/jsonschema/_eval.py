@@ -74,7 +74,9 @@ def matches_root(schema: SchemaNode, document: Mapping[str, Any]) -> bool:
     """Tell whether a whole stored document satisfies a root schema."""
     if schema.always_false:
         return False
-    return _object_ok(schema, document) and _logical_ok(schema, document, matches_root)
+    return _object_ok(schema, document) and (
+        not schema.checks_logic or _logical_ok(schema, document, matches_root)
+    )
 
 
 class FieldChecks:
@@ -217,9 +219,14 @@ def lookup(document: Mapping[str, Any], path: str) -> Any:
 
 
 def _object_ok(schema: SchemaNode, obj: Mapping[str, Any]) -> bool:
+    for name, sub in (schema.properties or {}).items():  # a loop: this runs for every field
+        value = obj.get(name, MISSING)
+        if value is MISSING and "." in name:
+            value = lookup(obj, name)
+        if value is not MISSING and not matches(sub, value):
+            return False
     return (
-        all(_property_ok(sub, lookup(obj, name)) for name, sub in (schema.properties or {}).items())
-        and (not schema.has_allowed_properties or not disallowed_fields(schema, obj))
+        (not schema.has_allowed_properties or not disallowed_fields(schema, obj))
         and all(lookup(obj, name) is not MISSING for name in schema.required)
         and (schema.min_properties is None or len(obj) >= schema.min_properties)
         and (schema.max_properties is None or len(obj) <= schema.max_properties)
@@ -237,6 +244,8 @@ def disallowed_fields(schema: SchemaNode, obj: Mapping[str, Any]) -> list[str]:
 
 
 def _field_allowed(schema: SchemaNode, name: str, value: Any) -> bool:
+    if not schema.pattern_properties and schema.properties and name in schema.properties:
+        return True
     patterns = [sub for _, regex, sub in schema.pattern_properties if regex.search(name)]
     if patterns:
         return all(matches(sub, value) for sub in patterns)

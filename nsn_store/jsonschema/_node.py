@@ -111,7 +111,7 @@ class SchemaNode:
         parts = (self.all_of, self.any_of, self.one_of, self.not_, self.enum)
         return any(part is not None for part in parts)
 
-    @property
+    @cached_property
     def has_allowed_properties(self) -> bool:
         """Tell whether ``additionalProperties``/``patternProperties`` are in force."""
         return "additionalProperties" in self.raw or "patternProperties" in self.raw
