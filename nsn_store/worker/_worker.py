@@ -66,7 +66,13 @@ class Worker(WorkerBase):
     """Send due scheduled messages with ``sender`` on ``concurrency`` threads."""
 
     def _setup(self) -> None:
-        self._cond = threading.Condition()
+        # One lock, two conditions: senders wait on _work for a delivery; the claiming
+        # loop, heartbeat, jobs and shutdown wait on _cond for held claims to change.
+        # A finished send then wakes the few threads that count held claims, not
+        # every idle sender.
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        self._work = threading.Condition(lock)
         self._wake = threading.Event()
         self._pending: deque[Delivery] = deque()
         self._threads: list[threading.Thread] = []
@@ -98,6 +104,7 @@ class Worker(WorkerBase):
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+            self._work.notify_all()
         self._wake.set()
 
     def run_jobs(self) -> list[JobResult]:
@@ -184,9 +191,7 @@ class Worker(WorkerBase):
         deliveries = self._admit([item for item in prepared if not isinstance(item, Refusal)])
         with self._cond:
             self._pending.extend(deliveries)
-            # notify_all, once: the claiming loop and the heartbeat wait on this condition
-            # too, so a single notify() could wake one of them and leave the batch unsent.
-            self._cond.notify_all()
+            self._work.notify(len(deliveries))  # a sender per delivery (only senders wait)
         for item in prepared:
             if isinstance(item, Refusal):
                 self._finish(item.message, self._refuse, item)
@@ -242,8 +247,8 @@ class Worker(WorkerBase):
 
     def _send_loop(self) -> None:
         while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._pending or self._stopping)
+            with self._work:
+                self._work.wait_for(lambda: self._pending or self._stopping)
                 if not self._pending:
                     return  # stopping, and nothing left to start
                 if self._stopping:
@@ -397,6 +402,7 @@ class Worker(WorkerBase):
             unstarted = [d.message for d in self._pending]
             self._pending.clear()
             self._cond.notify_all()
+            self._work.notify_all()
         if unstarted:
             self._hand_back(unstarted)
         deadline = time.monotonic() + self.options.shutdown_timeout.total_seconds()
