@@ -50,7 +50,7 @@ from nsn_store.embedded.options import fail
 from nsn_store.embedded.writes import CODE_NAMES
 from nsn_store.jsonschema._bsontypes import bson_type
 
-__all__ = ["Merge", "date_trunc", "install", "merge_stage", "split_merge"]
+__all__ = ["Merge", "date_trunc", "date_truncation", "install", "merge_stage", "split_merge"]
 
 #: mongomock's "missing" value (a field path to an absent field, in some parsers).
 NOTHING: Final = _mongomock.NOTHING
@@ -297,6 +297,42 @@ def _truncate(moment: datetime, unit: str, bin_size: int, weekday: int) -> datet
             "$dateTrunc: the week holding this date starts before year 1, "
             "which the embedded database cannot represent"
         ) from None
+
+
+def date_truncation(spec: Any) -> Callable[[Any], datetime | None] | None:
+    """Return ``{$dateTrunc: spec}`` as a function of its date's value, or None.
+
+    For a native ``$group`` (:mod:`._pipeline`): when every argument but
+    ``date`` is a constant :func:`date_trunc` accepts and truncates by (a
+    supported unit, ``binSize`` 1, a valid ``startOfWeek``, a UTC
+    ``timezone``), its result depends on the date alone: null for a null or
+    missing date (pass None), else the start of its period, with the same
+    errors for a date of another type. Any other spec gives None, and the
+    caller evaluates it with :func:`date_trunc`.
+    """
+    if type(spec) is not dict or not set(spec) <= set(TRUNC_ARGUMENTS):
+        return None
+    unit, bin_size = spec.get("unit"), spec.get("binSize", 1)
+    start_of_week = spec.get("startOfWeek", DEFAULT_START_OF_WEEK)
+    zone = spec.get("timezone", "UTC")
+    if not (
+        "date" in spec
+        and type(unit) is str
+        and unit in SUPPORTED_UNITS
+        and type(bin_size) is int
+        and bin_size == 1
+        and type(start_of_week) is str
+        and start_of_week.lower() in DAYS_OF_WEEK
+        and type(zone) is str
+        and zone in UTC_ZONES
+    ):
+        return None
+    weekday = DAYS_OF_WEEK[start_of_week.lower() if unit == "week" else DEFAULT_START_OF_WEEK]
+
+    def truncation(date: Any) -> datetime | None:
+        return None if date is None else _truncate(_as_datetime(date), unit, 1, weekday)
+
+    return truncation
 
 
 # ------------------------------------------------------------ $dateToString
