@@ -41,7 +41,10 @@ class EmbeddedCursor(_mongomock.Cursor):
         comment: Any = None,
         batch_size: int = 0,
     ) -> None:
-        super().__init__(collection, spec, sort, projection, skip, limit)
+        super().__init__(collection, None, sort, projection, skip, limit)
+        # mongomock's constructor would copy the filter through its slow datetime patch;
+        # this one leaves a filter without datetimes as it is (pymongo keeps it too).
+        self._spec = _mongomock.patched_filter(spec)
         self._collation = collation
         _collation.parse(collation)  # PyMongo checks the type when the cursor is made
         self._hint = hint
