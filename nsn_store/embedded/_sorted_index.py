@@ -214,9 +214,6 @@ def unchanged(
     return True
 
 
-_FAST = (str, int, float, bool, ObjectId, datetime)
-
-
 def _exists_fields(partial: Mapping[str, Any] | None) -> frozenset[str] | None:
     """Return the fields of a partial filter made only of top-level ``{f: {$exists: true}}``."""
     if not partial:
@@ -236,7 +233,11 @@ def _exists_fields(partial: Mapping[str, Any] | None) -> frozenset[str] | None:
 
 
 class Held:
-    """What one document contributes to an index: its entries and per-field flags."""
+    """What one document contributes to an index: its entries and per-field flags.
+
+    A document whose indexed fields all hold simple values contributes one
+    entry and no flags: the index keeps that entry tuple itself, not a Held.
+    """
 
     __slots__ = ("complex", "entries", "multikey")
 
@@ -258,17 +259,18 @@ class SortedIndex:
         self.directions: tuple[int, ...] = tuple(
             -1 if direction < 0 else 1 for _, direction in spec["key"]
         )
+        self.descending: tuple[bool, ...] = tuple(d < 0 for d in self.directions)
+        self.positions: dict[str, int] = {name: i for i, name in enumerate(self.fields)}
         self.partial: Mapping[str, Any] | None = spec.get("partialFilterExpression")
         self.sparse = bool(spec.get("sparse"))
         self.entries: SortedList = SortedList()
         self.watched = watched_fields(spec)
         self._flat = all("." not in field for field in self.fields)
-        self._descending = tuple(d < 0 for d in self.directions)
-        self._no_flags = (False,) * len(self.fields)
+        self._layout = tuple(zip(self.fields, self.descending, strict=True))
         self._exists_only = _exists_fields(self.partial)
         self.multikey = [0] * len(self.fields)
         self.complex = [0] * len(self.fields)
-        self._held: dict[int, Held] = {}  # by sequence number
+        self._held: dict[int, Held | Entry] = {}  # by sequence number: a Held, or its one entry
 
     @property
     def is_multikey(self) -> bool:
@@ -281,7 +283,8 @@ class SortedIndex:
     def __len__(self) -> int:
         return len(self._held)
 
-    def _compute(self, seq: int, doc: Mapping[str, Any]) -> Held | None:
+    def _compute(self, seq: int, doc: Mapping[str, Any]) -> Held | Entry | None:
+        """Return what ``doc`` contributes: its one entry (simple values), a Held, or None."""
         if self.partial is not None and not self._inside(doc):
             return None
         if self.sparse and not any(_present(doc, field) for field in self.fields):
@@ -289,7 +292,7 @@ class SortedIndex:
         if self._flat:
             entry = self._scalar_entry(seq, doc)
             if entry is not None:
-                return Held(frozenset((entry,)), self._no_flags, self._no_flags)
+                return entry
         per_field, multikey, complex_ = [], [], []
         for field, direction in zip(self.fields, self.directions, strict=True):
             pairs, many, odd = field_pairs(doc, field)
@@ -312,25 +315,40 @@ class SortedIndex:
         return bool(filter_applies(self.partial, doc))
 
     def _scalar_entry(self, seq: int, doc: Mapping[str, Any]) -> Entry | None:
-        """Return the one entry of a document whose indexed fields are all simple, else None."""
+        """Return the one entry of a document whose indexed fields are all simple, else None.
+
+        :func:`encode` inlined for the exact types it keeps (this runs on every write).
+        """
         entry: list[Any] = []
-        for field, descending in zip(self.fields, self._descending, strict=True):
+        for field, descending in self._layout:
             value = doc.get(field, NOTHING)
-            if value is NOTHING or value is None:
+            kind = type(value)
+            if kind is str:
+                pair: Pair = (STRING_RANK, value)
+            elif kind is ObjectId:
+                pair = (OBJECT_ID_RANK, value.binary)
+            elif value is NOTHING or value is None:
                 pair = NULL
-            elif type(value) in _FAST:
-                pair, simple = encode(value)
-                if not simple:
-                    return None
+            elif kind is datetime:
+                if value.tzinfo is not None:
+                    value = value.astimezone(timezone.utc).replace(tzinfo=None)
+                pair = (DATE_RANK, value)
+            elif kind is int:
+                pair = (NUMBER_RANK, value)
+            elif kind is bool:
+                pair = (BOOL_RANK, value)
+            elif kind is float and not math.isnan(value):
+                pair = (NUMBER_RANK, value)
             else:
                 return None
-            entry += stored(pair, True) if descending else pair
+            if descending:
+                entry += (-pair[0], Desc(pair[1]))
+            else:
+                entry += pair
         entry.append(seq)
         return tuple(entry)
 
     def _count(self, held: Held, step: int) -> None:
-        if held.multikey is self._no_flags and held.complex is self._no_flags:
-            return  # one scalar entry: nothing to count
         for i, (many, odd) in enumerate(zip(held.multikey, held.complex, strict=True)):
             self.multikey[i] += step * many
             self.complex[i] += step * odd
@@ -340,33 +358,53 @@ class SortedIndex:
         entries: list[Entry] = []
         for seq, doc in documents:
             held = self._compute(seq, doc)
-            if held is not None:
-                self._held[seq] = held
+            if held is None:
+                continue
+            self._held[seq] = held
+            if type(held) is tuple:
+                entries.append(held)
+            else:
+                assert isinstance(held, Held)
                 self._count(held, 1)
                 entries.extend(held.entries)
         self.entries = SortedList(entries)
 
     def put(self, seq: int, doc: Mapping[str, Any]) -> None:
         """Index ``doc`` (number ``seq``), replacing what its previous version held."""
-        held = self._compute(seq, doc)
+        new = self._compute(seq, doc)
         old = self._held.get(seq)
-        if old is not None and held is not None and old.entries == held.entries:
+        if type(new) is tuple and type(old) is tuple:  # one simple entry before and after
+            if old != new:
+                self.entries.remove(old)
+                self.entries.add(new)
+                self._held[seq] = new
+            return
+        if isinstance(new, Held) and isinstance(old, Held) and old.entries == new.entries:
             self._count(old, -1)
-            self._count(held, 1)
-            self._held[seq] = held
+            self._count(new, 1)
+            self._held[seq] = new
             return
         self.remove(seq)
-        if held is not None:
-            self._held[seq] = held
-            self._count(held, 1)
-            for entry in held.entries:
-                self.entries.add(entry)
+        if new is None:
+            return
+        self._held[seq] = new
+        if type(new) is tuple:
+            self.entries.add(new)
+            return
+        assert isinstance(new, Held)
+        self._count(new, 1)
+        for entry in new.entries:
+            self.entries.add(entry)
 
     def remove(self, seq: int) -> None:
         """Drop every entry of document number ``seq`` (if it had any)."""
         held = self._held.pop(seq, None)
         if held is None:
             return
+        if type(held) is tuple:
+            self.entries.remove(held)
+            return
+        assert isinstance(held, Held)
         self._count(held, -1)
         for entry in held.entries:
             self.entries.remove(entry)
