@@ -139,6 +139,8 @@ def _logical(operator_name: str, clauses: Any) -> DocTest | None:
 
 
 def _field(name: str, condition: Any) -> DocTest | None:
+    if type(condition) is not dict:
+        return _field_equal(name, condition) if _scalar(condition) else None
     tests = _condition(condition)
     if tests is None:
         return None
@@ -156,17 +158,66 @@ def _field(name: str, condition: Any) -> DocTest | None:
     return test
 
 
+def _field_equal(name: str, query: Any) -> DocTest:
+    """Return the test of plain equality to a scalar (mongomock's ``==``, ``in`` on an array).
+
+    One closure, not one per case: the commonest condition, compiled for every query.
+    """
+    if query is None:
+        return _field_null(name)
+    if type(query) is ObjectId:
+        return _field_object_id(name, query)
+
+    def test(doc: Mapping[str, Any]) -> bool | None:
+        value = doc.get(name, NOTHING)
+        kind = type(value)
+        if kind is list:
+            return query in value
+        if value is not NOTHING and kind not in RANKS:
+            return None
+        return bool(value == query)
+
+    return test
+
+
+def _field_null(name: str) -> DocTest:
+    def test(doc: Mapping[str, Any]) -> bool | None:
+        value = doc.get(name, NOTHING)
+        kind = type(value)
+        if kind is list:
+            return None in value
+        if value is NOTHING:
+            return True
+        if kind not in RANKS:
+            return None
+        return value is None  # == None for these types
+
+    return test
+
+
+def _field_object_id(name: str, query: ObjectId) -> DocTest:
+    def test(doc: Mapping[str, Any]) -> bool | None:
+        value = doc.get(name, NOTHING)
+        kind = type(value)
+        if kind is list:
+            return query in value or str(query) in value  # mongomock matches the hex too
+        if value is not NOTHING and kind not in RANKS:
+            return None
+        return bool(value == query)
+
+    return test
+
+
 ListTest = Callable[[list[Any]], "bool | None"]
 
 
-def _condition(condition: Any) -> tuple[FieldTest, ListTest] | None:
-    """Return the tests of one field's condition: on a scalar or absent value, on an array."""
-    if type(condition) is not dict:
-        if not _scalar(condition):
-            return None
-        return _equal(condition), _contains(condition)
-    if not condition or not all(isinstance(k, str) and k.startswith("$") for k in condition):
-        return None  # equality to a sub-document
+def _condition(condition: dict[Any, Any]) -> tuple[FieldTest, ListTest] | None:
+    """Return the tests of one field's operators: on a scalar or absent value, on an array."""
+    if not condition:
+        return None  # equality to an empty document
+    for key in condition:  # a loop, not all(...): this runs for every condition compiled
+        if not isinstance(key, str) or not key.startswith("$"):
+            return None  # equality to a sub-document
     tests: list[tuple[FieldTest, ListTest]] = []
     for op, operand in condition.items():
         if op not in SUPPORTED:
@@ -199,21 +250,16 @@ def _equal(query: Any) -> FieldTest:
     return lambda value: bool(value == query)
 
 
-def _contains(query: Any) -> ListTest:
-    """Plain equality to a scalar on an array: an element equal to it (mongomock's ``in``)."""
-    if type(query) is ObjectId:
-        text = str(query)
-        return lambda values: query in values or text in values  # mongomock matches the hex too
-    return lambda values: query in values
-
-
 def _operator(op: str, operand: Any) -> tuple[FieldTest, ListTest] | None:
     if op == "$exists":
         wanted = bool(operand)
         return (lambda value: (value is not NOTHING) == wanted), (lambda values: wanted)
     if op in ("$in", "$nin"):
-        if type(operand) is not list or not all(_scalar(v) for v in operand):
+        if type(operand) is not list:
             return None
+        for member in operand:
+            if type(member) not in RANKS:
+                return None
         members = list(operand)
         has_null = None in members
 

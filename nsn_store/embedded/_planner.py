@@ -30,6 +30,7 @@ import bisect
 import heapq
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -62,7 +63,8 @@ if TYPE_CHECKING:
 
 Doc = dict[str, Any]
 Sort = list[tuple[str, Any]]
-RANGE_OPERATORS = ("$gt", "$gte", "$lt", "$lte")
+#: Each range operator: (name, is a lower bound, inclusive), in the order the planner reads them.
+RANGES = (("$gt", True, False), ("$gte", True, True), ("$lt", False, False), ("$lte", False, True))
 MAX_RANGES = 1000  # a larger product of $in points is not planned on that index
 MAX_CACHED_PLANS = 512  # query shapes remembered per collection
 REPLAN_EVERY = 64  # uses of a cached plan before choosing again
@@ -71,7 +73,7 @@ REPLAN_EVERY = 64  # uses of a cached plan before choosing again
 # ---------------------------------------------------------------- conditions
 
 
-@dataclass
+@dataclass(slots=True)
 class Bounds:
     """What a filter says about one field: points, or a range within one type rank."""
 
@@ -150,66 +152,76 @@ def _is_operators(condition: Any) -> bool:
 
 
 def field_bounds(conds: Sequence[Any], multikey: bool) -> Bounds | None:
-    """Return the tightest plannable bounds of one field's conditions, or None."""
-    best_points: list[Pair] | None = None
+    """Return the tightest plannable bounds of one field's conditions, or None.
+
+    Points (equality, ``$eq``, ``$in``: the condition with the fewest) win over
+    ranges. One pass without generators: this runs for every index field of
+    every planned query.
+    """
+    best: list[Pair] | None = None
     lows: list[tuple[Pair, bool]] = []
     highs: list[tuple[Pair, bool]] = []
     for condition in conds:
-        for points in _condition_points(condition):
-            if best_points is None or len(points) < len(best_points):
-                best_points = points
-        if _is_operators(condition):
-            for op in RANGE_OPERATORS:
-                if op in condition:
-                    pair = _range_pair(condition[op])
-                    if pair is not None:
-                        (lows if op in ("$gt", "$gte") else highs).append((pair, op.endswith("e")))
-    if best_points is not None:
-        return Bounds(points=sorted(set(best_points)))
+        if not _is_operators(condition):
+            if not isinstance(condition, (Mapping, list, tuple)):
+                points = eq_points(condition)
+                if points is not None and (best is None or len(points) < len(best)):
+                    best = points
+            continue
+        if "$eq" in condition:
+            points = eq_points(condition["$eq"])
+            if points is not None and (best is None or len(points) < len(best)):
+                best = points
+        values = condition.get("$in")
+        if isinstance(values, (list, tuple)):
+            points = _union(values)
+            if points is not None and (best is None or len(points) < len(best)):
+                best = points
+        for op, low, inclusive in RANGES:
+            if op in condition:
+                pair = _range_pair(condition[op])
+                if pair is not None:
+                    (lows if low else highs).append((pair, inclusive))
+    if best is not None:
+        return Bounds(points=best if len(best) == 1 else sorted(set(best)))
+    if not lows and not highs:
+        return None
     return _range_bounds(lows, highs, multikey)
 
 
-def _condition_points(condition: Any) -> Iterator[list[Pair]]:
-    if not _is_operators(condition):
-        if not isinstance(condition, (Mapping, list, tuple)):
-            points = eq_points(condition)
-            if points is not None:
-                yield points
-        return
-    if "$eq" in condition:
-        points = eq_points(condition["$eq"])
-        if points is not None:
-            yield points
-    values = condition.get("$in")
-    if isinstance(values, (list, tuple)):
-        union: list[Pair] = []
-        for value in values:
-            points = eq_points(value)
-            if points is None:
-                return
-            union.extend(points)
-        yield union
+def _union(values: list[Any] | tuple[Any, ...]) -> list[Pair] | None:
+    """Return the keys an ``$in`` of ``values`` can match, or None if one is unplannable."""
+    union: list[Pair] = []
+    for value in values:
+        points = eq_points(value)
+        if points is None:
+            return None
+        union += points
+    return union
 
 
 def _range_bounds(
     lows: list[tuple[Pair, bool]], highs: list[tuple[Pair, bool]], multikey: bool
-) -> Bounds | None:
-    if not lows and not highs:
-        return None
-    rank = (lows or highs)[0][0][0]
-    lows = [b for b in lows if b[0][0] == rank]
-    highs = [b for b in highs if b[0][0] == rank]
+) -> Bounds:
+    rank = lows[0][0][0] if lows else highs[0][0][0]
+    if len(lows) > 1:
+        lows = [b for b in lows if b[0][0] == rank]
+    if highs and (len(highs) > 1 or highs[0][0][0] != rank):
+        highs = [b for b in highs if b[0][0] == rank]
     if multikey:  # each bound may hold for another element: keep one side only
         return Bounds(low=lows[0], rank=rank) if lows else Bounds(high=highs[0], rank=rank)
-    low = max(lows, key=lambda b: (b[0][1], not b[1])) if lows else None
-    high = min(highs, key=lambda b: (b[0][1], b[1])) if highs else None
+    low = high = None
+    if lows:
+        low = lows[0] if len(lows) == 1 else max(lows, key=lambda b: (b[0][1], not b[1]))
+    if highs:
+        high = highs[0] if len(highs) == 1 else min(highs, key=lambda b: (b[0][1], b[1]))
     return Bounds(low=low, high=high, rank=rank)
 
 
 # ------------------------------------------------------------------- plans
 
 
-@dataclass
+@dataclass(slots=True)
 class Plan:
     """A chosen access path: an index's ranges (or ``_id`` lookups, or a scan) and its sort."""
 
@@ -224,6 +236,9 @@ class Plan:
     count: int = 0  # entries in the ranges
     bounds: dict[str, Bounds] = field(default_factory=dict)
     check: Check | None = None  # the bounds of the fields after the ranges (see _checker)
+    # The positions of each range's entries, found when planning (the store lock is held
+    # from planning to the walk, so they still hold then).
+    spans: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _probe(prefix: tuple[Any, ...], bounds: Bounds | None, descending: bool) -> tuple[Entry, Entry]:
@@ -302,27 +317,34 @@ def plan_index(
     found: dict[str, Bounds] = {}
     prefix_points: list[list[Pair]] = []
     range_bounds: Bounds | None = None
+    multikey, complex_ = index.multikey, index.complex
     for i, name in enumerate(index.fields):
-        if name not in conds:
+        field_conds = conds.get(name)
+        if field_conds is None:
             break
-        bounds = field_bounds(conds[name], bool(index.multikey[i]))
+        bounds = field_bounds(field_conds, bool(multikey[i]))
         if bounds is None:
             break
-        if bounds.points is None and index.complex[i]:
+        if bounds.points is None and complex_[i]:
             break  # a range over values mongomock compares its own way: scan instead
         found[name] = bounds
         if bounds.points is None:
             range_bounds = bounds
             break
         prefix_points.append(bounds.points)
-    if not hinted and not _usable(index, found, spec):
+    if (
+        not hinted
+        and (index.sparse or index.partial is not None)
+        and not _usable(index, found, spec)
+    ):
         return None
-    constant = {index.fields[i] for i, pts in enumerate(prefix_points) if len(pts) == 1}
-    rest = [(name, direction) for name, direction in sort if name not in constant]
-    served = _serves(index, len(prefix_points), rest)
+    served = _served(index, prefix_points, sort) if sort else None
     if not found and served is None and not hinted:
         return None
-    if math.prod(len(points) for points in prefix_points) > MAX_RANGES:
+    combinations = 1
+    for points in prefix_points:
+        combinations *= len(points)
+    if combinations > MAX_RANGES:
         if not hinted:
             return None
         found, prefix_points, range_bounds = {}, [], None  # the whole index
@@ -338,8 +360,23 @@ def plan_index(
         bounded=len(found),
         bounds=found,
     )
-    plan.count = sum(stop - begin for begin, stop in (index.span(*r) for r in ranges))
+    span, spans, count = index.span, plan.spans, 0
+    for low, high in ranges:
+        begin, stop = span(low, high)
+        spans.append((begin, stop))
+        count += stop - begin
+    plan.count = count
     return plan
+
+
+def _served(
+    index: SortedIndex, prefix_points: list[list[Pair]], sort: Sort
+) -> tuple[bool, list[tuple[int, bool]]] | None:
+    """Return :func:`_serves` for ``sort`` less the fields pinned to one point."""
+    fields = index.fields
+    constant = {fields[i] for i, points in enumerate(prefix_points) if len(points) == 1}
+    rest = [(name, direction) for name, direction in sort if name not in constant]
+    return _serves(index, len(prefix_points), rest)
 
 
 def _checker(
@@ -356,18 +393,21 @@ def _checker(
     """
     checks: list[_FieldCheck] = []
     for i, name in enumerate(index.fields):
-        if name in found or name not in conds:
+        field_conds = conds.get(name)
+        if field_conds is None or name in found:
             continue
-        bounds = field_bounds(conds[name], bool(index.multikey[i]))
+        bounds = field_bounds(field_conds, bool(index.multikey[i]))
         if bounds is None or (bounds.points is None and index.complex[i]):
             continue
-        field_check = _FieldCheck(i, bounds, index.directions[i] < 0)
+        field_check = _FieldCheck(i, bounds, index.descending[i])
         before = checks[-1] if checks else None
         if before is not None and before.offset == 2 * (i - 1) and before.points is not None:
             field_check.previous = before  # past this field's bounds: the next point before it
         checks.append(field_check)
     if not checks:
         return None
+    if len(checks) == 1:
+        return checks[0]
 
     def check(entry: Entry) -> bool | Entry:
         for field_check in checks:
@@ -477,7 +517,7 @@ def _serves(
     """
     if not rest or index.is_multikey:
         return None
-    positions = {name: i for i, name in enumerate(index.fields)}
+    positions = index.positions
     key: list[tuple[int, bool]] = []
     signs, following = set(), start
     for name, direction in rest:
@@ -499,14 +539,17 @@ def _serves(
 def _ranges(
     index: SortedIndex, prefix_points: list[list[Pair]], range_bounds: Bounds | None
 ) -> list[tuple[Entry, Entry]]:
-    ranges = []
-    descending = [d < 0 for d in index.directions]
-    for combo in itertools.product(*prefix_points):
-        prefix = tuple(x for i, pair in enumerate(combo) for x in stored(pair, descending[i]))
-        position = len(combo)
-        more = range_bounds if position < len(index.fields) else None
-        ranges.append(_probe(prefix, more, position < len(descending) and descending[position]))
-    return ranges
+    """Return the probes of each combination of points (``itertools.product`` order)."""
+    descending = index.descending
+    prefixes: list[tuple[Any, ...]] = [()]
+    for i, points in enumerate(prefix_points):
+        if descending[i]:
+            points = [(-rank, Desc(value)) for rank, value in points]
+        prefixes = [prefix + pair for prefix in prefixes for pair in points]
+    position = len(prefix_points)
+    more = range_bounds if position < len(descending) else None
+    flipped = position < len(descending) and descending[position]
+    return [_probe(prefix, more, flipped) for prefix in prefixes]
 
 
 def choose(
@@ -530,8 +573,9 @@ def choose(
     ids = id_candidates(spec)
     if ids is not None:
         return Plan("IDHACK", ids=ids)
-    if any(name == "$natural" for name, _ in sort):
-        return Plan("COLLSCAN")
+    for name, _ in sort:
+        if name == "$natural":
+            return Plan("COLLSCAN")
     conds = conditions(spec)
     if not conds and not sort:
         return Plan("COLLSCAN")
@@ -586,14 +630,24 @@ class _Cached:
 
 
 def _shape(conds: Mapping[str, list[Any]]) -> tuple[Any, ...]:
-    """Return what the plan of a filter depends on: each field's kinds of condition."""
-    return tuple((name, tuple(_kind(c) for c in found)) for name, found in conds.items())
+    """Return what the plan of a filter depends on: each field's kinds of condition.
 
-
-def _kind(condition: Any) -> Any:
-    # The operators (or a sub-document's fields) and nothing of the values: a cached
-    # plan is re-planned when these values make its index unusable (see _Cached).
-    return tuple(condition) if type(condition) is dict else type(condition)
+    A kind is a condition's operators (or a sub-document's fields), else its
+    type, and nothing of the values: a cached plan is re-planned when these
+    values make its index unusable (see :class:`_Cached`). A loop, not nested
+    generators: this runs for every planned query.
+    """
+    shape: list[Any] = []
+    for name, found in conds.items():
+        if len(found) == 1:
+            condition = found[0]
+            kinds: tuple[Any, ...] = (
+                (tuple(condition),) if type(condition) is dict else (type(condition),)
+            )
+        else:
+            kinds = tuple([tuple(c) if type(c) is dict else type(c) for c in found])
+        shape.append((name, kinds))
+    return tuple(shape)
 
 
 def _cheapest(
@@ -744,22 +798,43 @@ def _candidates(
         return
     if plan.kind == "IDHACK":
         assert plan.ids is not None
-        found = [doc for doc in (store.get(i) for i in dict.fromkeys(plan.ids)) if doc is not None]
+        found = []
+        for key in dict.fromkeys(plan.ids):
+            doc = documents.get(key)
+            if doc is not None:
+                found.append(doc)
         stats.keys += len(found)
         if len(found) > 1:  # the _id index returns them in _id order
-            found.sort(key=lambda doc: _mongomock.BsonComparable(doc["_id"]))
+            _in_id_order(found)
         yield from found
         return
     assert plan.index is not None
     seen: set[int] = set()
-    for low, high in plan.ranges:
-        start, stop = plan.index.span(low, high)
-        for entry in plan.index.scan(start, stop, False, plan.check, stats.skipped):
-            stats.keys += 1
+    keys = 0
+    index, check, skipped = plan.index, plan.check, stats.skipped
+    for start, stop in plan.spans:
+        for entry in index.scan(start, stop, False, check, skipped):
+            keys += 1
             seen.add(entry[-1])
+    stats.keys += keys
     by_seq = store.by_seq
     for seq in sorted(seen):
         yield documents[by_seq[seq]]
+
+
+def _in_id_order(found: list[Doc]) -> None:
+    """Sort ``found`` by ``_id`` as BSON orders them (one type: its own order, in C)."""
+    kind: type | None = type(found[0]["_id"])
+    for doc in found:
+        if type(doc["_id"]) is not kind:
+            kind = None
+            break
+    if kind is ObjectId:  # ObjectIds order by their 12 bytes
+        found.sort(key=lambda doc: doc["_id"].binary)
+    elif kind is str or kind is int:  # strings by code point (UTF-8 bytes), integers by value
+        found.sort(key=lambda doc: doc["_id"])
+    else:
+        found.sort(key=lambda doc: _mongomock.BsonComparable(doc["_id"]))
 
 
 def _walk_sorted(
@@ -773,16 +848,29 @@ def _walk_sorted(
     assert plan.index is not None
     index, documents, by_seq = plan.index, store._documents, store.by_seq
     walks = [
-        index.scan(*index.span(low, high), plan.reverse, plan.check, stats.skipped)
-        for low, high in plan.ranges
+        index.scan(start, stop, plan.reverse, plan.check, stats.skipped)
+        for start, stop in plan.spans
     ]
     if not walks:  # $in: [] matches nothing
         return []
-    key = _merge_key(plan.sort_key)
-    merged: Iterator[Entry] = walks[0] if len(walks) == 1 else heapq.merge(*walks, key=key)
+    merged: Iterator[Entry]
+    if len(walks) == 1:  # one walk is in order: the key only groups ties
+        key = _tie_key(plan.sort_key)
+        merged = walks[0]
+    else:
+        inverted = {part[1] for part in plan.sort_key}
+        if len(inverted) == 1:  # all one way: merge on the stored values, reversed if inverted
+            key = _tie_key(plan.sort_key)
+            merged = heapq.merge(*walks, key=key, reverse=inverted == {True})
+        else:
+            key = _merge_key(plan.sort_key)
+            merged = heapq.merge(*walks, key=key)
     found: list[Doc] = []
     for _, group in itertools.groupby(merged, key=key):
-        for entry in sorted(group, key=lambda e: e[-1]):
+        entries = list(group)
+        if len(entries) > 1:
+            entries.sort(key=_sequence)
+        for entry in entries:
             stats.keys += 1
             stats.docs += 1
             doc = documents[by_seq[entry[-1]]]
@@ -791,6 +879,17 @@ def _walk_sorted(
                 if limit and len(found) >= limit:
                     return found
     return found
+
+
+_sequence = operator.itemgetter(-1)  # an entry's insertion sequence number
+
+
+def _tie_key(parts: list[tuple[int, bool]]) -> Callable[[Entry], Any]:
+    """Return the stored sort values of an entry, in C (ties group on them as on the sort)."""
+    positions: list[int] = []
+    for position, _ in parts:
+        positions += (2 * position, 2 * position + 1)
+    return operator.itemgetter(*positions)
 
 
 def _merge_key(parts: list[tuple[int, bool]]) -> Callable[[Entry], tuple[Any, ...]]:

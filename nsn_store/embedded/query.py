@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from bson import ObjectId
 from bson.regex import Regex
 
 from nsn_store.embedded import _variables
@@ -107,10 +108,13 @@ def _mentions_schema(spec: Any) -> bool:
         return False
     if "$jsonSchema" in spec:
         return True
-    return any(
-        isinstance(spec.get(op), list) and any(_mentions_schema(c) for c in spec[op])
-        for op in LOGICAL
-    )
+    for op in LOGICAL:  # loops, not any(...): this runs for every filter
+        clauses = spec.get(op)
+        if isinstance(clauses, list):
+            for clause in clauses:
+                if _mentions_schema(clause):
+                    return True
+    return False
 
 
 def _compile_clause(spec: Mapping[str, Any]) -> Matcher:
@@ -170,12 +174,20 @@ def _id_values(condition: Any) -> list[Any] | None:
         if operator == "$eq":
             return [value] if _hashable_scalar(value) else None
         if operator == "$in" and isinstance(value, (list, tuple)):
-            return list(value) if all(_hashable_scalar(v) for v in value) else None
+            for member in value:
+                if not _hashable_scalar(member):
+                    return None
+            return list(value)
         return None
     return [condition] if _hashable_scalar(condition) else None
 
 
+_ID_TYPES = frozenset({ObjectId, str, int})  # the usual _id types: hashable scalars
+
+
 def _hashable_scalar(value: Any) -> bool:
+    if type(value) in _ID_TYPES:
+        return True
     if isinstance(value, (Mapping, list, tuple, re.Pattern, Regex)):
         return False
     try:
