@@ -9,7 +9,7 @@ mongomock's internal call chain does not pass it down.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -44,17 +44,18 @@ def check_validation(
     old: Mapping[str, Any] | None,
     ns: str,
     *,
-    changed: Collection[str] | None = None,
+    changed: Mapping[str, int | None] | None = None,
 ) -> bool:
     """Apply validationLevel/validationAction to a post-image, as the server does.
 
     ``old`` is the stored document for an update, None for an insert (upserts
     included, which always take the strict path). ``changed``: the top-level
-    fields an update changed, given only when ``old`` is known to satisfy the
-    validator; then only what those fields decide is checked again (the
-    verdict is the same). Return whether ``new`` is known to satisfy the
-    validator: False when there is none, it was not checked (level ``off``,
-    bypassed) or it failed and was allowed (``moderate``, ``warn``).
+    fields an update changed (see ``CompiledValidator.still_matches``), given
+    only when ``old`` is known to satisfy the validator; then only what those
+    fields decide is checked again (the verdict is the same). Return whether
+    ``new`` is known to satisfy the validator: False when there is none, it
+    was not checked (level ``off``, bypassed) or it failed and was allowed
+    (``moderate``, ``warn``).
     """
     compiled = options.compiled
     if compiled is None or options.level == "off" or _bypass.get():

@@ -43,7 +43,7 @@ disagreement on the generic keywords fails a test.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pymongo.errors import OperationFailure
@@ -110,9 +110,10 @@ class CompiledValidator:
         """Tell whether ``document`` (with its ``_id``) satisfies the validator."""
         return all(match(document) for match, _ in self._clauses)
 
-    def still_matches(self, document: Mapping[str, Any], changed: Collection[str]) -> bool:
+    def still_matches(self, document: Mapping[str, Any], changed: Mapping[str, int | None]) -> bool:
         """Tell whether ``document`` satisfies the validator, given it did before an update
-        that changed only its top-level fields ``changed``.
+        that changed only its top-level fields ``changed`` (each mapped to None, or
+        to how many elements a ``$push`` appended to it).
 
         A ``$jsonSchema`` clause re-checks only what those fields decide
         (:class:`~nsn_store.jsonschema._eval.FieldChecks`); any other clause is

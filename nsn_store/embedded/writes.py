@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import Any, cast
 
 from bson import Binary, ObjectId
@@ -115,7 +115,7 @@ class WritePaths:
         *,
         replace: bool = False,
         raw: bytes | None = None,
-        changed: Collection[str] | None = None,
+        changed: Mapping[str, int | None] | None = None,
     ) -> None:
         """Store ``document`` (in place of ``old``) after the server's checks; the one choke point.
 
@@ -290,7 +290,7 @@ class WritePaths:
     def _update_one_document(self, stored: dict[str, Any], spec: Any, change: _Change) -> int:
         before = self._store.raw_of(stored)
         document = change.for_document(stored)
-        changed: frozenset[str] | None = None  # the top-level fields changed, when known
+        changed: dict[str, int | None] | None = None  # the top-level fields changed, if known
         if change.replacement:
             new = _replaced(stored, document)
         elif not document:
@@ -298,7 +298,7 @@ class WritePaths:
         elif arithmetic.top_level(document, stored):
             new = dict(stored)  # only top-level fields are replaced: a shallow copy will do
             arithmetic.apply_top_level(document, stored, new)
-            changed = frozenset(path for fields in document.values() for path in fields)
+            changed = _changed_fields(document)
         else:
             new = roundtrip.decode(before)  # a deep copy (mongomock updates in place)
             self._apply_update(new, spec, arithmetic.resolve(document, stored), was_insert=False)
@@ -616,3 +616,19 @@ def _refuse_server_time(pipeline: Any) -> None:
                 f"{variable} in a pipeline update is not supported by the embedded database; "
                 "pass the time from your Clock as a literal value instead"
             )
+
+
+def _changed_fields(update: Mapping[str, Any]) -> dict[str, int | None]:
+    """Return the top-level fields a top-level update changes (:func:`.arithmetic.top_level`).
+
+    Each maps to None, or for a ``$push`` to how many elements it appends: the
+    array keeps only elements it held or was given (``$each``/``$slice``).
+    """
+    changed: dict[str, int | None] = {}
+    for operator, fields in update.items():
+        for path, operand in fields.items():
+            changed[path] = None
+            if operator == "$push":
+                each = operand.get("$each") if type(operand) is dict else None
+                changed[path] = len(each) if type(each) is list else 1
+    return changed

@@ -11,7 +11,7 @@ members only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
@@ -101,15 +101,27 @@ class FieldChecks:
                 by_field.setdefault(top, []).append((name, sub))
         self._by_field = by_field
 
-    def still_matches(self, document: Mapping[str, Any], changed: Iterable[str]) -> bool:
-        """Tell whether ``document`` satisfies the schema; it did before ``changed`` changed."""
+    def still_matches(self, document: Mapping[str, Any], changed: Mapping[str, int | None]) -> bool:
+        """Tell whether ``document`` satisfies the schema; it did before ``changed`` changed.
+
+        ``changed`` maps each changed top-level field to None (changed as a
+        whole) or to ``n``: an array that only gained elements, all among its
+        last ``n`` (a ``$push``), the others being elements it held before.
+        """
         schema = self._schema
         allowed = schema.has_allowed_properties
-        for field_name in changed:
-            for name, sub in self._by_field.get(field_name, ()):
+        for field_name, grown in changed.items():
+            checks = self._by_field.get(field_name, ())
+            value = document.get(field_name, MISSING)
+            if grown is not None and len(checks) == 1 and checks[0][0] == field_name:
+                verdict = _grown_ok(checks[0][1], value, grown)
+                if verdict is False:
+                    return False
+                if verdict is True and not schema.pattern_properties:
+                    continue  # a declared field: allowed whatever additionalProperties says
+            for name, sub in checks:
                 if not _property_ok(sub, lookup(document, name)):
                     return False
-            value = document.get(field_name, MISSING)
             if allowed and value is not MISSING and not _field_allowed(schema, field_name, value):
                 return False
         return (
@@ -118,6 +130,28 @@ class FieldChecks:
             and (schema.max_properties is None or len(document) <= schema.max_properties)
             and all(dependency_ok(schema, n, dep, document) for n, dep in schema.dependencies)
         )
+
+
+def _grown_ok(schema: SchemaNode, value: Any, grown: int) -> bool | None:
+    """Check an array that was valid and only gained elements among its last ``grown``.
+
+    None when the whole value must be checked (not an array, positional
+    ``items``, logic or encryption on the field).
+    """
+    if type(value) is not list or isinstance(schema.items, list) or schema.encrypted:
+        return None
+    if schema.checks_logic:
+        return None
+    if schema.types is not None and "array" not in schema.types:
+        return False
+    if schema.min_items is not None and len(value) < schema.min_items:
+        return False
+    if schema.max_items is not None and len(value) > schema.max_items:
+        return False
+    if schema.unique_items and duplicate_item(value) is not MISSING:
+        return False
+    items = schema.items
+    return items is None or all(matches(items, item) for item in value[-grown:] if grown)
 
 
 def field_checks(schema: SchemaNode) -> FieldChecks | None:
