@@ -15,7 +15,15 @@ from pymongo import common
 from pymongo.errors import CollectionInvalid, ConfigurationError, OperationFailure
 
 from nsn_store.clock import to_bson_time
-from nsn_store.embedded import _changes, _collation, _mongomock, _stages, _variables, roundtrip
+from nsn_store.embedded import (
+    _changes,
+    _collation,
+    _mongomock,
+    _pipeline,
+    _stages,
+    _variables,
+    roundtrip,
+)
 from nsn_store.embedded import options as opts
 from nsn_store.embedded._api import check_collated_pipeline
 from nsn_store.embedded.collection import EmbeddedCollection
@@ -300,13 +308,11 @@ class EmbeddedDatabase(_mongomock.Database):
             merge = None if merge_spec is None else _stages.merge_stage(self, merge_spec)
             aware = bool(self.codec_options.tz_aware)
             documents = [roundtrip.copy(d, aware=aware) for d in _documents(stages[0])]
-            output: _mongomock.CommandCursorLike = _mongomock.process_pipeline(
-                documents, self, rest, None
-            )
+            output = _pipeline.run_stages(documents, self, rest)
             if merge is not None:
-                merge.write(list(output))
+                merge.write(output)
             elif not (rest and "$out" in rest[-1]):
-                return output
+                return _mongomock.command_cursor(output)
         return _mongomock.command_cursor([])
 
     def command(

@@ -1,6 +1,6 @@
 """The native ``$group`` of the embedded database gives mongomock's answers, to the last detail.
 
-:func:`nsn_store.embedded._pipeline.group_stage` runs the ``$group`` stages it
+:func:`nsn_store.embedded._group.group_stage` runs the ``$group`` stages it
 can evaluate itself (the aggregates rollup's among them) instead of
 mongomock's ``_handle_group_stage``. The property tests feed both the same
 random documents and specs and compare the output exactly: group order, key
@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nsn_store.aggregates._periods import rollup_pipeline, truncate_expression
-from nsn_store.embedded import _mongomock, _pipeline
+from nsn_store.embedded import _group, _mongomock, _pipeline
 from nsn_store.testing import mongomock_client
 
 FIELDS = ("a", "b", "c", "d")
@@ -139,7 +139,7 @@ def mongomock_group(docs: list[Any], spec: Any) -> Any:
 
 
 def native_group(docs: list[Any], spec: Any) -> Any:
-    group = _pipeline.group_stage(spec)
+    group = _group.group_stage(spec)
     assert group is not None, spec
     return outcome(lambda: group(copy.deepcopy(docs)))
 
@@ -275,7 +275,7 @@ LEFT_TO_MONGOMOCK = [
     "spec", [e[1] for e in LEFT_TO_MONGOMOCK], ids=[e[0] for e in LEFT_TO_MONGOMOCK]
 )
 def test_other_specs_are_left_to_mongomock(spec: Any) -> None:
-    assert _pipeline.group_stage(spec) is None
+    assert _group.group_stage(spec) is None
 
 
 # ---------------------------------------------------------------- through aggregate
