@@ -15,6 +15,17 @@ one a collection scan gives, in the same order:
 - sorted results follow mongomock's stable sort: ties keep natural order
   (entries with equal sort values are regrouped by insertion sequence).
 
+``{path: {$elemMatch: {field: ..., ...}}}`` bounds the index fields
+``path.field``: one element of the array meets all of its conditions, so each
+is necessary, and the entries of fields sharing the array hold every
+combination of their values, so the bounds of the fields under one
+``$elemMatch`` compound, as on a server (MongoDB manual, "Compound Bounds for
+Multikey Index": https://www.mongodb.com/docs/manual/core/multikey-index-bounds/).
+Only a query of fields compared with scalars (or ``$and`` of such) is read,
+and not for a sparse or partial index, nor for a field whose path crosses an
+array held in an array (mongomock's ``$elemMatch`` looks into it, the path
+does not).
+
 When unsure the planner scans: on ``$or``/``$nor`` alone, unplannable values
 (regexes, documents, arrays, NaN), a range or sort on a field that holds
 arrays or non-scalar values, a sparse or partial index the filter does not
@@ -40,6 +51,7 @@ from bson import ObjectId
 
 from nsn_store.embedded import _mongomock
 from nsn_store.embedded._collation import Collation, sort_key
+from nsn_store.embedded._match import RANKS as SCALAR_TYPES
 from nsn_store.embedded._sorted_index import (
     BOOL_RANK,
     BOTTOM,
@@ -126,18 +138,113 @@ def _naive(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(tzinfo=None)
 
 
-def conditions(spec: Mapping[str, Any]) -> dict[str, list[Any]]:
+class Conditions(dict[str, list[Any]]):
+    """Each field's conditions, and (``elements``) those its ``$elemMatch`` clauses imply.
+
+    ``elements`` maps ``path.field`` to the conditions on ``field`` of each
+    ``{path: {$elemMatch: {field: ..., ...}}}``: a matching document has an
+    element of the array at ``path`` that meets them all, so each is necessary
+    on ``path.field`` (see :func:`_with_elements` for the indexes they bound).
+    """
+
+    elements: dict[str, list[Any]] | None = None  # set on the instance when there are some
+
+
+def conditions(spec: Mapping[str, Any], found: Conditions | None = None) -> Conditions:
     """Return each field's conditions from the top level and (nested) ``$and`` clauses."""
-    found: dict[str, list[Any]] = {}
+    if found is None:
+        found = Conditions()
     for key, value in spec.items():
         if key == "$and" and isinstance(value, list):
             for clause in value:
                 if isinstance(clause, Mapping):
-                    for name, more in conditions(clause).items():
-                        found.setdefault(name, []).extend(more)
+                    conditions(clause, found)
         elif not key.startswith("$"):
-            found.setdefault(key, []).append(value)
+            bucket = found.get(key)
+            if bucket is None:
+                found[key] = [value]
+            else:
+                bucket.append(value)
+            if type(value) is dict and "$elemMatch" in value:
+                _element_conditions(key, value, found)
     return found
+
+
+def _element_conditions(path: str, condition: dict[str, Any], found: Conditions) -> None:
+    """Record what ``{path: condition}`` implies of ``path.field`` through its ``$elemMatch``.
+
+    mongomock matches ``$elemMatch`` by applying its query to each element of
+    the array as a document: an element's ``field`` is then one of the values
+    the path ``path.field`` reaches (the index's entries), unless the element
+    is itself an array (see :func:`._sorted_index.holds_nested_array`). Only
+    a query of fields compared with scalars (and ``$and`` of such) is read:
+    anything else mongomock may refuse and then compare the element whole.
+    """
+    query = condition["$elemMatch"]
+    if not _is_operators(condition) or type(query) is not dict or not _plain_element_query(query):
+        return
+    if not _plain_path(path):
+        return
+    elements = found.elements
+    if elements is None:
+        elements = found.elements = {}
+    for name, more in conditions(query).items():
+        if _plain_path(name):
+            elements.setdefault(f"{path}.{name}", []).extend(more)
+
+
+def _plain_element_query(query: dict[str, Any]) -> bool:
+    """Tell whether ``query`` is fields compared with scalars, or ``$and`` of such queries."""
+    if not query:
+        return False
+    for key, condition in query.items():
+        if type(key) is not str:
+            return False
+        if key == "$and":
+            if type(condition) is not list or not condition:
+                return False
+            for clause in condition:
+                if type(clause) is not dict or not _plain_element_query(clause):
+                    return False
+        elif key.startswith("$") or not _plain_condition(condition):
+            return False
+    return True
+
+
+_COMPARISONS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
+
+
+def _plain_condition(condition: Any) -> bool:
+    if type(condition) is not dict:
+        return type(condition) in SCALAR_TYPES
+    if not condition:
+        return False
+    for op, operand in condition.items():
+        if op in _COMPARISONS:
+            if type(operand) not in SCALAR_TYPES:
+                return False
+        elif op == "$in" or op == "$nin":
+            if type(operand) is not list:
+                return False
+            for member in operand:
+                if type(member) not in SCALAR_TYPES:
+                    return False
+        elif op != "$exists":
+            return False
+    return True
+
+
+def _plain_path(path: str) -> bool:
+    """Tell whether each part of ``path`` names a field (mongomock reads a number as a position)."""
+    for part in path.split("."):
+        if not part or part.startswith("$"):
+            return False
+        try:
+            int(part)
+        except ValueError:
+            continue
+        return False
+    return True
 
 
 def _is_operators(condition: Any) -> bool:
@@ -304,7 +411,7 @@ def plan_index(
     spec: Mapping[str, Any],
     sort: Sort,
     limit: int,
-    conds: Mapping[str, list[Any]],
+    conds: Conditions,
     *,
     hinted: bool = False,
 ) -> Plan | None:
@@ -314,6 +421,8 @@ def plan_index(
     bounds nothing, and (as on a server) a sparse or partial index then
     returns only the documents it holds.
     """
+    if conds.elements:
+        conds = _with_elements(index, conds)
     found: dict[str, Bounds] = {}
     prefix_points: list[list[Pair]] = []
     range_bounds: Bounds | None = None
@@ -369,6 +478,32 @@ def plan_index(
     return plan
 
 
+def _with_elements(index: SortedIndex, conds: Conditions) -> Conditions:
+    """Return ``conds`` with the ``$elemMatch`` conditions on ``index``'s fields it may use.
+
+    Those of a field whose path crosses no array held in an array: then the
+    element that matched has its values among the field's entries. A sparse
+    or partial index may not hold the document at all (its test reads the
+    path, not the element), so it gets none. The entries of fields sharing
+    the array are every combination of the values along the path, so the
+    bounds of fields under one ``$elemMatch`` compound (as a server compounds
+    them: https://www.mongodb.com/docs/manual/core/multikey-index-bounds/).
+    """
+    elements = conds.elements
+    if not elements or index.sparse or index.partial is not None:
+        return conds
+    merged: Conditions | None = None
+    for i, name in enumerate(index.fields):
+        more = elements.get(name)
+        if more is None or index.nested[i]:
+            continue
+        if merged is None:
+            merged = Conditions()
+            merged.update(conds)
+        merged[name] = [*conds.get(name, ()), *more]
+    return conds if merged is None else merged
+
+
 def _served(
     index: SortedIndex, prefix_points: list[list[Pair]], sort: Sort
 ) -> tuple[bool, list[tuple[int, bool]]] | None:
@@ -379,9 +514,7 @@ def _served(
     return _serves(index, len(prefix_points), rest)
 
 
-def _checker(
-    index: SortedIndex, conds: Mapping[str, list[Any]], found: Mapping[str, Bounds]
-) -> Check | None:
+def _checker(index: SortedIndex, conds: Conditions, found: Mapping[str, Bounds]) -> Check | None:
     """Return a check of the bounds the filter sets on the index fields the ranges leave open.
 
     Each such field's bounds are necessary for a document to match (the full
@@ -391,6 +524,8 @@ def _checker(
     before (as a server's index bounds checker does). A range is only checked
     on a field holding no values the entries cannot order.
     """
+    if conds.elements:
+        conds = _with_elements(index, conds)
     checks: list[_FieldCheck] = []
     for i, name in enumerate(index.fields):
         field_conds = conds.get(name)
@@ -581,7 +716,9 @@ def choose(
         return Plan("COLLSCAN")
     if not cached:
         return _cheapest(store, spec, sort, limit, conds)
-    key = (_shape(conds), tuple(sort), bool(limit))
+    key: tuple[Any, ...] = (_shape(conds), tuple(sort), bool(limit))
+    if conds.elements:
+        key += (_shape(conds.elements),)
     entry: _Cached | None = store.plans.get(key)
     if entry is not None:
         plan = entry.reuse(store, spec, sort, limit, conds)
@@ -614,7 +751,7 @@ class _Cached:
         spec: Mapping[str, Any],
         sort: Sort,
         limit: int,
-        conds: Mapping[str, list[Any]],
+        conds: Conditions,
     ) -> Plan | None:
         self.uses += 1
         if self.uses >= REPLAN_EVERY:
@@ -655,14 +792,16 @@ def _cheapest(
     spec: Mapping[str, Any],
     sort: Sort,
     limit: int,
-    conds: Mapping[str, list[Any]],
+    conds: Conditions,
 ) -> Plan:
     """Return the cheapest plan over every index (a scan when none helps)."""
     best: tuple[Any, ...] | None = None
     chosen = Plan("COLLSCAN")
     first_sorted = sort[0][0] if sort else None
+    elements = conds.elements or {}
     for order, index in enumerate(store.sorted_indexes.values()):
-        if index.fields[0] not in conds and index.fields[0] != first_sorted:
+        first = index.fields[0]
+        if first not in conds and first != first_sorted and first not in elements:
             continue  # it neither bounds the filter nor gives the sort: plan_index says None
         plan = plan_index(index, spec, sort, limit, conds)
         if plan is None:

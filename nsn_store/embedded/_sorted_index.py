@@ -17,6 +17,12 @@ or serves a sort from, a field that holds one (mongomock compares such values
 with rules a tuple cannot mirror, or refuses to). An array makes the index
 multikey (``multikey`` counts the documents per field): each element is an
 entry of its own, as on a server. A missing field is indexed as null.
+
+A dotted field's entries are the values mongomock's matcher reaches along the
+path, which steps into the dictionaries of an array but not into an array
+nested in it; ``$elemMatch`` does look into such an element. ``nested`` counts
+the documents per field with an array directly inside an array on the path,
+so the planner knows when the bounds an ``$elemMatch`` implies cannot miss one.
 """
 
 from __future__ import annotations
@@ -176,6 +182,24 @@ def field_pairs(doc: Mapping[str, Any], field: str) -> tuple[set[Pair], bool, bo
     return pairs, multikey, complex_
 
 
+def holds_nested_array(doc: Mapping[str, Any], field: str) -> bool:
+    """Tell whether an array on the way to dotted ``field`` holds an array as an element.
+
+    mongomock's ``$elemMatch`` matches such an element as a document of its
+    own (reaching the dictionaries inside it), where the path to ``field``
+    skips it: an entry of the index may then be missing for the element that
+    matched.
+    """
+    parts = field.split(".")
+    for end in range(1, len(parts)):
+        for candidate in iter_key_candidates(".".join(parts[:end]), doc):
+            if isinstance(candidate, (list, tuple)):
+                for element in candidate:
+                    if isinstance(element, (list, tuple)):
+                        return True
+    return False
+
+
 def _present(doc: Mapping[str, Any], field: str) -> bool:
     if "." not in field:
         return field in doc
@@ -239,14 +263,19 @@ class Held:
     entry and no flags: the index keeps that entry tuple itself, not a Held.
     """
 
-    __slots__ = ("complex", "entries", "multikey")
+    __slots__ = ("complex", "entries", "multikey", "nested")
 
     def __init__(
-        self, entries: frozenset[Entry], multikey: tuple[bool, ...], complex_: tuple[bool, ...]
+        self,
+        entries: frozenset[Entry],
+        multikey: tuple[bool, ...],
+        complex_: tuple[bool, ...],
+        nested: tuple[bool, ...],
     ) -> None:
         self.entries = entries
         self.multikey = multikey
         self.complex = complex_
+        self.nested = nested
 
 
 class SortedIndex:
@@ -270,6 +299,7 @@ class SortedIndex:
         self._exists_only = _exists_fields(self.partial)
         self.multikey = [0] * len(self.fields)
         self.complex = [0] * len(self.fields)
+        self.nested = [0] * len(self.fields)  # documents with an array in an array on the path
         self._held: dict[int, Held | Entry] = {}  # by sequence number: a Held, or its one entry
 
     @property
@@ -293,19 +323,20 @@ class SortedIndex:
             entry = self._scalar_entry(seq, doc)
             if entry is not None:
                 return entry
-        per_field, multikey, complex_ = [], [], []
+        per_field, multikey, complex_, nested = [], [], [], []
         for field, direction in zip(self.fields, self.directions, strict=True):
             pairs, many, odd = field_pairs(doc, field)
             per_field.append([stored(pair, direction < 0) for pair in pairs])
             multikey.append(many)
             complex_.append(odd)
+            nested.append("." in field and holds_nested_array(doc, field))
         if len(per_field) == 1:
             entries = frozenset((*pair, seq) for pair in per_field[0])
         else:
             entries = frozenset(
                 (*(item for pair in combo for item in pair), seq) for combo in product(*per_field)
             )
-        return Held(entries, tuple(multikey), tuple(complex_))
+        return Held(entries, tuple(multikey), tuple(complex_), tuple(nested))
 
     def _inside(self, doc: Mapping[str, Any]) -> bool:
         """Tell whether ``doc`` matches the partial filter (top-level ``$exists``: no matcher)."""
@@ -349,9 +380,11 @@ class SortedIndex:
         return tuple(entry)
 
     def _count(self, held: Held, step: int) -> None:
-        for i, (many, odd) in enumerate(zip(held.multikey, held.complex, strict=True)):
+        flags = zip(held.multikey, held.complex, held.nested, strict=True)
+        for i, (many, odd, deep) in enumerate(flags):
             self.multikey[i] += step * many
             self.complex[i] += step * odd
+            self.nested[i] += step * deep
 
     def build(self, documents: Iterable[tuple[int, Mapping[str, Any]]]) -> None:
         """Index every ``(seq, doc)`` at once (index creation)."""

@@ -594,13 +594,6 @@ def _index_scans(explained: dict[str, Any]) -> list[str]:
 def test_the_inbound_lookup_is_planned_on_by_providerAddress(
     db: Any, clock: Any, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    if backend == "embedded":
-        # The embedded planner (nsn_store/embedded/_planner.py) bounds top-level and
-        # dotted fields only: it plans {providerConfigs: {$elemMatch: ...}} as a
-        # COLLSCAN. Strict, so this fails the day it learns $elemMatch bounds.
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="embedded planner: no $elemMatch index bounds")
-        )
     init_schema(db)
     _tenants_with_senders(db, clock, 30)
     query = q.tenants_at_query("sms", "+14155550007")  # what Inbound.receive reads
