@@ -11,7 +11,9 @@ its direction or all reversed), so the walk stops at ``limit``. The index only
 narrows the candidates: the full filter still decides, so the result is the
 one a collection scan gives, in the same order:
 
-- unsorted results come in natural (insertion) order, as from a scan;
+- unsorted results come in natural (insertion) order, as from a scan, but
+  for an ``_id`` lookup of several ids: those come in ``_id`` order, as the
+  server's ``_id`` index returns them;
 - sorted results follow mongomock's stable sort: ties keep natural order
   (entries with equal sort values are regrouped by insertion sequence).
 
