@@ -76,9 +76,9 @@ def patch_datetime_awareness_in_document(value: T) -> T:
 def _patch(value: Any) -> Any:
     kind = type(value)
     if kind is dict:
-        return {k: _patch(v) for k, v in value.items()}
+        return {k: v if type(v) in _PLAIN else _patch(v) for k, v in value.items()}
     if kind is list or kind is tuple:
-        return [_patch(v) for v in value]
+        return [v if type(v) in _PLAIN else _patch(v) for v in value]
     if kind is datetime:
         millis = (value.microsecond // 1000) * 1000
         if value.tzinfo:
@@ -98,9 +98,15 @@ def patched_filter(spec: T) -> T:
 def _has_datetime(value: Any) -> bool:
     kind = type(value)
     if kind is dict:
-        return any(_has_datetime(v) for v in value.values())
+        for item in value.values():  # noqa: SIM110 (a loop: no generator frame per call)
+            if type(item) not in _PLAIN and _has_datetime(item):
+                return True
+        return False
     if kind is list or kind is tuple:
-        return any(_has_datetime(v) for v in value)
+        for item in value:  # noqa: SIM110 (as above)
+            if type(item) not in _PLAIN and _has_datetime(item):
+                return True
+        return False
     if kind in _PLAIN:
         return False
     return isinstance(value, (datetime, Mapping, list, tuple))
