@@ -42,8 +42,9 @@ class EmbeddedCursor(_mongomock.Cursor):
         batch_size: int = 0,
     ) -> None:
         super().__init__(collection, None, sort, projection, skip, limit)
-        # mongomock's constructor would copy the filter through its slow datetime patch;
-        # this one leaves a filter without datetimes as it is (pymongo keeps it too).
+        # mongomock's constructor would copy the filter through its slow patch (datetimes
+        # to naive UTC milliseconds, tuples to lists); this one leaves a filter without
+        # either as it is (pymongo keeps it too).
         self._spec = _mongomock.patched_filter(spec)
         self._collation = collation
         _collation.parse(collation)  # PyMongo checks the type when the cursor is made

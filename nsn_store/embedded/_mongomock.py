@@ -91,20 +91,22 @@ def _patch(value: Any) -> Any:
 
 def patched_filter(spec: T) -> T:
     """Return a filter as :func:`patch_datetime_awareness_in_document` does, unchanged
-    (not copied) when it holds no datetime, which is what most filters are."""
-    return patch_datetime_awareness_in_document(spec) if _has_datetime(spec) else spec
+    (not copied) when it holds no datetime nor tuple, which is what most filters are."""
+    return patch_datetime_awareness_in_document(spec) if _needs_patch(spec) else spec
 
 
-def _has_datetime(value: Any) -> bool:
+def _needs_patch(value: Any) -> bool:
     kind = type(value)
     if kind is dict:
         for item in value.values():  # noqa: SIM110 (a loop: no generator frame per call)
-            if type(item) not in _PLAIN and _has_datetime(item):
+            if type(item) not in _PLAIN and _needs_patch(item):
                 return True
         return False
-    if kind is list or kind is tuple:
+    if kind is tuple:
+        return True  # a tuple is sent as an array: the patch makes it a list
+    if kind is list:
         for item in value:  # noqa: SIM110 (as above)
-            if type(item) not in _PLAIN and _has_datetime(item):
+            if type(item) not in _PLAIN and _needs_patch(item):
                 return True
         return False
     if kind in _PLAIN:

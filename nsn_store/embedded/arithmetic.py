@@ -151,9 +151,18 @@ def _pushable(current: Any, operand: Any) -> bool:
     return isinstance(operand["$each"], list) and type(operand.get("$slice", 0)) is int
 
 
+def appended(operand: Any) -> int:
+    """Return how many elements a ``$push`` operand that :func:`top_level` accepts appends."""
+    return len(operand["$each"]) if _pushes_each(operand) else 1
+
+
+def _pushes_each(operand: Any) -> bool:
+    return _is_mapping(operand) and "$each" in operand
+
+
 def _pushed(current: Any, operand: Any) -> list[Any]:
     values = [] if current is _MISSING else list(current)
-    if not _is_mapping(operand) or "$each" not in operand:
+    if not _pushes_each(operand):
         return [*values, operand]
     values += operand["$each"]
     if "$slice" in operand:

@@ -128,6 +128,17 @@ def _copy_value(value: Any, aware: bool) -> Any:
     return bson.decode(encode({"v": value}), codec_options=options)["v"]
 
 
+def canonical(document: Any, data: bytes) -> bool:
+    """Tell whether ``data``, the BSON of ``document``, is also the BSON of its stored form.
+
+    Not for a document that is not a plain dict (a ``RawBSONDocument`` keeps
+    its own field order), nor when a sub-document may be DBRef-shaped (``$ref``
+    anywhere: it decodes to a DBRef, which encodes its fields in its own
+    order); a false alarm only costs an encode later.
+    """
+    return type(document) is dict and b"$ref\x00" not in data
+
+
 def to_stored(document: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     """Return (the document as a server stores it, its BSON size)."""
     data = encode(document)

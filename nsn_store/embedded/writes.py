@@ -193,7 +193,8 @@ class WritePaths:
         roundtrip.check_insert_size(len(encoded))
         stored = roundtrip.decode(encoded)
         filled = roundtrip.fill_empty_timestamps(stored)
-        self._write(stored, None, raw=None if filled else encoded)
+        kept = encoded if not filled and roundtrip.canonical(data, encoded) else None
+        self._write(stored, None, raw=kept)
         return data["_id"]
 
     def _insert_overhead(self) -> int:
@@ -310,8 +311,9 @@ class WritePaths:
         if new.get("_id") != stored.get("_id"):
             raise _immutable_id(new.get("_id"))
         roundtrip.check_update_size(len(after), upsert=False)
+        kept = after if roundtrip.canonical(new, after) else None
         self._write(
-            roundtrip.decode(after), stored, replace=change.replacement, raw=after, changed=changed
+            roundtrip.decode(after), stored, replace=change.replacement, raw=kept, changed=changed
         )
         return 1
 
@@ -334,7 +336,8 @@ class WritePaths:
         roundtrip.check_update_size(len(encoded), upsert=True)
         stored = roundtrip.decode(encoded)
         filled = roundtrip.fill_empty_timestamps(stored)
-        self._write(stored, None, raw=None if filled else encoded)
+        kept = encoded if not filled and roundtrip.canonical(seed, encoded) else None
+        self._write(stored, None, raw=kept)
         return seed["_id"]
 
     def _apply_update(
@@ -627,8 +630,5 @@ def _changed_fields(update: Mapping[str, Any]) -> dict[str, int | None]:
     changed: dict[str, int | None] = {}
     for operator, fields in update.items():
         for path, operand in fields.items():
-            changed[path] = None
-            if operator == "$push":
-                each = operand.get("$each") if type(operand) is dict else None
-                changed[path] = len(each) if type(each) is list else 1
+            changed[path] = arithmetic.appended(operand) if operator == "$push" else None
     return changed

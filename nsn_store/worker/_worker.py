@@ -67,7 +67,8 @@ class Worker(WorkerBase):
 
     def _setup(self) -> None:
         # One lock, two conditions: senders wait on _work for a delivery; the claiming
-        # loop, heartbeat, jobs and shutdown wait on _cond for held claims to change.
+        # loop, heartbeat and shutdown wait on _cond for held claims to change (and the
+        # jobs loop for the stop).
         # A finished send then wakes the few threads that count held claims, not
         # every idle sender.
         lock = threading.RLock()

@@ -296,3 +296,33 @@ def test_a_cursor_reads_its_results_once_and_serves_them_in_order(
     cursor = embedded.c.find({}, skip=10, limit=300)
     assert [doc["_id"] for doc in cursor] == list(range(10, 310))
     assert len(calls) == 1
+
+
+def test_a_tuple_in_a_filter_is_an_array_as_pymongo_sends_it(db: Any) -> None:
+    coll = db["tuples"]
+    coll.insert_many([{"_id": 1, "a": [1, 2]}, {"_id": 2, "a": 1}, {"_id": 3, "a": [[1, 2]]}])
+    assert [d["_id"] for d in coll.find({"a": (1, 2)}, sort=[("_id", 1)])] == [1, 3]
+    assert [d["_id"] for d in coll.find({"a": {"$eq": (1, 2)}})] == [1]
+    assert coll.count_documents({"a": (1, 2)}) == 2
+
+
+def test_an_update_that_changes_nothing_modifies_nothing_whatever_was_stored(db: Any) -> None:
+    # A DBRef-shaped sub-document decodes to a DBRef, whose BSON orders its fields itself.
+    coll = db["same"]
+    coll.insert_one({"_id": 1, "x": 1, "r": {"$id": 1, "$ref": "c"}})
+    assert coll.update_one({"_id": 1}, {"$set": {"x": 1}}).modified_count == 0
+    assert coll.update_one({"_id": 1}, {"$set": {"x": 2}}).modified_count == 1
+
+
+def test_a_push_of_each_in_any_mapping_validates_every_element(db: Any) -> None:
+    from collections import OrderedDict
+
+    schema = {"bsonType": "object", "properties": {"a": {"items": {"bsonType": "int"}}}}
+    coll = db.create_collection("pushed", validator={"$jsonSchema": schema})
+    coll.insert_one({"_id": 1, "a": [1]})
+    coll.update_one({"_id": 1}, {"$set": {"b": 1}})  # now known valid: updates re-check parts
+    with pytest.raises(WriteError) as caught:
+        coll.update_one({"_id": 1}, {"$push": {"a": OrderedDict([("$each", ["bad", 2])])}})
+    assert caught.value.code == 121
+    coll.update_one({"_id": 1}, {"$push": {"a": {"$each": [2, 3], "$slice": -3}}})
+    assert coll.find_one({"_id": 1})["a"] == [1, 2, 3]
