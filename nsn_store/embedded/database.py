@@ -29,7 +29,7 @@ from nsn_store.embedded._api import check_collated_pipeline
 from nsn_store.embedded.collection import EmbeddedCollection
 from nsn_store.embedded.enforce import bypassing
 from nsn_store.embedded.indexes import MAX_TTL
-from nsn_store.embedded.writes import SERVER_TIME_VARIABLES, refuse_unsupported
+from nsn_store.embedded.writes import refuse_server_time, refuse_unsupported
 from nsn_store.jsonschema._bsontypes import bson_type
 
 NAMESPACE_NOT_FOUND = 26
@@ -466,13 +466,7 @@ def _check_database_pipeline(stages: list[Any]) -> None:
             raise _fail(f"{name} is only valid as the first stage in a pipeline", ONLY_FIRST)
         if name == "$out" and stage is not stages[-1]:
             raise _fail("$out can only be the final stage in the pipeline", ONLY_LAST)
-    text = repr(stages)
-    for variable in SERVER_TIME_VARIABLES:
-        if variable in text:
-            raise NotImplementedError(
-                f"{variable} in a database aggregate is not supported by the embedded database; "
-                "pass the time from your Clock as a literal value instead"
-            )
+    refuse_server_time(stages, "a database aggregate")
 
 
 def _check_stage_names(stages: list[Any]) -> None:

@@ -564,7 +564,7 @@ def _pipeline_update(
         for stage in stages
     ]
     _mongomock.validate_document_stages(stages)
-    _refuse_server_time(stages)
+    refuse_server_time(stages)
     return list(_variables.in_pipeline(stages, variables))
 
 
@@ -610,15 +610,37 @@ def command_error(error: WriteError) -> OperationFailure:
     return kind(reply["errmsg"], error.code, reply)
 
 
-def _refuse_server_time(pipeline: Any) -> None:
-    """Refuse ``$$NOW``/``$$CLUSTER_TIME``: mongomock evaluates them wrongly or not at all."""
-    text = repr(pipeline)
-    for variable in SERVER_TIME_VARIABLES:
-        if variable in text:
-            raise NotImplementedError(
-                f"{variable} in a pipeline update is not supported by the embedded database; "
-                "pass the time from your Clock as a literal value instead"
-            )
+def refuse_server_time(pipeline: Any, where: str = "a pipeline update") -> None:
+    """Refuse ``$$NOW``/``$$CLUSTER_TIME``: mongomock evaluates them wrongly or not at all.
+
+    A reference is a string value naming the variable (or a path under it); a
+    literal that merely contains the text is not one.
+    """
+    variable = _server_time_reference(pipeline)
+    if variable is not None:
+        raise NotImplementedError(
+            f"{variable} in {where} is not supported by the embedded database; "
+            "pass the time from your Clock as a literal value instead"
+        )
+
+
+def _server_time_reference(value: Any) -> str | None:
+    if isinstance(value, str):
+        for variable in SERVER_TIME_VARIABLES:
+            if value == variable or value.startswith(variable + "."):
+                return variable
+        return None
+    if isinstance(value, Mapping):
+        items: Any = value.values()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        return None
+    for item in items:
+        found = _server_time_reference(item)
+        if found is not None:
+            return found
+    return None
 
 
 def _changed_fields(update: Mapping[str, Any]) -> dict[str, int | None]:

@@ -326,3 +326,16 @@ def test_a_push_of_each_in_any_mapping_validates_every_element(db: Any) -> None:
     assert caught.value.code == 121
     coll.update_one({"_id": 1}, {"$push": {"a": {"$each": [2, 3], "$slice": -3}}})
     assert coll.find_one({"_id": 1})["a"] == [1, 2, 3]
+
+
+def test_a_string_that_only_mentions_now_is_a_literal_in_a_pipeline_update(db: Any) -> None:
+    coll = db["mentions"]
+    coll.insert_one({"_id": 1})
+    coll.update_one({"_id": 1}, [{"$set": {"note": "sent at $$NOW"}}])
+    assert coll.find_one({"_id": 1}) == {"_id": 1, "note": "sent at $$NOW"}
+
+
+def test_now_in_a_pipeline_update_is_refused_by_name(embedded: Any) -> None:
+    embedded["now"].insert_one({"_id": 1})
+    with pytest.raises(NotImplementedError, match=r"\$\$NOW in a pipeline update"):
+        embedded["now"].update_one({"_id": 1}, [{"$set": {"at": {"$add": ["$$NOW", 1]}}}])
