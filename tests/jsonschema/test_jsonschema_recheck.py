@@ -32,6 +32,9 @@ LEAF_SCHEMAS = st.fixed_dictionaries(
         "minimum": st.integers(-2, 2),
         "maxLength": st.integers(0, 4),
         "maxItems": st.integers(0, 2),
+        "minItems": st.integers(1, 2),
+        "uniqueItems": st.booleans(),
+        "items": st.sampled_from([{"minimum": 0}, {"bsonType": "int"}, [{"minimum": 1}]]),
         "required": st.just(["x"]),
     },
 )
@@ -53,7 +56,7 @@ ROOT_SCHEMAS = st.fixed_dictionaries(
 DOCUMENTS = st.dictionaries(st.sampled_from(FIELDS), VALUES, max_size=4)
 MISSING = object()
 PUSHES = st.tuples(
-    st.just("$push"), st.lists(st.integers(-3, 3) | st.just("s"), max_size=3), st.integers(-3, 0)
+    st.just("$push"), st.lists(st.integers(-3, 3) | st.just("s"), max_size=3), st.integers(-3, 3)
 )
 CHANGES = st.dictionaries(st.sampled_from(FIELDS), VALUES | st.just(MISSING) | PUSHES, min_size=1)
 
@@ -89,8 +92,8 @@ def test_rechecking_the_changed_fields_gives_the_whole_documents_verdict(
             _, values, keep = value
             current = after.get(field, [])
             assume(isinstance(current, list))
-            grown = [*current, *values]
-            after[field] = grown[keep:] if keep else grown
+            grown = [*current, *values]  # $slice: negative keeps the end, positive the start
+            after[field] = grown if not keep else grown[keep:] if keep < 0 else grown[:keep]
             changed[field] = len(values)
         else:
             after[field] = value

@@ -591,9 +591,7 @@ def _index_scans(explained: dict[str, Any]) -> list[str]:
     return found
 
 
-def test_the_inbound_lookup_is_planned_on_by_providerAddress(
-    db: Any, clock: Any, backend: str, request: pytest.FixtureRequest
-) -> None:
+def test_the_inbound_lookup_is_planned_on_by_providerAddress(db: Any, clock: Any) -> None:
     init_schema(db)
     _tenants_with_senders(db, clock, 30)
     query = q.tenants_at_query("sms", "+14155550007")  # what Inbound.receive reads
