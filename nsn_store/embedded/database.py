@@ -116,10 +116,8 @@ class EmbeddedDatabase(_mongomock.Database):
         cached: EmbeddedCollection | None = self._collection_accesses.get(name)
         if cached is None:
             self._ensure_valid_collection_name(name)
-            cached = self._collection_accesses[name] = EmbeddedCollection(
-                self,
-                name=name,
-                _db_store=self._store,
+            cached = self._collection_accesses[name] = self._new_collection(
+                name,
                 read_preference=self.read_preference,
                 codec_options=self._codec_options,
                 read_concern=self.read_concern,
@@ -130,16 +128,18 @@ class EmbeddedDatabase(_mongomock.Database):
             name, codec_options, read_preference, write_concern, read_concern
         )
         if read_concern is not None and read_concern != collection.read_concern:
-            collection = EmbeddedCollection(
-                self,
-                name=name,
-                _db_store=self._store,
+            collection = self._new_collection(
+                name,
                 read_preference=collection.read_preference,
                 codec_options=collection.codec_options,
                 write_concern=collection.write_concern,
                 read_concern=read_concern,
             )
         return collection
+
+    def _new_collection(self, name: str, **options: Any) -> EmbeddedCollection:
+        """Return a new collection object on this database's store with ``options``."""
+        return EmbeddedCollection(self, name=name, _db_store=self._store, **options)
 
     def watch(
         self,
