@@ -124,12 +124,7 @@ class FieldChecks:
                     return False
             if allowed and value is not MISSING and not _field_allowed(schema, field_name, value):
                 return False
-        return (
-            all(lookup(document, name) is not MISSING for name in schema.required)
-            and (schema.min_properties is None or len(document) >= schema.min_properties)
-            and (schema.max_properties is None or len(document) <= schema.max_properties)
-            and all(dependency_ok(schema, n, dep, document) for n, dep in schema.dependencies)
-        )
+        return _document_rules_ok(schema, document)
 
 
 def _grown_ok(schema: SchemaNode, value: Any, grown: int) -> bool | None:
@@ -144,11 +139,7 @@ def _grown_ok(schema: SchemaNode, value: Any, grown: int) -> bool | None:
         return None
     if schema.types is not None and "array" not in schema.types:
         return False
-    if schema.min_items is not None and len(value) < schema.min_items:
-        return False
-    if schema.max_items is not None and len(value) > schema.max_items:
-        return False
-    if schema.unique_items and duplicate_item(value) is not MISSING:
+    if not _array_rules_ok(schema, value):
         return False
     items = schema.items
     return items is None or all(matches(items, item) for item in value[-grown:] if grown)
@@ -210,11 +201,15 @@ def bound_ok(schema: SchemaNode, value: Any, keyword: str) -> bool:
 def _array_ok(schema: SchemaNode, value: Any, alias: str | None) -> bool:
     if alias != "array":
         return True
+    return _array_rules_ok(schema, value) and _items_ok(schema, value)
+
+
+def _array_rules_ok(schema: SchemaNode, value: Sequence[Any]) -> bool:
+    """Check the rules of an array as a whole: ``min/maxItems``, ``uniqueItems``."""
     return (
         (schema.min_items is None or len(value) >= schema.min_items)
         and (schema.max_items is None or len(value) <= schema.max_items)
         and (not schema.unique_items or duplicate_item(value) is MISSING)
-        and _items_ok(schema, value)
     )
 
 
@@ -260,8 +255,15 @@ def _object_ok(schema: SchemaNode, obj: Mapping[str, Any]) -> bool:
         if value is not MISSING and not matches(sub, value):
             return False
     return (
-        (not schema.has_allowed_properties or not disallowed_fields(schema, obj))
-        and all(lookup(obj, name) is not MISSING for name in schema.required)
+        not schema.has_allowed_properties or not disallowed_fields(schema, obj)
+    ) and _document_rules_ok(schema, obj)
+
+
+def _document_rules_ok(schema: SchemaNode, obj: Mapping[str, Any]) -> bool:
+    """Check the rules of an object as a whole: ``required``, ``min/maxProperties``,
+    ``dependencies``."""
+    return (
+        all(lookup(obj, name) is not MISSING for name in schema.required)
         and (schema.min_properties is None or len(obj) >= schema.min_properties)
         and (schema.max_properties is None or len(obj) <= schema.max_properties)
         and all(dependency_ok(schema, name, dep, obj) for name, dep in schema.dependencies)
